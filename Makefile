@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Both build the virtual environment from nothing. torch is pinned first so that
+# pip takes the CPU wheel instead of pulling the CUDA stack.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.genesel-installed
+
+.PHONY: env test demo lint clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[workflow,test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(VENV)/bin/snakemake --profile profiles/local --configfile config/config.yaml
+	@echo "Report: results/demo/report/index.html"
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint --configfile config/config.yaml
+
+clean:
+	rm -rf results .snakemake

@@ -1,0 +1,1 @@
+"""Readers and writers for expression matrices (GCTX, D-GEX ``.npy``, AnnData, CSV)."""
