@@ -1,0 +1,241 @@
+"""Stream shuffled, standardised minibatches from a store to a torch device.
+
+The store is read in row blocks: each epoch visits the blocks of a split in a seeded
+random order, gathers a few blocks into a pool, shuffles the pool's rows and cuts it into
+minibatches. A background thread reads the next pool while the current one is consumed.
+When a split fits in a memory budget (on the GPU, or in host memory on the CPU) it is read
+once and kept resident, and batches are drawn by index.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genesel.store import Store
+
+logger = logging.getLogger(__name__)
+
+#: Default memory budget for keeping a split resident in host memory (CPU training).
+DEFAULT_HOST_RESIDENT_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How minibatches are cut from a split.
+
+    Parameters
+    ----------
+    batch_size
+        Rows per minibatch.
+    block_rows
+        Rows read from disk at a time.
+    blocks_per_pool
+        Blocks gathered and shuffled together (more = better mixing, more memory).
+    prefetch
+        Pools read ahead by the background thread.
+    resident_bytes
+        Keep the split resident on the device when it is at most this large; ``None`` picks
+        1 GiB on the CPU and 80 % of free memory on a GPU; ``0`` never.
+    drop_last
+        Drop a final minibatch smaller than ``batch_size`` (training).
+    """
+
+    batch_size: int = 256
+    block_rows: int = 1024
+    blocks_per_pool: int = 4
+    prefetch: int = 1
+    resident_bytes: int | None = None
+    drop_last: bool = False
+
+
+class MinibatchLoader:
+    """Iterate over standardised minibatches of one split as torch tensors.
+
+    Parameters
+    ----------
+    store
+        The data.
+    split
+        ``"train"``, ``"validation"`` or ``"test"``.
+    config
+        Batch size, block size, prefetch and residency.
+    shuffle
+        Shuffle block order and rows (training); otherwise rows come in store order.
+    seed
+        Seed of the shuffling; epoch ``e`` uses the stream ``(seed, e)``.
+    device
+        Where batches are delivered.
+    columns
+        Optional gene indices: batches then hold only these columns (inputs of a decoder).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        split: str,
+        *,
+        config: LoaderConfig | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        columns: np.ndarray | None = None,
+    ) -> None:
+        self.store = store
+        self.split = split
+        self.config = config or LoaderConfig()
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.columns = None if columns is None else np.asarray(columns)
+        self.rows = store.require_split(split)
+        self.epoch = 0
+        self._resident: torch.Tensor | None = None
+        if self._fits_resident():
+            self._resident = self._load_resident()
+
+    # -- sizes ------------------------------------------------------------
+    @property
+    def n_rows(self) -> int:
+        """Rows in the split."""
+        return int(self.rows.size)
+
+    @property
+    def n_columns(self) -> int:
+        """Columns of each batch."""
+        return self.store.n_vars if self.columns is None else int(self.columns.size)
+
+    @property
+    def is_resident(self) -> bool:
+        """Whether the split is held on the device."""
+        return self._resident is not None
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n_rows, self.config.batch_size)
+        return full if (self.config.drop_last and self.shuffle) or rest == 0 else full + 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffling stream of ``epoch`` (call before iterating)."""
+        self.epoch = int(epoch)
+
+    # -- iteration ----------------------------------------------------------
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self._resident is not None:
+            yield from self._iter_resident(rng)
+        else:
+            yield from self._iter_streaming(rng)
+
+    def _iter_resident(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+        order = rng.permutation(self.n_rows) if self.shuffle else np.arange(self.n_rows)
+        order_t = torch.from_numpy(order).to(self.device)
+        for start in self._batch_starts(self.n_rows):
+            yield self._resident.index_select(0, order_t[start : start + self.config.batch_size])
+
+    def _iter_streaming(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+        pools = self._pool_plan(rng)
+        carry: np.ndarray | None = None
+        for pool in _prefetched((self._read_pool(block_list) for block_list in pools), depth=self.config.prefetch):
+            if self.shuffle:
+                pool = pool[rng.permutation(pool.shape[0])]
+            if carry is not None:
+                pool = np.concatenate([carry, pool])
+                carry = None
+            usable = (pool.shape[0] // self.config.batch_size) * self.config.batch_size
+            for start in range(0, usable, self.config.batch_size):
+                yield self._to_device(pool[start : start + self.config.batch_size])
+            if usable < pool.shape[0]:
+                carry = pool[usable:]
+        if carry is not None and carry.shape[0] and not (self.config.drop_last and self.shuffle):
+            yield self._to_device(carry)
+
+    def _batch_starts(self, n: int) -> range:
+        batch = self.config.batch_size
+        stop = (n // batch) * batch if (self.config.drop_last and self.shuffle) else n
+        return range(0, stop, batch)
+
+    def _pool_plan(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+        block = self.config.block_rows
+        blocks = [self.rows[i : i + block] for i in range(0, self.n_rows, block)]
+        if self.shuffle:
+            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
+        per_pool = self.config.blocks_per_pool if self.shuffle else 1
+        return [blocks[i : i + per_pool] for i in range(0, len(blocks), per_pool)]
+
+    def _read_pool(self, blocks: list[np.ndarray]) -> np.ndarray:
+        parts = [self._read(indices) for indices in blocks]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        values = self.store.read_rows(indices, standardize=True)
+        if self.columns is not None:
+            values = values[:, self.columns]
+        return values
+
+    def _to_device(self, values: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(values))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    # -- residency ------------------------------------------------------------
+    def _fits_resident(self) -> bool:
+        budget = self.config.resident_bytes
+        if budget is None:
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+                budget = int(0.8 * free)
+            else:
+                budget = DEFAULT_HOST_RESIDENT_BYTES
+        return self.n_rows * self.n_columns * 4 <= budget
+
+    def _load_resident(self) -> torch.Tensor:
+        resident = torch.empty((self.n_rows, self.n_columns), dtype=torch.float32, device=self.device)
+        block = self.config.block_rows
+        for start in range(0, self.n_rows, block):
+            values = self._read(self.rows[start : start + block])
+            resident[start : start + values.shape[0]] = torch.from_numpy(values).to(self.device)
+        logger.debug("%s split resident on %s (%d x %d)", self.split, self.device, self.n_rows, self.n_columns)
+        return resident
+
+
+def _prefetched(items: Iterator[np.ndarray], depth: int = 1) -> Iterator[np.ndarray]:
+    """Evaluate ``items`` in a background thread, ``depth`` items ahead."""
+    buffer: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+        except BaseException as error:  # surfaced in the consumer
+            buffer.put(error)
+            return
+        buffer.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
