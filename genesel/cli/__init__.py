@@ -1,0 +1,1 @@
+"""The ``genesel`` command-line interface: one module per subcommand."""

@@ -1,0 +1,68 @@
+"""Options shared by several subcommands (training, loading, parameters)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from genesel.errors import ConfigError
+from genesel.loader import LoaderConfig
+from genesel.training import TrainerConfig
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, learning_rate: float = 1e-3, batch_size: int = 256) -> None:
+    """Add the trainer and loader options."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=epochs, help=f"epoch budget (default {epochs})")
+    group.add_argument("--lr", type=float, default=learning_rate, help=f"Adam learning rate (default {learning_rate})")
+    group.add_argument("--lr-decay", type=float, default=None, help="multiply the learning rate by this each epoch")
+    group.add_argument("--batch-size", type=int, default=batch_size, help=f"minibatch size (default {batch_size})")
+    group.add_argument("--patience", type=int, default=None, help="stop after this many epochs without validation improvement")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    group.add_argument("--no-mixed-precision", action="store_true", help="train in float32 on the GPU")
+    group.add_argument("--block-rows", type=int, default=1024, help="rows read from disk at a time")
+    group.add_argument(
+        "--resident-gib",
+        type=float,
+        default=None,
+        help="keep a split in device memory when it is at most this many GiB (default: 1 on CPU, 80%% of free GPU memory)",
+    )
+    group.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+
+
+def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any) -> TrainerConfig:
+    """Build a :class:`TrainerConfig` from parsed arguments."""
+    return TrainerConfig(
+        max_epochs=args.epochs,
+        learning_rate=args.lr,
+        lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
+        seed=seed,
+        device=args.device,
+        mixed_precision=not args.no_mixed_precision,
+        patience=args.patience,
+        progress=getattr(args, "progress", True),
+        **overrides,
+    )
+
+
+def loader_config(args: argparse.Namespace) -> LoaderConfig:
+    """Build a :class:`LoaderConfig` from parsed arguments."""
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    resident = None if args.resident_gib is None else int(args.resident_gib * (1 << 30))
+    return LoaderConfig(batch_size=args.batch_size, block_rows=args.block_rows, resident_bytes=resident)
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` pairs; values are read as JSON when they parse, else kept as text."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.replace("-", "_")] = value
+    return params

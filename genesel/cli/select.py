@@ -1,0 +1,56 @@
+"""``genesel select``: choose a panel of K genes with one method."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from genesel.cli.common import add_training_arguments, loader_config, parse_params, trainer_config
+from genesel.selectors.base import available_methods, select_panel
+from genesel.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``genesel select``."""
+    parser = subparsers.add_parser(
+        "select",
+        help="select a gene panel",
+        description=(
+            "Select K genes from a preprocessed store. Writes DIR/panel.tsv (rank, gene id, symbol, "
+            "landmark flag), DIR/history.tsv, DIR/config.json and DIR/model.pt for trained methods."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument("--method", required=True, choices=available_methods(), help="selection method")
+    parser.add_argument("--n-genes", "-k", type=int, required=True, help="panel size K")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method hyperparameter, repeatable (e.g. --param hidden=[256] --param gjsd_weight=0.1)",
+    )
+    add_training_arguments(parser, epochs=100)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``genesel select``."""
+    with Store.open(args.data) as store:
+        result = select_panel(
+            store,
+            method=args.method,
+            n_genes=args.n_genes,
+            seed=args.seed,
+            params=parse_params(args.param),
+            trainer=trainer_config(args, seed=args.seed),
+            loader=loader_config(args),
+            out_dir=args.out,
+            resume=args.resume,
+        )
+    overlap = int(result.table()["landmark"].sum())
+    logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, args.out)
+    return 0

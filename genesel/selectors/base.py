@@ -1,0 +1,250 @@
+"""The contract every panel selector follows, the registry, and ``select_panel``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genesel.errors import ConfigError, InputFileError
+from genesel.io.atomic import atomic_output, write_json
+from genesel.loader import LoaderConfig
+from genesel.store import Store
+from genesel.training import TrainerConfig
+
+logger = logging.getLogger(__name__)
+
+#: Method name -> module of ``genesel.selectors`` that registers it.
+METHOD_MODULES: dict[str, str] = {
+    "cae": "concrete",
+    "ipcae": "concrete",
+    "lassonet": "lassonet",
+    "logitnormal": "logitnormal",
+    "logitnormal-hnet": "logitnormal",
+    "landmarks": "baselines",
+    "random": "baselines",
+    "hvg": "baselines",
+    "qr": "baselines",
+}
+
+_REGISTRY: dict[str, type[PanelSelector]] = {}
+
+#: Columns of ``panel.tsv``.
+PANEL_COLUMNS = ("rank", "gene_id", "symbol", "landmark", "score")
+
+
+@dataclass
+class PanelResult:
+    """A selected panel with everything needed to audit and reuse it.
+
+    Attributes
+    ----------
+    method, n_genes, seed
+        What was run.
+    gene_indices
+        Column indices into the store, best first (length ``n_genes``, distinct).
+    var
+        The store's gene annotation (all genes).
+    scores
+        Optional per-panel-gene score (higher = more important), aligned with ``gene_indices``.
+    history
+        Per-epoch training history, if the method trains.
+    state_dict
+        Trained weights, if any (saved as ``model.pt``).
+    config
+        Every hyperparameter, for ``config.json``.
+    extra
+        Method-specific results (duplicates resolved, a LassoNet path, ...), also in ``config.json``.
+    """
+
+    method: str
+    n_genes: int
+    seed: int
+    gene_indices: np.ndarray
+    var: pd.DataFrame
+    scores: np.ndarray | None = None
+    history: pd.DataFrame | None = None
+    state_dict: dict[str, torch.Tensor] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.gene_indices = np.asarray(self.gene_indices, dtype=np.int64)
+        if len(np.unique(self.gene_indices)) != len(self.gene_indices):
+            raise ValueError(f"{self.method}: panel has duplicate genes")
+        if len(self.gene_indices) != self.n_genes:
+            raise ValueError(f"{self.method}: panel has {len(self.gene_indices)} genes, expected {self.n_genes}")
+
+    @property
+    def gene_ids(self) -> pd.Index:
+        """Identifiers of the panel genes, best first."""
+        return self.var.index[self.gene_indices]
+
+    def table(self) -> pd.DataFrame:
+        """The panel as written to ``panel.tsv``."""
+        chosen = self.var.iloc[self.gene_indices]
+        symbol = chosen["symbol"] if "symbol" in chosen else pd.Series(chosen.index, index=chosen.index)
+        landmark = chosen["landmark"] if "landmark" in chosen else pd.Series(False, index=chosen.index)
+        return pd.DataFrame(
+            {
+                "rank": np.arange(1, self.n_genes + 1),
+                "gene_id": chosen.index.astype(str),
+                "symbol": symbol.astype(str).to_numpy(),
+                "landmark": landmark.astype(bool).to_numpy(),
+                "score": np.full(self.n_genes, np.nan) if self.scores is None else np.asarray(self.scores, float),
+            }
+        )
+
+    def write(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write ``panel.tsv``, ``history.tsv``, ``config.json`` and ``model.pt`` (if trained)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if self.history is not None:
+            with atomic_output(out_dir / "history.tsv") as tmp:
+                self.history.to_csv(tmp, sep="\t", index=False)
+        if self.state_dict is not None:
+            with atomic_output(out_dir / "model.pt") as tmp:
+                torch.save({k: v.detach().cpu() for k, v in self.state_dict.items()}, tmp)
+        write_json(
+            out_dir / "config.json",
+            {"method": self.method, "n_genes": self.n_genes, "seed": self.seed, "config": self.config, "extra": self.extra},
+        )
+        # panel.tsv last: its presence means the whole result is complete.
+        with atomic_output(out_dir / "panel.tsv") as tmp:
+            self.table().to_csv(tmp, sep="\t", index=False)
+        logger.info("wrote %s panel of %d genes to %s", self.method, self.n_genes, out_dir)
+        return out_dir
+
+
+def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``panel.tsv`` (or a directory holding one) written by :meth:`PanelResult.write`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "panel.tsv"
+    if not path.exists():
+        raise InputFileError(path, "no such panel file", "run `genesel select` first")
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"gene_id": str, "symbol": str})
+    except Exception as error:
+        raise InputFileError(path, f"cannot parse panel table ({error})") from None
+    missing = [c for c in ("rank", "gene_id") if c not in table.columns]
+    if missing:
+        raise InputFileError(path, f"panel table lacks columns {missing}", "expected the panel.tsv written by genesel select")
+    if table["gene_id"].duplicated().any():
+        raise InputFileError(path, f"duplicate genes in panel: {table.loc[table['gene_id'].duplicated(), 'gene_id'].tolist()[:5]}")
+    return table.sort_values("rank").reset_index(drop=True)
+
+
+def read_panel_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the ``config.json`` beside a panel."""
+    path = Path(path)
+    path = path / "config.json" if path.is_dir() else path.with_name("config.json")
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class PanelSelector(ABC):
+    """Base class of all selectors.
+
+    Subclasses set ``method``, declare their hyperparameters as keyword-only
+    ``__init__`` arguments (after ``n_genes`` and ``seed``) and implement :meth:`select`.
+    """
+
+    method: ClassVar[str]
+    #: Whether the method trains a network (and so uses the trainer and loaders).
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, *, n_genes: int, seed: int = 0) -> None:
+        self.n_genes = int(n_genes)
+        self.seed = int(seed)
+
+    @abstractmethod
+    def select(
+        self,
+        store: Store,
+        *,
+        trainer: TrainerConfig | None = None,
+        loader: LoaderConfig | None = None,
+        work_dir: Path | None = None,
+        resume: bool = False,
+    ) -> PanelResult:
+        """Choose ``n_genes`` genes from ``store``'s train (and validation) split."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The keyword arguments this selector was built with."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "n_genes", "seed")]
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+
+def register_selector(cls: type[PanelSelector]) -> type[PanelSelector]:
+    """Class decorator adding a selector to the registry under ``cls.method``."""
+    _REGISTRY[cls.method] = cls
+    return cls
+
+
+def available_methods() -> tuple[str, ...]:
+    """Names accepted by ``--method``."""
+    return tuple(METHOD_MODULES)
+
+
+def get_selector_class(method: str) -> type[PanelSelector]:
+    """Return the selector class registered as ``method``."""
+    if method not in METHOD_MODULES:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(available_methods())}")
+    importlib.import_module(f"genesel.selectors.{METHOD_MODULES[method]}")
+    return _REGISTRY[method]
+
+
+def make_selector(method: str, *, n_genes: int, seed: int = 0, params: dict[str, Any] | None = None) -> PanelSelector:
+    """Instantiate a selector, rejecting hyperparameters it does not have."""
+    cls = get_selector_class(method)
+    params = dict(params or {})
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "n_genes", "seed")]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"method {method!r} has no parameter(s) {unknown}; it accepts {allowed}")
+    return cls(n_genes=n_genes, seed=seed, **params)
+
+
+def select_panel(
+    store: Store,
+    *,
+    method: str,
+    n_genes: int,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+    trainer: TrainerConfig | None = None,
+    loader: LoaderConfig | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+) -> PanelResult:
+    """Select a panel of ``n_genes`` genes with ``method`` and optionally write it to ``out_dir``.
+
+    This is the one entry point shared by the CLI, the scanpy API and the workflow.
+    """
+    if not isinstance(n_genes, int | np.integer) or n_genes < 1:
+        raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
+    if n_genes >= store.n_vars:
+        raise ConfigError(f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})")
+    store.require_split("train")
+    selector = make_selector(method, n_genes=int(n_genes), seed=seed, params=params)
+    work_dir = None if out_dir is None else Path(out_dir)
+    if work_dir is not None:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    trainer = trainer or TrainerConfig(seed=seed)
+    if trainer.seed != seed:
+        trainer = TrainerConfig(**{**trainer.__dict__, "seed": seed})
+    result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
+    result.config = {"params": selector.hyperparameters(), "trainer": trainer.__dict__ if selector.trainable else None, **result.config}
+    if work_dir is not None:
+        result.write(work_dir)
+    return result

@@ -1,0 +1,289 @@
+"""One training loop for every trainable method: epochs, checkpoints, resume, history.
+
+A *task* is a ``torch.nn.Module`` that implements :class:`TrainingTask`. The
+:class:`Trainer` owns the side effects: device placement, mixed precision, the
+optimiser and learning-rate schedule, the best-validation weights, the per-epoch
+checkpoint (written atomically) and resuming from it. Randomness is drawn from
+streams seeded by ``(seed, epoch)``, so a resumed run is identical to an uninterrupted one
+on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from genesel.errors import ConfigError, InputFileError
+from genesel.io.atomic import atomic_output
+from genesel.loader import MinibatchLoader
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TrainingTask(Protocol):
+    """What the :class:`Trainer` needs from a model.
+
+    Optional hooks, called when defined: ``on_epoch_start(epoch, n_epochs)``,
+    ``on_step_start(step, total_steps)``, ``after_optimizer_step()``,
+    ``epoch_metrics() -> dict``, ``converged(metrics) -> bool``,
+    ``configure_optimizer(lr) -> torch.optim.Optimizer``.
+    """
+
+    def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Mean loss of a training minibatch (with the model in train mode)."""
+
+    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Mean loss of a validation minibatch (eval mode, no gradient)."""
+
+
+@dataclass
+class TrainerConfig:
+    """Options of :class:`Trainer`.
+
+    Parameters
+    ----------
+    max_epochs
+        Epoch budget.
+    learning_rate
+        Adam learning rate (unless the task configures its own optimiser).
+    lr_decay
+        Multiply the learning rate by this after every epoch (D-GEX/CAE decoders: 0.95).
+    seed
+        Seed of weight initialisation, shuffling, dropout and sampling noise.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    mixed_precision
+        bfloat16 autocast and TF32 matmuls on CUDA; ignored on the CPU.
+    patience
+        Stop when the validation loss has not improved for this many epochs.
+    stop_when_converged
+        Stop when the task reports convergence (e.g. CAE's mean max probability >= 0.99).
+    progress
+        Show a progress bar.
+    """
+
+    max_epochs: int = 100
+    learning_rate: float = 1e-3
+    lr_decay: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    patience: int | None = None
+    stop_when_converged: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1:
+            raise ConfigError(f"max_epochs must be at least 1, got {self.max_epochs}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced."""
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_validation_loss: float
+    stopped: str
+    seconds: float
+    resumed_from_epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Return the torch device for ``"auto"`` (CUDA when available) or an explicit name."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int, epoch: int = 0) -> None:
+    """Seed torch's global generators from ``(seed, epoch)``."""
+    torch.manual_seed(int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]))
+
+
+class Trainer:
+    """Train a task over streaming loaders with checkpoints and best-validation weights.
+
+    Parameters
+    ----------
+    config
+        Training options.
+    checkpoint_path
+        Where the per-epoch checkpoint goes; ``None`` keeps nothing on disk.
+    """
+
+    def __init__(self, config: TrainerConfig | None = None, *, checkpoint_path: str | os.PathLike[str] | None = None) -> None:
+        self.config = config or TrainerConfig()
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.device = resolve_device(self.config.device)
+
+    def fit(
+        self,
+        task: torch.nn.Module,
+        train: MinibatchLoader,
+        validation: MinibatchLoader | None = None,
+        *,
+        resume: bool = False,
+    ) -> TrainingResult:
+        """Train ``task`` in place; on return it holds its best-validation weights."""
+        cfg = self.config
+        use_amp = cfg.mixed_precision and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        seed_everything(cfg.seed, -1)
+        task.to(self.device)
+        optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or torch.optim.Adam(task.parameters(), lr=cfg.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay) if cfg.lr_decay else None
+        rows: list[dict[str, Any]] = []
+        best_state: dict[str, torch.Tensor] | None = None
+        best_loss, best_epoch, start_epoch, resumed = math.inf, -1, 0, None
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            state = self._load_checkpoint()
+            task.load_state_dict(state["task"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            rows, best_state = state["history"], state["best_state"]
+            best_loss, best_epoch = state["best_loss"], state["best_epoch"]
+            start_epoch = resumed = state["epoch"] + 1
+            logger.info("resuming from %s after epoch %d", self.checkpoint_path, state["epoch"])
+            if state.get("finished"):
+                start_epoch = cfg.max_epochs
+        steps_per_epoch = len(train)
+        total_steps = steps_per_epoch * cfg.max_epochs
+        started = time.perf_counter()
+        stopped = "max_epochs"
+        bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=type(task).__name__, unit="epoch", disable=not cfg.progress, leave=False)
+        epochs_since_best = 0 if best_epoch < 0 else (start_epoch - 1 - best_epoch)
+        epoch = start_epoch - 1
+        for epoch in range(start_epoch, cfg.max_epochs):
+            epoch_start = time.perf_counter()
+            seed_everything(cfg.seed, epoch)
+            train.set_epoch(epoch)
+            task.train()
+            _call(task, "on_epoch_start", epoch, cfg.max_epochs)
+            total, count = 0.0, 0
+            for step, batch in enumerate(train):
+                _call(task, "on_step_start", epoch * steps_per_epoch + step, total_steps)
+                batch = batch.to(self.device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss = task.training_loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+                loss.backward()
+                optimizer.step()
+                _call(task, "after_optimizer_step")
+                total += float(loss.detach()) * batch.shape[0]
+                count += batch.shape[0]
+            if scheduler is not None:
+                scheduler.step()
+            train_seconds = time.perf_counter() - epoch_start
+            val_loss = self.evaluate(task, validation, use_amp=use_amp) if validation is not None else total / max(count, 1)
+            metrics = _call(task, "epoch_metrics") or {}
+            row = {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "validation_loss": val_loss,
+                "learning_rate": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - epoch_start,
+                "steps_per_second": steps_per_epoch / max(train_seconds, 1e-9),
+                **metrics,
+            }
+            rows.append(row)
+            if val_loss < best_loss:
+                best_loss, best_epoch, epochs_since_best = val_loss, epoch, 0
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+            else:
+                epochs_since_best += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
+            done = False
+            if cfg.stop_when_converged and _call(task, "converged", metrics):
+                stopped, done = "converged", True
+            elif cfg.patience is not None and epochs_since_best >= cfg.patience:
+                stopped, done = "patience", True
+            self._save_checkpoint(task, optimizer, scheduler, epoch, rows, best_state, best_loss, best_epoch, finished=done)
+            if done:
+                break
+        bar.close()
+        if best_state is not None:
+            task.load_state_dict(best_state)
+        history = pd.DataFrame(rows)
+        logger.info("trained %s: best validation loss %.5g at epoch %d (%s)", type(task).__name__, best_loss, best_epoch, stopped)
+        return TrainingResult(history, best_epoch, float(best_loss), stopped, time.perf_counter() - started, resumed)
+
+    @torch.no_grad()
+    def evaluate(self, task: torch.nn.Module, loader: MinibatchLoader, *, use_amp: bool = False) -> float:
+        """Mean validation loss of ``task`` over ``loader``, weighted by batch size."""
+        task.eval()
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = batch.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = task.validation_loss(batch)
+            total += float(loss) * batch.shape[0]
+            count += batch.shape[0]
+        task.train()
+        return total / max(count, 1)
+
+    # -- checkpoints --------------------------------------------------------
+    def _save_checkpoint(self, task, optimizer, scheduler, epoch, rows, best_state, best_loss, best_epoch, *, finished) -> None:
+        if self.checkpoint_path is None:
+            return
+        payload = {
+            "task": task.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
+            "epoch": epoch,
+            "history": rows,
+            "best_state": best_state,
+            "best_loss": best_loss,
+            "best_epoch": best_epoch,
+            "finished": finished,
+            "config": asdict(self.config),
+        }
+        with atomic_output(self.checkpoint_path) as tmp:
+            torch.save(payload, tmp)
+
+    def _load_checkpoint(self) -> dict[str, Any]:
+        try:
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        except Exception as error:  # corrupt or foreign file
+            raise InputFileError(self.checkpoint_path, f"cannot read checkpoint ({error})", "delete it to start over") from None
+        saved = state.get("config", {})
+        for key in ("seed", "learning_rate", "lr_decay"):
+            if key in saved and saved[key] != getattr(self.config, key):
+                raise InputFileError(
+                    self.checkpoint_path,
+                    f"checkpoint was made with {key}={saved[key]!r}, this run uses {getattr(self.config, key)!r}",
+                    "resume with the same options or delete the checkpoint",
+                )
+        return state
+
+
+def _call(task: Any, name: str, *args: Any) -> Any:
+    method = getattr(task, name, None)
+    return method(*args) if callable(method) else None
+
