@@ -97,6 +97,12 @@ class MinibatchLoader:
         self.rows = store.require_split(split)
         self.epoch = 0
         self._resident: torch.Tensor | None = None
+        mean, std = store.mean, store.std
+        if self.columns is not None:
+            mean, std = mean[self.columns], std[self.columns]
+        # standardised = x * scale + shift, with scale = 1/std and shift = -mean/std
+        self._scale = torch.from_numpy((1.0 / std).astype(np.float32)).to(self.device)
+        self._shift = torch.from_numpy((-mean / std).astype(np.float32)).to(self.device)
         if self._fits_resident():
             self._resident = self._load_resident()
 
@@ -139,19 +145,26 @@ class MinibatchLoader:
             yield self._resident.index_select(0, order_t[start : start + self.config.batch_size])
 
     def _iter_streaming(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
-        pools = self._pool_plan(rng)
+        batch = self.config.batch_size
+        pools = (self._read_pool(block_list) for block_list in self._pool_plan(rng))
         carry: np.ndarray | None = None
-        for pool in _prefetched((self._read_pool(block_list) for block_list in pools), depth=self.config.prefetch):
-            if self.shuffle:
-                pool = pool[rng.permutation(pool.shape[0])]
+        for pool in _prefetched(pools, depth=self.config.prefetch):
+            n = pool.shape[0]
+            order = rng.permutation(n) if self.shuffle else np.arange(n)
+            start = 0
             if carry is not None:
-                pool = np.concatenate([carry, pool])
+                start = min(batch - carry.shape[0], n)
+                carry = np.concatenate([carry, pool[order[:start]]])
+                if carry.shape[0] < batch:
+                    continue
+                yield self._to_device(carry)
                 carry = None
-            usable = (pool.shape[0] // self.config.batch_size) * self.config.batch_size
-            for start in range(0, usable, self.config.batch_size):
-                yield self._to_device(pool[start : start + self.config.batch_size])
-            if usable < pool.shape[0]:
-                carry = pool[usable:]
+            stop = start + ((n - start) // batch) * batch
+            for first in range(start, stop, batch):
+                # Gathering each batch by index avoids copying the whole shuffled pool.
+                yield self._to_device(pool[order[first : first + batch]])
+            if stop < n:
+                carry = pool[order[stop:]]
         if carry is not None and carry.shape[0] and not (self.config.drop_last and self.shuffle):
             yield self._to_device(carry)
 
@@ -172,17 +185,22 @@ class MinibatchLoader:
         parts = [self._read(indices) for indices in blocks]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _read(self, indices: np.ndarray) -> np.ndarray:
-        values = self.store.read_rows(indices, standardize=True)
+    def _read(self, indices: np.ndarray, *, standardize: bool = False) -> np.ndarray:
+        """Read rows in store units (standardised later, per batch, on the device)."""
+        out = None
+        if indices.size and _is_range(indices):
+            out = np.empty((indices.size, self.store.n_vars), dtype=np.float32)
+        values = self.store.read_rows(indices, standardize=standardize, out=out)
         if self.columns is not None:
             values = values[:, self.columns]
         return values
 
     def _to_device(self, values: np.ndarray) -> torch.Tensor:
+        """Move a batch in store units to the device and standardise it there in one pass."""
         tensor = torch.from_numpy(np.ascontiguousarray(values))
         if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        return torch.addcmul(self._shift, tensor, self._scale)
 
     # -- residency ------------------------------------------------------------
     def _fits_resident(self) -> bool:
@@ -199,10 +217,14 @@ class MinibatchLoader:
         resident = torch.empty((self.n_rows, self.n_columns), dtype=torch.float32, device=self.device)
         block = self.config.block_rows
         for start in range(0, self.n_rows, block):
-            values = self._read(self.rows[start : start + block])
+            values = self._read(self.rows[start : start + block], standardize=True)
             resident[start : start + values.shape[0]] = torch.from_numpy(values).to(self.device)
         logger.debug("%s split resident on %s (%d x %d)", self.split, self.device, self.n_rows, self.n_columns)
         return resident
+
+
+def _is_range(indices: np.ndarray) -> bool:
+    return bool(indices[-1] - indices[0] + 1 == indices.size)
 
 
 def _prefetched(items: Iterator[np.ndarray], depth: int = 1) -> Iterator[np.ndarray]:
