@@ -117,8 +117,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
-    """Seed torch's global generators from ``(seed, epoch)``."""
-    torch.manual_seed(int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]))
+    """Seed torch's global generators from ``(seed, epoch)``.
+
+    Negative ``epoch`` values (the trainer uses -1 before training) are mapped to distinct
+    non-negative words because ``SeedSequence`` only takes non-negative integers.
+    """
+    words = [int(seed) % (1 << 32), int(epoch) % (1 << 32)]
+    torch.manual_seed(int(np.random.SeedSequence(words).generate_state(1)[0]))
 
 
 class Trainer:
