@@ -1,0 +1,192 @@
+"""Find panel genes among the genes of a store or of new data, by gene id or symbol.
+
+Pure functions over name lists: they return column indices or raise an error that
+names every gene that could not be found.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genesel.errors import ConfigError, InputFileError
+
+#: ``var`` columns of new data that may hold gene ids, besides ``var_names``.
+ID_COLUMNS = ("gene_id", "gene_ids", "ensembl_id", "ensembl", "gene_ensembl")
+#: ``var`` columns of new data that may hold gene symbols.
+SYMBOL_COLUMNS = ("symbol", "gene_symbol", "gene_symbols", "feature_name", "gene_name", "Symbol")
+#: How many missing genes an error message lists before abbreviating.
+MAX_LISTED = 25
+
+
+def panel_gene_ids(panel: Any) -> tuple[list[str] | None, list[int] | None, Path | None]:
+    """Normalise the accepted panel forms to gene names or column indices.
+
+    Parameters
+    ----------
+    panel
+        A ``panel.tsv`` path (or a directory holding one), a table from
+        :func:`genesel.selectors.base.read_panel` (``gene_id`` column), an object with a
+        ``gene_ids`` attribute (:class:`~genesel.selectors.base.PanelResult`), a sequence of
+        gene ids/symbols, or a sequence of integer column indices.
+
+    Returns
+    -------
+    names, indices, path
+        Exactly one of ``names`` and ``indices`` is set; ``path`` is the panel file, if any.
+    """
+    if isinstance(panel, str | os.PathLike):
+        from genesel.selectors.base import read_panel
+
+        path = Path(panel)
+        table = read_panel(path)
+        return table["gene_id"].astype(str).tolist(), None, path / "panel.tsv" if path.is_dir() else path
+    if isinstance(panel, pd.DataFrame):
+        column = panel["gene_id"] if "gene_id" in panel.columns else panel.index.to_series()
+        return column.astype(str).tolist(), None, None
+    if hasattr(panel, "gene_ids"):
+        return [str(g) for g in panel.gene_ids], None, None
+    items = list(panel)
+    if not items:
+        raise ConfigError("the panel is empty; give at least one gene")
+    if all(isinstance(g, int | np.integer) for g in items):
+        return None, [int(g) for g in items], None
+    return [str(g) for g in items], None, None
+
+
+def resolve_panel(panel: Any, var: pd.DataFrame) -> np.ndarray:
+    """Return the column indices of ``panel``'s genes in a store's ``var``.
+
+    Genes are looked up by gene id (``var.index``), then by ``var["symbol"]`` when the
+    symbol is unique. Order is kept; duplicates and unknown genes are errors.
+    """
+    names, indices, path = panel_gene_ids(panel)
+    n_genes = len(var)
+    if indices is not None:
+        bad = [i for i in indices if not 0 <= i < n_genes]
+        if bad:
+            raise ConfigError(f"panel column indices {bad[:MAX_LISTED]} are outside 0..{n_genes - 1}")
+        result = np.asarray(indices, dtype=np.int64)
+    else:
+        lookup = _first_position(var.index.astype(str))
+        symbols = _unique_positions(var["symbol"].astype(str)) if "symbol" in var.columns else {}
+        result = np.empty(len(names), dtype=np.int64)
+        missing = []
+        for k, name in enumerate(names):
+            position = lookup.get(name, symbols.get(name))
+            if position is None:
+                missing.append(name)
+            else:
+                result[k] = position
+        if missing:
+            problem = f"{len(missing)} of {len(names)} panel genes are not in the data: {_listing(missing)}"
+            hint = "select the panel on the same store, or pass gene ids that are in the store's var_names"
+            if path is not None:
+                raise InputFileError(path, problem, hint)
+            raise ConfigError(f"{problem} ({hint})")
+    if len(np.unique(result)) != len(result):
+        repeated = pd.Index(result).duplicated()
+        raise ConfigError(f"the panel names some genes twice: {_listing(var.index[result[repeated]].astype(str).tolist())}")
+    if len(result) >= n_genes:
+        raise ConfigError(f"the panel has {len(result)} genes but the data only {n_genes}; nothing is left to impute")
+    return result
+
+
+def match_columns(
+    panel_ids: Sequence[str],
+    panel_symbols: Sequence[str],
+    var_names: Sequence[str],
+    var: pd.DataFrame | None = None,
+    *,
+    source: str | os.PathLike[str] = "<input>",
+) -> np.ndarray:
+    """Find each panel gene among the columns of new data.
+
+    A panel gene matches a column whose name (``var_names`` or an id column of ``var``)
+    equals its gene id; failing that, a column whose name or symbol column equals its
+    symbol, first exactly, then ignoring case. Extra columns are ignored.
+
+    Returns
+    -------
+    The column index of every panel gene, in panel order.
+
+    Raises
+    ------
+    InputFileError
+        Naming every panel gene that is missing, or matched by several columns.
+    """
+    var_names = pd.Index(np.asarray(var_names).astype(str))
+    id_sources = [var_names] + _columns(var, ID_COLUMNS)
+    symbol_sources = [var_names] + _columns(var, SYMBOL_COLUMNS)
+    result = np.full(len(panel_ids), -1, dtype=np.int64)
+    ambiguous: list[str] = []
+    stages = ((id_sources, panel_ids, False), (symbol_sources, panel_symbols, False), (symbol_sources, panel_symbols, True))
+    for sources, keys, fold in stages:
+        todo = np.flatnonzero(result < 0)
+        if not todo.size:
+            break
+        for names in sources:
+            positions = _positions(names, fold=fold)
+            for k in todo:
+                if result[k] >= 0:
+                    continue
+                key = str(keys[k]).upper() if fold else str(keys[k])
+                found = positions.get(key)
+                if found is None or key in ("", "NAN"):
+                    continue
+                if len(found) > 1:
+                    ambiguous.append(f"{panel_symbols[k]} ({panel_ids[k]}) in columns {[str(var_names[i]) for i in found[:3]]}")
+                    result[k] = -2
+                else:
+                    result[k] = found[0]
+    if ambiguous:
+        raise InputFileError(
+            source,
+            f"{len(ambiguous)} panel genes match several columns: {'; '.join(ambiguous[:MAX_LISTED])}",
+            "give one column per gene (average probes into genes first, e.g. with genesel preprocess)",
+        )
+    missing = np.flatnonzero(result < 0)
+    if missing.size:
+        listed = [f"{panel_symbols[k]} ({panel_ids[k]})" for k in missing]
+        raise InputFileError(
+            source,
+            f"{missing.size} of {len(panel_ids)} panel genes are missing: {_listing(listed)}",
+            "the input must measure every panel gene; columns are matched by gene id or symbol",
+        )
+    return result
+
+
+def _columns(var: pd.DataFrame | None, names: Sequence[str]) -> list[pd.Index]:
+    if var is None:
+        return []
+    return [pd.Index(var[c].astype(str).to_numpy()) for c in names if c in var.columns]
+
+
+def _positions(names: pd.Index, *, fold: bool) -> dict[str, list[int]]:
+    keys = names.str.upper() if fold else names
+    positions: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        positions.setdefault(str(key), []).append(i)
+    return positions
+
+
+def _first_position(names: pd.Index) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for i, name in enumerate(names):
+        positions.setdefault(name, i)
+    return positions
+
+
+def _unique_positions(names: pd.Series) -> dict[str, int]:
+    counts = names.value_counts()
+    return {name: i for i, name in enumerate(names) if counts[name] == 1}
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown if len(items) <= MAX_LISTED else f"{shown}, ... ({len(items) - MAX_LISTED} more)"

@@ -1,0 +1,222 @@
+"""Exact least-squares imputation, computed out-of-core in one pass over the train split.
+
+Model, in standardised units ``z = (x - mean) / std``: ``z_all = z_panel @ W + b``. The
+normal equations need only the cross-products of the panel genes with all genes and the
+column sums, so rows are streamed in blocks and never held together: memory is
+``O(K * D)``, independent of the number of samples. Block products run in float64
+(BLAS ``dgemm`` through torch, on a GPU when one is used) on float32 reads, and the next
+block is read while the current one is multiplied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+from tqdm.auto import tqdm
+
+from genesel.errors import ConfigError
+from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
+from genesel.store import Store
+
+logger = logging.getLogger(__name__)
+
+#: Below this reciprocal condition estimate of the panel Gram matrix, solve by SVD instead.
+SINGULAR_RCOND = 1e-12
+
+
+@dataclass
+class LinearSolution:
+    """A least-squares fit of all genes on the panel genes, in standardised units.
+
+    Attributes
+    ----------
+    coef
+        ``K x D`` float64 weights.
+    intercept
+        ``D`` float64 intercepts.
+    n_samples
+        Training rows used.
+    ridge
+        Penalty that was applied (see :func:`solve_normal_equations`).
+    method
+        ``"cholesky"`` or ``"lstsq"`` (minimum-norm fallback for a singular system).
+    seconds
+        Wall time of the accumulation pass and of the solve.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_samples: int
+    ridge: float
+    method: str
+    seconds: dict[str, float]
+
+
+class NormalEquations:
+    """Running sums of a least-squares problem with intercept, fed one row block at a time.
+
+    Accumulates, in float64, ``S = Zp^T Z`` (panel genes x all genes) and the column sums
+    of ``Z``, where ``Z`` holds rows centred by ``center``. The panel Gram matrix is the
+    sub-block ``S[:, panel]``, so one ``dgemm`` per block is all the arithmetic.
+
+    Parameters
+    ----------
+    panel
+        Column indices of the panel genes.
+    n_genes
+        Columns of every block.
+    center
+        Per-gene shift subtracted before multiplying (the train means keep the sums small).
+    device
+        Where the products are computed.
+    """
+
+    def __init__(self, panel: np.ndarray, n_genes: int, *, center: np.ndarray, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.panel = torch.as_tensor(np.asarray(panel, dtype=np.int64), device=self.device)
+        self.center = torch.as_tensor(np.asarray(center, dtype=np.float64), device=self.device)
+        self.cross = torch.zeros((self.panel.numel(), n_genes), dtype=torch.float64, device=self.device)
+        self.column_sum = torch.zeros(n_genes, dtype=torch.float64, device=self.device)
+        self.n_samples = 0
+        self._work: torch.Tensor | None = None
+
+    def update(self, block: np.ndarray) -> None:
+        """Add the rows of ``block`` (float32 or float64, samples x genes)."""
+        rows = block.shape[0]
+        if not rows:
+            return
+        if self._work is None or self._work.shape[0] < rows:
+            self._work = torch.empty((rows, block.shape[1]), dtype=torch.float64, device=self.device)
+        source = torch.from_numpy(np.ascontiguousarray(block))
+        if self.device.type == "cuda":
+            source = source.pin_memory().to(self.device, non_blocking=True)
+        z = self._work[:rows]
+        z.copy_(source)
+        z.sub_(self.center)
+        self.cross.addmm_(z.index_select(1, self.panel).T, z)
+        self.column_sum.add_(z.sum(dim=0))
+        self.n_samples += rows
+
+    def solve(self, *, scale: np.ndarray, ridge: float = 0.0) -> LinearSolution:
+        """Solve for weights in units ``z / scale`` (``scale`` = train standard deviations)."""
+        scale = np.asarray(scale, dtype=np.float64)
+        panel = self.panel.cpu().numpy()
+        cross = self.cross.cpu().numpy() / np.outer(scale[panel], scale)
+        column_sum = self.column_sum.cpu().numpy() / scale
+        return solve_normal_equations(cross, column_sum, self.n_samples, panel, ridge=ridge)
+
+
+def solve_normal_equations(
+    cross: np.ndarray,
+    column_sum: np.ndarray,
+    n_samples: int,
+    panel: np.ndarray,
+    *,
+    ridge: float = 0.0,
+) -> LinearSolution:
+    """Least squares with intercept from sufficient statistics.
+
+    Minimises ``(1/n) ||Z - Z[:, panel] W - 1 b^T||^2 + ridge ||W||^2`` (no penalty on
+    ``b``). Eliminating the intercept leaves the centred normal equations
+    ``(C_pp + ridge * n * I) W = C_p``, with ``C = S - s_p s^T / n``, ``S = Z_p^T Z`` and
+    ``s`` the column sums; then ``b = (s - W^T s_p) / n``. The symmetric positive-definite
+    system is solved by Cholesky; a singular one by SVD (minimum-norm solution).
+
+    Parameters
+    ----------
+    cross
+        ``S``, ``K x D``.
+    column_sum
+        ``s``, length ``D``.
+    n_samples
+        ``n``.
+    panel
+        Column indices of the panel genes (``S[:, panel]`` is the panel Gram matrix).
+    ridge
+        Non-negative penalty, relative to the per-sample scale (standardised genes have
+        unit variance, so ``ridge=1e-3`` adds 0.1 % to the Gram matrix diagonal).
+    """
+    if ridge < 0:
+        raise ConfigError(f"ridge must be non-negative, got {ridge}")
+    if n_samples < 2:
+        raise ConfigError(f"a linear imputer needs at least 2 training samples, got {n_samples}")
+    started = time.perf_counter()
+    panel_sum = column_sum[panel]
+    centred = cross - np.outer(panel_sum, column_sum) / n_samples
+    gram = centred[:, panel]
+    gram = 0.5 * (gram + gram.T)
+    if ridge:
+        gram[np.diag_indices_from(gram)] += ridge * n_samples
+    method = "cholesky"
+    try:
+        factor = scipy.linalg.cho_factor(gram, lower=False, check_finite=True)
+        diagonal = np.abs(np.diag(factor[0]))
+        if diagonal.min() ** 2 < SINGULAR_RCOND * diagonal.max() ** 2:
+            raise np.linalg.LinAlgError("ill-conditioned")
+        coef = scipy.linalg.cho_solve(factor, centred, check_finite=False)
+    except np.linalg.LinAlgError:
+        method = "lstsq"
+        coef = scipy.linalg.lstsq(gram, centred, cond=SINGULAR_RCOND, lapack_driver="gelsd")[0]
+        weak = np.flatnonzero(np.diag(gram) <= SINGULAR_RCOND * max(float(np.diag(gram).max()), 1.0))
+        logger.warning(
+            "the panel genes are linearly dependent on the training rows%s; used the minimum-norm "
+            "least-squares solution (a small ridge, e.g. --ridge 1e-3, makes the fit unique)",
+            f" (constant panel columns at positions {weak.tolist()[:10]})" if weak.size else "",
+        )
+    intercept = (column_sum - coef.T @ panel_sum) / n_samples
+    return LinearSolution(coef, intercept, int(n_samples), float(ridge), method, {"solve": time.perf_counter() - started})
+
+
+def fit_linear(
+    store: Store,
+    panel: np.ndarray,
+    *,
+    ridge: float = 0.0,
+    split: str = "train",
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> LinearSolution:
+    """Fit the exact least-squares imputer of all genes from ``panel`` on one split.
+
+    Parameters
+    ----------
+    store
+        The data; standardisation uses its train mean and standard deviation.
+    panel
+        Column indices of the panel genes.
+    ridge
+        Optional penalty on the weights (see :func:`solve_normal_equations`).
+    split
+        Rows to fit on.
+    block_rows
+        Rows per block (memory: about ``block_rows * D * 16`` bytes of buffers).
+    device
+        ``cpu`` or a CUDA device for the block products.
+    progress
+        Show a progress bar.
+    """
+    rows = store.require_split(split)
+    mean = store.var["mean"].to_numpy(np.float64)
+    std = store.var["std"].to_numpy(np.float64)
+    equations = NormalEquations(panel, store.n_vars, center=mean, device=device)
+    started = time.perf_counter()
+    with tqdm(total=rows.size, desc="linear fit", unit="rows", disable=not progress, leave=False) as bar:
+        for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
+            equations.update(block)
+            bar.update(block.shape[0])
+    if equations.device.type == "cuda":
+        torch.cuda.synchronize(equations.device)
+    accumulate = time.perf_counter() - started
+    solution = equations.solve(scale=std, ridge=ridge)
+    solution.seconds["accumulate"] = accumulate
+    logger.info(
+        "linear imputer: %d x %d normal equations over %d rows in %.1f s (+ %.2f s %s solve)",
+        len(panel), store.n_vars, rows.size, accumulate, solution.seconds["solve"], solution.method,
+    )
+    return solution
