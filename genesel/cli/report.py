@@ -1,0 +1,44 @@
+"""``genesel report``: aggregate a results directory into tables, curves and an HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from genesel.report.aggregate import read_runs
+from genesel.report.build import build_report
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``genesel report``."""
+    parser = subparsers.add_parser(
+        "report",
+        help="build the HTML report of a results directory",
+        description=(
+            "Collect every evaluated model under a run directory (results/<run>: metrics/, panels/, "
+            "benchmarks/) and write OUT/index.html (self-contained), curves.png, curves.tsv "
+            "(test error against panel size, mean and spread over seeds), landmark_match.tsv "
+            "(smallest panel matching the L1000 landmarks) and runs.tsv."
+        ),
+    )
+    parser.add_argument("--results", required=True, metavar="DIR", help="run directory, e.g. results/demo")
+    parser.add_argument("--out", default=None, metavar="DIR", help="report directory (default DIR/report)")
+    parser.add_argument(
+        "--runs",
+        default=None,
+        metavar="TSV",
+        help="use this aggregated runs table (from the workflow's aggregate step) instead of scanning DIR/metrics",
+    )
+    parser.add_argument("--metric", default=None, help="metric plotted against panel size (default: standardised test MSE)")
+    parser.add_argument("--title", default=None, help="page title")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``genesel report``."""
+    runs = read_runs(args.runs) if args.runs else None
+    outputs = build_report(args.results, args.out, runs=runs, metric=args.metric, title=args.title)
+    logger.info("open %s in a browser", outputs.index)
+    return 0

@@ -1,0 +1,183 @@
+"""Figures of the report: panel-size curves, training traces and runtimes (matplotlib)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from genesel.report.curves import REFERENCE_METHOD, landmark_reference
+
+#: A fixed colour per method, so every figure agrees.
+METHOD_COLORS = {
+    "cae": "#1f77b4",
+    "ipcae": "#ff7f0e",
+    "lassonet": "#2ca02c",
+    "logitnormal": "#d62728",
+    "logitnormal-hnet": "#9467bd",
+    "random": "#7f7f7f",
+    "hvg": "#8c564b",
+    "qr": "#e377c2",
+    "landmarks": "#000000",
+}
+_EXTRA_COLORS = ("#17becf", "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a")
+
+
+def method_color(method: str) -> str:
+    """The colour used for ``method`` in every figure."""
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    return _EXTRA_COLORS[sum(map(ord, method)) % len(_EXTRA_COLORS)]
+
+
+def plot_panel_curve(
+    curves: pd.DataFrame,
+    *,
+    decoder: str,
+    ax: Axes,
+    metric_label: str = "test MSE",
+    noise_floor: float | None = None,
+    matches: pd.DataFrame | None = None,
+) -> Axes:
+    """Draw error against panel size for one decoder: one line per method, seeds as error bars.
+
+    Parameters
+    ----------
+    curves
+        Output of :func:`genesel.report.curves.summarize_curves`.
+    decoder
+        Which decoder's curves to draw.
+    ax
+        Axes to draw into.
+    metric_label
+        Y axis label.
+    noise_floor
+        Draw the simulator's noise floor as a dotted line.
+    matches
+        Output of :func:`genesel.report.curves.match_landmarks`; marks each method's
+        matching panel size on the landmark line.
+    """
+    subset = curves[curves["decoder"] == decoder]
+    for method, curve in subset[subset["method"] != REFERENCE_METHOD].groupby("method", sort=True):
+        curve = curve.sort_values("n_genes")
+        ax.errorbar(
+            curve["n_genes"],
+            curve["mean"],
+            yerr=curve["std"].where(curve["n_seeds"] > 1, 0.0),
+            label=method,
+            color=method_color(method),
+            marker="o",
+            markersize=4,
+            capsize=3,
+            linewidth=1.5,
+        )
+    reference = landmark_reference(curves, decoder)
+    if reference is not None:
+        size, error = reference
+        ax.axhline(error, color=method_color(REFERENCE_METHOD), linestyle="--", linewidth=1, zorder=0)
+        ax.plot([size], [error], marker="*", markersize=13, color=method_color(REFERENCE_METHOD), linestyle="none", label=f"landmarks ({size})")
+        if matches is not None and len(matches):
+            for _, row in matches[(matches["decoder"] == decoder) & matches["matching_genes"].notna()].iterrows():
+                ax.plot([row["matching_genes"]], [error], marker="v", markersize=7, color=method_color(row["method"]), linestyle="none")
+    if noise_floor is not None and np.isfinite(noise_floor):
+        ax.axhline(noise_floor, color="#999999", linestyle=":", linewidth=1.2, label="noise floor", zorder=0)
+    ax.set_xlabel("panel size (genes)")
+    ax.set_ylabel(metric_label)
+    ax.set_title(f"{decoder} decoder")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def curves_figure(
+    curves: pd.DataFrame,
+    *,
+    metric_label: str = "test MSE",
+    noise_floor: float | None = None,
+    matches: pd.DataFrame | None = None,
+    decoders: Sequence[str] | None = None,
+) -> Figure:
+    """One panel-size plot per decoder, side by side, with a shared legend."""
+    decoders = list(decoders) if decoders is not None else sorted(curves["decoder"].unique())
+    figure = Figure(figsize=(5.2 * max(len(decoders), 1), 4.2), layout="constrained")
+    axes = figure.subplots(1, max(len(decoders), 1), squeeze=False)[0]
+    for ax, decoder in zip(axes, decoders, strict=False):
+        plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=metric_label, noise_floor=noise_floor, matches=matches)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        figure.legend(handles, labels, loc="outside right center", frameon=False)
+    return figure
+
+
+def training_figure(histories: pd.DataFrame) -> Figure | None:
+    """Validation loss and unique-gene percentage per epoch, for each method's largest panel.
+
+    Every seed is drawn as its own line in the method's colour. ``None`` when no method
+    recorded a history.
+    """
+    if histories.empty or "epoch" not in histories:
+        return None
+    panels = ("validation_loss", "unique_pct")
+    labels = {"validation_loss": "validation loss", "unique_pct": "unique genes selected (%)"}
+    present = [column for column in panels if column in histories and histories[column].notna().any()]
+    if not present:
+        return None
+    figure = Figure(figsize=(5.2 * len(present), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(present), squeeze=False)[0]
+    largest = histories.groupby("method")["n_genes"].transform("max")
+    shown = histories[histories["n_genes"] == largest]
+    for ax, column in zip(axes, present, strict=True):
+        for (method, seed), run in shown.groupby(["method", "seed"], sort=True):
+            run = run.dropna(subset=[column])
+            if not len(run):
+                continue
+            label = f"{method} (K={int(run['n_genes'].iloc[0])})" if seed == shown[shown["method"] == method]["seed"].min() else None
+            ax.plot(run["epoch"], run[column], color=method_color(method), label=label, linewidth=1.3, alpha=0.85)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(labels[column])
+        if column == "validation_loss":
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, names, loc="outside right center", frameon=False)
+    return figure
+
+
+def runtime_figure(rule_times: pd.DataFrame, step_times: pd.DataFrame) -> Figure | None:
+    """Wall time per rule (from benchmarks) and milliseconds per training step per method."""
+    parts = [part for part in (rule_times, step_times) if part is not None and len(part)]
+    if not parts:
+        return None
+    figure = Figure(figsize=(5.2 * len(parts), 3.6), layout="constrained")
+    axes = iter(figure.subplots(1, len(parts), squeeze=False)[0])
+    if rule_times is not None and len(rule_times):
+        ax = next(axes)
+        ordered = rule_times.sort_values("total_seconds")
+        ax.barh(ordered["rule"], ordered["total_seconds"], color="#4c72b0")
+        ax.set_xlabel("wall time, all jobs (s)")
+        ax.set_title("per rule")
+        ax.grid(True, axis="x", alpha=0.3)
+    if step_times is not None and len(step_times):
+        ax = next(axes)
+        ordered = step_times.sort_values("ms_per_step")
+        ax.barh(ordered["method"], ordered["ms_per_step"], color=[method_color(m) for m in ordered["method"]])
+        ax.set_xlabel("milliseconds per training step")
+        ax.set_title("per training step")
+        ax.grid(True, axis="x", alpha=0.3)
+    return figure
+
+
+def figure_png(figure: Figure, *, dpi: int = 110) -> bytes:
+    """Render a figure to PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()

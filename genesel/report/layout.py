@@ -1,0 +1,98 @@
+"""Where a workflow run keeps its files: the one definition shared by the report and the rules.
+
+A run directory (``results/<run>/``) holds::
+
+    data/store.h5ad                                        preprocessed store
+    panels/<method>/k<n_genes>/seed<seed>/panel.tsv        selected panel (+ history.tsv, config.json)
+    imputers/<method>/k<n_genes>/seed<seed>/<decoder>/     fitted imputation model
+    metrics/<method>/k<n_genes>/seed<seed>/<decoder>/metrics.json   evaluation (+ per_gene.tsv)
+    benchmarks/<rule>/<job>.tsv                            Snakemake benchmark of each job
+    logs/<rule>/<job>.log                                  log of each job
+    report/                                                tables, figures and index.html
+
+``workflow/rules/common.smk`` spells the same patterns for Snakemake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Matches the tail of a metrics path and names its parts.
+METRICS_PATTERN = re.compile(
+    r"metrics/(?P<method>[^/]+)/k(?P<n_genes>\d+)/seed(?P<seed>\d+)/(?P<decoder>[^/]+)/metrics\.json$"
+)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Identifies one evaluated model: a panel (method, size, seed) and a decoder."""
+
+    method: str
+    n_genes: int
+    seed: int
+    decoder: str
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """Paths inside one run directory.
+
+    Parameters
+    ----------
+    root
+        The run directory, e.g. ``results/demo``.
+    """
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> ResultsLayout:
+        """Return the layout of the run directory ``root``."""
+        return cls(Path(root))
+
+    @property
+    def store(self) -> Path:
+        """The preprocessed store."""
+        return self.root / "data" / "store.h5ad"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Folder of all evaluation results."""
+        return self.root / "metrics"
+
+    @property
+    def benchmarks_dir(self) -> Path:
+        """Folder of the Snakemake benchmark files."""
+        return self.root / "benchmarks"
+
+    @property
+    def report_dir(self) -> Path:
+        """Default folder of the report."""
+        return self.root / "report"
+
+    def panel_dir(self, method: str, n_genes: int, seed: int) -> Path:
+        """Folder of one selected panel."""
+        return self.root / "panels" / method / f"k{int(n_genes)}" / f"seed{int(seed)}"
+
+    def imputer_dir(self, key: RunKey) -> Path:
+        """Folder of one fitted imputation model."""
+        return self.root / "imputers" / key.method / f"k{key.n_genes}" / f"seed{key.seed}" / key.decoder
+
+    def metrics_path(self, key: RunKey) -> Path:
+        """The ``metrics.json`` of one evaluated model."""
+        return self.metrics_dir / key.method / f"k{key.n_genes}" / f"seed{key.seed}" / key.decoder / "metrics.json"
+
+    def find_metrics(self) -> list[Path]:
+        """Every ``metrics.json`` under the run directory, sorted."""
+        return sorted(p for p in self.metrics_dir.glob("*/k*/seed*/*/metrics.json") if parse_metrics_path(p))
+
+
+def parse_metrics_path(path: str | os.PathLike[str]) -> RunKey | None:
+    """Read method, panel size, seed and decoder from a metrics path; ``None`` if it does not match."""
+    match = METRICS_PATTERN.search(Path(path).as_posix())
+    if match is None:
+        return None
+    return RunKey(match["method"], int(match["n_genes"]), int(match["seed"]), match["decoder"])
