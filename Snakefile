@@ -1,0 +1,36 @@
+# genesel workflow: preprocess -> select (method x panel size x seed) -> impute (decoder)
+# -> evaluate -> aggregate -> report. Run with a profile, e.g.
+#   snakemake --profile profiles/local --configfile config/config.yaml
+# The rules live in workflow/rules/; the config is checked against workflow/schemas/.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+# The embedded demo config, unless the command line names its own (--configfile replaces
+# it rather than being merged into it, so a GEO config never inherits demo settings).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/impute.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        f"{REPORT_DIR}/index.html",
+        f"{REPORT_DIR}/curves.png",
+        f"{REPORT_DIR}/curves.tsv",
+    default_target: True

@@ -1,0 +1,162 @@
+# Helpers of the genesel workflow: paths, the planned sweep, and command-line options built
+# from the (validated) config. Rules only reference these functions; they hold no logic.
+# The results layout mirrors genesel/report/layout.py, which the report reads.
+
+import json
+import shlex
+
+import h5py
+
+TRAINED_METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
+BASELINE_METHODS = ("landmarks", "random", "hvg", "qr")
+#: The method whose panel size is fixed by the data (all L1000 landmarks in it).
+LANDMARK_METHOD = "landmarks"
+
+RESULTS = f"results/{config['run']}"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+COMPENDIUM = f"{RESULTS}/data/compendium.h5ad"
+STORE = f"{RESULTS}/data/store.h5ad"
+PANEL_DIR = f"{RESULTS}/panels/{{method}}/k{{n_genes}}/seed{{seed}}"
+IMPUTER_DIR = f"{RESULTS}/imputers/{{method}}/k{{n_genes}}/seed{{seed}}/{{decoder}}"
+METRICS_DIR = f"{RESULTS}/metrics/{{method}}/k{{n_genes}}/seed{{seed}}/{{decoder}}"
+REPORT_DIR = f"{RESULTS}/report"
+#: The file `genesel impute fit` writes last into a model directory.
+IMPUTER_FILE = "model.json"
+
+
+def method_pattern(methods):
+    """Regular expression matching exactly the given method names."""
+    return "|".join(m.replace("-", r"\-") for m in methods)
+
+
+wildcard_constraints:
+    n_genes=r"\d+",
+    seed=r"\d+",
+    decoder=r"[a-z]+",
+
+
+# -- the input ---------------------------------------------------------------
+
+
+def check_input_config():
+    """Fail early, naming the keys, unless exactly one of input.simulate and input.path is set."""
+    source = config["input"]
+    if ("simulate" in source) == ("path" in source):
+        raise ValueError(
+            "config: set exactly one of input.simulate (simulated demo compendium) and "
+            "input.path (a real compendium such as bgedv2_QNORM.gctx); "
+            f"got {sorted(source) or 'neither'}"
+        )
+
+
+check_input_config()
+
+
+def preprocess_input(wildcards):
+    """The file genesel preprocess reads: the simulated compendium or config input.path."""
+    if "simulate" in config["input"]:
+        return COMPENDIUM
+    return config["input"]["path"]
+
+
+def simulate_options(wildcards):
+    """Options of genesel simulate from config input.simulate."""
+    settings = config["input"]["simulate"]
+    options = ["--n-obs", str(settings["n_obs"]), "--seed", str(settings["seed"])]
+    if settings.get("n_genes") is not None:
+        options += ["--n-genes", str(settings["n_genes"])]
+    return shlex.join(options)
+
+
+def preprocess_options(wildcards):
+    """Options of genesel preprocess from config preprocess (and input.format)."""
+    options = ["--seed", str(config["preprocess"]["seed"])]
+    if config["input"].get("format"):
+        options += ["--format", config["input"]["format"]]
+    options += cli_options(config["preprocess"]["options"])
+    return shlex.join(options)
+
+
+def cli_options(settings):
+    """Turn {name: value} into --name value (lists as repeated values, true as a bare flag)."""
+    options = []
+    for name, value in settings.items():
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            options.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list):
+            options += [flag, *map(str, value)]
+        else:
+            options += [flag, str(value)]
+    return options
+
+
+# -- the sweep -----------------------------------------------------------------
+
+
+def method_seeds(method):
+    """Seeds of a method: its own seeds setting, else the top-level seeds."""
+    return config["methods"][method].get("seeds", config["seeds"])
+
+
+def landmark_panel_size():
+    """Number of landmark genes in the store (known once preprocess has run)."""
+    store = checkpoints.preprocess.get().output.store
+    with h5py.File(store, "r") as handle:
+        return int(handle["var"]["landmark"][:].sum())
+
+
+def sweep_metrics(wildcards):
+    """metrics.json of every method except landmarks, at every panel size, seed and decoder."""
+    return [
+        f"{METRICS_DIR}/metrics.json".format(method=method, n_genes=n_genes, seed=seed, decoder=decoder)
+        for method in config["methods"]
+        if method != LANDMARK_METHOD
+        for n_genes in config["panel_sizes"]
+        for seed in method_seeds(method)
+        for decoder in config["decoders"]
+    ]
+
+
+def landmark_metrics(wildcards):
+    """metrics.json of the landmark panel (its size is read from the store)."""
+    if LANDMARK_METHOD not in config["methods"]:
+        return []
+    n_genes = landmark_panel_size()
+    return [
+        f"{METRICS_DIR}/metrics.json".format(method=LANDMARK_METHOD, n_genes=n_genes, seed=seed, decoder=decoder)
+        for seed in method_seeds(LANDMARK_METHOD)
+        for decoder in config["decoders"]
+    ]
+
+
+# -- options of the package's commands -------------------------------------------
+
+
+def select_options(wildcards):
+    """Training options and --param KEY=VALUE pairs of genesel select for one method."""
+    settings = config["methods"][wildcards.method]
+    options = []
+    if wildcards.method in TRAINED_METHODS:
+        options += ["--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"])]
+        options += ["--lr", str(settings["learning_rate"])]
+    for key, value in settings["params"].items():
+        options += ["--param", f"{key}={json.dumps(value)}"]
+    return shlex.join(options)
+
+
+def decoder_options(wildcards):
+    """Options of genesel impute fit for one decoder, from config decoders.<decoder>."""
+    settings = dict(config["decoders"][wildcards.decoder])
+    if "learning_rate" in settings:
+        settings["lr"] = settings.pop("learning_rate")
+    return shlex.join(["--seed", wildcards.seed, *cli_options(settings)])
+
+
+def report_options(wildcards):
+    """Options of genesel report: the metric plotted, when the config names one."""
+    metric = config["evaluation"]["metric"]
+    return "" if metric is None else shlex.join(["--metric", metric])

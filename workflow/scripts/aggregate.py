@@ -1,0 +1,16 @@
+"""Snakemake shim: collect the evaluated models of this run into report/runs.tsv.
+
+The same as ``genesel.report.aggregate_results(results_dir, metrics_paths=...)`` by hand;
+the explicit list keeps results of methods no longer configured out of the report.
+"""
+
+import logging
+
+from genesel.report.aggregate import aggregate_results, write_table
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+metrics = [*snakemake.input.sweep, *snakemake.input.landmarks]
+tables = aggregate_results(snakemake.params.results, metrics_paths=metrics)
+write_table(tables.runs, snakemake.output.runs)
