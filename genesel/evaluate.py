@@ -136,8 +136,10 @@ def evaluate_model(
         for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
             values = block if identity else block[:, columns]
             truth = (values.astype(np.float64) - mean) / std
-            predicted = model.predict_standardized(truth[:, model.panel_indices], batch_rows=block_rows, device=device)
-            sums.update(truth, predicted.astype(np.float64))
+            panel_values = truth[:, model.panel_indices]
+            predicted = model.predict_standardized(panel_values, batch_rows=block_rows, device=device).astype(np.float64)
+            predicted[:, model.panel_indices] = panel_values  # measured genes: exact, not rounded to float32
+            sums.update(truth, predicted)
             bar.update(block.shape[0])
     n = sums.n
     mse = sums.sums["squared"] / n
