@@ -48,7 +48,7 @@ def write_fake_run(root: Path, *, decoders: tuple[str, ...] = ("linear", "mlp"))
                     "validation_loss": 1.1 / (epochs + 1),
                     "seconds": 0.5,
                     "steps_per_second": 40.0,
-                    "unique_pct": np.minimum(100, 60 + 10 * epochs),
+                    "unique_percent": np.minimum(100, 60 + 10 * epochs),
                 }
             ).to_csv(panel_dir / "history.tsv", sep="\t", index=False)
         for decoder in decoders:

@@ -24,6 +24,8 @@ METHOD_COLORS = {
     "qr": "#e377c2",
     "landmarks": "#000000",
 }
+#: History columns holding the percentage of distinct genes among a selector's K choices.
+UNIQUE_COLUMNS = ("unique_percent", "unique_pct")
 _EXTRA_COLORS = ("#17becf", "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a")
 
 
@@ -125,9 +127,9 @@ def training_figure(histories: pd.DataFrame) -> Figure | None:
     """
     if histories.empty or "epoch" not in histories:
         return None
-    panels = ("validation_loss", "unique_pct")
-    labels = {"validation_loss": "validation loss", "unique_pct": "unique genes selected (%)"}
-    present = [column for column in panels if column in histories and histories[column].notna().any()]
+    labels = {"validation_loss": "validation loss", **{name: "unique genes selected (%)" for name in UNIQUE_COLUMNS}}
+    unique = next((c for c in UNIQUE_COLUMNS if c in histories and histories[c].notna().any()), None)
+    present = [c for c in ("validation_loss", unique) if c is not None and c in histories and histories[c].notna().any()]
     if not present:
         return None
     figure = Figure(figsize=(5.2 * len(present), 3.8), layout="constrained")

@@ -1,0 +1,139 @@
+"""``genesel.tl.fit_imputer`` and ``genesel.tl.impute``: whole transcriptomes from a panel."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from anndata import AnnData
+
+from genesel.errors import ConfigError
+from genesel.impute import ImputationModel, load_model
+from genesel.impute import fit_imputer as _fit_imputer
+from genesel.tl._prepare import ensure_store
+from genesel.tl._utils import training_configs
+
+logger = logging.getLogger(__name__)
+
+
+def panel_from_var(adata: AnnData, key: str) -> list[str]:
+    """Gene ids of the panel stored by :func:`genesel.tl.select_panel` under ``key``, best first."""
+    column = f"{key}_rank"
+    if column not in adata.var.columns:
+        raise ConfigError(f"adata.var has no {column!r}; run genesel.tl.select_panel(adata, key_added={key!r}, ...) first")
+    rank = adata.var[column].to_numpy(dtype=float)
+    chosen = np.flatnonzero(~np.isnan(rank))
+    return [str(g) for g in adata.var_names[chosen[np.argsort(rank[chosen])]]]
+
+
+def fit_imputer(
+    adata: AnnData,
+    *,
+    panel_key: str = "genesel",
+    decoder: str = "linear",
+    seed: int = 0,
+    layer: str | None = None,
+    hidden: Sequence[int] = (256,),
+    dropout: float = 0.1,
+    n_neighbors: int = 10,
+    epochs: int = 100,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    device: str = "auto",
+    progress: bool = False,
+) -> ImputationModel:
+    """Fit a model that imputes every gene of ``adata`` from a selected panel.
+
+    Parameters
+    ----------
+    adata
+        The data the panel was selected on (prepared by :func:`genesel.tl.prepare`).
+    panel_key
+        ``key_added`` of the :func:`genesel.tl.select_panel` call whose panel to use.
+    decoder
+        ``linear`` (exact least squares), ``mlp`` (D-GEX network) or ``knn``.
+    seed
+        Seed of the MLP's initialisation and minibatches (and of the split, if prepared here).
+    layer
+        Layer to read instead of ``X``.
+    hidden
+        MLP hidden layer widths (D-GEX: ``(9000,)``).
+    dropout
+        MLP dropout after each hidden layer.
+    n_neighbors
+        KNN: neighbours averaged.
+    epochs
+        MLP epoch budget.
+    batch_size
+        MLP minibatch size.
+    learning_rate
+        MLP Adam learning rate (decayed by 0.95 per epoch).
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    The fitted model; ``model.save(directory)`` keeps it, :func:`genesel.tl.impute` applies it.
+    """
+    store = ensure_store(adata, seed=seed, layer=layer)
+    trainer, loader = training_configs(
+        seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress
+    )
+    if decoder == "mlp":
+        trainer.lr_decay = 0.95
+    return _fit_imputer(
+        store,
+        panel_from_var(adata, panel_key),
+        decoder=decoder,
+        hidden=tuple(hidden),
+        dropout=dropout,
+        n_neighbors=n_neighbors,
+        trainer=trainer,
+        loader=loader,
+        progress=progress,
+    )
+
+
+def impute(
+    adata: AnnData,
+    model: ImputationModel | str | os.PathLike[str],
+    *,
+    layer: str | None = None,
+    batch_rows: int = 4096,
+    device: str = "cpu",
+    progress: bool = False,
+) -> AnnData:
+    """Impute the whole transcriptome of samples measured on a panel.
+
+    Parameters
+    ----------
+    adata
+        Samples measured on (at least) the panel genes, matched by gene id or symbol in
+        any order, in the units of the data the model was fitted on. In memory or backed.
+    model
+        A fitted :class:`~genesel.impute.ImputationModel` or the directory of one
+        (``genesel impute fit --out``).
+    layer
+        Layer to read instead of ``X``.
+    batch_rows
+        Samples imputed at a time (bounds memory, also for backed data).
+    device
+        Where the decoder runs.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    A new AnnData: ``obs`` from ``adata``, ``X`` all genes of the model, ``var`` indexed by
+    gene id with ``symbol`` and ``measured`` (the panel genes, copied unchanged), and
+    ``uns["genesel_imputation"]``. ``adata`` is not modified.
+    """
+    if not isinstance(model, ImputationModel):
+        model = load_model(model)
+    result = model.impute(adata, layer=layer, batch_rows=batch_rows, device=device, progress=progress)
+    logger.info("imputed %d genes for %d samples from %d measured", model.n_genes, result.n_obs, model.n_panel)
+    return result

@@ -1,0 +1,108 @@
+"""``genesel.tl.select_panel``: choose a gene panel on an AnnData."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from anndata import AnnData
+
+from genesel.selectors.base import select_panel as _select_panel
+from genesel.tl._prepare import ensure_store
+from genesel.tl._utils import copy_or_self, training_configs, uns_safe
+
+logger = logging.getLogger(__name__)
+
+
+def select_panel(
+    adata: AnnData,
+    *,
+    n_genes: int,
+    method: str,
+    key_added: str = "genesel",
+    seed: int = 0,
+    layer: str | None = None,
+    params: dict[str, Any] | None = None,
+    epochs: int = 100,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    device: str = "auto",
+    progress: bool = False,
+    copy: bool = False,
+) -> AnnData | None:
+    """Select a panel of ``n_genes`` genes that best predicts all the others.
+
+    The same selection as ``genesel select`` on a preprocessed store. An ``adata`` without
+    ``obs["split"]`` and ``var["mean"]``/``var["std"]`` is first annotated by
+    :func:`genesel.tl.prepare` (with this ``seed`` and ``layer``). Works on in-memory and
+    backed AnnData.
+
+    Parameters
+    ----------
+    adata
+        Samples x genes; log-normalised values (for scanpy's bundled data, ``adata.raw.to_adata()``).
+    n_genes
+        Panel size K (``landmarks`` only accepts the number of landmark genes).
+    method
+        ``cae``, ``ipcae``, ``lassonet``, ``logitnormal``, ``logitnormal-hnet``,
+        ``landmarks``, ``random``, ``hvg`` or ``qr``.
+    key_added
+        Prefix of the ``.var`` columns and key in ``.uns`` written.
+    seed
+        Seed of the selection (and of the split, when ``adata`` is prepared here).
+    layer
+        Layer to read instead of ``X``.
+    params
+        Method hyperparameters, e.g. ``{"gjsd_weight": 0.1}``; unknown keys are rejected.
+    epochs
+        Epoch budget of trained methods.
+    batch_size
+        Minibatch size of trained methods.
+    learning_rate
+        Adam learning rate of trained methods.
+    device
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    progress
+        Show a progress bar while training.
+    copy
+        Work on a copy of ``adata`` and return it.
+
+    Returns
+    -------
+    ``None``, or the annotated copy when ``copy=True``. Sets
+
+    ``adata.var[f"{key_added}_selected"]``
+        Whether a gene is in the panel.
+    ``adata.var[f"{key_added}_rank"]``
+        Rank in the panel (1 = most important), NaN outside it.
+    ``adata.uns[key_added]``
+        ``method``, ``n_genes``, ``seed``, ``params`` (every hyperparameter), ``panel``
+        (gene ids, best first) and, for trained methods, ``history`` (per-epoch losses).
+    """
+    adata = copy_or_self(adata, copy)
+    store = ensure_store(adata, seed=seed, layer=layer)
+    trainer, loader = training_configs(
+        seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress
+    )
+    result = _select_panel(store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader)
+    rank = np.full(adata.n_vars, np.nan)
+    rank[result.gene_indices] = np.arange(1, result.n_genes + 1)
+    adata.var[f"{key_added}_selected"] = ~np.isnan(rank)
+    adata.var[f"{key_added}_rank"] = rank
+    info: dict[str, Any] = {
+        "method": method,
+        "n_genes": int(n_genes),
+        "seed": int(seed),
+        "layer": layer or "X",
+        "params": uns_safe(result.config),
+        "panel": [str(g) for g in result.gene_ids],
+    }
+    if result.history is not None:
+        info["history"] = uns_safe(result.history)
+    adata.uns[key_added] = info
+    logger.info(
+        "added var[%r], var[%r] and uns[%r]: %d genes by %s",
+        f"{key_added}_selected", f"{key_added}_rank", key_added, result.n_genes, method,
+    )
+    return adata if copy else None

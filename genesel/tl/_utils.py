@@ -1,0 +1,47 @@
+"""Small helpers shared by the scanpy-style functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genesel.loader import LoaderConfig
+from genesel.training import TrainerConfig
+
+
+def training_configs(
+    *, seed: int, epochs: int, batch_size: int, learning_rate: float, device: str, progress: bool
+) -> tuple[TrainerConfig, LoaderConfig]:
+    """The trainer and loader options the API functions expose as keywords."""
+    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, seed=seed, device=device, progress=progress)
+    return trainer, LoaderConfig(batch_size=batch_size)
+
+
+def uns_safe(value: Any) -> Any:
+    """Make ``value`` writable into ``.uns`` (no ``None``, tuples as lists, paths as text)."""
+    if isinstance(value, Mapping):
+        return {str(k): uns_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, tuple | list):
+        return [uns_safe(v) for v in value if v is not None]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.DataFrame):
+        return value.reset_index(drop=True)
+    return value
+
+
+def copy_or_self(adata: Any, copy: bool) -> Any:
+    """``adata.copy()`` when ``copy`` (in-memory data only), else ``adata`` itself."""
+    if not copy:
+        return adata
+    if getattr(adata, "isbacked", False):
+        from genesel.errors import ConfigError
+
+        raise ConfigError("copy=True needs an in-memory AnnData; load it with adata.to_memory() or annotate the backed object")
+    return adata.copy()

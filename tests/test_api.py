@@ -1,0 +1,163 @@
+"""The scanpy-style API: conventions (as scanpy's package-structure test) and behaviour on pbmc68k."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import anndata
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+
+import genesel
+from genesel.errors import ConfigError
+
+matplotlib.use("Agg")
+
+PUBLIC = [(name, getattr(module, name)) for module in (genesel.tl, genesel.pl) for name in module.__all__]
+#: Functions whose second parameter may be positional, as scanpy's ``ingest(adata, adata_ref)``.
+SECOND_POSITIONAL = {"impute": "model"}
+
+
+@pytest.mark.parametrize(("name", "function"), PUBLIC, ids=[name for name, _ in PUBLIC])
+def test_signature_follows_scanpy(name: str, function) -> None:
+    parameters = list(inspect.signature(function).parameters.values())
+    assert parameters[0].name == "adata", f"{name}: first parameter must be adata"
+    assert parameters[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    rest = parameters[1:]
+    if name in SECOND_POSITIONAL:
+        assert rest[0].name == SECOND_POSITIONAL[name] and rest[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        rest = rest[1:]
+    positional = [p.name for p in rest if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    assert not positional, f"{name}: parameters after adata must be keyword-only, got {positional}"
+    assert "return" in function.__annotations__, f"{name}: annotate the return type"
+
+
+@pytest.mark.parametrize(("name", "function"), PUBLIC, ids=[name for name, _ in PUBLIC])
+def test_docstring_documents_every_parameter(name: str, function) -> None:
+    doc = inspect.getdoc(function)
+    assert doc and "Parameters\n----------" in doc and "Returns\n-------" in doc, name
+    documented = set(re.findall(r"^(\w+)$", doc.split("Parameters\n----------")[1].split("Returns\n-------")[0], re.M))
+    missing = set(inspect.signature(function).parameters) - documented
+    assert not missing, f"{name}: parameters without documentation: {sorted(missing)}"
+
+
+def test_namespaces_only_reexport() -> None:
+    for module in (genesel.tl, genesel.pl):
+        source = Path(module.__file__).read_text()
+        code = [line for line in source.splitlines() if line.strip() and not line.startswith(("from ", '"""', "__all__"))]
+        assert not code, f"{module.__name__}/__init__.py should only re-export, found {code}"
+        for name in module.__all__:
+            assert getattr(module, name).__module__.startswith(f"{module.__name__}._")
+
+
+@pytest.fixture(scope="module")
+def pbmc() -> anndata.AnnData:
+    """scanpy's bundled pbmc68k_reduced, log-normalised values (``.raw``; ``X`` is scaled)."""
+    return sc.datasets.pbmc68k_reduced().raw.to_adata()
+
+
+def test_prepare_adds_only_what_it_documents(pbmc: anndata.AnnData) -> None:
+    adata = pbmc.copy()
+    before_obs, before_var, before_uns = set(adata.obs), set(adata.var), set(adata.uns)
+    X_before = adata.X.copy()
+    genesel.tl.prepare(adata, seed=3)
+    assert set(adata.obs) - before_obs == {"split"}
+    assert set(adata.var) - before_var == {"mean", "std", "symbol", "landmark"}
+    assert set(adata.uns) - before_uns == {"genesel"}
+    assert (adata.X != X_before).nnz == 0
+    train = adata[adata.obs["split"] == "train"].X.toarray()
+    np.testing.assert_allclose(adata.var["mean"], train.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert adata.obs["split"].value_counts()["train"] == pytest.approx(0.79 * adata.n_obs, abs=5)
+    again = genesel.tl.prepare(pbmc, seed=3, copy=True)
+    assert (again.obs["split"] == adata.obs["split"]).all()
+    assert "split" not in pbmc.obs
+
+
+def test_select_panel_writes_var_and_uns(pbmc: anndata.AnnData, tmp_path: Path) -> None:
+    adata = pbmc.copy()
+    returned = genesel.tl.select_panel(adata, n_genes=15, method="cae", seed=1, epochs=2, key_added="panel")
+    assert returned is None
+    assert adata.var["panel_selected"].sum() == 15
+    ranks = adata.var.loc[adata.var["panel_selected"], "panel_rank"]
+    assert sorted(ranks) == list(range(1, 16))
+    assert adata.var.loc[~adata.var["panel_selected"], "panel_rank"].isna().all()
+    info = adata.uns["panel"]
+    assert info["method"] == "cae" and info["n_genes"] == 15 and len(info["panel"]) == 15
+    assert info["panel"][0] == adata.var_names[adata.var["panel_rank"] == 1][0]
+    assert len(info["history"]) == 2
+    adata.write_h5ad(tmp_path / "annotated.h5ad")  # everything written must be storable
+    assert anndata.read_h5ad(tmp_path / "annotated.h5ad").uns["panel"]["method"] == "cae"
+
+
+def test_select_panel_copy_and_errors(pbmc: anndata.AnnData) -> None:
+    adata = pbmc.copy()
+    copied = genesel.tl.select_panel(adata, n_genes=10, method="random", copy=True)
+    assert copied.var["genesel_selected"].sum() == 10
+    assert "genesel_selected" not in adata.var and "split" not in adata.obs
+    with pytest.raises(ConfigError, match="no parameter"):
+        genesel.tl.select_panel(adata, n_genes=10, method="random", params={"nope": 1})
+    with pytest.raises(ConfigError, match="unknown method"):
+        genesel.tl.select_panel(adata, n_genes=10, method="magic")
+
+
+def test_backed_anndata(pbmc: anndata.AnnData, tmp_path: Path) -> None:
+    path = tmp_path / "pbmc.h5ad"
+    anndata.AnnData(X=pbmc.X.toarray(), obs=pbmc.obs[[]], var=pbmc.var[[]]).write_h5ad(path)
+    backed = anndata.read_h5ad(path, backed="r")
+    try:
+        genesel.tl.select_panel(backed, n_genes=12, method="random", seed=0)
+        assert backed.var["genesel_selected"].sum() == 12
+        model = genesel.tl.fit_imputer(backed)
+        full = genesel.tl.impute(backed, model)
+        assert full.shape == backed.shape
+        with pytest.raises(ConfigError, match="in-memory"):
+            genesel.tl.select_panel(backed, n_genes=12, method="random", copy=True)
+    finally:
+        backed.file.close()
+
+
+def test_impute_returns_the_full_transcriptome(pbmc: anndata.AnnData, tmp_path: Path) -> None:
+    adata = pbmc.copy()
+    genesel.tl.select_panel(adata, n_genes=40, method="random", seed=0)
+    model = genesel.tl.fit_imputer(adata, decoder="linear")
+    measured = adata[:, adata.var["genesel_selected"].to_numpy()].copy()
+    full = genesel.tl.impute(measured, model)
+    assert full.shape == adata.shape
+    assert list(full.var_names) == list(adata.var_names)
+    panel = full.var["measured"].to_numpy()
+    assert panel.sum() == 40
+    np.testing.assert_allclose(full.X[:, panel], adata.X[:, panel].toarray(), rtol=1e-6)
+    test = (adata.obs["split"] == "test").to_numpy()
+    truth = adata.X.toarray()[test][:, ~panel]
+    error = np.mean((full.X[test][:, ~panel] - truth) ** 2)
+    assert error < np.mean((truth - adata.var["mean"].to_numpy()[~panel]) ** 2), "must beat predicting the mean"
+    model.save(tmp_path / "model")
+    again = genesel.tl.impute(measured, tmp_path / "model")
+    np.testing.assert_allclose(again.X, full.X, rtol=1e-5, atol=1e-6)
+
+
+def test_panel_curve_and_its_plot(pbmc: anndata.AnnData, tmp_path: Path) -> None:
+    adata = pbmc.copy()
+    frame = genesel.tl.panel_curve(adata, sizes=(10, 40), methods=("random", "landmarks"), seeds=(0, 1), decoder="linear")
+    assert isinstance(frame, pd.DataFrame) and adata.uns["genesel_curve"] is frame
+    n_landmarks = int(adata.var["landmark"].sum())
+    assert set(frame.loc[frame["method"] == "landmarks", "n_genes"]) == {n_landmarks}
+    assert len(frame) == 2 * 2 + 2
+    assert (frame.loc[frame["method"] == "landmarks", "landmark_overlap"] == n_landmarks).all()
+    random_mse = frame[frame["method"] == "random"].groupby("n_genes")["mse"].mean()
+    assert random_mse[40] < random_mse[10], "more genes must impute better"
+
+    ax = genesel.pl.panel_curve(adata, show=False, save=tmp_path / "curve.png")
+    assert isinstance(ax, matplotlib.axes.Axes)
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    labels = ax.get_legend_handles_labels()[1]
+    assert "random" in labels and f"landmarks ({n_landmarks})" in labels
+    ax = genesel.pl.panel_curve(frame, metric="mae", show=False)
+    assert ax.get_ylabel() == "mae"
+    with pytest.raises(ConfigError, match="no 'other'"):
+        genesel.pl.panel_curve(adata, key="other", show=False)
