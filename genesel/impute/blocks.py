@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 from genesel.store import Store
 
@@ -20,13 +21,15 @@ def iter_row_blocks(
     *,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     prefetch: bool = True,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(offset, block)`` for consecutive blocks of ``rows`` in store units (float32).
 
     ``offset`` is the position of the block's first row within ``rows``. A background
     thread reads the next block while the caller works on the current one. Blocks live
     in a ring of three reusable buffers: a yielded block is valid until the next one is
-    requested, so copy it if you keep it.
+    requested, so copy it if you keep it. With ``pin_memory`` the buffers are page-locked
+    (fast copies to a GPU).
     """
     if block_rows < 1:
         raise ValueError(f"block_rows must be positive, got {block_rows}")
@@ -36,7 +39,11 @@ def iter_row_blocks(
         for start in starts:
             yield start, store.read_rows(rows[start : start + block_rows], standardize=False, out=buffer)
         return
-    ring = [np.empty((min(block_rows, rows.size), store.n_vars), dtype=np.float32) for _ in range(3)]
+    shape = (min(block_rows, rows.size), store.n_vars)
+    if pin_memory:
+        ring = [torch.empty(shape, dtype=torch.float32, pin_memory=True).numpy() for _ in range(3)]
+    else:
+        ring = [np.empty(shape, dtype=np.float32) for _ in range(3)]
     ready: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
     done = object()

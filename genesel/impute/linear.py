@@ -60,9 +60,11 @@ class LinearSolution:
 class NormalEquations:
     """Running sums of a least-squares problem with intercept, fed one row block at a time.
 
-    Accumulates, in float64, ``S = Zp^T Z`` (panel genes x all genes) and the column sums
-    of ``Z``, where ``Z`` holds rows centred by ``center``. The panel Gram matrix is the
-    sub-block ``S[:, panel]``, so one ``dgemm`` per block is all the arithmetic.
+    With ``Z`` the rows centred by ``center`` and the design ``A = [Z[:, panel], 1]``,
+    accumulates ``A^T Z`` in float64: its first ``K`` rows are the cross-products of the
+    panel genes with all genes (the panel Gram matrix is the sub-block at the panel
+    columns) and its last row holds the column sums. Per block that is one fused
+    convert-and-centre pass and one ``dgemm``.
 
     Parameters
     ----------
@@ -80,34 +82,33 @@ class NormalEquations:
         self.device = torch.device(device)
         self.panel = torch.as_tensor(np.asarray(panel, dtype=np.int64), device=self.device)
         self.center = torch.as_tensor(np.asarray(center, dtype=np.float64), device=self.device)
-        self.cross = torch.zeros((self.panel.numel(), n_genes), dtype=torch.float64, device=self.device)
-        self.column_sum = torch.zeros(n_genes, dtype=torch.float64, device=self.device)
+        self.products = torch.zeros((self.panel.numel() + 1, n_genes), dtype=torch.float64, device=self.device)
         self.n_samples = 0
-        self._work: torch.Tensor | None = None
+        self._centred: torch.Tensor | None = None
+        self._design: torch.Tensor | None = None
 
     def update(self, block: np.ndarray) -> None:
         """Add the rows of ``block`` (float32 or float64, samples x genes)."""
         rows = block.shape[0]
         if not rows:
             return
-        if self._work is None or self._work.shape[0] < rows:
-            self._work = torch.empty((rows, block.shape[1]), dtype=torch.float64, device=self.device)
-        source = torch.from_numpy(np.ascontiguousarray(block))
-        if self.device.type == "cuda":
-            source = source.pin_memory().to(self.device, non_blocking=True)
-        z = self._work[:rows]
-        z.copy_(source)
-        z.sub_(self.center)
-        self.cross.addmm_(z.index_select(1, self.panel).T, z)
-        self.column_sum.add_(z.sum(dim=0))
+        if self._centred is None or self._centred.shape[0] < rows:
+            self._centred = torch.empty((rows, block.shape[1]), dtype=torch.float64, device=self.device)
+            self._design = torch.ones((rows, self.panel.numel() + 1), dtype=torch.float64, device=self.device)
+        source = torch.from_numpy(block).to(self.device)
+        centred = torch.sub(source, self.center, out=self._centred[:rows])
+        design = self._design[:rows]
+        design[:, :-1] = centred.index_select(1, self.panel)
+        self.products.addmm_(design.T, centred)
         self.n_samples += rows
 
     def solve(self, *, scale: np.ndarray, ridge: float = 0.0) -> LinearSolution:
         """Solve for weights in units ``z / scale`` (``scale`` = train standard deviations)."""
         scale = np.asarray(scale, dtype=np.float64)
         panel = self.panel.cpu().numpy()
-        cross = self.cross.cpu().numpy() / np.outer(scale[panel], scale)
-        column_sum = self.column_sum.cpu().numpy() / scale
+        products = self.products.cpu().numpy()
+        cross = products[:-1] / scale[panel, None] / scale
+        column_sum = products[-1] / scale
         return solve_normal_equations(cross, column_sum, self.n_samples, panel, ridge=ridge)
 
 
@@ -207,7 +208,7 @@ def fit_linear(
     equations = NormalEquations(panel, store.n_vars, center=mean, device=device)
     started = time.perf_counter()
     with tqdm(total=rows.size, desc="linear fit", unit="rows", disable=not progress, leave=False) as bar:
-        for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
+        for _, block in iter_row_blocks(store, rows, block_rows=block_rows, pin_memory=equations.device.type == "cuda"):
             equations.update(block)
             bar.update(block.shape[0])
     if equations.device.type == "cuda":
