@@ -1,0 +1,77 @@
+"""``genesel preprocess``: turn an expression matrix into a genesel store."""
+
+from __future__ import annotations
+
+import argparse
+
+from genesel.errors import ConfigError
+from genesel.io.open import FORMATS
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``genesel preprocess``."""
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="probe -> gene, log2, quantile normalisation, split and statistics -> store",
+        description=(
+            "Read an expression matrix (GCTX, .h5ad, .zarr, CSV/TSV, or D-GEX/CAE .npy files) by row blocks "
+            "and write a store (.h5ad): probes averaged into the D-GEX genes, optionally log2(x + 1), "
+            "near-duplicate samples removed and quantile normalisation, a seeded train/validation/test "
+            "split (D-GEX's 88,807/11,101/rest, proportional for other sizes), per-gene mean and std of "
+            "the train split. Rows are grouped train, validation, test. See docs/data.md."
+        ),
+    )
+    parser.add_argument("input", metavar="INPUT", help="matrix file, or a directory of D-GEX/CAE .npy files")
+    parser.add_argument("--out", required=True, help="store to write (.h5ad)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default=None, help="input format (default: from the extension)")
+    parser.add_argument(
+        "--orientation",
+        choices=("samples-by-genes", "genes-by-samples"),
+        default=None,
+        help="text/GCTX layout (default: guessed from the ids)",
+    )
+    parser.add_argument("--layer", default=None, help="AnnData layer to read instead of X")
+    parser.add_argument("--probe-map", default=None, help="probe -> gene map (symbol, gene id, probes[, landmark]; default D-GEX)")
+    parser.add_argument(
+        "--log2", choices=("auto", "yes", "no"), default="auto", help="take log2(x + 1): auto = only if not log-scale (default)"
+    )
+    parser.add_argument("--force-log", action="store_true", help="with --log2 yes, log data that looks log-scale already")
+    parser.add_argument("--quantile-normalize", action="store_true", help="quantile-normalise samples (reference: train split)")
+    parser.add_argument("--remove-duplicates", action="store_true", help="drop samples repeating an earlier one")
+    parser.add_argument(
+        "--duplicate-tolerance", type=float, default=1e-3, help="max abs difference of duplicates (default 1e-3)"
+    )
+    parser.add_argument("--split-column", default=None, help="obs column holding train/validation/test labels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=None, metavar="N", help="train and validation sizes [and test] (default: D-GEX's)"
+    )
+    parser.add_argument("--block-rows", type=int, default=None, help="samples per block (default: about 64 MiB)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``genesel preprocess``."""
+    from genesel.preprocess import preprocess
+
+    if args.sizes is not None and len(args.sizes) not in (2, 3):
+        raise ConfigError(f"--sizes takes 2 or 3 numbers (train validation [test]), got {args.sizes}")
+    preprocess(
+        args.input,
+        args.out,
+        format=args.format,
+        orientation=args.orientation,
+        layer=args.layer,
+        probe_map=args.probe_map,
+        log2=args.log2,
+        force_log=args.force_log,
+        quantile_normalize=args.quantile_normalize,
+        remove_duplicates=args.remove_duplicates,
+        duplicate_tolerance=args.duplicate_tolerance,
+        split_column=args.split_column,
+        seed=args.seed,
+        sizes=args.sizes,
+        block_rows=args.block_rows,
+        progress=getattr(args, "progress", True),
+    )
+    return 0

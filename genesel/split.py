@@ -1,0 +1,151 @@
+"""Seeded train/validation/test assignment of samples.
+
+The default follows D-GEX: of the 112,171 GEO samples, 88,807 train, 11,101 validation
+and the rest (12,263) test; other sample counts get the same fractions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from genesel.errors import ConfigError, InputFileError
+
+SPLITS = ("train", "validation", "test")
+#: D-GEX's GEO compendium: samples, train and validation sizes (test is the rest).
+DGEX_N_OBS = 112_171
+DGEX_SIZES = (88_807, 11_101)
+DGEX_FRACTIONS = (DGEX_SIZES[0] / DGEX_N_OBS, DGEX_SIZES[1] / DGEX_N_OBS)
+
+#: Labels accepted in a split column, mapped to the canonical names.
+SPLIT_ALIASES = {
+    "train": "train", "tr": "train", "training": "train",
+    "validation": "validation", "va": "validation", "val": "validation", "valid": "validation",
+    "test": "test", "te": "test", "testing": "test",
+}  # fmt: skip
+
+
+def split_sizes(
+    n_obs: int,
+    *,
+    sizes: Sequence[int] | Mapping[str, int] | None = None,
+    fractions: Sequence[float] | Mapping[str, float] | None = None,
+) -> dict[str, int]:
+    """Return the number of train, validation and test samples for ``n_obs`` samples.
+
+    Parameters
+    ----------
+    n_obs
+        Number of samples to split.
+    sizes
+        ``(train, validation[, test])`` counts (a missing test count takes the rest).
+    fractions
+        ``(train, validation[, test])`` fractions (the test fraction defaults to the rest).
+        Without ``sizes`` or ``fractions``: D-GEX's sizes for 112,171 samples, D-GEX's
+        fractions otherwise.
+
+    Raises
+    ------
+    ConfigError
+        If the sizes do not add up to ``n_obs`` or a split would be empty.
+    """
+    if sizes is not None and fractions is not None:
+        raise ConfigError("give split sizes or split fractions, not both")
+    if sizes is not None:
+        counts = _three(sizes, "sizes")
+        if any(c is not None and (int(c) != c or c < 0) for c in counts):
+            raise ConfigError(f"split sizes must be non-negative integers, got {sizes!r}")
+        n_train, n_validation = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
+        n_test = n_obs - n_train - n_validation if counts[2] is None else int(counts[2])
+        if n_train + n_validation + n_test != n_obs:
+            raise ConfigError(
+                f"split sizes {n_train} + {n_validation} + {n_test} do not add up to the {n_obs} samples"
+            )
+    else:
+        if fractions is None:
+            train_fraction, validation_fraction = DGEX_FRACTIONS
+        else:
+            parts = _three(fractions, "fractions")
+            train_fraction, validation_fraction = float(parts[0]), float(parts[1])  # type: ignore[arg-type]
+            total = train_fraction + validation_fraction + (0.0 if parts[2] is None else float(parts[2]))
+            if min(train_fraction, validation_fraction) < 0 or total > 1 + 1e-9:
+                raise ConfigError(f"split fractions {fractions!r} must be non-negative and sum to at most 1")
+        n_train = int(round(n_obs * train_fraction))
+        n_validation = int(round(n_obs * validation_fraction))
+        n_test = n_obs - n_train - n_validation
+    counts_by_name = dict(zip(SPLITS, (n_train, n_validation, n_test), strict=True))
+    empty = [name for name, count in counts_by_name.items() if count <= 0]
+    if empty:
+        raise ConfigError(
+            f"{n_obs} samples give split sizes {counts_by_name}: the {', '.join(empty)} split would be empty"
+        )
+    return counts_by_name
+
+
+def _three(values: Sequence[Any] | Mapping[str, Any], what: str) -> tuple[Any, Any, Any]:
+    if isinstance(values, Mapping):
+        unknown = set(values) - set(SPLITS)
+        if unknown or "train" not in values or "validation" not in values:
+            raise ConfigError(f"split {what} need keys train, validation[, test]; got {sorted(values)}")
+        return values["train"], values["validation"], values.get("test")
+    values = list(values)
+    if len(values) not in (2, 3):
+        raise ConfigError(f"split {what} need 2 or 3 values (train, validation[, test]), got {values!r}")
+    return values[0], values[1], values[2] if len(values) == 3 else None
+
+
+def assign_splits(
+    n_obs: int,
+    *,
+    seed: int,
+    sizes: Sequence[int] | Mapping[str, int] | None = None,
+    fractions: Sequence[float] | Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Assign each of ``n_obs`` samples to train, validation or test, at random.
+
+    The same ``seed``, ``n_obs`` and sizes always give the same assignment.
+
+    Returns
+    -------
+    Object array of ``n_obs`` labels (``"train"``, ``"validation"``, ``"test"``) in sample order.
+    """
+    counts = split_sizes(n_obs, sizes=sizes, fractions=fractions)
+    order = np.random.default_rng(seed).permutation(n_obs)
+    labels = np.empty(n_obs, dtype=object)
+    start = 0
+    for name, count in counts.items():
+        labels[order[start : start + count]] = name
+        start += count
+    return labels
+
+
+def splits_from_column(
+    values: Sequence[Any], *, column: str, path: str | os.PathLike[str] = "<input>"
+) -> np.ndarray:
+    """Return canonical split labels from a sample annotation column.
+
+    Accepts ``train``/``validation``/``test`` and the short forms ``tr``/``va``/``te``,
+    ``val``/``valid`` (any case).
+
+    Raises
+    ------
+    InputFileError
+        If a label is unknown or a split is empty.
+    """
+    raw = np.asarray(values, dtype=object).astype(str)
+    lowered = np.char.lower(np.char.strip(raw.astype(str)))
+    labels = np.array([SPLIT_ALIASES.get(v) for v in lowered], dtype=object)
+    unknown = sorted(set(raw[labels == None]))  # noqa: E711 - elementwise comparison
+    if unknown:
+        raise InputFileError(
+            path,
+            f"column {column!r} has labels that are not splits: {unknown[:5]}",
+            "use train/validation/test (or tr/va/te)",
+        )
+    empty = [name for name in SPLITS if not np.any(labels == name)]
+    if empty:
+        raise InputFileError(path, f"column {column!r} leaves the {', '.join(empty)} split empty")
+    return labels
