@@ -410,9 +410,9 @@ class _Run:
         if option == "no":
             self.info["log2_applied"] = False
             return
-        n_obs = self.source.n_obs
-        places = np.unique(np.linspace(0, max(0, n_obs - LOG_SAMPLE_ROWS), LOG_SAMPLE_PLACES).astype(int))
-        sample = np.concatenate([self.rows(int(a), min(n_obs, int(a) + LOG_SAMPLE_ROWS)) for a in places])
+        n_obs, rows = self.source.n_obs, min(LOG_SAMPLE_ROWS, self.block_rows)
+        places = np.unique(np.linspace(0, max(0, n_obs - rows), LOG_SAMPLE_PLACES).astype(int))
+        sample = np.concatenate([self.rows(int(a), min(n_obs, int(a) + rows)) for a in places])
         low, high = float(sample.min()), float(sample.max())
         looks_logged = low < 0 or high < LOGGED_MAX
         if option == "auto":

@@ -138,7 +138,7 @@ def splits_from_column(
     raw = np.asarray(values, dtype=object).astype(str)
     lowered = np.char.lower(np.char.strip(raw.astype(str)))
     labels = np.array([SPLIT_ALIASES.get(v) for v in lowered], dtype=object)
-    unknown = sorted(set(raw[labels == None]))  # noqa: E711 - elementwise comparison
+    unknown = sorted({str(v) for v in raw[labels == None]})  # noqa: E711 - elementwise comparison
     if unknown:
         raise InputFileError(
             path,
