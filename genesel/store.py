@@ -292,7 +292,7 @@ class Store:
                 out[: block.shape[0]] = block
                 block = out[: block.shape[0]]
         if standardize:
-            if not block.flags.writeable or block is self.X:
+            if not block.flags.writeable or (isinstance(self.X, np.ndarray) and np.may_share_memory(block, self.X)):
                 block = block.copy()
             block -= self.mean
             block /= self.std
