@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from genesel.errors import InputFileError
 from genesel.io.dgex_npy import N_LANDMARKS, N_TARGETS
 from genesel.io.gctx import write_gctx
 from genesel.io.gene_maps import dgex_gene_map
@@ -89,6 +90,23 @@ def test_dgex_npy_layout(tmp_path):
         assert int(source.var["landmark"].sum()) == 943
     with open_source(tmp_path / "bgedv2_X_va_float64.npy") as source:  # a file opens its directory
         assert source.n_obs == 9
+
+
+def test_dgex_npy_gene_order_files(tmp_path):
+    """D-GEX shuffled its genes and wrote the order to bgedv2_GTEx_1000G_{lm,tg}.txt."""
+    _write_dgex_npy(tmp_path, {"tr": 2})
+    genes = dgex_gene_map()
+    rng = np.random.default_rng(5)
+    shuffled = np.concatenate([rng.permutation(943), 943 + rng.permutation(9520)])
+    for name, rows in (("lm", shuffled[:943]), ("tg", shuffled[943:])):
+        lines = [f"{genes['ensembl_id'].iloc[i]}\t0\t{','.join(genes['probes'].iloc[i])}\n" for i in rows]
+        (tmp_path / f"bgedv2_GTEx_1000G_{name}.txt").write_text("".join(lines))
+    with open_source(tmp_path) as source:
+        assert list(source.var_names) == list(genes.index[shuffled])
+        assert source.var["landmark"].iloc[:943].all() and not source.var["landmark"].iloc[943:].any()
+    (tmp_path / "bgedv2_GTEx_1000G_tg.txt").write_text("ENSG1\t0\tnot_a_probe\n" * 9520)
+    with pytest.raises(InputFileError, match="line 1: probes 'not_a_probe'"):
+        open_source(tmp_path)
 
 
 def test_cae_npy_layout(tmp_path):

@@ -8,6 +8,13 @@ Two layouts, one per paper, both samples x genes in the D-GEX universe order:
 
 The split comes from the file names and is exposed as the ``obs`` column ``split``
 (``train``/``validation``/``test``); sample ids are ``<split>_<row>``.
+
+D-GEX's ``bgedv2.py`` shuffled the landmark and the target genes (unseeded) before
+writing the matrices, and wrote the order it used to ``bgedv2_GTEx_1000G_lm.txt`` and
+``bgedv2_GTEx_1000G_tg.txt`` (Ensembl id, probe indices, probe ids). When these files
+sit next to the ``.npy`` files they give the gene of each column; without them the
+columns are assumed to follow the map order (``genesel/data/dgex_map_*.txt``), with a
+warning.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ SPLIT_NAMES = {"tr": "train", "va": "validation", "te": "test"}
 N_LANDMARKS = 943
 N_TARGETS = 9520
 TARGET_HALVES = ("0-4760", "4760-9520")
+
+#: D-GEX's record of the (shuffled) gene order of its matrices: landmarks, targets.
+GENE_ORDER_FILES = ("bgedv2_GTEx_1000G_lm.txt", "bgedv2_GTEx_1000G_tg.txt")
 
 DGEX_FILE = re.compile(r"^bgedv2_(X|Y)_(tr|va|te)(?:_(0-4760|4760-9520))?_float(32|64)\.npy$")
 CAE_FILE = re.compile(r"^bgedv2_XY_(tr|va|te)_float(32|64)\.npy$")
@@ -103,6 +113,15 @@ def read_dgex_npy(path: str | os.PathLike[str]) -> MatrixSource:
     if not parts:
         raise InputFileError(directory, f"no complete split of the {layout.upper()} layout found")
     genes = dgex_gene_map()
+    order = read_gene_order(directory)
+    if order is None:
+        logger.warning(
+            "%s: no %s; assuming the columns follow the D-GEX map order. D-GEX's own bgedv2.py "
+            "shuffled the genes and wrote their order to these files: put them next to the .npy files.",
+            directory, " / ".join(GENE_ORDER_FILES),
+        )
+    else:
+        genes = genes.loc[order]
     split_labels = np.concatenate([np.repeat(name, n) for name, n in splits])
     obs_names = np.concatenate([[f"{name}_{i}" for i in range(n)] for name, n in splits])
     obs = pd.DataFrame(
@@ -118,6 +137,33 @@ def read_dgex_npy(path: str | os.PathLike[str]) -> MatrixSource:
         obs=obs,
         feature_kind="gene",
     )
+
+
+def read_gene_order(directory: Path) -> pd.Index | None:
+    """Return the gene ids of the matrix columns from D-GEX's gene order files, if present.
+
+    Each line of ``bgedv2_GTEx_1000G_{lm,tg}.txt`` holds an Ensembl id, probe indices and
+    probe ids; genes are matched to the D-GEX map by their probe ids.
+    """
+    files = [directory / name for name in GENE_ORDER_FILES]
+    if not all(f.is_file() for f in files):
+        return None
+    genes = dgex_gene_map()
+    gene_of_probe = {p: gene for gene, probes in genes["probes"].items() for p in probes}
+    order = []
+    for file, expected in zip(files, (N_LANDMARKS, N_TARGETS), strict=True):
+        table = pd.read_csv(file, sep="\t", header=None, dtype=str, keep_default_na=False)
+        if len(table) != expected or table.shape[1] < 3:
+            raise InputFileError(file, f"expected {expected} lines of 3 tab-separated fields, found {table.shape}")
+        for line, probes in enumerate(table.iloc[:, 2], start=1):
+            matched = {gene_of_probe.get(p.strip()) for p in probes.split(",")}
+            if len(matched) != 1 or None in matched:
+                raise InputFileError(file, f"line {line}: probes {probes!r} do not name one D-GEX gene")
+            order.append(matched.pop())
+    index = pd.Index(order, name="gene_id")
+    if not index.is_unique or set(index[:N_LANDMARKS]) != set(genes.index[genes["landmark"]]):
+        raise InputFileError(files[0], "the gene order files do not list each D-GEX landmark and target once")
+    return index
 
 
 def _cae_part(directory: Path, short: str) -> Any:
