@@ -1,0 +1,153 @@
+"""The Snakemake workflow: lint, config validation, profile dry runs and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+
+#: Few samples, genes, epochs, 3 methods, 2 sizes, 1 seed, 1 decoder: ~20 short jobs.
+TINY_CONFIG = {
+    "run": "tiny",
+    "input": {"simulate": {"n_obs": 300, "n_genes": 200, "seed": 0}},
+    "methods": {"cae": {"epochs": 3, "batch_size": 64}, "random": {}, "landmarks": {}},
+    "panel_sizes": [8, 16],
+    "seeds": [0],
+    "decoders": {"linear": {}},
+}
+
+pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed in this environment")
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` with a config file written from ``config``."""
+    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    if config is not None:
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        command += ["--configfile", str(path)]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The "Job stats" table of a dry run as {rule: count}."""
+    if "Nothing to be done" in output:
+        return {}
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_lint_is_clean(tmp_path: Path) -> None:
+    result = snakemake(tmp_path, "--lint", config=TINY_CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", ["local", "gpu", "slurm"])
+def test_profile_dry_run(tmp_path: Path, profile: str) -> None:
+    result = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / profile), config=TINY_CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    # cae and random at 2 sizes; the landmark panel waits for the store (a checkpoint).
+    assert jobs["train_panel"] == 2 and jobs["select_baseline_panel"] == 2
+    assert jobs["fit_imputer"] == 4 and jobs["evaluate"] == 4 and jobs["report"] == 1
+    if profile == "slurm":
+        assert "gres=gpu:1" in result.stdout
+    if profile == "gpu":
+        assert re.search(r"rule train_panel:(?:\n    .*)*?\n    resources: .*gpu=1", result.stdout)
+
+
+def validate_config(config: dict) -> dict:
+    """Validate a config against the workflow's schema in-process (as the Snakefile does)."""
+    from snakemake.utils import validate
+
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_demo_and_geo_configs_are_valid() -> None:
+    demo = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    geo = validate_config(yaml.safe_load((REPO / "config" / "geo.yaml").read_text()))
+    assert set(demo["methods"]) >= {"cae", "ipcae", "lassonet", "logitnormal", "landmarks", "random", "hvg", "qr"}
+    assert set(demo["decoders"]) == set(geo["decoders"]) == {"linear", "mlp"}
+    assert geo["decoders"]["mlp"]["hidden"][0] == 9000
+    assert demo["decoders"]["mlp"]["hidden"][0] < 1000
+    assert demo["evaluation"] == {"split": "test", "metric": None}  # defaults filled in
+
+
+def test_geo_config_names_the_missing_compendium(tmp_path: Path) -> None:
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "geo.yaml"))
+    assert result.returncode != 0
+    assert "bgedv2_QNORM.gctx" in result.stdout + result.stderr
+
+
+def test_schema_violation_fails_the_workflow_naming_the_key(tmp_path: Path) -> None:
+    result = snakemake(tmp_path, "-n", config={**TINY_CONFIG, "methods": {"cea": {}}})
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "Error validating config file" in message and "'cea' was unexpected" in message, message[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"panel_sizes": [0, 10]}, "panel_sizes"),
+        ({"decoders": {"mlp": {"hidden": [64], "epoch": 3}}}, "'epoch' was unexpected"),
+        ({"threads": 4}, "'threads' was unexpected"),
+        ({"methods": {"cae": {"epochs": "many"}}}, "epochs"),
+    ],
+)
+def test_schema_violation_names_the_key(change: dict, named: str) -> None:
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError) as error:
+        validate_config({**TINY_CONFIG, **change})
+    assert named in str(error.value) + str(error.value.__cause__ or "") + "".join(map(str, error.value.args))
+
+
+def test_input_needs_exactly_one_source(tmp_path: Path) -> None:
+    config = {**TINY_CONFIG, "input": {"simulate": {"n_obs": 100}, "path": "data.gctx"}}
+    result = snakemake(tmp_path, "-n", config=config)
+    assert result.returncode != 0
+    assert "input.simulate" in result.stdout + result.stderr and "input.path" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
+    result = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", config=TINY_CONFIG)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = tmp_path / "results" / "tiny"
+    report = run / "report"
+    page = (report / "index.html").read_text()
+    assert "data:image/png;base64," in page
+    curves = pd.read_csv(report / "curves.tsv", sep="\t")
+    assert set(curves["method"]) == {"cae", "random", "landmarks"}
+    assert set(curves.loc[curves["method"] != "landmarks", "n_genes"]) == {8, 16}
+    assert (curves["mean"] > 0).all()
+    assert (run / "benchmarks" / "train_panel" / "cae_k8_seed0.tsv").exists()
+    assert (run / "logs" / "evaluate" / "random_k16_seed0_linear.log").exists()
+
+    again = snakemake(tmp_path, "-n", config=TINY_CONFIG)
+    assert planned_jobs(again.stdout) == {}, "a second run must have nothing to do"
+
+    (run / "panels" / "random" / "k8" / "seed0" / "panel.tsv").unlink()
+    rerun = snakemake(tmp_path, "-n", config=TINY_CONFIG)
+    assert planned_jobs(rerun.stdout) == {
+        "select_baseline_panel": 1,
+        "fit_imputer": 1,
+        "evaluate": 1,
+        "aggregate": 1,
+        "report": 1,
+        "all": 1,
+    }
