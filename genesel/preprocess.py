@@ -417,7 +417,8 @@ class _Run:
         looks_logged = low < 0 or high < LOGGED_MAX
         if option == "auto":
             apply = not looks_logged
-            self.transform.expect_logged = looks_logged
+            # Only a decision made on the maximum alone can be contradicted by later rows.
+            self.transform.expect_logged = looks_logged and low >= 0
             logger.info(
                 "%s: values in the sampled rows range %.3g..%.3g: %s",
                 self.source.path, low, high, "taking log2(x + 1)" if apply else "already log-scale, not logging",
