@@ -65,6 +65,8 @@ class StoreWriter:
         self._sum = np.zeros(len(var), dtype=np.float64)
         self._sum_sq = np.zeros(len(var), dtype=np.float64)
         self._n_train = 0
+        self._shift: np.ndarray | None = None
+        self._buffer: np.ndarray | None = None
         self._writer = DenseH5adWriter(path, n_obs=self.n_obs, var=self.var, dtype=np.float32)
         self.path = Path(path)
 
@@ -85,17 +87,27 @@ class StoreWriter:
             self._cursor[name] = start + count
             self._names[name].append(obs_names[mask])
             if name == "train":
-                rows64 = rows.astype(np.float64, copy=False)
-                self._sum += rows64.sum(axis=0)
-                self._sum_sq += np.einsum("ij,ij->j", rows64, rows64)
-                self._n_train += count
+                self._accumulate(rows)
+
+    def _accumulate(self, rows: np.ndarray) -> None:
+        # Sums of values shifted by the first train rows' mean, accumulated in float64:
+        # accurate (no cancellation when mean >> std) without a float64 copy of the block.
+        if self._shift is None:
+            self._shift = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if self._buffer is None or self._buffer.shape[0] < rows.shape[0]:
+            self._buffer = np.empty(rows.shape, dtype=np.float32)
+        centred = np.subtract(rows, self._shift, out=self._buffer[: rows.shape[0]])
+        self._sum += centred.sum(axis=0, dtype=np.float64)
+        self._sum_sq += np.einsum("ij,ij->j", centred, centred, dtype=np.float64)
+        self._n_train += rows.shape[0]
 
     def train_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the per-gene mean and standard deviation (ddof=0) of the train rows so far."""
         n = max(self._n_train, 1)
-        mean = self._sum / n
-        var = np.maximum(self._sum_sq / n - mean**2, 0.0)
-        return mean, np.sqrt(var)
+        shifted_mean = self._sum / n
+        var = np.maximum(self._sum_sq / n - shifted_mean**2, 0.0)
+        shift = np.zeros(len(self.var)) if self._shift is None else self._shift.astype(np.float64)
+        return shift + shifted_mean, np.sqrt(var)
 
     def close(self, *, obs: pd.DataFrame | None = None, uns: Mapping[str, Any] | None = None) -> Path:
         """Finish the store: write ``obs``/``var``/``uns`` and move it into place.

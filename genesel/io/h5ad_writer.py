@@ -49,9 +49,10 @@ class DenseH5adWriter:
     dtype
         Storage dtype of ``X``.
     chunk_rows
-        Rows per HDF5 chunk (default: about 8 MiB per chunk).
+        Rows per HDF5 chunk when compressed (default: about 8 MiB per chunk).
     compression
-        Optional h5py compression filter (``None`` keeps reads at raw disk speed).
+        Optional h5py compression filter. ``None`` (default) stores ``X`` contiguously,
+        which keeps both block writes and row-range reads at raw disk speed.
     """
 
     def __init__(
@@ -71,13 +72,14 @@ class DenseH5adWriter:
         self._tmp = temporary_path(self.path)
         _remove(self._tmp)
         self._file = h5py.File(self._tmp, "w")
-        rows = chunk_rows or chunk_rows_for(len(var), dtype)
+        # Uncompressed X is stored contiguously: rows can then be written at any offset
+        # without read-modify-write of partial chunks, and a row range reads in one go.
+        chunks = None
+        if compression is not None and self.n_obs and len(var):
+            rows = chunk_rows or chunk_rows_for(len(var), dtype)
+            chunks = (max(1, min(rows, self.n_obs)), len(var))
         self.X = self._file.create_dataset(
-            "X",
-            shape=(self.n_obs, len(var)),
-            dtype=dtype,
-            chunks=(max(1, min(rows, self.n_obs)), max(1, len(var))) if self.n_obs and len(var) else None,
-            compression=compression,
+            "X", shape=(self.n_obs, len(var)), dtype=dtype, chunks=chunks, compression=compression
         )
         self.X.attrs["encoding-type"] = "array"
         self.X.attrs["encoding-version"] = "0.2.0"
