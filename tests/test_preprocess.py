@@ -54,7 +54,7 @@ def test_store_layout_statistics_on_train_only(tmp_path):
     assert list(store.obs["cluster"]) == list(adata.obs["cluster"].iloc[order])
     np.testing.assert_array_equal(store.X, adata.X[order])
     train = adata.X[labels == "train"].astype(np.float64)
-    np.testing.assert_allclose(store.var["mean"], train.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(store.var["mean"], train.mean(axis=0), rtol=1e-8)  # float32 data, float64 accumulation
     np.testing.assert_allclose(store.var["std"], train.std(axis=0), rtol=1e-8)
     assert not np.allclose(store.var["mean"], adata.X.astype(np.float64).mean(axis=0), rtol=1e-6)  # not all samples
     assert store.var.index.name == "gene_id"
