@@ -1,0 +1,292 @@
+"""Concrete Autoencoder (CAE, Balin et al. 2019) and indirectly parameterised CAE (IP-CAE,
+Nilsson et al. 2024) panel selectors, registered as methods ``"cae"`` and ``"ipcae"``.
+
+Both train a :class:`~genesel.selectors.concrete_layer.ConcreteAutoencoder` (a concrete
+selector layer of ``K`` nodes followed by a decoder reconstructing every gene, in
+standardised units) with the shared :class:`~genesel.training.Trainer`, then give every
+node a distinct gene (duplicates resolved deterministically, see
+:func:`~genesel.selectors.concrete_layer.resolve_duplicate_selections`). Panel genes are
+ranked by their node's maximum selection probability, highest first; ``score`` is that
+probability.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from genesel.errors import ConfigError, InputFileError
+from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.selectors.concrete_layer import (
+    ANNEAL_MODES,
+    W_FORMS,
+    ConcreteAutoencoder,
+    resolve_duplicate_selections,
+    softmax_max_probability,
+)
+from genesel.store import Store
+from genesel.training import Trainer, TrainerConfig, resolve_device, seed_everything
+
+logger = logging.getLogger(__name__)
+
+#: File name of the per-epoch checkpoint inside ``work_dir``.
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@register_selector
+class ConcreteSelector(PanelSelector):
+    """Concrete Autoencoder selector (method ``"cae"``).
+
+    Parameters
+    ----------
+    n_genes
+        Panel size ``K``.
+    seed
+        Seed of initialisation, shuffling and Gumbel noise (the trainer's seed wins when given).
+    decoder_hidden
+        Hidden layer widths of the decoder; ``()`` is a linear decoder. The papers'
+        benchmark protocol uses ``(200,)``.
+    activation
+        Hidden-layer nonlinearity (``leaky_relu`` has slope 0.2, as in the papers).
+    dropout
+        Dropout after each hidden layer.
+    start_temperature, end_temperature
+        Exponential temperature schedule ``T0 -> TB`` (papers: 10 -> 0.01).
+    anneal
+        Update the temperature per ``"epoch"`` (papers) or per ``"step"``.
+    """
+
+    method: ClassVar[str] = "cae"
+    trainable: ClassVar[bool] = True
+    #: Whether the logits are indirectly parameterised (IP-CAE).
+    indirect: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        n_genes: int,
+        seed: int = 0,
+        decoder_hidden: Sequence[int] = (),
+        activation: str = "leaky_relu",
+        dropout: float = 0.0,
+        start_temperature: float = 10.0,
+        end_temperature: float = 0.01,
+        anneal: str = "epoch",
+    ) -> None:
+        super().__init__(n_genes=n_genes, seed=seed)
+        if self.n_genes < 1:
+            raise ConfigError(f"n_genes must be at least 1, got {n_genes}")
+        if isinstance(decoder_hidden, int | np.integer):
+            decoder_hidden = [int(decoder_hidden)]
+        self.decoder_hidden = [int(size) for size in decoder_hidden]
+        self.activation = str(activation)
+        self.dropout = float(dropout)
+        self.start_temperature = float(start_temperature)
+        self.end_temperature = float(end_temperature)
+        self.anneal = str(anneal)
+        if self.anneal not in ANNEAL_MODES:
+            raise ConfigError(f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}")
+        if not (self.start_temperature > 0 and self.end_temperature > 0):
+            raise ConfigError(f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}")
+        self.model_: ConcreteAutoencoder | None = None
+        self.node_genes_: np.ndarray | None = None
+
+    # -- model --------------------------------------------------------------------
+    def _model_options(self) -> dict[str, Any]:
+        return {}
+
+    def build_model(self, n_genes_total: int, *, seed: int) -> ConcreteAutoencoder:
+        """Build the untrained network for ``n_genes_total`` genes, initialised from ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            seed_everything(seed, -2)
+            return ConcreteAutoencoder(
+                n_genes_total,
+                self.n_genes,
+                indirect=self.indirect,
+                decoder_hidden=self.decoder_hidden,
+                activation=self.activation,
+                dropout=self.dropout,
+                start_temperature=self.start_temperature,
+                end_temperature=self.end_temperature,
+                anneal=self.anneal,
+                **self._model_options(),
+            )
+
+    # -- selection ------------------------------------------------------------------
+    def select(
+        self,
+        store: Store,
+        *,
+        trainer: TrainerConfig | None = None,
+        loader: LoaderConfig | None = None,
+        work_dir: Path | None = None,
+        resume: bool = False,
+    ) -> PanelResult:
+        """Train on the train split (best weights by validation loss) and return the panel."""
+        trainer = trainer or TrainerConfig(seed=self.seed)
+        loader = loader or LoaderConfig()
+        if not 1 <= self.n_genes < store.n_vars:
+            raise ConfigError(f"n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)")
+        store.require_split("train")
+        device = resolve_device(trainer.device)
+        train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
+        validation = None
+        if store.split_indices("validation").size:
+            validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device=device)
+        else:
+            logger.warning("%s: the store has no validation rows; keeping the weights of the best training loss", self.method)
+        model = self.build_model(store.n_vars, seed=trainer.seed)
+        checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
+        if resume:
+            if checkpoint is None or not checkpoint.exists():
+                logger.info("%s: no checkpoint to resume from%s; starting afresh", self.method, "" if checkpoint is None else f" at {checkpoint}")
+            else:
+                _check_checkpoint_fits(checkpoint, model)
+        fit = Trainer(trainer, checkpoint_path=checkpoint).fit(model, train, validation, resume=resume)
+        self.model_ = model.eval()
+        logits = model.logits().detach().cpu().numpy()
+        argmax_genes = logits.argmax(axis=1)
+        node_genes, order, n_resolved = resolve_duplicate_selections(logits)
+        self.node_genes_ = node_genes
+        max_probability = softmax_max_probability(logits)
+        resolved_nodes = np.flatnonzero(node_genes != argmax_genes)
+        if n_resolved:
+            logger.warning(
+                "%s: %d of %d nodes chose an already selected gene; gave them their next-best unused gene (nodes %s)",
+                self.method,
+                n_resolved,
+                self.n_genes,
+                resolved_nodes.tolist()[:20],
+            )
+        history = fit.history
+        final_temperature = float(history["temperature"].iloc[-1]) if "temperature" in history and len(history) else model.temperature
+        extra = {
+            "duplicates_resolved": int(n_resolved),
+            "resolved_nodes": resolved_nodes.tolist(),
+            "unique_percent_argmax": 100.0 * len(np.unique(argmax_genes)) / self.n_genes,
+            "node_genes": node_genes.tolist(),
+            "ranking": "node maximum selection probability, descending",
+            "mean_max_probability": float(max_probability.mean()),
+            "final_temperature": final_temperature,
+            "best_epoch": int(fit.best_epoch),
+            "best_validation_loss": float(fit.best_validation_loss),
+            "epochs_trained": len(history),
+            "stopped": fit.stopped,
+            "seconds": float(fit.seconds),
+            "resumed_from_epoch": fit.resumed_from_epoch,
+        }
+        return PanelResult(
+            method=self.method,
+            n_genes=self.n_genes,
+            seed=int(trainer.seed),
+            gene_indices=node_genes[order],
+            var=store.var,
+            scores=max_probability[order],
+            history=history,
+            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            extra=extra,
+        )
+
+    @torch.no_grad()
+    def reconstruction_mse(self, store: Store, split: str, *, resolve_duplicates: bool = True, batch_size: int = 1024) -> float:
+        """MSE of the trained decoder reconstructing all genes of ``split`` from the panel.
+
+        Selection is hard (one-hot): node ``k`` reads its panel gene. With
+        ``resolve_duplicates=False`` each node reads its argmax gene, duplicates included
+        (how the IP-CAE paper evaluates). Standardised units, mean over samples and genes.
+        """
+        if self.model_ is None or self.node_genes_ is None:
+            raise ConfigError(f"{self.method}: call select() before reconstruction_mse()")
+        model = self.model_.eval()
+        device = next(model.parameters()).device
+        genes = self.node_genes_ if resolve_duplicates else model.selected_genes().cpu().numpy()
+        genes_t = torch.as_tensor(genes, device=device)
+        loader = MinibatchLoader(store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device=device)
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = batch.to(device).float()
+            prediction = model.reconstruct(batch.index_select(1, genes_t)).float()
+            total += float(((prediction - batch) ** 2).sum())
+            count += batch.numel()
+        return total / max(count, 1)
+
+
+@register_selector
+class IndirectConcreteSelector(ConcreteSelector):
+    """Indirectly parameterised CAE selector (method ``"ipcae"``): ``logits = Psi W^T + b``.
+
+    Parameters
+    ----------
+    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal
+        As for :class:`ConcreteSelector`.
+    embedding_dim
+        Width ``P`` of the node embedding ``Psi``; ``None`` means ``P = D`` (the paper).
+    w_form
+        ``"full"`` (``W`` is ``D x P``), ``"diagonal"`` or ``"scalar"`` (both need ``P = D``).
+    gjsd_weight
+        Weight of the generalised Jensen-Shannon diversity reward (0 = off, the paper's default).
+    """
+
+    method: ClassVar[str] = "ipcae"
+    indirect: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        n_genes: int,
+        seed: int = 0,
+        decoder_hidden: Sequence[int] = (),
+        activation: str = "leaky_relu",
+        dropout: float = 0.0,
+        start_temperature: float = 10.0,
+        end_temperature: float = 0.01,
+        anneal: str = "epoch",
+        embedding_dim: int | None = None,
+        w_form: str = "full",
+        gjsd_weight: float = 0.0,
+    ) -> None:
+        super().__init__(
+            n_genes=n_genes,
+            seed=seed,
+            decoder_hidden=decoder_hidden,
+            activation=activation,
+            dropout=dropout,
+            start_temperature=start_temperature,
+            end_temperature=end_temperature,
+            anneal=anneal,
+        )
+        if w_form not in W_FORMS:
+            raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")
+        if embedding_dim is not None and int(embedding_dim) < 1:
+            raise ConfigError(f"embedding_dim must be positive (or null for the number of genes), got {embedding_dim}")
+        if float(gjsd_weight) < 0:
+            raise ConfigError(f"gjsd_weight must be >= 0, got {gjsd_weight}")
+        self.embedding_dim = None if embedding_dim is None else int(embedding_dim)
+        self.w_form = str(w_form)
+        self.gjsd_weight = float(gjsd_weight)
+
+    def _model_options(self) -> dict[str, Any]:
+        return {"embedding_dim": self.embedding_dim, "w_form": self.w_form, "gjsd_weight": self.gjsd_weight}
+
+
+def _check_checkpoint_fits(path: Path, model: torch.nn.Module) -> None:
+    """Fail clearly when a checkpoint was written for a differently shaped model."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        saved = {k: tuple(v.shape) for k, v in state["task"].items()}
+    except Exception as error:  # corrupt or foreign file
+        raise InputFileError(path, f"cannot read checkpoint ({error})", "delete it to start over") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if saved != expected:
+        differing = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+        raise InputFileError(
+            path,
+            f"checkpoint was written for a different model ({', '.join(f'{k}: {saved.get(k)} vs {expected.get(k)}' for k in differing[:3])})",
+            "resume with the same --method, --n-genes and --param values, or delete the checkpoint",
+        )

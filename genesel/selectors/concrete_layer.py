@@ -1,0 +1,324 @@
+"""Torch modules of the Concrete Autoencoder (CAE) and its indirect parameterisation (IP-CAE).
+
+Pure math: nothing here reads a store or writes a file. :class:`ConcreteAutoencoder` is a
+:class:`genesel.training.TrainingTask` (it implements the trainer hooks); the selector
+classes in :mod:`genesel.selectors.concrete` build it from a store.
+
+Shapes: ``K`` selector nodes (panel size), ``D`` genes, ``P`` embedding width (IP-CAE),
+``B`` samples per minibatch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genesel.decoders import build_decoder
+from genesel.errors import ConfigError
+
+#: Forms of IP-CAE's gene matrix ``W`` (see :class:`IndirectLogits`).
+W_FORMS = ("full", "diagonal", "scalar")
+#: When the temperature is updated.
+ANNEAL_MODES = ("epoch", "step")
+#: The CAE stopping rule: stop once the mean (over nodes) max probability reaches this.
+CONVERGED_MEAN_MAX_PROBABILITY = 0.99
+
+
+def annealed_temperature(progress: float, *, start: float, end: float) -> float:
+    """Exponential schedule ``T = start * (end / start) ** progress`` for ``progress`` in [0, 1]."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    return float(start * (end / start) ** progress)
+
+
+def generalized_jensen_shannon(logits: torch.Tensor) -> torch.Tensor:
+    """Generalised Jensen-Shannon divergence among the rows' categorical distributions.
+
+    With uniform weights over the ``K`` rows, ``GJSD = (1/K) sum_k KL(p_k || m)`` where
+    ``m`` is the mean distribution; 0 when all rows agree, at most ``log K``.
+
+    Parameters
+    ----------
+    logits
+        ``K x D`` unnormalised log-probabilities.
+    """
+    log_p = F.log_softmax(logits.float(), dim=1)
+    p = log_p.exp()
+    log_m = torch.log(p.mean(dim=0).clamp_min(torch.finfo(p.dtype).tiny))
+    return (p * (log_p - log_m)).sum(dim=1).mean()
+
+
+def resolve_duplicate_selections(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Give every node a distinct gene, deterministically.
+
+    Nodes are visited in order of their maximum probability (descending; ties by node
+    index). Each takes its argmax gene if no earlier node took it, else the next-best
+    gene by its own logits that is still free.
+
+    Parameters
+    ----------
+    logits
+        ``K x D`` node logits (``K <= D``).
+
+    Returns
+    -------
+    node_genes
+        Gene assigned to each node (length ``K``, distinct), in node order.
+    order
+        Nodes in the order they were visited (= panel rank order).
+    n_resolved
+        Number of nodes that did not get their argmax gene.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    n_nodes, n_genes = logits.shape
+    if n_nodes > n_genes:
+        raise ConfigError(f"cannot pick {n_nodes} distinct genes out of {n_genes}")
+    max_probability = softmax_max_probability(logits)
+    order = np.lexsort((np.arange(n_nodes), -max_probability))
+    taken = np.zeros(n_genes, dtype=bool)
+    node_genes = np.empty(n_nodes, dtype=np.int64)
+    n_resolved = 0
+    for node in order:
+        row = logits[node]
+        best = int(np.argmax(row))
+        if not taken[best]:
+            choice = best
+        else:
+            n_resolved += 1
+            ranked = np.argsort(-row, kind="stable")
+            choice = int(ranked[np.flatnonzero(~taken[ranked])[0]])
+        taken[choice] = True
+        node_genes[node] = choice
+    return node_genes, order, n_resolved
+
+
+def softmax_max_probability(logits: np.ndarray) -> np.ndarray:
+    """Largest softmax probability of each row of ``logits``."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return 1.0 / np.exp(shifted).sum(axis=1)
+
+
+class DirectLogits(nn.Module):
+    """CAE: the ``K x D`` logits are free parameters.
+
+    Initialised as in the CAE's reference implementation (Glorot/Xavier normal,
+    standard deviation ``sqrt(2 / (K + D))``), i.e. close to uniform selection.
+    """
+
+    def __init__(self, n_nodes: int, n_genes: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.empty(n_nodes, n_genes))
+        nn.init.xavier_normal_(self.logits)
+
+    def forward(self) -> torch.Tensor:
+        """Return the ``K x D`` logits."""
+        return self.logits
+
+
+class IndirectLogits(nn.Module):
+    """IP-CAE: ``logits = Psi W^T + b`` with a learned embedding ``Psi`` (``K x P``).
+
+    Parameters
+    ----------
+    n_nodes, n_genes
+        ``K`` and ``D``.
+    embedding_dim
+        ``P``; ``None`` means ``P = D`` (the paper's setting). ``diagonal`` and ``scalar``
+        require ``P = D``.
+    w_form
+        ``"full"``: ``W`` is ``D x P`` (``K*P*D`` multiply-adds per step);
+        ``"diagonal"``: ``W = diag(w)``, ``logits = Psi * w + b`` (``K*D``);
+        ``"scalar"``: ``W = s I``, ``logits = s Psi + b`` (``K*D``).
+
+    Notes
+    -----
+    Initialisation follows the IP-CAE reference implementation: ``Psi ~ N(0, 1)``; ``W``
+    and ``b`` as a ``torch.nn.Linear(P, D)`` layer (uniform in ``+-1/sqrt(P)``), which gives
+    logits of standard deviation about ``1/sqrt(3)``. The diagonal form uses the same rule
+    with fan-in 1 (``w ~ U(-1, 1)``) and the scalar form ``s = 1/sqrt(3)``, so all forms
+    start with logits of the same spread; ``b`` is always ``U(+-1/sqrt(P))``.
+    """
+
+    def __init__(self, n_nodes: int, n_genes: int, *, embedding_dim: int | None = None, w_form: str = "full") -> None:
+        super().__init__()
+        if w_form not in W_FORMS:
+            raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")
+        dim = n_genes if embedding_dim is None else int(embedding_dim)
+        if dim < 1:
+            raise ConfigError(f"embedding_dim must be positive, got {embedding_dim}")
+        if w_form != "full" and dim != n_genes:
+            raise ConfigError(f"w_form={w_form!r} needs embedding_dim equal to the number of genes ({n_genes}), got {dim}")
+        self.w_form = w_form
+        self.embedding_dim = dim
+        self.embedding = nn.Parameter(torch.randn(n_nodes, dim))
+        bound = 1.0 / math.sqrt(dim)
+        if w_form == "full":
+            self.weight = nn.Parameter(torch.empty(n_genes, dim).uniform_(-bound, bound))
+        elif w_form == "diagonal":
+            self.weight = nn.Parameter(torch.empty(n_genes).uniform_(-1.0, 1.0))
+        else:
+            self.weight = nn.Parameter(torch.full((), 1.0 / math.sqrt(3.0)))
+        self.bias = nn.Parameter(torch.empty(n_genes).uniform_(-bound, bound))
+
+    def forward(self) -> torch.Tensor:
+        """Return the ``K x D`` logits (computed once per call, not per sample)."""
+        if self.w_form == "full":
+            return torch.addmm(self.bias, self.embedding, self.weight.t())
+        return torch.addcmul(self.bias, self.embedding, self.weight)
+
+
+class ConcreteAutoencoder(nn.Module):
+    """A concrete selector layer followed by a decoder that reconstructs all genes.
+
+    Training draws one Gumbel sample of the ``K x D`` selection matrix per step (from
+    torch's global generator, which the trainer seeds per epoch) and selects
+    ``x @ softmax((logits + g) / T)^T``. In eval mode every node takes its argmax gene
+    (one-hot); the argmax is computed once per evaluation and cached.
+
+    Parameters
+    ----------
+    n_genes
+        ``D``.
+    n_nodes
+        ``K`` (panel size).
+    indirect
+        Use IP-CAE's :class:`IndirectLogits` instead of free logits.
+    embedding_dim, w_form
+        IP-CAE options, see :class:`IndirectLogits`.
+    decoder_hidden, activation, dropout
+        Decoder architecture (see :func:`genesel.decoders.build_decoder`).
+    start_temperature, end_temperature
+        Temperature schedule ``T0 -> TB``.
+    anneal
+        ``"epoch"`` (the papers) or ``"step"``.
+    gjsd_weight
+        Weight of the diversity reward: the loss is ``MSE - gjsd_weight * GJSD``.
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_nodes: int,
+        *,
+        indirect: bool = False,
+        embedding_dim: int | None = None,
+        w_form: str = "full",
+        decoder_hidden: Sequence[int] = (),
+        activation: str = "leaky_relu",
+        dropout: float = 0.0,
+        start_temperature: float = 10.0,
+        end_temperature: float = 0.01,
+        anneal: str = "epoch",
+        gjsd_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 1 <= n_nodes < n_genes:
+            raise ConfigError(f"the panel size must be between 1 and {n_genes - 1} (the number of genes - 1), got {n_nodes}")
+        if anneal not in ANNEAL_MODES:
+            raise ConfigError(f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}")
+        if not (start_temperature > 0 and end_temperature > 0):
+            raise ConfigError(f"temperatures must be positive, got {start_temperature} -> {end_temperature}")
+        if gjsd_weight < 0:
+            raise ConfigError(f"gjsd_weight must be >= 0, got {gjsd_weight}")
+        self.n_genes, self.n_nodes = int(n_genes), int(n_nodes)
+        if indirect:
+            self.selector = IndirectLogits(n_nodes, n_genes, embedding_dim=embedding_dim, w_form=w_form)
+        else:
+            self.selector = DirectLogits(n_nodes, n_genes)
+        self.decoder = build_decoder(n_nodes, n_genes, hidden=tuple(decoder_hidden), activation=activation, dropout=dropout)
+        self.start_temperature = float(start_temperature)
+        self.end_temperature = float(end_temperature)
+        self.anneal = anneal
+        self.gjsd_weight = float(gjsd_weight)
+        self.temperature = self.start_temperature
+        self._eval_genes: torch.Tensor | None = None
+        self._last_gjsd: float | None = None
+
+    # -- selection ------------------------------------------------------------
+    def logits(self) -> torch.Tensor:
+        """The ``K x D`` node logits, in float32 even under autocast."""
+        with torch.autocast(self._device_type(), enabled=False):
+            return self.selector().float()
+
+    @torch.no_grad()
+    def selected_genes(self) -> torch.Tensor:
+        """Argmax gene of every node (may contain duplicates)."""
+        return self.logits().argmax(dim=1)
+
+    def select(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return the ``B x K`` selected values (and the logits when training)."""
+        if not self.training:
+            if self._eval_genes is None:
+                self._eval_genes = self.selected_genes()
+            return batch.index_select(1, self._eval_genes), None
+        logits = self.logits()
+        gumbel = -torch.empty_like(logits).exponential_().log()
+        weights = torch.softmax((logits + gumbel) / self.temperature, dim=1)
+        with torch.autocast(self._device_type(), enabled=False):
+            return batch.float() @ weights.t(), logits
+
+    def reconstruct(self, panel_values: torch.Tensor) -> torch.Tensor:
+        """Decode ``B x K`` panel values (node order) to ``B x D`` genes."""
+        return self.decoder(panel_values)
+
+    # -- TrainingTask ------------------------------------------------------------
+    def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """MSE of reconstructing all genes, minus the weighted GJSD diversity term."""
+        selected, logits = self.select(batch)
+        loss = F.mse_loss(self.reconstruct(selected).float(), batch.float())
+        if self.gjsd_weight > 0 and logits is not None:
+            gjsd = generalized_jensen_shannon(logits)
+            self._last_gjsd = float(gjsd.detach())
+            loss = loss - self.gjsd_weight * gjsd
+        return loss
+
+    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """MSE of reconstructing all genes from the argmax (one-hot) selection."""
+        selected, _ = self.select(batch)
+        return F.mse_loss(self.reconstruct(selected).float(), batch.float())
+
+    def train(self, mode: bool = True) -> ConcreteAutoencoder:
+        """Switch mode; leaving eval mode forgets the cached argmax genes."""
+        self._eval_genes = None
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102 - torch's
+        self._eval_genes = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        """Per-epoch annealing: ``T(e) = T0 (TB/T0)^(e/(E-1))``, reaching TB in the last epoch."""
+        if self.anneal == "epoch":
+            self.temperature = annealed_temperature(epoch / max(n_epochs - 1, 1), start=self.start_temperature, end=self.end_temperature)
+
+    def on_step_start(self, step: int, total_steps: int) -> None:
+        """Per-step annealing: ``T(s) = T0 (TB/T0)^(s/(S-1))``."""
+        if self.anneal == "step":
+            self.temperature = annealed_temperature(step / max(total_steps - 1, 1), start=self.start_temperature, end=self.end_temperature)
+
+    @torch.no_grad()
+    def epoch_metrics(self) -> dict[str, float]:
+        """Temperature, unique argmax genes (percent of K) and mean max probability."""
+        logits = self.logits()
+        probabilities = torch.softmax(logits, dim=1)
+        genes = logits.argmax(dim=1)
+        metrics = {
+            "temperature": self.temperature,
+            "unique_percent": 100.0 * int(torch.unique(genes).numel()) / self.n_nodes,
+            "mean_max_probability": float(probabilities.max(dim=1).values.mean()),
+        }
+        if self.gjsd_weight > 0:
+            metrics["gjsd"] = float(generalized_jensen_shannon(logits))
+        return metrics
+
+    def converged(self, metrics: dict[str, float]) -> bool:
+        """The CAE stopping rule: mean max probability >= 0.99."""
+        return metrics.get("mean_max_probability", 0.0) >= CONVERGED_MEAN_MAX_PROBABILITY
+
+    def _device_type(self) -> str:
+        return next(self.parameters()).device.type

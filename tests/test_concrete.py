@@ -1,0 +1,306 @@
+"""CAE and IP-CAE selectors: math pieces, recovery, resume, duplicates, errors, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genesel.cli.main import main as genesel_main
+from genesel.errors import ConfigError, InputFileError
+from genesel.loader import LoaderConfig
+from genesel.selectors.base import make_selector, read_panel, read_panel_config, select_panel
+from genesel.selectors.concrete import ConcreteSelector, IndirectConcreteSelector
+from genesel.selectors.concrete_layer import (
+    ConcreteAutoencoder,
+    IndirectLogits,
+    annealed_temperature,
+    generalized_jensen_shannon,
+    resolve_duplicate_selections,
+)
+from genesel.store import Store
+from tests.conftest import write_store
+
+TIMING_COLUMNS = ["seconds", "steps_per_second"]
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, exact: bool = False) -> None:
+    # torch.testing.assert_close imports torch.distributed on first use (seconds)
+    assert actual.shape == expected.shape
+    assert torch.equal(actual, expected) if exact else torch.allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def fast_trainer(epochs: int, *, lr: float = 0.02, seed: int = 0, **kwargs) -> dict:
+    return {"trainer": _trainer(epochs, lr=lr, seed=seed, **kwargs), "loader": LoaderConfig(batch_size=32)}
+
+
+def _trainer(epochs: int, *, lr: float, seed: int, **kwargs):
+    from genesel.training import TrainerConfig
+
+    return TrainerConfig(max_epochs=epochs, learning_rate=lr, seed=seed, device="cpu", progress=False, **kwargs)
+
+
+def clustered_matrix(n_obs: int, n_genes: int, n_drivers: int, *, seed: int, noise: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Every non-driver gene is a noisy, scaled copy of one driver (about equal clusters).
+
+    The drivers are the unique best panel of size ``n_drivers``: one gene per cluster is
+    needed, and within a cluster the noise-free driver predicts the others best. (The shared
+    ``planted_store`` mixes all drivers into every gene, which leaves near-optimal
+    alternative panels that a few epochs of CAE training do not reliably tell apart.)
+    """
+    rng = np.random.default_rng(seed)
+    drivers = np.sort(rng.choice(n_genes, size=n_drivers, replace=False))
+    latent = rng.normal(size=(n_obs, n_drivers))
+    cluster = rng.permutation(np.arange(n_genes) % n_drivers)
+    X = latent[:, cluster] * rng.uniform(0.5, 1.5, size=n_genes) + noise * rng.normal(size=(n_obs, n_genes))
+    X[:, drivers] = latent
+    return (X * 1.5 + 7.0).astype(np.float32), drivers
+
+
+# -- pure pieces ---------------------------------------------------------------------------
+def test_temperature_schedule_is_exponential_from_t0_to_tb():
+    assert annealed_temperature(0.0, start=10.0, end=0.01) == pytest.approx(10.0)
+    assert annealed_temperature(1.0, start=10.0, end=0.01) == pytest.approx(0.01)
+    assert annealed_temperature(0.5, start=10.0, end=0.01) == pytest.approx(math.sqrt(10.0 * 0.01))
+    model = ConcreteAutoencoder(12, 3)
+    model.on_epoch_start(0, 5)
+    assert model.temperature == pytest.approx(10.0)
+    model.on_epoch_start(4, 5)
+    assert model.temperature == pytest.approx(0.01)
+    model.on_step_start(3, 10)  # per-epoch mode ignores steps
+    assert model.temperature == pytest.approx(0.01)
+    stepwise = ConcreteAutoencoder(12, 3, anneal="step")
+    stepwise.on_step_start(9, 10)
+    assert stepwise.temperature == pytest.approx(0.01)
+
+
+def test_duplicates_resolved_by_next_best_gene_in_order_of_confidence():
+    logits = np.array(
+        [
+            [0.0, 3.0, 0.0, 2.9, 0.0],  # node 0: gene 1, less sure than node 1
+            [0.0, 9.0, 0.0, 0.0, 0.0],  # node 1: gene 1, very sure -> keeps it
+            [5.0, 0.0, 0.0, 0.0, 0.0],  # node 2: gene 0
+            [0.0, 4.0, 1.0, 2.0, 0.0],  # node 3: gene 1 taken -> its next best, gene 3
+        ]
+    )
+    genes, order, n_resolved = resolve_duplicate_selections(logits)
+    assert order.tolist() == [1, 2, 3, 0]  # by max probability, descending
+    # node 0 last: genes 1 and 3 taken, then ties by gene index: 0 taken -> gene 2
+    assert genes.tolist() == [2, 1, 0, 3]
+    assert n_resolved == 2
+
+
+def test_indirect_logits_forms_compute_psi_w_plus_b():
+    torch.manual_seed(0)
+    full = IndirectLogits(4, 9, embedding_dim=3)
+    expected = full.embedding @ full.weight.T + full.bias
+    assert_close(full(), expected)
+    diagonal = IndirectLogits(4, 9, w_form="diagonal")
+    assert_close(diagonal(), diagonal.embedding @ torch.diag(diagonal.weight) + diagonal.bias)
+    scalar = IndirectLogits(4, 9, w_form="scalar")
+    assert_close(scalar(), scalar.weight * scalar.embedding + scalar.bias)
+    assert IndirectLogits(4, 9).embedding.shape == (4, 9)  # P = D by default
+    with pytest.raises(ConfigError, match="embedding_dim"):
+        IndirectLogits(4, 9, embedding_dim=3, w_form="diagonal")
+    with pytest.raises(ConfigError, match="w_form"):
+        IndirectLogits(4, 9, w_form="banded")
+
+
+def test_gjsd_is_zero_for_identical_and_log_k_for_disjoint_nodes():
+    same = torch.zeros(3, 6)
+    assert float(generalized_jensen_shannon(same)) == pytest.approx(0.0, abs=1e-6)
+    disjoint = torch.full((3, 6), -50.0)
+    disjoint[0, 0] = disjoint[1, 2] = disjoint[2, 4] = 50.0
+    assert float(generalized_jensen_shannon(disjoint)) == pytest.approx(math.log(3), rel=1e-4)
+
+
+def test_training_selection_mixes_genes_and_eval_selection_is_one_hot():
+    torch.manual_seed(0)
+    model = ConcreteAutoencoder(10, 3, indirect=True)
+    batch = torch.randn(5, 10)
+    model.train()
+    soft, logits = model.select(batch)
+    assert soft.shape == (5, 3) and logits.shape == (3, 10)
+    model.eval()
+    hard, _ = model.select(batch)
+    genes = model.selected_genes()
+    assert_close(hard, batch[:, genes])
+
+
+# -- training behaviour -------------------------------------------------------------------------
+@pytest.mark.parametrize(("method", "epochs", "lr"), [("cae", 30, 0.1), ("ipcae", 30, 0.02)])
+def test_recovers_planted_drivers(tmp_path, method, epochs, lr):
+    X, drivers = clustered_matrix(600, 40, 5, seed=3)
+    path = write_store(tmp_path / "clustered.h5ad", X)
+    with Store.open(path) as store:
+        result = select_panel(store, method=method, n_genes=5, seed=0, trainer=_trainer(epochs, lr=lr, seed=0), loader=LoaderConfig(batch_size=32))
+    assert sorted(result.gene_indices.tolist()) == drivers.tolist()
+    assert result.extra["duplicates_resolved"] == 0
+    history = result.history
+    assert {"temperature", "unique_percent", "mean_max_probability"} <= set(history.columns)
+    assert history["temperature"].iloc[0] == pytest.approx(10.0) and history["temperature"].iloc[-1] == pytest.approx(0.01)
+    assert history["mean_max_probability"].iloc[-1] > history["mean_max_probability"].iloc[0]
+    scores = result.scores
+    assert np.all(np.diff(scores) <= 0), "panel is ranked by node max probability, descending"
+
+
+def test_reconstruction_mse_uses_the_trained_decoder_on_the_panel(planted_store):
+    store, _ = planted_store
+    selector = make_selector("ipcae", n_genes=5, seed=0, params={"decoder_hidden": [32]})
+    result = selector.select(store, **fast_trainer(25))
+    mse = selector.reconstruction_mse(store, "test")
+    # the selector's own decoder on its panel beats predicting the (standardised) mean by far
+    assert mse < 0.3
+    # and matches the trainer's best validation loss on the validation split (same argmax selection)
+    assert selector.reconstruction_mse(store, "validation", resolve_duplicates=False) == pytest.approx(result.extra["best_validation_loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["cae", "ipcae"])
+def test_resume_after_kill_reproduces_uninterrupted_run(planted_store, tmp_path, monkeypatch, method):
+    store, _ = planted_store
+    params = {"decoder_hidden": [8]}
+    reference = select_panel(store, method=method, n_genes=5, seed=4, params=params, out_dir=tmp_path / "straight", **fast_trainer(6, seed=4))
+
+    original = ConcreteAutoencoder.on_epoch_start
+
+    def killed_at_epoch_3(self, epoch, n_epochs):
+        if epoch == 3:
+            raise KeyboardInterrupt("simulated kill")
+        original(self, epoch, n_epochs)
+
+    monkeypatch.setattr(ConcreteAutoencoder, "on_epoch_start", killed_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        select_panel(store, method=method, n_genes=5, seed=4, params=params, out_dir=tmp_path / "killed", **fast_trainer(6, seed=4))
+    assert (tmp_path / "killed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "killed" / "panel.tsv").exists()
+    monkeypatch.setattr(ConcreteAutoencoder, "on_epoch_start", original)
+    resumed = select_panel(store, method=method, n_genes=5, seed=4, params=params, out_dir=tmp_path / "killed", resume=True, **fast_trainer(6, seed=4))
+
+    assert resumed.extra["resumed_from_epoch"] == 3
+    assert resumed.gene_indices.tolist() == reference.gene_indices.tolist()
+    pd.testing.assert_frame_equal(resumed.history.drop(columns=TIMING_COLUMNS), reference.history.drop(columns=TIMING_COLUMNS))
+    for key, value in reference.state_dict.items():
+        assert_close(resumed.state_dict[key], value, exact=True)
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(planted_store, tmp_path):
+    store, _ = planted_store
+    select_panel(store, method="ipcae", n_genes=5, seed=0, out_dir=tmp_path, **fast_trainer(1))
+    with pytest.raises(InputFileError, match="different model"):
+        select_panel(store, method="ipcae", n_genes=6, seed=0, out_dir=tmp_path, resume=True, **fast_trainer(2))
+
+
+def test_duplicates_are_resolved_logged_and_never_reach_panel_tsv(planted_store, tmp_path, caplog):
+    store, _ = planted_store
+    # one epoch that ends hot: 20 nodes on 40 genes still choose close to at random
+    params = {"end_temperature": 5.0}
+    with caplog.at_level(logging.WARNING, logger="genesel.selectors.concrete"):
+        result = select_panel(store, method="cae", n_genes=20, seed=1, params=params, out_dir=tmp_path, **fast_trainer(1, lr=1e-4))
+    assert result.extra["duplicates_resolved"] > 0
+    assert result.extra["unique_percent_argmax"] < 100
+    assert "already selected gene" in caplog.text
+    panel = read_panel(tmp_path)
+    assert len(panel) == 20 and panel["gene_id"].is_unique
+    config = read_panel_config(tmp_path)
+    assert config["extra"]["duplicates_resolved"] == result.extra["duplicates_resolved"]
+    assert sorted(config["extra"]["node_genes"]) == sorted(result.gene_indices.tolist())
+
+
+def test_stops_when_converged(planted_store):
+    store, _ = planted_store
+    result = select_panel(store, method="ipcae", n_genes=5, seed=0, trainer=_trainer(200, lr=0.05, seed=0, stop_when_converged=True), loader=LoaderConfig(batch_size=32))
+    assert result.extra["stopped"] == "converged"
+    assert len(result.history) < 200
+    assert result.history["mean_max_probability"].iloc[-1] >= 0.99
+
+
+def test_gjsd_term_is_logged_when_weighted(planted_store):
+    store, _ = planted_store
+    result = select_panel(store, method="ipcae", n_genes=5, seed=0, params={"gjsd_weight": 0.01, "embedding_dim": 8}, **fast_trainer(2))
+    assert "gjsd" in result.history.columns and (result.history["gjsd"] > 0).all()
+
+
+# -- errors -------------------------------------------------------------------------------------
+def test_bad_arguments_give_clear_errors(planted_store):
+    store, _ = planted_store
+    with pytest.raises(ConfigError, match="smaller than the number of genes"):
+        select_panel(store, method="cae", n_genes=40, **fast_trainer(1))
+    with pytest.raises(ConfigError, match="positive integer"):
+        select_panel(store, method="cae", n_genes=0, **fast_trainer(1))
+    with pytest.raises(ConfigError, match="between 1 and 39"):
+        ConcreteSelector(n_genes=45).select(store, **fast_trainer(1))
+    with pytest.raises(ConfigError, match="unknown method 'concrete'"):
+        select_panel(store, method="concrete", n_genes=5)
+    with pytest.raises(ConfigError, match=r"no parameter\(s\) \['hidden'\]"):
+        select_panel(store, method="cae", n_genes=5, params={"hidden": [3]})
+    with pytest.raises(ConfigError, match="w_form"):
+        IndirectConcreteSelector(n_genes=5, w_form="banded")
+    with pytest.raises(ConfigError, match="anneal"):
+        ConcreteSelector(n_genes=5, anneal="batch")
+    with pytest.raises(ConfigError, match="embedding_dim"):
+        select_panel(store, method="ipcae", n_genes=5, params={"embedding_dim": 4, "w_form": "diagonal"}, **fast_trainer(1))
+
+
+def test_store_without_train_split_is_rejected():
+    X = np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32)
+    var = pd.DataFrame({"symbol": list("abcdef"), "landmark": False, "mean": 0.0, "std": 1.0}, index=list("abcdef"))
+    obs = pd.DataFrame({"split": pd.Categorical(["validation"] * 10 + ["test"] * 10, categories=["train", "validation", "test"])})
+    with pytest.raises(InputFileError, match="train split is empty"):
+        select_panel(Store(X, var=var, obs=obs), method="cae", n_genes=2, **fast_trainer(1))
+
+
+# -- command line ---------------------------------------------------------------------------
+def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypatch):
+    store, _ = planted_store
+    monkeypatch.setattr("genesel.cli.main.SUBCOMMANDS", ("select",))  # only the subcommand under test
+    out = tmp_path / "panel"
+    common = ["-q", "select", "--data", str(store.path), "--method", "ipcae", "-k", "5", "--seed", "2", "--out", str(out), "--device", "cpu", "--batch-size", "32", "--param", "decoder_hidden=[8]", "--param", "embedding_dim=6"]
+    assert genesel_main([*common, "--epochs", "2"]) == 0
+    for name in ("panel.tsv", "history.tsv", "model.pt", "config.json", "checkpoint.pt"):
+        assert (out / name).exists(), name
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["selector.embedding"].shape == (5, 6)
+    panel = read_panel(out)
+    assert len(panel) == 5 and panel["gene_id"].is_unique
+    config = read_panel_config(out)
+    assert config["method"] == "ipcae" and config["config"]["params"]["embedding_dim"] == 6
+    first = pd.read_csv(out / "history.tsv", sep="\t")
+    assert genesel_main([*common, "--epochs", "4", "--resume"]) == 0
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert len(history) == 4
+    pd.testing.assert_frame_equal(history.iloc[:2].drop(columns=TIMING_COLUMNS), first.drop(columns=TIMING_COLUMNS))
+    assert genesel_main(["-q", "select", "--data", str(store.path), "--method", "cae", "-k", "5", "--out", str(tmp_path / "bad"), "--param", "nope=1"]) == 1
+
+
+# -- benchmark helpers ------------------------------------------------------------------------
+def _benchmark_module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_reconstruction.py"
+    spec = importlib.util.spec_from_file_location("paper_reconstruction", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_helpers():
+    bench = _benchmark_module()
+    X = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 8.0], [5.0, 2.0]])
+    labels = np.array([0, 0, 1, 1])
+    filled = bench.impute_class_means(X, labels, train_rows=np.array([0, 1, 3]))
+    assert filled[0, 1] == 4.0 and filled[2, 0] == 5.0  # class means of the train rows
+    low, high = bench.minmax(np.array([[0.0, 2.0], [2.0, 4.0]]), np.array([[1.0, 6.0]]))
+    assert low.min() == 0 and low.max() == 1 and high.tolist() == [[0.5, 2.0]]
+    assert bench.epochs_to_reach([5.0, 3.0, 4.0, 1.0], 3.0) == 2
+    assert bench.epochs_to_reach([5.0, 4.0], 3.0) is None
+    store = bench.build_store({"train": np.ones((3, 4), np.float32), "validation": np.zeros((2, 4), np.float32), "test": np.zeros((1, 4), np.float32)})
+    assert store.read_rows(store.split_indices("train")).tolist() == np.ones((3, 4)).tolist()
+    params, trainer = bench.load_preset("ipcae", "isolet")
+    assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None and trainer == {}
+    make_selector("ipcae", n_genes=3, params=params)
