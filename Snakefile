@@ -28,9 +28,12 @@ include: "workflow/rules/impute.smk"
 include: "workflow/rules/report.smk"
 
 
+# The report, and every panel, imputer and metrics file: Snakemake ignores a deleted
+# intermediate file, so listing them here makes deleting one rerun it and its dependents.
 rule all:
     input:
-        f"{REPORT_DIR}/index.html",
-        f"{REPORT_DIR}/curves.png",
-        f"{REPORT_DIR}/curves.tsv",
+        report=f"{REPORT_DIR}/index.html",
+        curves=f"{REPORT_DIR}/curves.png",
+        sweep=sweep_files,
+        landmarks=landmark_files,
     default_target: True

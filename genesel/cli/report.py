@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from genesel.report.aggregate import read_runs
-from genesel.report.build import build_report
-
 logger = logging.getLogger(__name__)
 
 
@@ -38,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel report``."""
+    from genesel.report.aggregate import read_runs
+    from genesel.report.build import build_report
+
     runs = read_runs(args.runs) if args.runs else None
     outputs = build_report(args.results, args.out, runs=runs, metric=args.metric, title=args.title)
     logger.info("open %s in a browser", outputs.index)

@@ -109,10 +109,10 @@ def landmark_panel_size():
         return int(handle["var"]["landmark"][:].sum())
 
 
-def sweep_metrics(wildcards):
-    """metrics.json of every method except landmarks, at every panel size, seed and decoder."""
+def sweep_runs():
+    """(method, n_genes, seed, decoder) of every method except landmarks."""
     return [
-        f"{METRICS_DIR}/metrics.json".format(method=method, n_genes=n_genes, seed=seed, decoder=decoder)
+        (method, n_genes, seed, decoder)
         for method in config["methods"]
         if method != LANDMARK_METHOD
         for n_genes in config["panel_sizes"]
@@ -121,16 +121,46 @@ def sweep_metrics(wildcards):
     ]
 
 
-def landmark_metrics(wildcards):
-    """metrics.json of the landmark panel (its size is read from the store)."""
+def landmark_runs():
+    """(method, n_genes, seed, decoder) of the landmark panel (its size is read from the store)."""
     if LANDMARK_METHOD not in config["methods"]:
         return []
     n_genes = landmark_panel_size()
-    return [
-        f"{METRICS_DIR}/metrics.json".format(method=LANDMARK_METHOD, n_genes=n_genes, seed=seed, decoder=decoder)
-        for seed in method_seeds(LANDMARK_METHOD)
-        for decoder in config["decoders"]
-    ]
+    return [(LANDMARK_METHOD, n_genes, seed, decoder) for seed in method_seeds(LANDMARK_METHOD) for decoder in config["decoders"]]
+
+
+def run_files(runs):
+    """Panel, imputer and metrics files of the given runs."""
+    files = []
+    for method, n_genes, seed, decoder in runs:
+        keys = dict(method=method, n_genes=n_genes, seed=seed, decoder=decoder)
+        files += [
+            f"{PANEL_DIR}/panel.tsv".format(**keys),
+            f"{IMPUTER_DIR}/{IMPUTER_FILE}".format(**keys),
+            f"{METRICS_DIR}/metrics.json".format(**keys),
+        ]
+    return sorted(set(files))
+
+
+def sweep_metrics(wildcards):
+    """metrics.json of every method except landmarks, at every panel size, seed and decoder."""
+    return [f for f in run_files(sweep_runs()) if f.endswith("metrics.json")]
+
+
+def landmark_metrics(wildcards):
+    """metrics.json of the landmark panel."""
+    return [f for f in run_files(landmark_runs()) if f.endswith("metrics.json")]
+
+
+def sweep_files(wildcards):
+    """Every panel, imputer and metrics file of the sweep: targets of rule all, so that
+    deleting one (say a panel.tsv) reruns it and what depends on it."""
+    return run_files(sweep_runs())
+
+
+def landmark_files(wildcards):
+    """Panel, imputer and metrics files of the landmark panel (targets of rule all)."""
+    return run_files(landmark_runs())
 
 
 # -- options of the package's commands -------------------------------------------
