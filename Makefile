@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The workflow's jobs call `genesel`, so the venv's bin goes first on PATH.
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --profile profiles/local --configfile config/config.yaml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --profile profiles/local --configfile config/config.yaml
 	@echo "Report: results/demo/report/index.html"
 
 lint: $(STAMP)

@@ -16,12 +16,12 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
 
-#: Few samples, genes, epochs, 3 methods, 2 sizes, 1 seed, 1 decoder: ~20 short jobs.
+#: Few samples, genes and epochs; 3 methods, 1 size, 1 seed, 1 decoder: 13 short jobs.
 TINY_CONFIG = {
     "run": "tiny",
     "input": {"simulate": {"n_obs": 300, "n_genes": 200, "seed": 0}},
     "methods": {"cae": {"epochs": 3, "batch_size": 64}, "random": {}, "landmarks": {}},
-    "panel_sizes": [8, 16],
+    "panel_sizes": [8],
     "seeds": [0],
     "decoders": {"linear": {}},
 }
@@ -59,9 +59,9 @@ def test_profile_dry_run(tmp_path: Path, profile: str) -> None:
     result = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / profile), config=TINY_CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
-    # cae and random at 2 sizes; the landmark panel waits for the store (a checkpoint).
-    assert jobs["train_panel"] == 2 and jobs["select_baseline_panel"] == 2
-    assert jobs["fit_imputer"] == 4 and jobs["evaluate"] == 4 and jobs["report"] == 1
+    # cae and random; the landmark panel waits for the store (preprocess is a checkpoint).
+    assert jobs["train_panel"] == 1 and jobs["select_baseline_panel"] == 1
+    assert jobs["fit_imputer"] == 2 and jobs["evaluate"] == 2 and jobs["report"] == 1
     if profile == "slurm":
         assert "gres=gpu:1" in result.stdout
     if profile == "gpu":
@@ -133,10 +133,11 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     assert "data:image/png;base64," in page
     curves = pd.read_csv(report / "curves.tsv", sep="\t")
     assert set(curves["method"]) == {"cae", "random", "landmarks"}
-    assert set(curves.loc[curves["method"] != "landmarks", "n_genes"]) == {8, 16}
+    assert set(curves.loc[curves["method"] != "landmarks", "n_genes"]) == {8}
     assert (curves["mean"] > 0).all()
     assert (run / "benchmarks" / "train_panel" / "cae_k8_seed0.tsv").exists()
-    assert (run / "logs" / "evaluate" / "random_k16_seed0_linear.log").exists()
+    assert (run / "logs" / "evaluate" / "random_k8_seed0_linear.log").exists()
+    assert (report / "landmark_match.tsv").exists()
 
     again = snakemake(tmp_path, "-n", config=TINY_CONFIG)
     assert planned_jobs(again.stdout) == {}, "a second run must have nothing to do"

@@ -83,8 +83,13 @@ def plot_panel_curve(
         ax.axhline(error, color=method_color(REFERENCE_METHOD), linestyle="--", linewidth=1, zorder=0)
         ax.plot([size], [error], marker="*", markersize=13, color=method_color(REFERENCE_METHOD), linestyle="none", label=f"landmarks ({size})")
         if matches is not None and len(matches):
-            for _, row in matches[(matches["decoder"] == decoder) & matches["matching_genes"].notna()].iterrows():
-                ax.plot([row["matching_genes"]], [error], marker="v", markersize=7, color=method_color(row["method"]), linestyle="none")
+            reached = matches[(matches["decoder"] == decoder) & matches["matching_genes"].notna()]
+            for index, (_, row) in enumerate(reached.iterrows()):
+                label = "matches landmarks" if index == 0 else None
+                ax.plot(
+                    [row["matching_genes"]], [error], marker="v", markersize=7, color=method_color(row["method"]),
+                    markeredgecolor="black", markeredgewidth=0.5, linestyle="none", label=label,
+                )
     if noise_floor is not None and np.isfinite(noise_floor):
         ax.axhline(noise_floor, color="#999999", linestyle=":", linewidth=1.2, label="noise floor", zorder=0)
     ax.set_xlabel("panel size (genes)")
