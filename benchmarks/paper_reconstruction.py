@@ -207,6 +207,79 @@ def refit_test_mse(store: Store, features: np.ndarray, trainer: TrainerConfig, l
     return Trainer(replace(trainer, progress=False)).evaluate(model, test)
 
 
+# -- reference points ---------------------------------------------------------------------
+class LinearBottleneck(nn.Module):
+    """A learned linear ``k``-dimensional encoder followed by the protocol decoder.
+
+    Feature selection is a linear encoder restricted to one-hot rows, so this network's test
+    MSE is (up to optimisation) a floor for any ``k``-feature panel with the protocol decoder.
+    """
+
+    def __init__(self, n_features: int, k: int) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(n_features, k)
+        self.decoder = build_decoder(k, n_features, hidden=(200,), activation="leaky_relu")
+
+    def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(self.decoder(self.encoder(batch)), batch)
+
+    validation_loss = training_loss
+
+
+def pca_test_mse(train: np.ndarray, test: np.ndarray, k: int) -> float:
+    """Test MSE of the best rank-``k`` linear reconstruction fitted on train (PCA)."""
+    mean = train.mean(axis=0)
+    _, _, components = np.linalg.svd(train - mean, full_matrices=False)
+    basis = components[:k]
+    centred = test - mean
+    return float((((centred @ basis.T) @ basis - centred) ** 2).mean())
+
+
+def greedy_linear_features(train: np.ndarray, k: int) -> list[int]:
+    """Forward selection of ``k`` features maximising the train variance explained linearly."""
+    centred = train - train.mean(axis=0)
+    gram = centred.T @ centred
+    chosen: list[int] = []
+    for _ in range(k):
+        diagonal = np.diag(gram).copy()
+        usable = diagonal > 1e-12 * max(diagonal.max(), 1e-300)
+        usable[chosen] = False
+        score = np.where(usable, (gram**2).sum(axis=0) / np.where(usable, diagonal, 1.0), -np.inf)
+        best = int(np.argmax(score))
+        chosen.append(best)
+        gram = gram - np.outer(gram[:, best], gram[best, :]) / gram[best, best]
+    return chosen
+
+
+def linear_regression_test_mse(train: np.ndarray, test: np.ndarray, features: list[int]) -> float:
+    """Test MSE of least squares (with intercept) from ``features`` to all features."""
+    design = np.c_[train[:, features], np.ones(len(train))]
+    coefficients = np.linalg.lstsq(design, train, rcond=None)[0]
+    return float(((np.c_[test[:, features], np.ones(len(test))] @ coefficients - test) ** 2).mean())
+
+
+def reference_points(splits: dict[str, np.ndarray], store: Store, *, k: int, trainer: TrainerConfig, loader: LoaderConfig) -> dict[str, Any]:
+    """Data-only reference MSEs for ``k`` features: PCA, greedy linear selection, linear bottleneck."""
+    train, test = splits["train"].astype(np.float64), splits["test"].astype(np.float64)
+    greedy = greedy_linear_features(train, k)
+    points: dict[str, Any] = {
+        "test_variance": float(((test - train.mean(axis=0)) ** 2).mean()),
+        "pca_linear": pca_test_mse(train, test, k),
+        "greedy_features": greedy,
+        "greedy_linear": linear_regression_test_mse(train, test, greedy),
+        "greedy_refit_mlp": refit_test_mse(store, np.asarray(greedy), trainer, loader),
+    }
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(trainer.seed, -4)
+        bottleneck = LinearBottleneck(store.n_vars, k)
+    train_loader = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device="cpu")
+    validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device="cpu")
+    Trainer(trainer).fit(bottleneck, train_loader, validation)
+    test_loader = MinibatchLoader(store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu")
+    points["linear_bottleneck_mlp"] = Trainer(replace(trainer, progress=False)).evaluate(bottleneck, test_loader)
+    return points
+
+
 # -- one run --------------------------------------------------------------------------------
 def run_seed(store: Store, *, method: str, k: int, seed: int, params: dict[str, Any], trainer: TrainerConfig, loader: LoaderConfig, refit: bool) -> dict[str, Any]:
     """Select with one seed and measure everything the JSON reports."""
@@ -318,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-refit", action="store_true", help="skip the refitted protocol decoder")
     parser.add_argument("--reference", type=Path, help="JSON of another method: report epochs to reach its best validation loss")
     parser.add_argument("--no-train", action="store_true", help="only (re)compute --reference against the existing --json")
+    parser.add_argument("--baselines", action="store_true", help="instead of a method, compute data-only reference MSEs (PCA, greedy linear selection, linear bottleneck + protocol decoder)")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 
@@ -329,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_train:
             report = json.loads(args.json.read_text())
         else:
-            if not args.dataset or not args.method:
-                raise ConfigError("--dataset and --method are required unless --no-train")
-            report = run_benchmark(args)
+            if not args.dataset or not (args.method or args.baselines):
+                raise ConfigError("--dataset and --method (or --baselines) are required unless --no-train")
+            report = run_baselines(args) if args.baselines else run_benchmark(args)
         if args.reference:
             report["speed_vs_reference"] = compare_speed(report, json.loads(args.reference.read_text()))
             logger.info("speed vs %s: %s", args.reference, report["speed_vs_reference"])
@@ -386,6 +460,19 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         write_json(args.json, summarise(report))
     report["complete"] = True
     return summarise(report)
+
+
+def run_baselines(args: argparse.Namespace) -> dict[str, Any]:
+    """Reference points of ``--dataset`` under the protocol (see :func:`reference_points`)."""
+    torch.set_num_threads(args.threads)
+    protocol = PROTOCOLS[args.dataset]
+    k = args.k or protocol.k
+    loader = LoaderConfig(batch_size=args.batch_size or protocol.batch_size, drop_last=True)
+    trainer = TrainerConfig(max_epochs=args.epochs, learning_rate=args.lr or 1e-3, device=args.device, progress=False, seed=args.first_seed)
+    splits = load_splits(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed)
+    report = {"dataset": args.dataset, "method": "baselines", "k": k, "epochs": args.epochs, "split_seed": args.split_seed, "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": _git_commit()}
+    report.update(reference_points(splits, build_store(splits), k=k, trainer=trainer, loader=loader))
+    return report
 
 
 def _git_commit() -> str:

@@ -301,6 +301,13 @@ def test_benchmark_helpers():
     assert bench.epochs_to_reach([5.0, 4.0], 3.0) is None
     store = bench.build_store({"train": np.ones((3, 4), np.float32), "validation": np.zeros((2, 4), np.float32), "test": np.zeros((1, 4), np.float32)})
     assert store.read_rows(store.split_indices("train")).tolist() == np.ones((3, 4)).tolist()
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 2))
+    rank2 = np.c_[base, base.sum(1), base[:, 0] - 3 * base[:, 1], 2 * base[:, 1]]
+    chosen = bench.greedy_linear_features(rank2, 2)
+    assert len(set(chosen)) == 2
+    assert bench.linear_regression_test_mse(rank2, rank2, chosen) < 1e-20
+    assert bench.pca_test_mse(rank2, rank2, 2) < 1e-20 < bench.pca_test_mse(rank2, rank2, 1)
     params, trainer = bench.load_preset("ipcae", "isolet")
     assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None and trainer == {}
     make_selector("ipcae", n_genes=3, params=params)
