@@ -1,0 +1,143 @@
+"""Unsupervised LassoNet: the Group-Hier-Prox operator and the dense-to-sparse path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lassonet.prox import prox as reference_prox
+
+from genesel.errors import ConfigError
+from genesel.loader import LoaderConfig
+from genesel.selectors import make_selector
+from genesel.selectors.hier_prox import group_hier_prox
+from genesel.selectors.lassonet import LassoNetAutoencoder, LassoNetSelector
+from genesel.store import Store
+from genesel.training import TrainerConfig
+from tests.conftest import write_store
+
+K = 5
+#: Small, fast path settings for 40-gene test stores.
+FAST = {
+    "hidden": [8],
+    "epochs_per_lambda": 5,
+    "lambda_patience": 2,
+    "path_multiplier": 1.2,
+    "refit_epochs": 10,
+    "refit_patience": 3,
+}
+LOADER = LoaderConfig(batch_size=32)
+
+
+def grouped_matrix(n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 3, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Genes in ``n_drivers`` groups, each a noisy nonlinear copy of its group's driver.
+
+    The drivers themselves are noise-free, so the best panel of ``n_drivers`` genes is the
+    drivers (one per group); a gene of the same group carries the same signal plus noise.
+    """
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n_obs, n_drivers))
+    group = rng.integers(0, n_drivers, size=n_genes)
+    drivers = np.sort(rng.choice(n_genes, size=n_drivers, replace=False))
+    group[drivers] = np.arange(n_drivers)
+    scale = rng.uniform(0.5, 1.5, size=n_genes) * rng.choice([-1, 1], size=n_genes)
+    X = scale * (latent[:, group] + 0.5 * np.tanh(2 * latent[:, group])) + noise * rng.normal(size=(n_obs, n_genes))
+    X[:, drivers] = latent
+    return (X + 5.0).astype(np.float32), drivers
+
+
+@pytest.fixture(scope="module")
+def grouped_store(tmp_path_factory):
+    """A 600 x 40 store of 5 gene groups; yields (Store, drivers)."""
+    X, drivers = grouped_matrix(600, 40, K)
+    path = write_store(Path(tmp_path_factory.mktemp("grouped")) / "grouped.h5ad", X)
+    with Store.open(path) as store:
+        yield store, drivers
+
+
+def fast_trainer(seed: int = 0) -> TrainerConfig:
+    return TrainerConfig(max_epochs=20, patience=5, seed=seed, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(grouped_store):
+    """One full path on the grouped store: (selector, result)."""
+    store, _ = grouped_store
+    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST)
+    result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
+    return selector, result
+
+
+@pytest.mark.parametrize("lambda_bar", [0.0, 0.05])
+def test_group_hier_prox_matches_the_lassonet_package(lambda_bar):
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        n_out, n_hidden, n_in = (int(v) for v in torch.randint(1, 25, (3,), generator=generator))
+        skip = torch.randn(n_out, n_in, generator=generator, dtype=torch.float64) * 2 * torch.rand(1, generator=generator, dtype=torch.float64)
+        first = torch.randn(n_hidden, n_in, generator=generator, dtype=torch.float64) * 2 * torch.rand(1, generator=generator, dtype=torch.float64)
+        skip[:, 0] = 0.0  # a gene that already left
+        lambda_ = float(torch.rand(1, generator=generator)) * 1.5
+        hierarchy = float(torch.rand(1, generator=generator)) * 20 + 0.1
+        expected_skip, expected_first = reference_prox(skip, first, lambda_=lambda_, lambda_bar=lambda_bar, M=hierarchy)
+        new_skip, new_first = group_hier_prox(skip, first, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy)
+        torch.testing.assert_close(new_skip, expected_skip, atol=1e-6, rtol=0, msg=f"trial {trial}")
+        torch.testing.assert_close(new_first, expected_first, atol=1e-6, rtol=0, msg=f"trial {trial}")
+
+
+def test_prox_enforces_the_hierarchy_and_removes_weak_genes():
+    torch.manual_seed(1)
+    model = LassoNetAutoencoder(12, hidden=[8])
+    with torch.no_grad():
+        model.skip.weight[:, 3] *= 1e-3
+        model.first_layer.weight[:, 3] *= 1e-3
+    model.prox(lambda_=0.05, hierarchy=10.0)
+    norms = model.group_norms()
+    assert norms[3] == 0 and not bool(model.active_genes()[3])
+    assert torch.all(model.first_layer.weight.abs().amax(dim=0) <= 10.0 * norms + 1e-7)
+
+
+def test_path_recovers_the_drivers_and_reports_itself(grouped_store, fitted):
+    store, drivers = grouped_store
+    _, result = fitted
+    genes = result.gene_indices
+    assert len(genes) == K == len(set(genes.tolist()))
+    assert len(set(genes.tolist()) & set(drivers.tolist())) >= 3
+    history = result.history
+    assert {"lambda", "n_selected", "train_loss", "validation_loss"} <= set(history.columns)
+    assert history["lambda"].iloc[0] == 0 and history["n_selected"].iloc[0] == store.n_vars
+    assert history["n_selected"].iloc[-1] <= 2
+    assert np.all(np.diff(history["lambda"].to_numpy()) > 0)
+    assert np.all(np.diff(result.scores) <= 0), "genes that leave later rank first"
+    assert result.state_dict["input_mask"].sum() == K
+
+
+def test_one_path_gives_nested_panels_and_restorable_points(grouped_store, fitted):
+    store, _ = grouped_store
+    selector, _ = fitted
+    path = selector.path_
+    panels = {k: path.panel(k) for k in (2, 3, K, 8, 12)}
+    for small, large in [(2, 3), (3, K), (K, 8), (8, 12)]:
+        np.testing.assert_array_equal(panels[large][:small], panels[small])
+    point = path.point_for(8)
+    assert point.n_selected >= 8
+    model = LassoNetAutoencoder(store.n_vars, hidden=FAST["hidden"])
+    model.load_state_dict(point.state_dict)
+    np.testing.assert_array_equal(model.active_genes().numpy(), point.selected)
+    assert 0 < selector.reconstruction_mse(store, "test") < 0.8, "the panel model explains most of the variance"
+
+
+def test_path_is_deterministic_given_a_seed(grouped_store, fitted):
+    store, _ = grouped_store
+    _, first = fitted
+    again = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST).select(store, trainer=fast_trainer(), loader=LOADER)
+    np.testing.assert_array_equal(first.gene_indices, again.gene_indices)
+    np.testing.assert_allclose(first.history["validation_loss"], again.history["validation_loss"])
+
+
+def test_rejects_bad_options():
+    with pytest.raises(ConfigError, match="path_multiplier"):
+        make_selector("lassonet", n_genes=3, params={"path_multiplier": 1.0})
+    with pytest.raises(ConfigError, match="hidden layer"):
+        LassoNetAutoencoder(5, hidden=[])
