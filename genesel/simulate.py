@@ -35,6 +35,19 @@ from genesel.io.h5ad_writer import DenseH5adWriter
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "Calibration",
+    "CompendiumModel",
+    "SimulationParams",
+    "build_model",
+    "factor_spectrum",
+    "load_calibration",
+    "noise_free_rows",
+    "simulate_compendium",
+    "simulate_latent_block",
+    "simulated_genes",
+]
+
 #: Samples in the GEO compendium D-GEX used (after its de-duplication).
 GEO_N_OBS = 112_171
 #: Rows per random stream: the unit of reproducibility, whatever ``block_rows`` is.
@@ -55,6 +68,7 @@ _MODEL_STREAM, _MOMENT_STREAM, _GENE_SUBSET_STREAM, _LATENT_STREAM, _NOISE_STREA
 _STEEPNESS_RANGE = (1.5, 4.0)
 _THRESHOLD_SD = 0.8
 _CLUSTER_SCALE_LOG_SD = 0.3
+_CLUSTER_WEIGHT_FLOOR = 0.1  # share of the samples spread evenly, so no cluster is empty
 _TISSUE_SPECIFIC_FRACTION = 0.3
 _MODULE_SHARE = 1 / 3
 _NOISE_LOGIT_JITTER = 0.5
@@ -93,7 +107,8 @@ class SimulationParams:
     cluster_separation
         Standard deviation of cluster centroids in factor space (within-cluster sd is about 1).
     cluster_concentration
-        Dirichlet concentration of the cluster weights (smaller: more unequal clusters).
+        Dirichlet concentration of the cluster weights (smaller: more unequal clusters);
+        10% of the weight is spread evenly, so every cluster has at least 0.1 / n_clusters.
     loading_density
         Chance that a target gene loads on each factor besides its module's.
     spectrum_decay
@@ -222,7 +237,7 @@ def simulated_genes(n_genes: int | None = None, *, seed: int = 0) -> pd.DataFram
 
 @dataclass(frozen=True)
 class CompendiumModel:
-    """A drawn simulation model for a set of genes; ``simulate_rows`` generates samples.
+    """A drawn simulation model for a set of genes; :func:`simulate_latent_block` generates samples.
 
     Per-gene arrays (last axis = genes) are already scaled to log2 units (see
     ``docs/simulation.md``). With factor scores h, cluster c and program scores
@@ -312,7 +327,7 @@ def _draw_clusters(rng: np.random.Generator, params: SimulationParams, spectrum:
     """Draw cluster weights, centres (spread along the leading factors) and factor scales."""
     n_clusters, rank = params.n_clusters, params.rank
     weights = np.sort(rng.dirichlet(np.full(n_clusters, params.cluster_concentration)))[::-1]
-    weights = np.maximum(weights, 1e-12)
+    weights = (1 - _CLUSTER_WEIGHT_FLOOR) * weights + _CLUSTER_WEIGHT_FLOOR / n_clusters
     centers = rng.standard_normal((n_clusters, rank)) * (params.cluster_separation * np.sqrt(rank * spectrum))
     scales = np.exp(rng.normal(0.0, _CLUSTER_SCALE_LOG_SD, size=(n_clusters, rank)))
     return {
