@@ -9,9 +9,9 @@ import pytest
 import torch
 from lassonet.prox import prox as reference_prox
 
-from genesel.errors import ConfigError
+from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
-from genesel.selectors import make_selector
+from genesel.selectors import make_selector, select_panel
 from genesel.selectors.hier_prox import group_hier_prox
 from genesel.selectors.lassonet import LassoNetAutoencoder, LassoNetSelector
 from genesel.store import Store
@@ -65,7 +65,7 @@ def fast_trainer(seed: int = 0) -> TrainerConfig:
 def fitted(grouped_store):
     """One full path on the grouped store: (selector, result)."""
     store, _ = grouped_store
-    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST)
+    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=2, keep_states_below=-1, **FAST)
     result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
     return selector, result
 
@@ -120,6 +120,7 @@ def test_one_path_gives_nested_panels_and_restorable_points(grouped_store, fitte
     panels = {k: path.panel(k) for k in (2, 3, K, 8, 12)}
     for small, large in [(2, 3), (3, K), (K, 8), (8, 12)]:
         np.testing.assert_array_equal(panels[large][:small], panels[small])
+    assert all(p.state_dict is not None for p in path.points), "keep_states_below=-1 keeps every point"
     point = path.point_for(8)
     assert point.n_selected >= 8
     model = LassoNetAutoencoder(store.n_vars, hidden=FAST["hidden"])
@@ -128,12 +129,21 @@ def test_one_path_gives_nested_panels_and_restorable_points(grouped_store, fitte
     assert 0 < selector.reconstruction_mse(store, "test") < 0.8, "the panel model explains most of the variance"
 
 
-def test_path_is_deterministic_given_a_seed(grouped_store, fitted):
+def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, tmp_path):
     store, _ = grouped_store
     _, first = fitted
-    again = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST).select(store, trainer=fast_trainer(), loader=LOADER)
+    again = select_panel(store, method="lassonet", n_genes=K, seed=0, params={**FAST, "stop_at": 2}, trainer=fast_trainer(), loader=LOADER, out_dir=tmp_path)
     np.testing.assert_array_equal(first.gene_indices, again.gene_indices)
     np.testing.assert_allclose(first.history["validation_loss"], again.history["validation_loss"])
+    assert (tmp_path / "lassonet_path.pt").exists() and (tmp_path / "panel.tsv").exists()
+    resumed = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST)
+    result = resumed.select(store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True)
+    np.testing.assert_array_equal(result.gene_indices, first.gene_indices)
+    np.testing.assert_allclose(result.history["lambda"], first.history["lambda"])
+    with pytest.raises(InputFileError, match="other lassonet parameters"):
+        LassoNetSelector(n_genes=K, seed=0, stop_at=2, **{**FAST, "hierarchy": 3.0}).select(
+            store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
+        )
 
 
 def test_rejects_bad_options():

@@ -9,8 +9,9 @@ inputs themselves: the dense model may copy each gene to itself, but every kept 
 costs ``lambda * ||theta_j||``, so along the dense-to-sparse path genes that the others
 can reconstruct leave first and the last survivors are those the rest of the
 transcriptome is best rebuilt from. A gene's importance is the ``lambda`` from which it
-stays out of the model (minibatch noise can let a gene drop out and come back); the panel of ``K`` genes is the ``K`` most important genes of one path, so
-panels of different sizes from one path are nested.
+stays out of the model (minibatch noise can let a gene drop out and come back); the panel
+of ``K`` genes is the ``K`` most important genes of one path, so panels of different sizes
+from one path are nested.
 """
 
 from __future__ import annotations
@@ -359,7 +360,9 @@ class LassoNetSelector(PanelSelector):
     stop_at
         End the path once at most this many genes remain (``None``: ``n_genes``; 0: run to empty).
     keep_states_below
-        Keep weights only for points with at most this many genes (``None``: all points).
+        Keep weights only for points with at most this many genes, plus the sparsest point
+        with at least ``n_genes`` (``None``: ``2 * n_genes``; ``-1``: every point). At the GEO
+        scale one state is ``D x D`` (438 MB).
     refit_epochs
         After the path, fine-tune the model restricted to the panel (no penalty) for at most
         this many epochs (0: use the path point's weights with the other inputs zeroed).
@@ -486,6 +489,7 @@ class LassoNetSelector(PanelSelector):
             lambda_ = self.next_lambda(points, lambda_start)
             task, fit = self._train_lambda(model, lambda_, len(points), train, validation, trainer)
             points.append(self._point(task, fit, validation))
+            self._forget_states(points)
             logger.debug(
                 "lassonet: lambda=%.4g genes=%d validation=%.4g epochs=%d",
                 lambda_,
@@ -589,6 +593,18 @@ class LassoNetSelector(PanelSelector):
         model.load_state_dict(state)
         return lambda_
 
+    def _forget_states(self, points: list[LassoNetPathPoint]) -> None:
+        """Drop the weights of points above ``keep_states_below`` genes, except the sparsest
+        point that still uses at least ``n_genes`` genes (the panel model starts from it)."""
+        limit = 2 * self.n_genes if self.keep_states_below is None else self.keep_states_below
+        if limit < 0:
+            return
+        covering = [p for p in points if p.n_selected >= self.n_genes]
+        keep = min(covering, key=lambda p: (p.n_selected, -p.lambda_)) if covering else None
+        for point in points:
+            if point.n_selected > limit and point is not keep:
+                point.state_dict = None
+
     def _point(self, task: _PathStep, fit: Any, validation: MinibatchLoader | None) -> LassoNetPathPoint:
         model, lambda_ = task.model, task.lambda_
         n_genes = model.input_mask.numel()
@@ -601,8 +617,7 @@ class LassoNetSelector(PanelSelector):
             validation_loss = (fit.best_validation_loss - float(task.penalties())) / n_genes
         else:
             validation_loss = math.nan
-        keep = self.keep_states_below is None or n_selected <= self.keep_states_below
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()} if keep else None
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         return LassoNetPathPoint(
             lambda_=float(lambda_),
             selected=selected,
