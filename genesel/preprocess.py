@@ -121,9 +121,13 @@ class BlockTransform:
 
     def __call__(self, raw: np.ndarray, start: int = 0) -> np.ndarray:
         """Transform the input rows ``start:start + len(raw)``."""
-        raw = np.asarray(raw, dtype=np.float64)
+        # Work in float32 when the input is float32 (the store's dtype): a float64 copy of
+        # every block would double the memory traffic of the write pass for nothing.
+        raw = np.asarray(raw)
+        if raw.dtype not in (np.float32, np.float64):
+            raw = raw.astype(np.float64)
         genes = raw @ self.to_genes if self.to_genes is not None else raw
-        genes = np.asarray(genes, dtype=np.float64)
+        genes = np.asarray(genes, dtype=raw.dtype)
         self._check_finite(genes, raw, start)
         if self.log2:
             if genes.min(initial=0.0) < 0:
@@ -146,6 +150,8 @@ class BlockTransform:
         return genes
 
     def _check_finite(self, genes: np.ndarray, raw: np.ndarray, start: int) -> None:
+        if np.isfinite(genes.sum(dtype=np.float64)):
+            return  # a finite total means every value is finite (one pass, no mask)
         finite = np.isfinite(genes)
         if finite.all():
             return
@@ -393,7 +399,7 @@ class _Run:
         self._decide_log2(log2_option, force_log)
         raw = da.from_array(source.data, chunks=(self.block_rows, source.n_vars), name=False, fancy=False)
         self.genes = raw.map_blocks(
-            self._transform_block, chunks=(raw.chunks[0], (n_genes,)), dtype=np.float64, name=_unique_name("genes")
+            self._transform_block, chunks=(raw.chunks[0], (n_genes,)), dtype=np.result_type(raw.dtype, np.float32), name=_unique_name("genes")
         )
 
     def _transform_block(self, raw: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
