@@ -97,12 +97,16 @@ class MinibatchLoader:
         self.rows = store.require_split(split)
         self.epoch = 0
         self._resident: torch.Tensor | None = None
+        self._ring: list[np.ndarray] = []
+        self._ring_position = 0
         mean, std = store.mean, store.std
         if self.columns is not None:
             mean, std = mean[self.columns], std[self.columns]
-        # standardised = x * scale + shift, with scale = 1/std and shift = -mean/std
-        self._scale = torch.from_numpy((1.0 / std).astype(np.float32)).to(self.device)
-        self._shift = torch.from_numpy((-mean / std).astype(np.float32)).to(self.device)
+        self._mean = mean.astype(np.float32)
+        self._inverse_std = (1.0 / std).astype(np.float32)
+        # On a GPU: standardised = x * scale + shift, one fused pass on the device.
+        self._scale = torch.from_numpy(self._inverse_std).to(self.device)
+        self._shift = torch.from_numpy(-self._mean * self._inverse_std).to(self.device)
         if self._fits_resident():
             self._resident = self._load_resident()
 
@@ -182,24 +186,62 @@ class MinibatchLoader:
         return [blocks[i : i + per_pool] for i in range(0, len(blocks), per_pool)]
 
     def _read_pool(self, blocks: list[np.ndarray]) -> np.ndarray:
-        parts = [self._read(indices) for indices in blocks]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        """Read several blocks into one freshly allocated pool (no concatenation copy)."""
+        if self.columns is not None or not all(_is_range(b) for b in blocks if b.size):
+            parts = [self._read(indices) for indices in blocks]
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        pool = self._pool_buffer(sum(b.size for b in blocks))
+        offset = 0
+        for indices in blocks:
+            self.store.read_rows(indices, standardize=False, out=pool[offset : offset + indices.size])
+            offset += indices.size
+        if self.device.type != "cuda":
+            self._standardize_in_place(pool)
+        return pool
 
-    def _read(self, indices: np.ndarray, *, standardize: bool = False) -> np.ndarray:
-        """Read rows in store units (standardised later, per batch, on the device)."""
+    def _pool_buffer(self, rows: int) -> np.ndarray:
+        """Next buffer of a ring reused across pools: fresh allocations cost page faults.
+
+        Batches are gathered copies, so a pool's buffer is free once the consumer moved on;
+        ``prefetch + 2`` buffers cover the one being consumed, the queued and the one filling.
+        """
+        size = self.config.block_rows * self.config.blocks_per_pool
+        if not self._ring:
+            self._ring = [np.empty((size, self.store.n_vars), dtype=np.float32) for _ in range(self.config.prefetch + 2)]
+        self._ring_position = (self._ring_position + 1) % len(self._ring)
+        return self._ring[self._ring_position][:rows]
+
+    def _standardize_in_place(self, values: np.ndarray) -> None:
+        np.subtract(values, self._mean, out=values)
+        np.multiply(values, self._inverse_std, out=values)
+
+    def _read(self, indices: np.ndarray, *, standardize: bool | None = None) -> np.ndarray:
+        """Read rows; standardised here (in the prefetch thread) unless batches go to a GPU.
+
+        On a GPU the rows stay in store units and are standardised there, per batch,
+        where it costs nothing; on the CPU the reading thread does it in place, in
+        numpy, so it overlaps with training.
+        """
+        if standardize is None:
+            standardize = self.device.type != "cuda"
         out = None
         if indices.size and _is_range(indices):
             out = np.empty((indices.size, self.store.n_vars), dtype=np.float32)
-        values = self.store.read_rows(indices, standardize=standardize, out=out)
+        values = self.store.read_rows(indices, standardize=False, out=out)
         if self.columns is not None:
             values = values[:, self.columns]
+        elif out is None:
+            values = np.array(values, dtype=np.float32)  # own the buffer before editing in place
+        if standardize:
+            self._standardize_in_place(values)
         return values
 
     def _to_device(self, values: np.ndarray) -> torch.Tensor:
-        """Move a batch in store units to the device and standardise it there in one pass."""
+        """Deliver a batch to the device, standardising it there when it is a GPU."""
         tensor = torch.from_numpy(np.ascontiguousarray(values))
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        if self.device.type != "cuda":
+            return tensor
+        tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         return torch.addcmul(self._shift, tensor, self._scale)
 
     # -- residency ------------------------------------------------------------
