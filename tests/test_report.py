@@ -121,7 +121,7 @@ def test_build_report_is_self_contained(tmp_path: Path) -> None:
     assert all(base64.b64decode(image)[:4] == b"\x89PNG" for image in images)
     assert not re.search(r'(src|href)="(?!data:)', page), "the page must not load anything from outside"
     assert "cae (linear decoder) matches the 40 landmarks" in page
-    assert "random (linear decoder) does not reach" in page
+    assert "With the linear decoder, random does not reach the 40 landmarks" in page
     curves = pd.read_csv(outputs.curves_tsv, sep="\t")
     assert {"method", "decoder", "n_genes", "mean", "std", "n_seeds", "landmark_overlap", "metric"} <= set(curves.columns)
 

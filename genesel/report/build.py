@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from genesel.errors import ConfigError
 from genesel.io.atomic import atomic_output
 from genesel.report.aggregate import ResultTables, aggregate_results, read_benchmarks, read_histories, write_table
-from genesel.report.curves import REFERENCE_METHOD, describe_match, match_landmarks, summarize_curves
+from genesel.report.curves import REFERENCE_METHOD, match_landmarks, summarize_curves, summarize_matches
 from genesel.report.figures import curves_figure, figure_png, runtime_figure, training_figure
 from genesel.report.html import ReportSection, render_report
 from genesel.report.layout import ResultsLayout
@@ -149,7 +149,7 @@ def _sections(tables: ResultTables, curves: pd.DataFrame, matches: pd.DataFrame,
         f"seeds {', '.join(map(str, seeds))}, decoders {', '.join(sorted(runs['decoder'].unique()))}. "
         f"Error: {METRIC_LABELS.get(metric, metric)} on the {split_name(runs)} split."
     )
-    bullets = [describe_match(row) for _, row in matches.iterrows()]
+    bullets = summarize_matches(matches)
     if matches.empty:
         bullets = ["The landmark panel was not evaluated, so no method is compared with it."]
     sections = [

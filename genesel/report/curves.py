@@ -150,3 +150,22 @@ def describe_match(row: pd.Series) -> str:
     saving = float(row["saving_pct"])
     change = f"{saving:.0f}% fewer genes" if saving >= 0 else f"{-saving:.0f}% more genes"
     return f"{method} ({decoder} decoder) matches the {landmarks} landmarks' error with {prefix}{size:.0f} genes ({change})."
+
+
+def summarize_matches(matches: pd.DataFrame) -> list[str]:
+    """Headline sentences: per decoder, the methods that match the landmarks (fewest genes
+    first), then one sentence naming those that do not within the sizes run."""
+    sentences = []
+    for decoder, rows in matches.groupby("decoder", sort=True):
+        reached = rows[rows["how"] != "not reached"].sort_values("matching_genes")
+        sentences += [describe_match(row) for _, row in reached.iterrows()]
+        missing = rows[rows["how"] == "not reached"]
+        if len(missing):
+            landmarks = int(missing["landmark_genes"].iloc[0])
+            largest = int(missing["largest_size"].max())
+            verb = "does" if len(missing) == 1 else "do"
+            sentences.append(
+                f"With the {decoder} decoder, {', '.join(missing['method'])} {verb} not reach the {landmarks} landmarks' "
+                f"error within the panel sizes run (up to {largest} genes)."
+            )
+    return sentences
