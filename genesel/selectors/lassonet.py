@@ -340,9 +340,9 @@ class LassoNetSelector(PanelSelector):
     path_multiplier
         ``lambda`` grows by this factor between points (paper: 1.02).
     adaptive_path
-        Double the log-step after each point at which no gene left (capped at a factor of
-        2), back to ``path_multiplier`` once genes leave: the same path where it matters,
-        far fewer points where nothing happens.
+        Double the log-step after each point that set no new low of the number of genes in
+        use (capped at a factor of 2), back to ``path_multiplier`` once one does: the same
+        path where genes leave, far fewer points where nothing happens.
     lambda_bar
         Extra lasso penalty on the first-layer weights.
     epochs_per_lambda
@@ -512,15 +512,18 @@ class LassoNetSelector(PanelSelector):
         """The ``lambda`` after ``points`` (the dense point first).
 
         ``lambda * path_multiplier``; with ``adaptive_path`` the log-step doubles for every
-        preceding point in a row at which no gene left (at most a factor of 2), and falls
-        back to ``path_multiplier`` as soon as genes leave again.
+        preceding point in a row that did not set a new low of ``n_selected`` (a gene that
+        drops out for one point and returns is not progress), at most a factor of 2, and
+        falls back to ``path_multiplier`` as soon as the count reaches a new low.
         """
         if len(points) < 2:
             return float(lambda_start)
         quiet = 0
         if self.adaptive_path:
-            for later, earlier in zip(points[:0:-1], points[-2:0:-1]):
-                if later.n_selected < earlier.n_selected:
+            counts = [p.n_selected for p in points[1:]]
+            lowest_before = np.minimum.accumulate([points[0].n_selected, *counts])[:-1]
+            for count, low in zip(counts[::-1], lowest_before[::-1]):
+                if count < low:  # a new low: genes left for good so far
                     break
                 quiet += 1
         return points[-1].lambda_ * min(self.path_multiplier ** (2.0 ** min(quiet, 30)), max(2.0, self.path_multiplier))
