@@ -331,6 +331,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         length = min(len(c) for c in curves)
         report["validation_loss_mean"] = np.mean([c[:length] for c in curves], axis=0).tolist()
     report["seeds"] = [run["seed"] for run in runs]
+    report["seconds"] = report.get("seconds_total")
     return report
 
 
