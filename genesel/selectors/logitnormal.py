@@ -238,10 +238,10 @@ class LogitNormalAutoencoder(nn.Module):
         decoder: nn.Module,
         *,
         n_panel: int,
-        l0_weight: float = 1.0,
-        controller_range: float = 10.0,
+        l0_weight: float = 0.1,
+        controller_range: float = 20.0,
         anneal_fraction: float = 0.0,
-        start_temperature: float = 1.0,
+        start_temperature: float = 0.3,
         end_temperature: float = 0.1,
         mask_learning_rate: float | None = None,
     ) -> None:
@@ -349,6 +349,8 @@ class LogitNormalSelector(PanelSelector):
         ``d``, the rank of the gates' covariance.
     init_open
         Initial zero-temperature open probability of every gate (``None``: ``K / D``).
+        Starting with few gates open matters: with many open the reconstruction gradient
+        does not single out informative genes, whose signal the others also carry.
     gamma, eta
         Stretch interval of the gates.
     noise_scale, max_logit
@@ -382,17 +384,17 @@ class LogitNormalSelector(PanelSelector):
         activation: str = "leaky_relu",
         dropout: float = 0.0,
         latent_dim: int = 32,
-        init_open: float | None = None,
+        init_open: float | None = 0.2,
         gamma: float = -0.1,
         eta: float = 1.1,
         noise_scale: float | None = 1.0,
         max_logit: float | None = 3.0,
-        l0_weight: float = 1.0,
-        controller_range: float = 10.0,
+        l0_weight: float = 0.1,
+        controller_range: float = 20.0,
         anneal_fraction: float = 0.0,
-        start_temperature: float = 1.0,
+        start_temperature: float = 0.3,
         end_temperature: float = 0.1,
-        mask_learning_rate: float | None = None,
+        mask_learning_rate: float | None = 3e-3,
         finetune_epochs: int = 0,
         finetune_patience: int = 10,
     ) -> None:
@@ -557,17 +559,17 @@ class HyperLogitNormalSelector(LogitNormalSelector):
         activation: str = "leaky_relu",
         dropout: float = 0.0,
         latent_dim: int = 32,
-        init_open: float | None = None,
+        init_open: float | None = 0.2,
         gamma: float = -0.1,
         eta: float = 1.1,
         noise_scale: float | None = 1.0,
         max_logit: float | None = 3.0,
-        l0_weight: float = 1.0,
-        controller_range: float = 10.0,
+        l0_weight: float = 0.1,
+        controller_range: float = 20.0,
         anneal_fraction: float = 0.0,
-        start_temperature: float = 1.0,
+        start_temperature: float = 0.3,
         end_temperature: float = 0.1,
-        mask_learning_rate: float | None = None,
+        mask_learning_rate: float | None = 3e-3,
         finetune_epochs: int = 0,
         finetune_patience: int = 10,
         embedding_dim: int = 32,
