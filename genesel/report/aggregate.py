@@ -33,7 +33,8 @@ class ResultTables:
         One row per evaluated model: method, n_genes, seed, decoder, every metric of its
         ``metrics.json`` (nested keys joined with ``.``), and the panel's landmark overlap.
     histories
-        Per-epoch training history of every panel that has one, with method, n_genes and seed.
+        Per-epoch training history of every panel that has one, with method, n_genes and seed
+        (a LassoNet path has one row per lambda, numbered in ``epoch``).
     benchmarks
         One row per Snakemake job benchmark: rule, job, seconds, max_rss (MB), cpu_time.
     """
@@ -112,6 +113,8 @@ def read_histories(layout: ResultsLayout, panels: Iterable[tuple[str, int, int]]
         path = layout.panel_dir(method, n_genes, seed) / "history.tsv"
         if path.exists():
             history = pd.read_csv(path, sep="\t")
+            if "epoch" not in history:  # a regularisation path (LassoNet): one row per lambda
+                history.insert(0, "epoch", range(len(history)))
             if len(history):
                 frames.append(history.assign(method=method, n_genes=n_genes, seed=seed))
     if not frames:

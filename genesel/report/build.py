@@ -183,8 +183,9 @@ def _sections(tables: ResultTables, curves: pd.DataFrame, matches: pd.DataFrame,
                 "Training traces",
                 paragraphs=[
                     "Validation loss and the percentage of distinct genes among the selector's K choices, per "
-                    "epoch, for each trained method's largest panel (one line per seed). A selector has "
-                    "converged to a valid panel when the unique percentage reaches 100."
+                    "epoch, for each trained method's largest panel (one line per seed; LassoNet: one point "
+                    "per lambda of its path). A concrete selector has converged to a valid panel when the "
+                    "unique percentage reaches 100; below that, duplicate choices were replaced by next-best genes."
                 ],
                 figures={"training": _png(training)},
             )
@@ -196,7 +197,7 @@ def _sections(tables: ResultTables, curves: pd.DataFrame, matches: pd.DataFrame,
         if len(by_rule):
             tables_shown["Wall time per workflow rule (Snakemake benchmark files):"] = by_rule
         if len(by_step):
-            tables_shown["Training speed per method (median over epochs):"] = by_step
+            tables_shown["Training speed per method (median over epochs; methods that record steps per second):"] = by_step
         sections.append(ReportSection("Runtime", figures={"runtime": _png(runtime)}, tables=tables_shown))
     sections.append(
         ReportSection(

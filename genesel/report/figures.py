@@ -109,7 +109,7 @@ def curves_figure(
 ) -> Figure:
     """One panel-size plot per decoder, side by side, with a shared legend."""
     decoders = list(decoders) if decoders is not None else sorted(curves["decoder"].unique())
-    figure = Figure(figsize=(5.2 * max(len(decoders), 1), 4.2), layout="constrained")
+    figure = Figure(figsize=(5.8 * max(len(decoders), 1) + 1.6, 4.6), layout="constrained")
     axes = figure.subplots(1, max(len(decoders), 1), squeeze=False)[0]
     for ax, decoder in zip(axes, decoders, strict=False):
         plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=metric_label, noise_floor=noise_floor, matches=matches)
@@ -148,7 +148,7 @@ def training_figure(histories: pd.DataFrame) -> Figure | None:
                 continue
             label = f"{method} (K={int(run['n_genes'].iloc[0])})" if seed == shown[shown["method"] == method]["seed"].min() else None
             ax.plot(run["epoch"], run[column], color=method_color(method), label=label, linewidth=1.3, alpha=0.85)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (LassoNet: step of its lambda path)" if "lambda" in shown else "epoch")
         ax.set_ylabel(labels[column])
         if column == "validation_loss":
             ax.set_yscale("log")

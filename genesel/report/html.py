@@ -21,8 +21,8 @@ p.meta { color: #666; margin-top: 0; }
 ul.headline { background: #f4f7fb; border-left: 4px solid #4c72b0; padding: 0.7em 1em 0.7em 2em; }
 table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f2f2f2; }
-td:first-child, th:first-child { text-align: left; }
+th { background: #f2f2f2; text-align: left; }
+td:first-child, th:first-child, td.text { text-align: left; }
 img { max-width: 100%; }
 p.note { color: #555; font-size: 0.92em; }
 """
@@ -54,7 +54,7 @@ def table_html(frame: pd.DataFrame, *, float_format: str = "{:.4g}") -> str:
     for index, values in zip(frame.index, frame.itertuples(index=False, name=None), strict=True):
         cells = list(index if isinstance(index, tuple) else (index,)) if show_index else []
         cells += list(values)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(_format(v, float_format))}</td>" for v in cells) + "</tr>")
+        rows.append("<tr>" + "".join(_cell(v, float_format) for v in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -79,6 +79,12 @@ def render_report(title: str, sections: Sequence[ReportSection], *, subtitle: st
             parts.append(table_html(frame))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _cell(value: object, float_format: str) -> str:
+    numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+    style = "" if numeric else ' class="text"'
+    return f"<td{style}>{html.escape(_format(value, float_format))}</td>"
 
 
 def _format(value: object, float_format: str) -> str:

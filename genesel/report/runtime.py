@@ -7,14 +7,14 @@ import pandas as pd
 
 
 def rule_times(benchmarks: pd.DataFrame) -> pd.DataFrame:
-    """Per rule: number of jobs, total and mean wall seconds, peak memory (MB).
+    """Per rule: number of jobs, total and mean wall seconds, total CPU seconds, peak memory (MB).
 
     Parameters
     ----------
     benchmarks
         Output of :func:`genesel.report.aggregate.read_benchmarks`.
     """
-    columns = ["rule", "jobs", "total_seconds", "mean_seconds", "max_seconds", "peak_rss_mb"]
+    columns = ["rule", "jobs", "total_seconds", "mean_seconds", "max_seconds", "cpu_seconds", "peak_rss_mb"]
     if benchmarks.empty:
         return pd.DataFrame(columns=columns)
     summary = (
@@ -24,6 +24,7 @@ def rule_times(benchmarks: pd.DataFrame) -> pd.DataFrame:
             total_seconds=("seconds", "sum"),
             mean_seconds=("seconds", "mean"),
             max_seconds=("seconds", "max"),
+            cpu_seconds=("cpu_seconds", "sum"),
             peak_rss_mb=("max_rss_mb", "max"),
         )
         .reset_index()
