@@ -81,7 +81,7 @@ def time_steps(config: StepConfig, *, n_genes: int, n_nodes: int, batch_size: in
     seconds = (time.perf_counter() - started) / steps
     n_parameters = sum(p.numel() for p in model.parameters())
     selector_parameters = sum(p.numel() for p in model.selector.parameters())
-    del model, optimizer, batches
+    model = optimizer = batches = None  # free device memory before the next network
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {"name": config.name, "seconds_per_step": seconds, "steps_per_second": 1.0 / seconds, "parameters": n_parameters, "selector_parameters": selector_parameters}

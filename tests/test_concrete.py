@@ -134,13 +134,51 @@ def test_training_selection_mixes_genes_and_eval_selection_is_one_hot():
     assert_close(hard, batch[:, genes])
 
 
+def test_per_sample_noise_draws_one_selection_per_sample():
+    torch.manual_seed(0)
+    model = ConcreteAutoencoder(10, 3, gumbel_noise="sample", start_temperature=0.5)
+    model.train()
+    batch = torch.randn(6, 10)
+    logits = model.logits().detach()
+    torch.manual_seed(1)
+    selected, _ = model.select(batch)
+    # the same draws, sample by sample: softmax((logits + g_b) / T) applied to x_b
+    torch.manual_seed(1)
+    gumbel = -torch.empty(6, 3, 10).exponential_().log()
+    expected = torch.stack([torch.softmax((logits + gumbel[b]) / 0.5, dim=1) @ batch[b] for b in range(6)])
+    assert_close(selected.detach(), expected)
+    # per-step noise gives every sample the same selection matrix; per-sample noise does not
+    same = torch.arange(10.0).repeat(6, 1)
+    assert selected.shape == (6, 3)
+    per_sample, _ = model.select(same)
+    assert not torch.allclose(per_sample[0], per_sample[1])
+    model.gumbel_noise = "step"
+    per_step, _ = model.select(same)
+    assert_close(per_step[0], per_step[1])
+
+
+def test_per_sample_noise_refuses_a_step_too_large_for_memory(monkeypatch):
+    import genesel.selectors.concrete_layer as layer
+
+    monkeypatch.setattr(layer, "MAX_PER_SAMPLE_ELEMENTS", 100)
+    model = ConcreteAutoencoder(10, 3, gumbel_noise="sample")
+    with pytest.raises(ConfigError, match="gumbel_noise='step' or a smaller batch"):
+        model.select(torch.randn(4, 10))
+    with pytest.raises(ConfigError, match="gumbel_noise must be one of"):
+        ConcreteSelector(n_genes=3, gumbel_noise="batch")
+
+
 # -- training behaviour -------------------------------------------------------------------------
-@pytest.mark.parametrize(("method", "epochs", "lr"), [("cae", 30, 0.1), ("ipcae", 30, 0.02)])
-def test_recovers_planted_drivers(tmp_path, method, epochs, lr):
+@pytest.mark.parametrize(
+    ("method", "epochs", "lr", "noise"), [("cae", 30, 0.1, "step"), ("ipcae", 30, 0.02, "step"), ("cae", 30, 0.1, "sample")]
+)
+def test_recovers_planted_drivers(tmp_path, method, epochs, lr, noise):
     X, drivers = clustered_matrix(600, 40, 5, seed=3)
     path = write_store(tmp_path / "clustered.h5ad", X)
     with Store.open(path) as store:
-        result = select_panel(store, method=method, n_genes=5, seed=0, trainer=_trainer(epochs, lr=lr, seed=0), loader=LoaderConfig(batch_size=32))
+        result = select_panel(
+            store, method=method, n_genes=5, seed=0, params={"gumbel_noise": noise}, trainer=_trainer(epochs, lr=lr, seed=0), loader=LoaderConfig(batch_size=32)
+        )
     assert sorted(result.gene_indices.tolist()) == drivers.tolist()
     assert result.extra["duplicates_resolved"] == 0
     history = result.history
@@ -262,7 +300,7 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     monkeypatch.setattr("genesel.cli.main.SUBCOMMANDS", ("select",))  # only the subcommand under test
     out = tmp_path / "panel"
     common = ["-q", "select", "--data", str(store.path), "--method", "ipcae", "-k", "5", "--seed", "2", "--out", str(out), "--device", "cpu", "--batch-size", "32", "--param", "decoder_hidden=[8]", "--param", "embedding_dim=6"]
-    assert genesel_main([*common, "--epochs", "2"]) == 0
+    assert genesel_main([*common, "--epochs", "2", "--keep-checkpoint"]) == 0
     for name in ("panel.tsv", "history.tsv", "model.pt", "config.json", "checkpoint.pt"):
         assert (out / name).exists(), name
     state = torch.load(out / "model.pt", weights_only=True)
@@ -275,6 +313,10 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     assert genesel_main([*common, "--epochs", "4", "--resume"]) == 0
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert len(history) == 4
+    assert not (out / "checkpoint.pt").exists(), "the checkpoint is removed once the panel is written"
+    assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is False
+    assert genesel_main([*common, "--epochs", "1", "--stop-when-converged"]) == 0
+    assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is True
     pd.testing.assert_frame_equal(history.iloc[:2].drop(columns=TIMING_COLUMNS), first.drop(columns=TIMING_COLUMNS))
     assert genesel_main(["-q", "select", "--data", str(store.path), "--method", "cae", "-k", "5", "--out", str(tmp_path / "bad"), "--param", "nope=1"]) == 1
 

@@ -18,9 +18,9 @@ import torch
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output, write_json
-from genesel.loader import LoaderConfig
+from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.store import Store
-from genesel.training import TrainerConfig
+from genesel.training import TrainerConfig, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,8 @@ class PanelSelector(ABC):
     method: ClassVar[str]
     #: Whether the method trains a network (and so uses the trainer and loaders).
     trainable: ClassVar[bool] = False
+    #: Files this method writes into ``work_dir`` to resume from; useless once the panel is written.
+    checkpoint_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, n_genes: int, seed: int = 0) -> None:
         self.n_genes = int(n_genes)
@@ -179,10 +181,38 @@ class PanelSelector(ABC):
     ) -> PanelResult:
         """Choose ``n_genes`` genes from ``store``'s train (and validation) split."""
 
+    def check_panel_size(self, store: Store) -> None:
+        """Raise :class:`ConfigError` unless ``1 <= n_genes < store.n_vars``."""
+        if not 1 <= self.n_genes < store.n_vars:
+            raise ConfigError(
+                f"{self.method}: n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)"
+            )
+
+    def training_configs(self, trainer: TrainerConfig | None, loader: LoaderConfig | None) -> tuple[TrainerConfig, LoaderConfig]:
+        """The given configurations, or the defaults (seeded with this selector's seed)."""
+        return trainer or TrainerConfig(seed=self.seed), loader or LoaderConfig()
+
     def hyperparameters(self) -> dict[str, Any]:
         """The keyword arguments this selector was built with."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "n_genes", "seed")]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+
+def training_loaders(
+    store: Store, *, trainer: TrainerConfig, loader: LoaderConfig, method: str
+) -> tuple[MinibatchLoader, MinibatchLoader | None]:
+    """A shuffled train loader and an ordered validation loader (``None`` without validation rows).
+
+    Both deliver batches to the trainer's device; the train loader shuffles with the
+    trainer's seed.
+    """
+    store.require_split("train")
+    device = resolve_device(trainer.device)
+    train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
+    if not store.split_indices("validation").size:
+        logger.warning("%s: the store has no validation rows; keeping the weights of the best training loss", method)
+        return train, None
+    return train, MinibatchLoader(store, "validation", config=loader, shuffle=False, device=device)
 
 
 def register_selector(cls: type[PanelSelector]) -> type[PanelSelector]:

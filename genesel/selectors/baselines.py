@@ -31,11 +31,6 @@ logger = logging.getLogger(__name__)
 HVG_FLAVORS = ("seurat", "cell_ranger")
 
 
-def _check_size(method: str, n_genes: int, store: Store) -> None:
-    if not 1 <= n_genes < store.n_vars:
-        raise ConfigError(f"{method}: n_genes={n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)")
-
-
 def _ranked(scores: np.ndarray, n_genes: int) -> np.ndarray:
     """Indices of the ``n_genes`` highest scores (NaN last, ties by index)."""
     key = np.where(np.isnan(scores), -np.inf, scores)
@@ -102,7 +97,7 @@ class RandomSelector(PanelSelector):
         resume: bool = False,
     ) -> PanelResult:
         """Draw ``n_genes`` distinct genes."""
-        _check_size(self.method, self.n_genes, store)
+        self.check_panel_size(store)
         priority = np.random.default_rng(self.seed).random(store.n_vars)
         genes = _ranked(priority, self.n_genes)
         return _result(self, store, genes, priority[genes], ranking="seeded uniform priority")
@@ -167,7 +162,7 @@ class HighlyVariableSelector(PanelSelector):
         import anndata
         import scanpy as sc
 
-        _check_size(self.method, self.n_genes, store)
+        self.check_panel_size(store)
         rows = self.train_rows(store)
         block = (loader or LoaderConfig()).block_rows
         values = np.empty((rows.size, store.n_vars), dtype=np.float32)
@@ -243,7 +238,7 @@ class QRSelector(PanelSelector):
         resume: bool = False,
     ) -> PanelResult:
         """Return the first ``n_genes`` QR pivots of the leading principal directions."""
-        _check_size(self.method, self.n_genes, store)
+        self.check_panel_size(store)
         rows = store.require_split("train")
         rank = self.n_components or self.n_genes
         if rank > min(rows.size, store.n_vars):

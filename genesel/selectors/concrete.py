@@ -22,16 +22,17 @@ import torch
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
 from genesel.selectors.concrete_layer import (
     ANNEAL_MODES,
+    GUMBEL_NOISE_MODES,
     W_FORMS,
     ConcreteAutoencoder,
     resolve_duplicate_selections,
     softmax_max_probability,
 )
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, resolve_device, seed_everything
+from genesel.training import Trainer, TrainerConfig, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,15 @@ class ConcreteSelector(PanelSelector):
         Exponential temperature schedule ``T0 -> TB`` (papers: 10 -> 0.01).
     anneal
         Update the temperature per ``"epoch"`` (papers) or per ``"step"``.
+    gumbel_noise
+        One Gumbel sample per ``"step"`` shared by the minibatch (default; affordable at the
+        gene scale) or one per ``"sample"`` (the IP-CAE code; ``B x K x D`` values per step,
+        better panels on small data such as ISOLET).
     """
 
     method: ClassVar[str] = "cae"
     trainable: ClassVar[bool] = True
+    checkpoint_files: ClassVar[tuple[str, ...]] = (CHECKPOINT_NAME,)
     #: Whether the logits are indirectly parameterised (IP-CAE).
     indirect: ClassVar[bool] = False
 
@@ -78,6 +84,7 @@ class ConcreteSelector(PanelSelector):
         start_temperature: float = 10.0,
         end_temperature: float = 0.01,
         anneal: str = "epoch",
+        gumbel_noise: str = "step",
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
         if self.n_genes < 1:
@@ -92,6 +99,9 @@ class ConcreteSelector(PanelSelector):
         self.anneal = str(anneal)
         if self.anneal not in ANNEAL_MODES:
             raise ConfigError(f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}")
+        self.gumbel_noise = str(gumbel_noise)
+        if self.gumbel_noise not in GUMBEL_NOISE_MODES:
+            raise ConfigError(f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}")
         if not (self.start_temperature > 0 and self.end_temperature > 0):
             raise ConfigError(f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}")
         self.model_: ConcreteAutoencoder | None = None
@@ -115,6 +125,7 @@ class ConcreteSelector(PanelSelector):
                 start_temperature=self.start_temperature,
                 end_temperature=self.end_temperature,
                 anneal=self.anneal,
+                gumbel_noise=self.gumbel_noise,
                 **self._model_options(),
             )
 
@@ -129,18 +140,9 @@ class ConcreteSelector(PanelSelector):
         resume: bool = False,
     ) -> PanelResult:
         """Train on the train split (best weights by validation loss) and return the panel."""
-        trainer = trainer or TrainerConfig(seed=self.seed)
-        loader = loader or LoaderConfig()
-        if not 1 <= self.n_genes < store.n_vars:
-            raise ConfigError(f"n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)")
-        store.require_split("train")
-        device = resolve_device(trainer.device)
-        train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
-        validation = None
-        if store.split_indices("validation").size:
-            validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device=device)
-        else:
-            logger.warning("%s: the store has no validation rows; keeping the weights of the best training loss", self.method)
+        trainer, loader = self.training_configs(trainer, loader)
+        self.check_panel_size(store)
+        train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
         model = self.build_model(store.n_vars, seed=trainer.seed)
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
         if resume:
@@ -223,7 +225,7 @@ class IndirectConcreteSelector(ConcreteSelector):
 
     Parameters
     ----------
-    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal
+    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal, gumbel_noise
         As for :class:`ConcreteSelector`.
     embedding_dim
         Width ``P`` of the node embedding ``Psi``; ``None`` means ``P = D`` (the paper).
@@ -247,6 +249,7 @@ class IndirectConcreteSelector(ConcreteSelector):
         start_temperature: float = 10.0,
         end_temperature: float = 0.01,
         anneal: str = "epoch",
+        gumbel_noise: str = "step",
         embedding_dim: int | None = None,
         w_form: str = "full",
         gjsd_weight: float = 0.0,
@@ -260,6 +263,7 @@ class IndirectConcreteSelector(ConcreteSelector):
             start_temperature=start_temperature,
             end_temperature=end_temperature,
             anneal=anneal,
+            gumbel_noise=gumbel_noise,
         )
         if w_form not in W_FORMS:
             raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")

@@ -25,6 +25,10 @@ from genesel.errors import ConfigError
 W_FORMS = ("full", "diagonal", "scalar")
 #: When the temperature is updated.
 ANNEAL_MODES = ("epoch", "step")
+#: How Gumbel noise is drawn: one ``K x D`` sample per step, or one per sample (``B x K x D``).
+GUMBEL_NOISE_MODES = ("step", "sample")
+#: Largest per-sample selection tensor (``B x K x D`` elements) allowed in one step.
+MAX_PER_SAMPLE_ELEMENTS = 1 << 28
 #: The CAE stopping rule: stop once the mean (over nodes) max probability reaches this.
 CONVERGED_MEAN_MAX_PROBABILITY = 0.99
 
@@ -175,9 +179,11 @@ class IndirectLogits(nn.Module):
 class ConcreteAutoencoder(nn.Module):
     """A concrete selector layer followed by a decoder that reconstructs all genes.
 
-    Training draws one Gumbel sample of the ``K x D`` selection matrix per step (from
-    torch's global generator, which the trainer seeds per epoch) and selects
-    ``x @ softmax((logits + g) / T)^T``. In eval mode every node takes its argmax gene
+    Training draws Gumbel noise from torch's global generator (which the trainer seeds per
+    epoch) and selects ``x @ softmax((logits + g) / T)^T``: by default one ``K x D`` sample
+    per step, shared by the minibatch (the CAE's reference code; the only affordable choice
+    at the gene scale), or one per sample (``gumbel_noise="sample"``, the IP-CAE code;
+    ``B x K x D`` values per step, lower-variance gradients on small data). In eval mode every node takes its argmax gene
     (one-hot); the argmax is computed once per evaluation and cached.
 
     Parameters
@@ -198,6 +204,8 @@ class ConcreteAutoencoder(nn.Module):
         ``"epoch"`` (the papers) or ``"step"``.
     gjsd_weight
         Weight of the diversity reward: the loss is ``MSE - gjsd_weight * GJSD``.
+    gumbel_noise
+        ``"step"`` (one noise sample per step) or ``"sample"`` (one per sample).
     """
 
     def __init__(
@@ -215,8 +223,11 @@ class ConcreteAutoencoder(nn.Module):
         end_temperature: float = 0.01,
         anneal: str = "epoch",
         gjsd_weight: float = 0.0,
+        gumbel_noise: str = "step",
     ) -> None:
         super().__init__()
+        if gumbel_noise not in GUMBEL_NOISE_MODES:
+            raise ConfigError(f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}")
         if not 1 <= n_nodes < n_genes:
             raise ConfigError(f"the panel size must be between 1 and {n_genes - 1} (the number of genes - 1), got {n_nodes}")
         if anneal not in ANNEAL_MODES:
@@ -235,6 +246,7 @@ class ConcreteAutoencoder(nn.Module):
         self.end_temperature = float(end_temperature)
         self.anneal = anneal
         self.gjsd_weight = float(gjsd_weight)
+        self.gumbel_noise = gumbel_noise
         self.temperature = self.start_temperature
         self._eval_genes: torch.Tensor | None = None
         self._last_gjsd: float | None = None
@@ -257,10 +269,26 @@ class ConcreteAutoencoder(nn.Module):
                 self._eval_genes = self.selected_genes()
             return batch.index_select(1, self._eval_genes), None
         logits = self.logits()
+        if self.gumbel_noise == "sample":
+            return self._select_per_sample(batch, logits), logits
         gumbel = -torch.empty_like(logits).exponential_().log()
         weights = torch.softmax((logits + gumbel) / self.temperature, dim=1)
         with torch.autocast(self._device_type(), enabled=False):
             return batch.float() @ weights.t(), logits
+
+    def _select_per_sample(self, batch: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Selected values with an independent Gumbel draw for every sample (``B x K x D``)."""
+        n_elements = batch.shape[0] * logits.numel()
+        if n_elements > MAX_PER_SAMPLE_ELEMENTS:
+            raise ConfigError(
+                f"gumbel_noise='sample' needs {batch.shape[0]} x {self.n_nodes} x {self.n_genes} values per step "
+                f"({4 * n_elements / 2**30:.1f} GiB, limit {4 * MAX_PER_SAMPLE_ELEMENTS / 2**30:.0f} GiB); "
+                "use gumbel_noise='step' or a smaller batch"
+            )
+        gumbel = -torch.empty((batch.shape[0], *logits.shape), device=logits.device).exponential_().log()
+        weights = torch.softmax((logits.unsqueeze(0) + gumbel) / self.temperature, dim=2)
+        with torch.autocast(self._device_type(), enabled=False):
+            return torch.bmm(weights, batch.float().unsqueeze(2)).squeeze(2)
 
     def reconstruct(self, panel_values: torch.Tensor) -> torch.Tensor:
         """Decode ``B x K`` panel values (node order) to ``B x D`` genes."""

@@ -34,7 +34,7 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
 from genesel.selectors.hier_prox import group_hier_prox
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
@@ -372,6 +372,7 @@ class LassoNetSelector(PanelSelector):
 
     method: ClassVar[str] = "lassonet"
     trainable: ClassVar[bool] = True
+    checkpoint_files: ClassVar[tuple[str, ...]] = (PATH_CHECKPOINT_NAME,)
 
     def __init__(
         self,
@@ -448,15 +449,9 @@ class LassoNetSelector(PanelSelector):
         resume: bool = False,
     ) -> LassoNetPath:
         """Train the dense model, then follow the path until ``stop_at`` genes remain."""
-        trainer = trainer or TrainerConfig(seed=self.seed)
-        loader = loader or LoaderConfig()
+        trainer, loader = self.training_configs(trainer, loader)
         device = resolve_device(trainer.device)
-        train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
-        validation = None
-        if store.split_indices("validation").size:
-            validation = MinibatchLoader(store, "validation", config=replace(loader, drop_last=False), shuffle=False, device=device)
-        else:
-            logger.warning("lassonet: the store has no validation rows; each lambda keeps its best training objective")
+        train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
         with torch.random.fork_rng(devices=[]):
             seed_everything(trainer.seed, -2)
             model = LassoNetAutoencoder(store.n_vars, hidden=self.hidden, activation=self.activation, dropout=self.dropout).to(device)
@@ -667,10 +662,8 @@ class LassoNetSelector(PanelSelector):
         resume: bool = False,
     ) -> PanelResult:
         """Run one path and return its ``n_genes`` most important genes."""
-        trainer = trainer or TrainerConfig(seed=self.seed)
-        loader = loader or LoaderConfig()
-        if not 1 <= self.n_genes < store.n_vars:
-            raise ConfigError(f"n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)")
+        trainer, loader = self.training_configs(trainer, loader)
+        self.check_panel_size(store)
         started = time.perf_counter()
         path = self.fit_path(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
         panel = path.panel(self.n_genes)
@@ -703,19 +696,14 @@ class LassoNetSelector(PanelSelector):
         """Load the sparsest path point covering ``panel``, restrict its inputs, optionally refit."""
         if self.path_ is None or self.model_ is None:
             raise ConfigError("lassonet: call select() or fit_path() first")
-        trainer = trainer or TrainerConfig(seed=self.seed)
-        loader = loader or LoaderConfig()
+        trainer, loader = self.training_configs(trainer, loader)
         point = self.path_.point_for(len(panel))
         model = self.model_
         model.load_state_dict(point.state_dict)
         model.restrict_inputs(panel)
         info: dict[str, Any] = {"from_lambda": point.lambda_, "from_n_selected": point.n_selected, "epochs": 0}
         if self.refit_epochs > 0:
-            device = resolve_device(trainer.device)
-            train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
-            validation = None
-            if store.split_indices("validation").size:
-                validation = MinibatchLoader(store, "validation", config=replace(loader, drop_last=False), shuffle=False, device=device)
+            train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
             config = replace(trainer, max_epochs=self.refit_epochs, patience=self.refit_patience, lr_decay=None, progress=False)
             fit = Trainer(config).fit(_PathStep(model, l2_penalty=self.l2_penalty, optimizer="adam"), train, validation)
             model.restrict_inputs(panel)  # Adam moved nothing outside the mask, but keep the zeros exact

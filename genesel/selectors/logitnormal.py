@@ -52,11 +52,11 @@ from torch import nn
 
 from genesel.decoders import build_decoder, make_activation
 from genesel.errors import ConfigError
-from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.loader import LoaderConfig
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, resolve_device, seed_everything
+from genesel.training import Trainer, TrainerConfig, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +373,7 @@ class LogitNormalSelector(PanelSelector):
 
     method: ClassVar[str] = "logitnormal"
     trainable: ClassVar[bool] = True
+    checkpoint_files: ClassVar[tuple[str, ...]] = (CHECKPOINT_NAME,)
     hypernetwork: ClassVar[bool] = False
 
     def __init__(
@@ -470,17 +471,9 @@ class LogitNormalSelector(PanelSelector):
         resume: bool = False,
     ) -> PanelResult:
         """Train mask and decoder; return the ``K`` genes most likely open at zero temperature."""
-        trainer = trainer or TrainerConfig(seed=self.seed)
-        loader = loader or LoaderConfig()
-        if not 1 <= self.n_genes < store.n_vars:
-            raise ConfigError(f"n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)")
-        device = resolve_device(trainer.device)
-        train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
-        validation = None
-        if store.split_indices("validation").size:
-            validation = MinibatchLoader(store, "validation", config=replace(loader, drop_last=False), shuffle=False, device=device)
-        else:
-            logger.warning("%s: the store has no validation rows; keeping the weights of the best training loss", self.method)
+        trainer, loader = self.training_configs(trainer, loader)
+        self.check_panel_size(store)
+        train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
         model = self.build_model(store.n_vars, seed=trainer.seed)
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
         fit = Trainer(trainer, checkpoint_path=checkpoint).fit(model, train, validation, resume=resume)
