@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/linear_fit.py --data STORE.h5ad [--panel-size 943] [--block-rows 2048]
-                                    [--device cpu|cuda] [--threads N] [--record]
+                                    [--device cpu|cuda] [--precision float64|float32]
+                                    [--threads N] [--record]
 
 The floor reads the train split's rows once, block by block with h5py into a reused
 buffer (no arithmetic). The fit (``genesel.impute.fit_linear``) makes the same single
@@ -42,10 +43,10 @@ def read_seconds(store: Store, rows: np.ndarray, block_rows: int) -> float:
     return time.perf_counter() - start
 
 
-def compute_seconds(store: Store, rows: np.ndarray, panel: np.ndarray, block_rows: int, device: str) -> float:
+def compute_seconds(store: Store, rows: np.ndarray, panel: np.ndarray, block_rows: int, device: str, precision: str) -> float:
     """Seconds of the fit's arithmetic alone: the per-block update on one in-memory block, once per block."""
     block = store.read_rows(rows[:block_rows], standardize=False)
-    equations = NormalEquations(panel, store.n_vars, center=store.var["mean"].to_numpy(np.float64), device=device)
+    equations = NormalEquations(panel, store.n_vars, center=store.var["mean"].to_numpy(np.float64), device=device, precision=precision)
     start = time.perf_counter()
     for a in range(0, rows.size, block_rows):
         equations.update(block[: min(block_rows, rows.size - a)])
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--panel-size", type=int, default=943)
     parser.add_argument("--block-rows", type=int, default=2048)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=("float64", "float32"), default="float64", help="arithmetic of the block products")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
     parser.add_argument("--record", action="store_true", help="append the result to docs/benchmarks.md")
     args = parser.parse_args()
@@ -79,9 +81,9 @@ def main() -> None:
         read_seconds(store, rows, args.block_rows)  # warm the page cache
         floor = read_seconds(store, rows, args.block_rows)
         start = time.perf_counter()
-        solution = fit_linear(store, panel, block_rows=args.block_rows, device=args.device, progress=False)
+        solution = fit_linear(store, panel, block_rows=args.block_rows, device=args.device, precision=args.precision, progress=False)
         fit = time.perf_counter() - start
-        arithmetic = compute_seconds(store, rows, panel, args.block_rows, args.device)
+        arithmetic = compute_seconds(store, rows, panel, args.block_rows, args.device, args.precision)
         gib = rows.size * store.n_vars * 4 / 2**30
         row = {
             "train rows": int(rows.size),
@@ -97,6 +99,7 @@ def main() -> None:
             "GFLOP/s": 2.0 * rows.size * panel.size * store.n_vars / solution.seconds["accumulate"] / 1e9,
             "peak RSS GiB": round(peak_rss_gib(), 2),
             "device": args.device,
+            "precision": args.precision,
             "threads": torch.get_num_threads(),
         }
     table = markdown_table([row])

@@ -49,6 +49,21 @@ def test_out_of_core_solution_equals_lstsq(linear_store, block_rows):
     np.testing.assert_allclose(solution.coef[:, panel], np.eye(len(panel)), atol=1e-9)
 
 
+def test_float32_block_products_stay_close_to_lstsq(linear_store):
+    panel = np.array([3, 17, 0, 25, 9, 12])
+    z = standardized_split(linear_store, "train")
+    coef, intercept = lstsq_with_intercept(z, panel)
+    exact = fit_linear(linear_store, panel, block_rows=64, progress=False)
+    fast = fit_linear(linear_store, panel, block_rows=64, precision="float32", progress=False)
+    scale = np.abs(coef).max()
+    np.testing.assert_allclose(fast.coef, coef, rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(fast.intercept, intercept, atol=1e-5)
+    # float32 products are measurably less exact than float64 ones, not identical to them
+    assert 0 < np.abs(fast.coef - coef).max() and np.abs(exact.coef - coef).max() < np.abs(fast.coef - coef).max()
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        fit_linear(linear_store, panel, precision="float16", progress=False)
+
+
 def test_ridge_matches_closed_form_and_spares_the_intercept(linear_store):
     panel = np.array([1, 2, 3])
     ridge = 0.05

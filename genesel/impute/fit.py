@@ -32,6 +32,7 @@ def fit_imputer(
     *,
     decoder: str = "linear",
     ridge: float = 0.0,
+    precision: str = "float64",
     hidden: Sequence[int] = (9000,),
     activation: str = "tanh",
     dropout: float = 0.1,
@@ -58,6 +59,9 @@ def fit_imputer(
         ``"knn"``: average of the nearest train profiles in panel space (D-GEX's KNN-GE).
     ridge
         Linear only: penalty on the weights, relative to the number of samples.
+    precision
+        Linear only: ``"float64"`` block products (default) or ``"float32"`` (about twice
+        as fast on a CPU; sums over blocks stay float64).
     hidden, activation, dropout
         MLP only: hidden widths (1-3 layers; D-GEX used up to 3 x 9000), ``tanh`` (D-GEX)
         or ``leaky_relu`` (CAE), dropout after each hidden layer.
@@ -90,12 +94,12 @@ def fit_imputer(
     training: dict[str, Any] = {"n_train": n_train, "store": str(store.path) if store.path else None}
     history = None
     if decoder == "linear":
-        solution = fit_linear(store, panel_indices, ridge=ridge, block_rows=block_rows, device=device, progress=progress)
+        solution = fit_linear(store, panel_indices, ridge=ridge, block_rows=block_rows, device=device, precision=precision, progress=progress)
         module = build_decoder(len(panel_indices), store.n_vars)
         with torch.no_grad():
             module[0].weight.copy_(torch.from_numpy(solution.coef.T))
             module[0].bias.copy_(torch.from_numpy(solution.intercept))
-        params: dict[str, Any] = {"ridge": float(ridge)}
+        params: dict[str, Any] = {"ridge": float(ridge), "precision": precision}
         training.update(solver=solution.method, seconds_accumulate=solution.seconds["accumulate"], seconds_solve=solution.seconds["solve"])
     elif decoder == "mlp":
         hidden = check_hidden(hidden)
