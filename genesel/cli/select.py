@@ -6,7 +6,9 @@ import argparse
 import logging
 
 from genesel.cli.common import add_training_arguments, loader_config, parse_params, trainer_config
-from genesel.selectors.base import available_methods, select_panel
+from pathlib import Path
+
+from genesel.selectors.base import available_methods, get_selector_class, select_panel
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="method hyperparameter, repeatable (e.g. --param hidden=[256] --param gjsd_weight=0.1)",
     )
     add_training_arguments(parser, epochs=100)
+    parser.add_argument(
+        "--stop-when-converged",
+        action="store_true",
+        help="CAE/IP-CAE: stop once the mean max selection probability reaches 0.99 (the CAE paper's rule)",
+    )
+    parser.add_argument("--keep-checkpoint", action="store_true", help="keep the resume checkpoint in DIR after the panel is written")
     parser.set_defaults(func=run)
 
 
@@ -46,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
             n_genes=args.n_genes,
             seed=args.seed,
             params=parse_params(args.param),
-            trainer=trainer_config(args, seed=args.seed),
+            trainer=trainer_config(args, seed=args.seed, stop_when_converged=args.stop_when_converged),
             loader=loader_config(args),
             out_dir=args.out,
             resume=args.resume,
         )
+    if not args.keep_checkpoint:
+        for name in get_selector_class(args.method).checkpoint_files:
+            (Path(args.out) / name).unlink(missing_ok=True)
     overlap = int(result.table()["landmark"].sum())
     logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, args.out)
     return 0
