@@ -2,7 +2,9 @@
 
 The store is read in row blocks: each epoch visits the blocks of a split in a seeded
 random order, gathers a few blocks into a pool, shuffles the pool's rows and cuts it into
-minibatches. A background thread reads the next pool while the current one is consumed.
+minibatches. A background thread reads the next pool while the current one is consumed:
+it reads cache-sized slices, standardises each while it is in cache and scatters its rows
+to their shuffled places, so minibatches are zero-copy views of the pool.
 When a split fits in a memory budget (on the GPU, or in host memory on the CPU) it is read
 once and kept resident, and batches are drawn by index.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Default memory budget for keeping a split resident in host memory (CPU training).
 DEFAULT_HOST_RESIDENT_BYTES = 1 << 30
+#: Bytes read, standardised and scattered at a time in the prefetch thread (fits in cache).
+CACHE_SLICE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class MinibatchLoader:
         self._resident: torch.Tensor | None = None
         self._ring: list[np.ndarray] = []
         self._ring_position = 0
+        self._helper: ThreadPoolExecutor | None = None
+        self._scratch: list[np.ndarray] = []
         mean, std = store.mean, store.std
         if self.columns is not None:
             mean, std = mean[self.columns], std[self.columns]
@@ -150,25 +158,26 @@ class MinibatchLoader:
 
     def _iter_streaming(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
         batch = self.config.batch_size
-        pools = (self._read_pool(block_list) for block_list in self._pool_plan(rng))
+        plan = self._pool_plan(rng)
+        orders = [rng.permutation(sum(b.size for b in blocks)) if self.shuffle else None for blocks in plan]
+        pools = (self._read_pool(blocks, order) for blocks, order in zip(plan, orders, strict=True))
         carry: np.ndarray | None = None
         for pool in _prefetched(pools, depth=self.config.prefetch):
+            # The pool's rows are already shuffled: batches are contiguous, zero-copy views.
             n = pool.shape[0]
-            order = rng.permutation(n) if self.shuffle else np.arange(n)
             start = 0
             if carry is not None:
                 start = min(batch - carry.shape[0], n)
-                carry = np.concatenate([carry, pool[order[:start]]])
+                carry = np.concatenate([carry, pool[:start]])
                 if carry.shape[0] < batch:
                     continue
                 yield self._to_device(carry)
                 carry = None
             stop = start + ((n - start) // batch) * batch
             for first in range(start, stop, batch):
-                # Gathering each batch by index avoids copying the whole shuffled pool.
-                yield self._to_device(pool[order[first : first + batch]])
+                yield self._to_device(pool[first : first + batch])
             if stop < n:
-                carry = pool[order[stop:]]
+                carry = pool[stop:].copy()
         if carry is not None and carry.shape[0] and not (self.config.drop_last and self.shuffle):
             yield self._to_device(carry)
 
@@ -185,31 +194,75 @@ class MinibatchLoader:
         per_pool = self.config.blocks_per_pool if self.shuffle else 1
         return [blocks[i : i + per_pool] for i in range(0, len(blocks), per_pool)]
 
-    def _read_pool(self, blocks: list[np.ndarray]) -> np.ndarray:
-        """Read several blocks into one freshly allocated pool (no concatenation copy)."""
+    def _read_pool(self, blocks: list[np.ndarray], order: np.ndarray | None) -> np.ndarray:
+        """Read several blocks into one pool whose row ``j`` is row ``order[j]`` of the blocks.
+
+        Contiguous blocks are read in cache-sized slices; each slice is standardised while
+        it is in cache and scattered to its shuffled rows, so the pool is written once and
+        nothing is copied again to cut batches. Two threads share the slices (HDF5 reads
+        are serialised by h5py, the numpy passes run in parallel).
+        """
         if self.columns is not None or not all(_is_range(b) for b in blocks if b.size):
             parts = [self._read(indices) for indices in blocks]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
-        pool = self._pool_buffer(sum(b.size for b in blocks))
+            pool = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return pool if order is None else pool[order]
+        n_rows = sum(b.size for b in blocks)
+        pool = self._pool_buffer(n_rows)
+        destination = None
+        if order is not None:
+            destination = np.empty_like(order)
+            destination[order] = np.arange(n_rows)
+        step = self._cache_rows()
+        slices: list[tuple[np.ndarray, int]] = []
         offset = 0
         for indices in blocks:
-            self.store.read_rows(indices, standardize=False, out=pool[offset : offset + indices.size])
-            offset += indices.size
-        if self.device.type != "cuda":
-            self._standardize_in_place(pool)
+            for first in range(0, indices.size, step):
+                slices.append((indices[first : first + step], offset))
+                offset += min(step, indices.size - first)
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genesel-loader")
+            self._scratch = [np.empty((step, self.store.n_vars), dtype=np.float32) for _ in range(2)]
+        helped = self._helper.submit(self._fill, pool, destination, slices[1::2], self._scratch[1])
+        self._fill(pool, destination, slices[0::2], self._scratch[0])
+        helped.result()
         return pool
+
+    def _fill(self, pool: np.ndarray, destination: np.ndarray | None, slices: list[tuple[np.ndarray, int]], scratch: np.ndarray) -> None:
+        """Read, standardise (unless batches go to a GPU) and place ``slices`` of a pool."""
+        standardize = self.device.type != "cuda"
+        for part, offset in slices:
+            if destination is None and not standardize:
+                self.store.read_rows(part, standardize=False, out=pool[offset : offset + part.size])
+                continue
+            chunk = scratch[: part.size]
+            self.store.read_rows(part, standardize=False, out=chunk)
+            if standardize:
+                self._standardize_in_place(chunk)
+            if destination is None:
+                pool[offset : offset + part.size] = chunk
+            else:
+                pool[destination[offset : offset + part.size]] = chunk
+
+    def _cache_rows(self) -> int:
+        """Rows of one slice that fits comfortably in a core's cache."""
+        return max(1, min(self.config.block_rows, CACHE_SLICE_BYTES // (4 * self.store.n_vars)))
 
     def _pool_buffer(self, rows: int) -> np.ndarray:
         """Next buffer of a ring reused across pools: fresh allocations cost page faults.
 
-        Batches are gathered copies, so a pool's buffer is free once the consumer moved on;
-        ``prefetch + 2`` buffers cover the one being consumed, the queued and the one filling.
+        ``prefetch + 3`` buffers cover the pool being filled, the queued ones, the one being
+        consumed and the previous one (whose last batch the consumer may still hold while it
+        asks for the next). A buffer that is still referenced (a consumer kept its batches,
+        e.g. ``list(loader)``) is never overwritten: it is replaced by a fresh one.
         """
         size = self.config.block_rows * self.config.blocks_per_pool
         if not self._ring:
-            self._ring = [np.empty((size, self.store.n_vars), dtype=np.float32) for _ in range(self.config.prefetch + 2)]
+            self._ring = [np.empty((size, self.store.n_vars), dtype=np.float32) for _ in range(self.config.prefetch + 3)]
         self._ring_position = (self._ring_position + 1) % len(self._ring)
-        return self._ring[self._ring_position][:rows]
+        buffer = self._ring[self._ring_position]
+        if sys.getrefcount(buffer) > 3:  # the ring, ``buffer`` and getrefcount's argument
+            buffer = self._ring[self._ring_position] = np.empty_like(buffer)
+        return buffer[:rows]
 
     def _standardize_in_place(self, values: np.ndarray) -> None:
         np.subtract(values, self._mean, out=values)

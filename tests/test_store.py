@@ -6,6 +6,7 @@ import anndata as ad
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from genesel.errors import InputFileError, StoreVersionError
 from genesel.loader import LoaderConfig, MinibatchLoader
@@ -71,6 +72,21 @@ def test_loader_covers_split_once_per_epoch_and_is_seeded(planted_store, residen
     loader.set_epoch(1)
     assert not np.array_equal(first, np.concatenate([b.numpy() for b in loader]))
     assert len(loader) == len(list(loader))
+
+
+def test_streamed_batches_kept_by_the_consumer_are_never_overwritten(planted_store):
+    store, _ = planted_store
+    # many small pools, so the ring of pool buffers wraps around several times per epoch
+    config = LoaderConfig(batch_size=8, block_rows=16, blocks_per_pool=1, resident_bytes=0)
+    loader = MinibatchLoader(store, "train", config=config, seed=3)
+    copied = [batch.clone() for batch in loader]
+    kept = list(loader)
+    assert len(kept) == len(copied) > 3 * (config.prefetch + 3)
+    for held, fresh in zip(kept, copied, strict=True):
+        assert torch.equal(held, fresh)
+    # the rows are standardised store rows, each delivered once
+    expected = store.read_rows(store.split_indices("train"))
+    np.testing.assert_allclose(np.sort(torch.cat(kept).numpy(), axis=0), np.sort(expected, axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_loader_columns_and_unshuffled_order(planted_store):
