@@ -69,6 +69,8 @@ class TrainerConfig:
         Stop when the validation loss has not improved for this many epochs.
     stop_when_converged
         Stop when the task reports convergence (e.g. CAE's mean max probability >= 0.99).
+    max_steps_per_epoch
+        Stop each epoch after this many steps (quick runs and benchmarks; ``None``: all).
     progress
         Show a progress bar.
     """
@@ -81,11 +83,14 @@ class TrainerConfig:
     mixed_precision: bool = True
     patience: int | None = None
     stop_when_converged: bool = False
+    max_steps_per_epoch: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1:
             raise ConfigError(f"max_epochs must be at least 1, got {self.max_epochs}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"max_steps_per_epoch must be at least 1, got {self.max_steps_per_epoch}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
@@ -175,7 +180,7 @@ class Trainer:
             logger.info("resuming from %s after epoch %d", self.checkpoint_path, state["epoch"])
             if state.get("finished"):
                 start_epoch = cfg.max_epochs
-        steps_per_epoch = len(train)
+        steps_per_epoch = len(train) if cfg.max_steps_per_epoch is None else min(len(train), cfg.max_steps_per_epoch)
         total_steps = steps_per_epoch * cfg.max_epochs
         started = time.perf_counter()
         stopped = "max_epochs"
@@ -190,6 +195,8 @@ class Trainer:
             _call(task, "on_epoch_start", epoch, cfg.max_epochs)
             total, count = 0.0, 0
             for step, batch in enumerate(train):
+                if step == steps_per_epoch:
+                    break
                 _call(task, "on_step_start", epoch * steps_per_epoch + step, total_steps)
                 batch = batch.to(self.device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
