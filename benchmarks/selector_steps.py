@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from genesel.selectors.concrete_layer import ConcreteAutoencoder
+from genesel.training import adam
 
 DOC_SECTION = "## Selector step time"
 
@@ -60,7 +61,7 @@ def time_steps(config: StepConfig, *, n_genes: int, n_nodes: int, batch_size: in
     torch.manual_seed(0)
     model = ConcreteAutoencoder(n_genes, n_nodes, **config.options).to(device)
     model.temperature = 1.0
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = adam(model.parameters(), 1e-3)
     batches = [torch.randn(batch_size, n_genes, device=device) for _ in range(2)]
     use_amp = device.type == "cuda"
 

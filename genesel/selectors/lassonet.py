@@ -38,7 +38,7 @@ from genesel.selectors.base import PanelResult, PanelSelector, register_selector
 from genesel.selectors.hier_prox import group_hier_prox
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, resolve_device, seed_everything
+from genesel.training import Trainer, TrainerConfig, adam, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class _PathStep(nn.Module):
         if self.optimizer_name == "sgd":
             self._optimizer = torch.optim.SGD(self.parameters(), lr=learning_rate, momentum=self.momentum)
         else:
-            self._optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
+            self._optimizer = adam(self.parameters(), learning_rate)
         return self._optimizer
 
     def training_loss(self, batch: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ from genesel.loader import LoaderConfig
 from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.training import Trainer, TrainerConfig, adam, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class LogitNormalAutoencoder(nn.Module):
         mask_parameters = [p for p in self.mask.parameters() if p.requires_grad]
         if mask_parameters:
             groups.append({"params": mask_parameters, "lr": self.mask_learning_rate or learning_rate})
-        return torch.optim.Adam(groups, lr=learning_rate)
+        return adam(groups, learning_rate)
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         fraction = epoch / max(n_epochs - 1, 1)
