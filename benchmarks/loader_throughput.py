@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="train")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--block-rows", type=int, default=1024)
-    parser.add_argument("--blocks-per-pool", type=int, default=4)
+    parser.add_argument("--block-rows", type=int, default=LoaderConfig.block_rows, help="rows per shuffled block (default: the loader's)")
+    parser.add_argument("--blocks-per-pool", type=int, default=LoaderConfig.blocks_per_pool)
+    parser.add_argument("--raw-block-rows", type=int, default=1024, help="rows per read of the raw floor (default 1024)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-rows", type=int, default=None, help="limit the split to its first rows")
     parser.add_argument("--cold", action="store_true", help="drop the page cache before each timed run")
@@ -84,8 +85,8 @@ def main() -> None:
         if args.cold:
             drop_caches()
         else:
-            raw_read_seconds(store, rows, args.block_rows)
-        raw = raw_read_seconds(store, rows, args.block_rows)
+            raw_read_seconds(store, rows, args.raw_block_rows)
+        raw = raw_read_seconds(store, rows, args.raw_block_rows)
         if args.cold:
             drop_caches()
         else:

@@ -122,6 +122,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def remove_checkpoint(path: Path) -> None:
+    """Delete a trainer checkpoint and the best-weights files beside it, if present."""
+    path = Path(path)
+    for stale in path.parent.glob(f"{path.stem}.best-*.pt"):
+        stale.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
 def adam(parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], lr: float) -> torch.optim.Adam:
     """Adam with torch's fused kernel (one pass per parameter, no temporaries).
 
@@ -178,6 +186,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay) if cfg.lr_decay else None
         rows: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None
+        best_file: str | None = None  # with a checkpoint path the best weights live on disk
         best_loss, best_epoch, start_epoch, resumed = math.inf, -1, 0, None
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state = self._load_checkpoint()
@@ -186,6 +195,11 @@ class Trainer:
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
             rows, best_state = state["history"], state["best_state"]
+            best_file = state.get("best_file")
+            if best_file is not None and not self.checkpoint_path.with_name(best_file).exists():
+                raise InputFileError(
+                    self.checkpoint_path, f"the best weights it refers to ({best_file}) are missing", "delete the checkpoint to start over"
+                )
             best_loss, best_epoch = state["best_loss"], state["best_epoch"]
             start_epoch = resumed = state["epoch"] + 1
             logger.info("resuming from %s after epoch %d", self.checkpoint_path, state["epoch"])
@@ -237,7 +251,10 @@ class Trainer:
             rows.append(row)
             if val_loss < best_loss:
                 best_loss, best_epoch, epochs_since_best = val_loss, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+                if self.checkpoint_path is None:
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+                else:
+                    best_state, best_file = None, self._save_best(task, epoch)
             else:
                 epochs_since_best += 1
             bar.update(1)
@@ -247,12 +264,16 @@ class Trainer:
                 stopped, done = "converged", True
             elif cfg.patience is not None and epochs_since_best >= cfg.patience:
                 stopped, done = "patience", True
-            self._save_checkpoint(task, optimizer, scheduler, epoch, rows, best_state, best_loss, best_epoch, finished=done)
+            self._save_checkpoint(task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch, finished=done)
+            self._remove_best_files(keep=best_file)
             if done:
                 break
         bar.close()
+        del optimizer, scheduler  # free the optimizer state before loading the best weights
         if best_state is not None:
             task.load_state_dict(best_state)
+        elif best_file is not None:
+            task.load_state_dict(torch.load(self.checkpoint_path.with_name(best_file), map_location=self.device, weights_only=True))
         history = pd.DataFrame(rows)
         logger.info("trained %s: best validation loss %.5g at epoch %d (%s)", type(task).__name__, best_loss, best_epoch, stopped)
         return TrainingResult(history, best_epoch, float(best_loss), stopped, time.perf_counter() - started, resumed)
@@ -272,7 +293,30 @@ class Trainer:
         return total / max(count, 1)
 
     # -- checkpoints --------------------------------------------------------
-    def _save_checkpoint(self, task, optimizer, scheduler, epoch, rows, best_state, best_loss, best_epoch, *, finished) -> None:
+    def best_files(self) -> list[Path]:
+        """Files holding best-validation weights beside the checkpoint (``NAME.best-EPOCH.pt``)."""
+        if self.checkpoint_path is None:
+            return []
+        return sorted(self.checkpoint_path.parent.glob(f"{self.checkpoint_path.stem}.best-*.pt"))
+
+    def _save_best(self, task: torch.nn.Module, epoch: int) -> str:
+        """Write the current weights as the best ones; return the file name.
+
+        Kept on disk rather than as a copy in memory: for IP-CAE at the gene scale a copy
+        is 0.5 GB. Each epoch gets its own name, so the file a checkpoint refers to exists
+        until a newer checkpoint refers to a newer one.
+        """
+        name = f"{self.checkpoint_path.stem}.best-{epoch}.pt"
+        with atomic_output(self.checkpoint_path.with_name(name)) as tmp:
+            torch.save(task.state_dict(), tmp)
+        return name
+
+    def _remove_best_files(self, *, keep: str | None) -> None:
+        for path in self.best_files():
+            if path.name != keep:
+                path.unlink(missing_ok=True)
+
+    def _save_checkpoint(self, task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch, *, finished) -> None:
         if self.checkpoint_path is None:
             return
         payload = {
@@ -282,6 +326,7 @@ class Trainer:
             "epoch": epoch,
             "history": rows,
             "best_state": best_state,
+            "best_file": best_file,
             "best_loss": best_loss,
             "best_epoch": best_epoch,
             "finished": finished,

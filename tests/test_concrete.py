@@ -313,7 +313,7 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     assert genesel_main([*common, "--epochs", "4", "--resume"]) == 0
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert len(history) == 4
-    assert not (out / "checkpoint.pt").exists(), "the checkpoint is removed once the panel is written"
+    assert not list(out.glob("checkpoint*")), "the checkpoint and its best weights are removed once the panel is written"
     assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is False
     assert genesel_main([*common, "--epochs", "1", "--stop-when-converged"]) == 0
     assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is True

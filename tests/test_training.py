@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from genesel.errors import ConfigError
+from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.training import Trainer, TrainerConfig
+from genesel.training import Trainer, TrainerConfig, remove_checkpoint
 
 
 class CountingAutoencoder(nn.Module):
@@ -45,3 +45,35 @@ def test_bad_trainer_configuration_is_refused():
         TrainerConfig(max_steps_per_epoch=0)
     with pytest.raises(ConfigError, match="max_epochs must be at least 1"):
         TrainerConfig(max_epochs=0)
+
+
+def test_best_weights_on_disk_equal_the_in_memory_copy_and_resume(planted_store, tmp_path):
+    store, _ = planted_store
+    config = LoaderConfig(batch_size=16, block_rows=32, resident_bytes=0)
+    train = MinibatchLoader(store, "train", config=config, seed=0)
+    validation = MinibatchLoader(store, "validation", config=config, shuffle=False)
+    trainer = TrainerConfig(max_epochs=4, learning_rate=0.05, device="cpu", progress=False)
+
+    def fresh() -> CountingAutoencoder:
+        torch.manual_seed(0)
+        return CountingAutoencoder(store.n_vars)
+
+    in_memory = fresh()
+    reference = Trainer(trainer).fit(in_memory, train, validation)
+    on_disk = fresh()
+    runner = Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt")
+    result = runner.fit(on_disk, train, validation)
+    assert result.best_epoch == reference.best_epoch
+    assert [p.name for p in runner.best_files()] == [f"checkpoint.best-{result.best_epoch}.pt"]
+    for key, value in in_memory.state_dict().items():
+        assert torch.equal(on_disk.state_dict()[key], value)
+    # a finished run resumed loads the same best weights from disk
+    again = fresh()
+    assert Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt").fit(again, train, validation, resume=True).best_epoch == result.best_epoch
+    assert torch.equal(again.net.weight, in_memory.net.weight)
+    # a checkpoint whose best weights are gone is refused with a clear error
+    runner.best_files()[0].unlink()
+    with pytest.raises(InputFileError, match=r"best weights it refers to \(checkpoint.best-\d+.pt\) are missing"):
+        Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt").fit(fresh(), train, validation, resume=True)
+    remove_checkpoint(tmp_path / "checkpoint.pt")
+    assert not list(tmp_path.glob("checkpoint*"))

@@ -22,12 +22,17 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, lear
     group.add_argument("--max-steps-per-epoch", type=int, default=None, help="end each epoch after this many steps (quick runs, benchmarks)")
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     group.add_argument("--no-mixed-precision", action="store_true", help="train in float32 on the GPU")
-    group.add_argument("--block-rows", type=int, default=1024, help="rows read from disk at a time")
+    group.add_argument(
+        "--block-rows",
+        type=int,
+        default=None,
+        help="rows read from disk at a time (default: 256 for minibatches, shuffled 4 blocks at a time; 2048 for one-pass fits)",
+    )
     group.add_argument(
         "--resident-gib",
         type=float,
         default=None,
-        help="keep a split in device memory when it is at most this many GiB (default: 1 on CPU, 80%% of free GPU memory)",
+        help="keep a split in device memory when it is at most this many GiB (default: 0.25 on CPU, 80%% of free GPU memory)",
     )
     group.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
 
@@ -53,7 +58,8 @@ def loader_config(args: argparse.Namespace) -> LoaderConfig:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     resident = None if args.resident_gib is None else int(args.resident_gib * (1 << 30))
-    return LoaderConfig(batch_size=args.batch_size, block_rows=args.block_rows, resident_bytes=resident)
+    blocks = {} if args.block_rows is None else {"block_rows": args.block_rows}
+    return LoaderConfig(batch_size=args.batch_size, resident_bytes=resident, **blocks)
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:

@@ -103,6 +103,7 @@ def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
     from genesel.impute import fit_imputer
     from genesel.impute.mlp import CHECKPOINT_NAME, DEFAULT_LR_DECAY
+    from genesel.training import remove_checkpoint
     from genesel.store import Store
 
     out = Path(args.out)
@@ -120,6 +121,7 @@ def run_fit(args: argparse.Namespace) -> int:
             max_reference=args.max_reference or None,
             trainer=trainer_config(args, seed=args.seed, lr_decay=DEFAULT_LR_DECAY),
             loader=loader_config(args),
+            block_rows=args.block_rows,
             work_dir=out,
             resume=args.resume,
             progress=args.progress,
@@ -127,7 +129,7 @@ def run_fit(args: argparse.Namespace) -> int:
         model.training["panel"] = str(Path(args.panel))
         model.save(out)
     if args.decoder == "mlp" and not args.keep_checkpoint:
-        (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+        remove_checkpoint(out / CHECKPOINT_NAME)
     logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from genesel.selectors.base import available_methods, get_selector_class, select_panel
 from genesel.store import Store
+from genesel.training import remove_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.keep_checkpoint:
         for name in get_selector_class(args.method).checkpoint_files:
-            (Path(args.out) / name).unlink(missing_ok=True)
+            remove_checkpoint(Path(args.out) / name)
     overlap = int(result.table()["landmark"].sum())
     logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, args.out)
     return 0

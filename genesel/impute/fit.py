@@ -40,6 +40,7 @@ def fit_imputer(
     max_reference: int | None = DEFAULT_MAX_REFERENCE,
     trainer: TrainerConfig | None = None,
     loader: LoaderConfig | None = None,
+    block_rows: int | None = None,
     work_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -71,7 +72,9 @@ def fit_imputer(
         Epochs, learning rate, decay, seed, device (``device`` and ``seed`` also apply to
         the linear and KNN fits). Default: Adam 1e-3 decayed by 0.95 per epoch, 100 epochs.
     loader
-        Batch size and rows per read (``block_rows`` also sets the linear fit's blocks).
+        MLP only: batch size and rows per read.
+    block_rows
+        Rows per block of the one-pass linear and KNN fits (default 2048).
     work_dir
         MLP checkpoint directory (``work_dir/checkpoint.pt``).
     resume
@@ -87,7 +90,7 @@ def fit_imputer(
         raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
     panel_indices = resolve_panel(panel, store.var)
     trainer = trainer or TrainerConfig(lr_decay=DEFAULT_LR_DECAY, progress=progress)
-    block_rows = loader.block_rows if loader is not None else DEFAULT_BLOCK_ROWS
+    block_rows = DEFAULT_BLOCK_ROWS if block_rows is None else int(block_rows)
     device = resolve_device(trainer.device)
     started = time.perf_counter()
     n_train = int(store.require_split("train").size)
