@@ -17,6 +17,7 @@ it: the loaders and the model are the same). ``--input`` is a simulated compendi
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -26,7 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import markdown_table, record  # noqa: E402
 from timing import measure  # noqa: E402
 
+from genesel.store import Store  # noqa: E402
+
 GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]
+#: The select CLI's default minibatch size.
+BATCH_SIZE = 256
 
 
 def main() -> None:
@@ -58,9 +63,13 @@ def main() -> None:
     stages.append(("evaluate (test)", measure([*GENESEL, "evaluate", "--data", str(store), "--model", str(model), "--split", "test", "--out", str(work / "metrics.json")], log=log)))
     history = pd.read_csv(panel / "history.tsv", sep="\t")
     rows = [{"stage": name, "wall (s)": round(m.seconds, 1), "peak RSS (GiB)": round(m.peak_rss_gib, 2)} for name, m in stages]
-    per_epoch = float(history["seconds"].mean())
     steps = float(history["steps_per_second"].mean())
-    notes = f"CAE: {per_epoch:.1f} s per epoch, {steps:.2f} steps/s (batch 256)."
+    with Store.open(store) as opened:
+        full_epoch_steps = math.ceil(opened.split_indices("train").size / BATCH_SIZE)
+    # a capped epoch is timed per step; a full epoch also pays its validation pass
+    per_epoch = full_epoch_steps / steps if args.max_steps_per_epoch else float(history["seconds"].mean())
+    notes = f"{args.method}: {steps:.2f} steps/s (batch {BATCH_SIZE}), {per_epoch:.1f} s per full epoch of {full_epoch_steps} steps"
+    notes += " (extrapolated from the capped epochs)." if args.max_steps_per_epoch else "."
     if args.converge_epochs:
         notes += f" Extrapolated to {args.converge_epochs} epochs: {per_epoch * args.converge_epochs / 60:.0f} min (extrapolation, not measured)."
     table = markdown_table(rows)
