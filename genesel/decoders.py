@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from genesel.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported on use, so the CLI can list ACTIVATIONS without it
+    from torch import nn
 
 #: Activations by name; ``leaky_relu`` uses the CAE papers' slope of 0.2.
 ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid", "gelu")
@@ -14,6 +16,8 @@ ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid", "gelu")
 
 def make_activation(name: str, *, negative_slope: float = 0.2) -> nn.Module:
     """Return a fresh activation module by name."""
+    from torch import nn
+
     if name == "leaky_relu":
         return nn.LeakyReLU(negative_slope)
     if name == "relu":
@@ -50,6 +54,8 @@ def build_decoder(
     dropout
         Dropout probability after each hidden layer (D-GEX: 0.1).
     """
+    from torch import nn
+
     if n_inputs < 1 or n_outputs < 1:
         raise ConfigError(f"decoder needs at least one input and output, got {n_inputs} -> {n_outputs}")
     if not 0.0 <= dropout < 1.0:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genesel.errors import ConfigError
-from genesel.loader import LoaderConfig
-from genesel.training import TrainerConfig
+
+if TYPE_CHECKING:  # torch is imported when a command runs, not when the parser is built
+    from genesel.loader import LoaderConfig
+    from genesel.training import TrainerConfig
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, learning_rate: float = 1e-3, batch_size: int = 256) -> None:
@@ -39,6 +41,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, lear
 
 def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any) -> TrainerConfig:
     """Build a :class:`TrainerConfig` from parsed arguments."""
+    from genesel.training import TrainerConfig
+
     return TrainerConfig(
         max_epochs=args.epochs,
         learning_rate=args.lr,
@@ -55,6 +59,8 @@ def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | Non
 
 def loader_config(args: argparse.Namespace) -> LoaderConfig:
     """Build a :class:`LoaderConfig` from parsed arguments."""
+    from genesel.loader import LoaderConfig
+
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     resident = None if args.resident_gib is None else int(args.resident_gib * (1 << 30))

@@ -103,8 +103,8 @@ def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
     from genesel.impute import fit_imputer
     from genesel.impute.mlp import CHECKPOINT_NAME, DEFAULT_LR_DECAY
-    from genesel.training import remove_checkpoint
     from genesel.store import Store
+    from genesel.training import remove_checkpoint
 
     out = Path(args.out)
     with Store.open(args.data) as store:

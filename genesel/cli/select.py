@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-
-from genesel.cli.common import add_training_arguments, loader_config, parse_params, trainer_config
 from pathlib import Path
 
-from genesel.selectors.base import available_methods, get_selector_class, select_panel
-from genesel.store import Store
-from genesel.training import remove_checkpoint
+from genesel.cli.common import add_training_arguments, loader_config, parse_params, trainer_config
+from genesel.selectors.methods import available_methods
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel select``."""
+    from genesel.selectors.base import get_selector_class, select_panel
+    from genesel.store import Store
+    from genesel.training import remove_checkpoint
+
     with Store.open(args.data) as store:
         result = select_panel(
             store,

@@ -1,15 +1,13 @@
-"""Panel selectors, registered by method name (see :func:`select_panel`)."""
+"""Panel selectors, registered by method name (see :func:`select_panel`).
 
-from genesel.selectors.base import (
-    PanelResult,
-    PanelSelector,
-    available_methods,
-    get_selector_class,
-    make_selector,
-    read_panel,
-    register_selector,
-    select_panel,
-)
+The names below are imported on first use, so that ``genesel.selectors.methods`` (the list of
+methods, used by the command line to build its parser) does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "PanelResult",
@@ -21,3 +19,9 @@ __all__ = [
     "register_selector",
     "select_panel",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("genesel.selectors.base"), name)
+    raise AttributeError(f"module 'genesel.selectors' has no attribute {name!r}")

@@ -19,23 +19,12 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output, write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.selectors.methods import METHOD_MODULES, available_methods
 from genesel.store import Store
 from genesel.training import TrainerConfig, resolve_device
 
 logger = logging.getLogger(__name__)
 
-#: Method name -> module of ``genesel.selectors`` that registers it.
-METHOD_MODULES: dict[str, str] = {
-    "cae": "concrete",
-    "ipcae": "concrete",
-    "lassonet": "lassonet",
-    "logitnormal": "logitnormal",
-    "logitnormal-hnet": "logitnormal",
-    "landmarks": "baselines",
-    "random": "baselines",
-    "hvg": "baselines",
-    "qr": "baselines",
-}
 
 _REGISTRY: dict[str, type[PanelSelector]] = {}
 
@@ -219,11 +208,6 @@ def register_selector(cls: type[PanelSelector]) -> type[PanelSelector]:
     """Class decorator adding a selector to the registry under ``cls.method``."""
     _REGISTRY[cls.method] = cls
     return cls
-
-
-def available_methods() -> tuple[str, ...]:
-    """Names accepted by ``--method``."""
-    return tuple(METHOD_MODULES)
 
 
 def get_selector_class(method: str) -> type[PanelSelector]:
