@@ -4,14 +4,16 @@ Usage::
 
     python benchmarks/linear_fit.py --data STORE.h5ad [--panel-size 943] [--block-rows 2048]
                                     [--device cpu|cuda] [--precision float64|float32]
-                                    [--threads N] [--record]
+                                    [--threads N] [--cold] [--record]
 
 The floor reads the train split's rows once, block by block with h5py into a reused
 buffer (no arithmetic). The fit (``genesel.impute.fit_linear``) makes the same single
 pass and, per block, one float64 ``dgemm`` of the panel columns with all columns. "arithmetic
 only" repeats the per-block update on one in-memory block (the compute floor), so a fit
 near ``max(read, arithmetic) + solve`` overlaps reading and computing. The
-file is read once before timing so that both runs see the same warm page cache. The
+file is read once before timing so that both runs see the same warm page cache; with
+``--cold`` (root only) the page cache is dropped before the read and before the fit
+instead, so both read from disk. The
 panel is the first K landmark genes (seeded random genes if the store has fewer).
 Target at D = 10,463, K = 943: fit time at most 2x the read. Peak RSS is the process
 maximum (``getrusage``), which includes the first read's buffers.
@@ -29,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import markdown_table, peak_rss_gib, record  # noqa: E402
+from timing import drop_caches  # noqa: E402
 
 from genesel.impute.linear import NormalEquations, fit_linear  # noqa: E402
 from genesel.store import Store  # noqa: E402
@@ -71,6 +74,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("float64", "float32"), default="float64", help="arithmetic of the block products")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before the read and before the fit (root)")
     parser.add_argument("--record", action="store_true", help="append the result to docs/benchmarks.md")
     args = parser.parse_args()
     if args.threads:
@@ -78,8 +82,12 @@ def main() -> None:
     with Store.open(args.data) as store:
         rows = store.require_split("train")
         panel = choose_panel(store, args.panel_size)
-        read_seconds(store, rows, args.block_rows)  # warm the page cache
+        cold = args.cold and drop_caches()
+        if not cold:
+            read_seconds(store, rows, args.block_rows)  # warm the page cache
         floor = read_seconds(store, rows, args.block_rows)
+        if cold:
+            drop_caches()
         start = time.perf_counter()
         solution = fit_linear(store, panel, block_rows=args.block_rows, device=args.device, precision=args.precision, progress=False)
         fit = time.perf_counter() - start
@@ -101,6 +109,7 @@ def main() -> None:
             "device": args.device,
             "precision": args.precision,
             "threads": torch.get_num_threads(),
+            "cache": "cold" if cold else "warm",
         }
     table = markdown_table([row])
     print(table)

@@ -14,7 +14,6 @@ pass ``--cold`` to drop the cache before each run instead (root only).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recording import markdown_table, peak_rss_gib, record  # noqa: E402
+from timing import drop_caches  # noqa: E402
 
 from genesel.loader import LoaderConfig, MinibatchLoader  # noqa: E402
 from genesel.store import Store  # noqa: E402
@@ -49,15 +49,6 @@ def loader_seconds(loader: MinibatchLoader) -> tuple[float, int]:
     if loader.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start, rows
-
-
-def drop_caches() -> None:
-    """Ask the kernel to drop the page cache (needs root; ignored otherwise)."""
-    subprocess.run(["sync"], check=False)
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        print("warning: cannot drop caches; timings use the page cache", file=sys.stderr)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Run a command under ``/usr/bin/time -v`` and return its wall time and peak RSS."""
+"""Timing helpers: a command under ``/usr/bin/time -v`` (wall time, peak RSS); a cold page cache."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -32,3 +33,14 @@ def measure(command: list[str], *, log: str | None = None) -> Measured:
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rss = int(match.group(1)) / 2**20 if match else float("nan")
     return Measured(" ".join(command), seconds, rss)
+
+
+def drop_caches() -> bool:
+    """Ask the kernel to drop the page cache (root only); return whether it could."""
+    subprocess.run(["sync"], check=False)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        print("warning: cannot drop caches; timings use the page cache", file=sys.stderr)
+        return False
+    return True
