@@ -102,6 +102,8 @@ class MinibatchLoader:
         self.device = torch.device(device)
         self.columns = None if columns is None else np.asarray(columns)
         self.rows = store.require_split(split)
+        # On the CPU the reading thread standardises rows; on a GPU the device does, per batch.
+        self._standardize_on_host = self.device.type != "cuda"
         self.epoch = 0
         self._resident: torch.Tensor | None = None
         self._ring: list[np.ndarray] = []
@@ -230,7 +232,7 @@ class MinibatchLoader:
 
     def _fill(self, pool: np.ndarray, destination: np.ndarray | None, slices: list[tuple[np.ndarray, int]], scratch: np.ndarray) -> None:
         """Read, standardise (unless batches go to a GPU) and place ``slices`` of a pool."""
-        standardize = self.device.type != "cuda"
+        standardize = self._standardize_on_host
         for part, offset in slices:
             if destination is None and not standardize:
                 self.store.read_rows(part, standardize=False, out=pool[offset : offset + part.size])
@@ -277,7 +279,7 @@ class MinibatchLoader:
         numpy, so it overlaps with training.
         """
         if standardize is None:
-            standardize = self.device.type != "cuda"
+            standardize = self._standardize_on_host
         out = None
         if indices.size and _is_range(indices):
             out = np.empty((indices.size, self.store.n_vars), dtype=np.float32)
@@ -293,7 +295,7 @@ class MinibatchLoader:
     def _to_device(self, values: np.ndarray) -> torch.Tensor:
         """Deliver a batch to the device, standardising it there when it is a GPU."""
         tensor = torch.from_numpy(np.ascontiguousarray(values))
-        if self.device.type != "cuda":
+        if self._standardize_on_host:
             return tensor
         tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         return torch.addcmul(self._shift, tensor, self._scale)

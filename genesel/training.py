@@ -14,9 +14,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -122,10 +122,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def best_weights_path(checkpoint: Path, epoch: int | str) -> Path:
+    """Where a trainer keeps the best weights of ``epoch`` beside ``checkpoint`` (``NAME.best-EPOCH.pt``)."""
+    return checkpoint.with_name(f"{checkpoint.stem}.best-{epoch}.pt")
+
+
+def best_weights_files(checkpoint: Path) -> list[Path]:
+    """The best-weights files present beside ``checkpoint``."""
+    return sorted(checkpoint.parent.glob(best_weights_path(checkpoint, "*").name))
+
+
 def remove_checkpoint(path: Path) -> None:
     """Delete a trainer checkpoint and the best-weights files beside it, if present."""
     path = Path(path)
-    for stale in path.parent.glob(f"{path.stem}.best-*.pt"):
+    for stale in best_weights_files(path):
         stale.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
 
@@ -295,9 +305,7 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------
     def best_files(self) -> list[Path]:
         """Files holding best-validation weights beside the checkpoint (``NAME.best-EPOCH.pt``)."""
-        if self.checkpoint_path is None:
-            return []
-        return sorted(self.checkpoint_path.parent.glob(f"{self.checkpoint_path.stem}.best-*.pt"))
+        return [] if self.checkpoint_path is None else best_weights_files(self.checkpoint_path)
 
     def _save_best(self, task: torch.nn.Module, epoch: int) -> str:
         """Write the current weights as the best ones; return the file name.
@@ -306,10 +314,10 @@ class Trainer:
         is 0.5 GB. Each epoch gets its own name, so the file a checkpoint refers to exists
         until a newer checkpoint refers to a newer one.
         """
-        name = f"{self.checkpoint_path.stem}.best-{epoch}.pt"
-        with atomic_output(self.checkpoint_path.with_name(name)) as tmp:
+        path = best_weights_path(self.checkpoint_path, epoch)
+        with atomic_output(path) as tmp:
             torch.save(task.state_dict(), tmp)
-        return name
+        return path.name
 
     def _remove_best_files(self, *, keep: str | None) -> None:
         for path in self.best_files():
