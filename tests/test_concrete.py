@@ -26,6 +26,7 @@ from genesel.selectors.concrete_layer import (
     resolve_duplicate_selections,
 )
 from genesel.store import Store
+from genesel.training import TrainerConfig
 from tests.conftest import write_store
 
 TIMING_COLUMNS = ["seconds", "steps_per_second"]
@@ -350,6 +351,24 @@ def test_benchmark_helpers():
     assert len(set(chosen)) == 2
     assert bench.linear_regression_test_mse(rank2, rank2, chosen) < 1e-20
     assert bench.pca_test_mse(rank2, rank2, 2) < 1e-20 < bench.pca_test_mse(rank2, rank2, 1)
+    collinear_start = [1, 4]  # base[:, 1] and 2 * base[:, 1]: rank 1
+    assert bench.linear_regression_test_mse(rank2, rank2, collinear_start) > 0.1
+    swapped = bench.swap_linear_features(rank2, collinear_start)
+    assert len(set(swapped)) == 2 and bench.linear_regression_test_mse(rank2, rank2, swapped) < 1e-20
     params, trainer = bench.load_preset("ipcae", "isolet")
     assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None and trainer == {}
     make_selector("ipcae", n_genes=3, params=params)
+
+
+def test_benchmark_bottleneck_reference_point_learns_a_low_rank_code():
+    bench = _benchmark_module()
+    assert isinstance(bench.Bottleneck(5, 2).encoder[0], torch.nn.Linear) and len(bench.Bottleneck(5, 2).encoder) == 1
+    assert [type(layer).__name__ for layer in bench.Bottleneck(5, 2, (8,)).encoder] == ["Linear", "LeakyReLU", "Linear"]
+    rng = np.random.default_rng(1)
+    base = rng.uniform(size=(160, 2))
+    data = np.c_[base, base.mean(1), base[:, 0] * base[:, 1], 1 - base[:, 1]].astype(np.float32)
+    store = bench.build_store({"train": data[:120], "validation": data[120:140], "test": data[140:]})
+    variance = float(((data[140:] - data[:120].mean(0)) ** 2).mean())
+    trainer = TrainerConfig(max_epochs=40, learning_rate=1e-2, progress=False, device="cpu", seed=0)
+    mse = bench.bottleneck_test_mse(store, 2, trainer, LoaderConfig(batch_size=20, drop_last=True), encoder_hidden=(8,))
+    assert mse < 0.2 * variance
