@@ -13,7 +13,16 @@ from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.selectors import make_selector, select_panel
 from genesel.selectors.hier_prox import group_hier_prox
-from genesel.selectors.lassonet import LassoNetAutoencoder, LassoNetSelector
+from genesel.selectors.base import training_loaders
+from genesel.selectors.lassonet import (
+    HESSIAN_ROWS,
+    LassoNetAutoencoder,
+    LassoNetSelector,
+    _PathStep,
+    _sample_rows,
+    largest_covariance_eigenvalue,
+    largest_hessian_eigenvalue,
+)
 from genesel.store import Store
 from genesel.training import TrainerConfig
 from tests.conftest import write_store
@@ -151,3 +160,53 @@ def test_rejects_bad_options():
         make_selector("lassonet", n_genes=3, params={"path_multiplier": 1.0})
     with pytest.raises(ConfigError, match="hidden layer"):
         LassoNetAutoencoder(5, hidden=[])
+
+
+def test_hessian_eigenvalue_matches_the_dense_hessian():
+    torch.manual_seed(0)
+    model = LassoNetAutoencoder(6, hidden=[3], activation="tanh")
+    task = _PathStep(model, l2_penalty=0.1)
+    batch = torch.randn(20, 6)
+    params = dict(model.named_parameters())
+    shapes = {name: p.shape for name, p in params.items()}
+    sizes = [p.numel() for p in params.values()]
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        chunks = dict(zip(params, torch.split(flat, sizes)))
+        weights = {name: chunk.reshape(shapes[name]) for name, chunk in chunks.items()}
+        prediction = torch.func.functional_call(model, weights, (batch,))
+        ridge = sum((w**2).sum() for name, w in weights.items() if name.startswith("mlp.") and name.endswith("weight") and name != "mlp.0.weight")
+        return ((prediction - batch) ** 2).sum(dim=1).mean() + 0.1 * ridge
+
+    flat = torch.cat([p.detach().reshape(-1) for p in params.values()])
+    exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat)).abs().max()
+    assert largest_hessian_eigenvalue(task, batch, n_iter=300) == pytest.approx(float(exact), rel=1e-3)
+
+
+def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_store, caplog):
+    store, _ = grouped_store
+    selector = LassoNetSelector(n_genes=K, seed=0, hidden=[2])
+    model = LassoNetAutoencoder(store.n_vars, hidden=[2])
+    with torch.no_grad():
+        model.mlp[-1].weight.mul_(30.0)  # a stiff MLP, as after a dense fit at the GEO scale
+    train, _ = training_loaders(store, trainer=fast_trainer(), loader=LOADER, method="lassonet")
+    covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
+    curvature = largest_hessian_eigenvalue(_PathStep(model, l2_penalty=selector.l2_penalty), _sample_rows(train, HESSIAN_ROWS))
+    assert 1.0 / curvature < covariance_rule
+    with caplog.at_level("INFO", logger="genesel.selectors.lassonet"):
+        rate = selector._path_learning_rate(model, train, fast_trainer(), covariance_rule=covariance_rule)
+    assert rate == pytest.approx(1.0 / curvature)
+    assert "largest Hessian eigenvalue" in caplog.text
+    explicit = LassoNetSelector(n_genes=K, path_learning_rate=0.5)._path_learning_rate(model, train, fast_trainer(), covariance_rule=None)
+    assert explicit == 0.5
+
+
+def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, caplog):
+    store, _ = grouped_store
+    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1.0})
+    with caplog.at_level("WARNING", logger="genesel.selectors.lassonet"):
+        result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
+    assert "diverged; learning rate halved" in caplog.text
+    assert selector.path_learning_rate_ < 1.0
+    assert len(set(result.gene_indices.tolist())) == K
+    assert np.isfinite(result.history["validation_loss"]).all()

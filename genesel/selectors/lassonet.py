@@ -35,7 +35,7 @@ from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
-from genesel.selectors.hier_prox import group_hier_prox
+from genesel.selectors.hier_prox import column_norms, hier_prox_factors
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
 from genesel.training import Trainer, TrainerConfig, adam, resolve_device, seed_everything
@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 #: File in ``work_dir`` holding the path computed so far (for ``resume``).
 PATH_CHECKPOINT_NAME = "lassonet_path.pt"
+#: Train rows of the Hessian estimate behind ``path_learning_rate="auto"``.
+HESSIAN_ROWS = 256
+#: How often a diverging path step is retried with half the learning rate.
+MAX_STEP_HALVINGS = 8
 
 
 class LassoNetAutoencoder(nn.Module):
@@ -79,7 +83,7 @@ class LassoNetAutoencoder(nn.Module):
 
     def group_norms(self) -> torch.Tensor:
         """Norm of each input gene's skip column (zero = gene not used)."""
-        return torch.linalg.vector_norm(self.skip.weight.detach(), dim=0)
+        return column_norms(self.skip.weight.detach())
 
     def penalty(self) -> torch.Tensor:
         """``sum_j ||theta_j||``."""
@@ -97,10 +101,10 @@ class LassoNetAutoencoder(nn.Module):
     @torch.no_grad()
     def prox(self, *, lambda_: float, lambda_bar: float = 0.0, hierarchy: float = 10.0) -> None:
         """Apply Group-Hier-Prox in place (thresholds already multiplied by the step size)."""
-        skip, first = group_hier_prox(
-            self.skip.weight.data, self.first_layer.weight.data, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy
+        scale, first = hier_prox_factors(
+            column_norms(self.skip.weight.data), self.first_layer.weight.data, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy
         )
-        self.skip.weight.data.copy_(skip)
+        self.skip.weight.data.mul_(scale)  # in place: at the GEO scale the skip layer is D x D
         self.first_layer.weight.data.copy_(first)
 
     @torch.no_grad()
@@ -293,16 +297,21 @@ def estimate_lambda_start(model: LassoNetAutoencoder, train: MinibatchLoader, *,
     return float(fraction * torch.quantile(needed, 0.05))
 
 
-@torch.no_grad()
-def largest_covariance_eigenvalue(train: MinibatchLoader, *, max_rows: int = 4096, n_iter: int = 50) -> float:
-    """Largest eigenvalue of ``E[x x^T]`` over (up to ``max_rows``) standardised train rows."""
+def _sample_rows(train: MinibatchLoader, max_rows: int) -> torch.Tensor:
+    """Up to ``max_rows`` standardised train rows (the first batches), as float32."""
     parts, rows = [], 0
     for batch in train:
         parts.append(batch.float())
         rows += batch.shape[0]
         if rows >= max_rows:
             break
-    sample = torch.cat(parts)[:max_rows]
+    return torch.cat(parts)[:max_rows]
+
+
+@torch.no_grad()
+def largest_covariance_eigenvalue(train: MinibatchLoader, *, max_rows: int = 4096, n_iter: int = 50) -> float:
+    """Largest eigenvalue of ``E[x x^T]`` over (up to ``max_rows``) standardised train rows."""
+    sample = _sample_rows(train, max_rows)
     generator = torch.Generator(device="cpu").manual_seed(0)
     vector = torch.randn(sample.shape[1], generator=generator).to(sample.device)
     value = 0.0
@@ -313,6 +322,40 @@ def largest_covariance_eigenvalue(train: MinibatchLoader, *, max_rows: int = 409
             return 1.0
         vector = product / value
     return value
+
+
+def _total_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Euclidean norm of a list of tensors taken as one vector."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+def largest_hessian_eigenvalue(task: _PathStep, batch: torch.Tensor, *, n_iter: int = 10) -> float:
+    """Largest ``|eigenvalue|`` of the smooth path loss's Hessian at the current weights.
+
+    Power iteration on Hessian-vector products (double backward) of
+    :meth:`_PathStep.training_loss` on ``batch``, with dropout off. It bounds the step size
+    of every layer at once; the covariance rule only sees the skip layer, and with ``D``
+    outputs summed the MLP's first layer can be far stiffer (about ``||W_2||^2`` times).
+    """
+    model = task.model
+    was_training = model.training
+    model.eval()
+    try:
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(task.training_loss(batch), params, create_graph=True)
+        generator = torch.Generator(device="cpu").manual_seed(0)
+        vector = [torch.randn(p.shape, generator=generator).to(p.device) for p in params]
+        value = 0.0
+        for _ in range(n_iter):
+            norm = _total_norm(vector)
+            products = torch.autograd.grad(grads, params, grad_outputs=[v / norm for v in vector], retain_graph=True)
+            value = float(_total_norm(products))
+            if value == 0.0 or not math.isfinite(value):
+                break
+            vector = [h.detach() for h in products]
+        return value
+    finally:
+        model.train(was_training)
 
 
 @register_selector
@@ -351,8 +394,10 @@ class LassoNetSelector(PanelSelector):
         Stop a point when the validation objective has not improved for this many epochs.
     path_learning_rate, momentum
         SGD of the path steps (the dense start and the refit use Adam with the trainer's rate);
-        ``"auto"`` is ``1 / L`` with ``L = 2 * largest eigenvalue of the genes' covariance``,
-        the Lipschitz constant of the skip layer's gradient.
+        ``"auto"`` is ``0.05 / lambda_max`` of the genes' covariance (the skip layer's
+        curvature is ``2 lambda_max``), capped at ``1 / lambda_max`` of the loss Hessian at the
+        dense fit (see :func:`largest_hessian_eigenvalue`). A step that diverges is retried
+        with half the rate.
     l2_penalty
         ``gamma``: ridge penalty on the MLP weights after the first layer. Without it the MLP
         can shrink its first layer (and so the skip norms bounding it) while scaling up the
@@ -458,20 +503,19 @@ class LassoNetSelector(PanelSelector):
         stop_at = self.n_genes if self.stop_at is None else self.stop_at
         checkpoint = None if work_dir is None else Path(work_dir) / PATH_CHECKPOINT_NAME
         points: list[LassoNetPathPoint] = []
-        if self.path_learning_rate == "auto":
-            if self.path_optimizer == "adam":
-                self.path_learning_rate_ = float(trainer.learning_rate)
-            else:
-                self.path_learning_rate_ = 0.05 / largest_covariance_eigenvalue(train)
-        else:
-            self.path_learning_rate_ = float(self.path_learning_rate)
         if resume and checkpoint is not None and checkpoint.exists():
-            points, lambda_start = self._load_path_checkpoint(checkpoint, model)
+            points, lambda_start, self.path_learning_rate_ = self._load_path_checkpoint(checkpoint, model)
+            if self.path_learning_rate_ is None:  # a checkpoint from before the rate was saved
+                self.path_learning_rate_ = self._path_learning_rate(model, train, trainer, covariance_rule=None)
             logger.info("lassonet: resuming the path after %d points from %s", len(points), checkpoint)
         else:
+            covariance_rule = None
+            if self.path_learning_rate == "auto" and self.path_optimizer == "sgd":
+                covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
             task = _PathStep(model, l2_penalty=self.l2_penalty, optimizer="adam")
             fit = Trainer(replace(trainer, progress=False)).fit(task, train, validation)
             points.append(self._point(task, fit, validation))
+            self.path_learning_rate_ = self._path_learning_rate(model, train, trainer, covariance_rule=covariance_rule)
             if self.lambda_start == "auto":
                 lambda_start = self._search_lambda_start(model, train, validation, trainer, n_dense=points[0].n_selected)
             else:
@@ -503,6 +547,33 @@ class LassoNetSelector(PanelSelector):
         self.path_ = LassoNetPath(points, self.path_multiplier)
         return self.path_
 
+    def _path_learning_rate(self, model: LassoNetAutoencoder, train: MinibatchLoader, trainer: TrainerConfig, *, covariance_rule: float | None) -> float:
+        """The path's step size: ``path_learning_rate``, or the ``"auto"`` rule at the dense fit.
+
+        ``"auto"`` with SGD is ``0.05 / lambda_max(cov)`` (``covariance_rule``, computed before
+        the dense fit), capped at ``1 / lambda_max(Hessian)`` of the loss at the dense weights
+        so that no layer's step diverges; the cap binds when many genes feed a small hidden
+        layer (GEO scale), not on the paper benchmarks.
+        """
+        if self.path_learning_rate != "auto":
+            return float(self.path_learning_rate)
+        if self.path_optimizer == "adam":
+            return float(trainer.learning_rate)
+        train.set_epoch(0)
+        if covariance_rule is None:
+            covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
+        train.set_epoch(0)
+        curvature = largest_hessian_eigenvalue(_PathStep(model, l2_penalty=self.l2_penalty), _sample_rows(train, HESSIAN_ROWS))
+        if not curvature > 0 or 1.0 / curvature >= covariance_rule:
+            return covariance_rule
+        logger.info(
+            "lassonet: path learning rate %.3g (1 / largest Hessian eigenvalue %.3g) instead of the covariance rule's %.3g",
+            1.0 / curvature,
+            curvature,
+            covariance_rule,
+        )
+        return 1.0 / curvature
+
     def next_lambda(self, points: list[LassoNetPathPoint], lambda_start: float) -> float:
         """The ``lambda`` after ``points`` (the dense point first).
 
@@ -532,29 +603,45 @@ class LassoNetSelector(PanelSelector):
         validation: MinibatchLoader | None,
         trainer: TrainerConfig,
     ) -> tuple[_PathStep, Any]:
-        """Warm-started proximal SGD at one ``lambda`` (seed stream ``(seed, index)``)."""
+        """Warm-started proximal SGD at one ``lambda`` (seed stream ``(seed, index)``).
+
+        A step that diverges (non-finite loss) is retried from the same weights with half
+        the learning rate, which the rest of the path then keeps.
+        """
         step_seed = int(np.random.SeedSequence([trainer.seed, index]).generate_state(1)[0] % (2**31))
-        train.seed = step_seed
-        config = replace(
-            trainer,
-            max_epochs=self.epochs_per_lambda,
-            learning_rate=self.path_learning_rate_,
-            lr_decay=None,
-            patience=self.lambda_patience,
-            seed=step_seed,
-            progress=False,
-        )
-        task = _PathStep(
-            model,
-            lambda_=lambda_,
-            lambda_bar=self.lambda_bar,
-            hierarchy=self.hierarchy,
-            l2_penalty=self.l2_penalty,
-            optimizer=self.path_optimizer,
-            momentum=self.momentum,
-        )
-        fit = Trainer(config).fit(task, train, validation)
-        return task, fit
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for halvings in range(MAX_STEP_HALVINGS + 1):
+            train.seed = step_seed
+            config = replace(
+                trainer,
+                max_epochs=self.epochs_per_lambda,
+                learning_rate=self.path_learning_rate_,
+                lr_decay=None,
+                patience=self.lambda_patience,
+                seed=step_seed,
+                progress=False,
+            )
+            task = _PathStep(
+                model,
+                lambda_=lambda_,
+                lambda_bar=self.lambda_bar,
+                hierarchy=self.hierarchy,
+                l2_penalty=self.l2_penalty,
+                optimizer=self.path_optimizer,
+                momentum=self.momentum,
+            )
+            try:
+                return task, Trainer(config).fit(task, train, validation)
+            except FloatingPointError:
+                if halvings == MAX_STEP_HALVINGS:
+                    raise FloatingPointError(
+                        f"lassonet: the path step at lambda={lambda_:.4g} diverged even at learning rate "
+                        f"{self.path_learning_rate_:.3g}; set --param path_learning_rate=... lower"
+                    ) from None
+                model.load_state_dict(start)
+                self.path_learning_rate_ /= 2.0
+                logger.warning("lassonet: the path step at lambda=%.4g diverged; learning rate halved to %.3g", lambda_, self.path_learning_rate_)
+        raise AssertionError("unreachable")
 
     def _search_lambda_start(
         self,
@@ -631,13 +718,14 @@ class LassoNetSelector(PanelSelector):
         payload = {
             "hyperparameters": {k: v for k, v in self.hyperparameters().items() if k not in ("refit_epochs", "refit_patience")},
             "lambda_start": lambda_start,
+            "path_learning_rate": self.path_learning_rate_,
             "model": model.state_dict(),
             "points": [{**p.__dict__, "selected": torch.from_numpy(p.selected), "group_norms": torch.from_numpy(p.group_norms)} for p in points],
         }
         with atomic_output(path) as tmp:
             torch.save(payload, tmp)
 
-    def _load_path_checkpoint(self, path: Path, model: nn.Module) -> tuple[list[LassoNetPathPoint], float]:
+    def _load_path_checkpoint(self, path: Path, model: nn.Module) -> tuple[list[LassoNetPathPoint], float, float | None]:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
@@ -649,7 +737,8 @@ class LassoNetSelector(PanelSelector):
         points = [
             LassoNetPathPoint(**{**p, "selected": p["selected"].numpy(), "group_norms": p["group_norms"].numpy()}) for p in payload["points"]
         ]
-        return points, float(payload["lambda_start"])
+        learning_rate = payload.get("path_learning_rate")
+        return points, float(payload["lambda_start"]), None if learning_rate is None else float(learning_rate)
 
     # -- selection ------------------------------------------------------------------
     def select(
