@@ -452,7 +452,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-refit", action="store_true", help="skip the refitted protocol decoder")
     parser.add_argument("--reference", type=Path, help="JSON of another method: report epochs to reach its best validation loss")
     parser.add_argument("--no-train", action="store_true", help="only (re)compute --reference against the existing --json")
-    parser.add_argument("--baselines", action="store_true", help="instead of a method, compute data-only reference MSEs (PCA; greedy and swap-improved panels; linear and nonlinear bottlenecks and all features with the protocol decoder)")
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="instead of a method, compute data-only reference MSEs (PCA; greedy and swap-improved panels; "
+        "linear and nonlinear bottlenecks and all features with the protocol decoder)",
+    )
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)
 

@@ -12,8 +12,8 @@ from lassonet.prox import prox as reference_prox
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.selectors import make_selector, select_panel
-from genesel.selectors.hier_prox import group_hier_prox
 from genesel.selectors.base import training_loaders
+from genesel.selectors.hier_prox import group_hier_prox
 from genesel.selectors.lassonet import (
     HESSIAN_ROWS,
     LassoNetAutoencoder,
@@ -133,8 +133,10 @@ def test_one_path_gives_nested_panels_and_restorable_points(grouped_store, fitte
     point = path.point_for(8)
     assert point.n_selected >= 8
     model = LassoNetAutoencoder(store.n_vars, hidden=FAST["hidden"])
-    model.load_state_dict(point.state_dict)
+    model.load_state_dict(point.full_state_dict())
     np.testing.assert_array_equal(model.active_genes().numpy(), point.selected)
+    assert point.state_dict["skip.weight"].shape == (store.n_vars, point.n_selected), "kept compactly"
+    np.testing.assert_allclose(model.group_norms().numpy(), point.group_norms, rtol=1e-6)  # the dropped columns were zero
     assert 0 < selector.reconstruction_mse(store, "test") < 0.8, "the panel model explains most of the variance"
 
 

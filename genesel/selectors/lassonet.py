@@ -48,6 +48,8 @@ PATH_CHECKPOINT_NAME = "lassonet_path.pt"
 HESSIAN_ROWS = 256
 #: How often a diverging path step is retried with half the learning rate.
 MAX_STEP_HALVINGS = 8
+#: Weights with one column per input gene, zero for genes out of the model.
+COLUMN_KEYS = ("skip.weight", "mlp.0.weight")
 
 
 class LassoNetAutoencoder(nn.Module):
@@ -193,7 +195,10 @@ class LassoNetPathPoint:
     group_norms
         Skip-column norm of every gene.
     state_dict
-        The model's weights at this point (``None`` when not kept).
+        The model's weights at this point (``None`` when not kept), stored compactly: the skip
+        and first-layer weights keep only the columns of the selected genes (the others are
+        exactly zero), so a point with ``n`` genes holds ``D x n``, not ``D x D``, skip
+        weights. :meth:`full_state_dict` gives the loadable form.
     """
 
     lambda_: float
@@ -204,6 +209,32 @@ class LassoNetPathPoint:
     n_epochs: int
     group_norms: np.ndarray
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The weights at this point, loadable into :class:`LassoNetAutoencoder`."""
+        if self.state_dict is None:
+            return None
+        columns = torch.from_numpy(np.flatnonzero(self.selected))
+        full = dict(self.state_dict)
+        for key in COLUMN_KEYS:
+            compact = self.state_dict[key]
+            if compact.shape[1] == self.selected.size:  # stored in full (a checkpoint of an older version)
+                continue
+            weight = compact.new_zeros(compact.shape[0], self.selected.size)
+            weight[:, columns] = compact
+            full[key] = weight
+        return full
+
+
+def compact_state(model: LassoNetAutoencoder, selected: np.ndarray) -> dict[str, torch.Tensor]:
+    """A CPU copy of ``model``'s weights with only the ``selected`` input columns of
+    :data:`COLUMN_KEYS` (see :attr:`LassoNetPathPoint.state_dict`)."""
+    columns = torch.from_numpy(np.flatnonzero(selected))
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach()
+        state[key] = value[:, columns.to(value.device)].cpu() if key in COLUMN_KEYS else value.to("cpu", copy=True)
+    return state
 
 
 @dataclass
@@ -406,8 +437,8 @@ class LassoNetSelector(PanelSelector):
         End the path once at most this many genes remain (``None``: ``n_genes``; 0: run to empty).
     keep_states_below
         Keep weights only for points with at most this many genes, plus the sparsest point
-        with at least ``n_genes`` (``None``: ``2 * n_genes``; ``-1``: every point). At the GEO
-        scale one state is ``D x D`` (438 MB).
+        with at least ``n_genes`` (``None``: ``2 * n_genes``; ``-1``: every point). A state
+        holds ``D x n`` skip weights for a point with ``n`` genes (GEO scale, ``n = 1,886``: 79 MB).
     refit_epochs
         After the path, fine-tune the model restricted to the panel (no penalty) for at most
         this many epochs (0: use the path point's weights with the other inputs zeroed).
@@ -702,7 +733,7 @@ class LassoNetSelector(PanelSelector):
             validation_loss = (fit.best_validation_loss - float(task.penalties())) / n_genes
         else:
             validation_loss = math.nan
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state = compact_state(model, selected)
         return LassoNetPathPoint(
             lambda_=float(lambda_),
             selected=selected,
@@ -788,7 +819,7 @@ class LassoNetSelector(PanelSelector):
         trainer, loader = self.training_configs(trainer, loader)
         point = self.path_.point_for(len(panel))
         model = self.model_
-        model.load_state_dict(point.state_dict)
+        model.load_state_dict(point.full_state_dict())
         model.restrict_inputs(panel)
         info: dict[str, Any] = {"from_lambda": point.lambda_, "from_n_selected": point.n_selected, "epochs": 0}
         if self.refit_epochs > 0:
