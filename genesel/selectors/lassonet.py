@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,14 +147,17 @@ class _PathStep(nn.Module):
         self.hierarchy = float(hierarchy)
         self.optimizer_name = optimizer
         self.momentum = float(momentum)
-        self._optimizer: torch.optim.Optimizer | None = None
+        # a weak reference: the optimizer state (D x D moments at the GEO scale) is freed as soon
+        # as the trainer lets go of it, even while the task object lives on
+        self._optimizer: weakref.ref[torch.optim.Optimizer] | None = None
 
     def configure_optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
         if self.optimizer_name == "sgd":
-            self._optimizer = torch.optim.SGD(self.parameters(), lr=learning_rate, momentum=self.momentum)
+            optimizer = torch.optim.SGD(self.parameters(), lr=learning_rate, momentum=self.momentum)
         else:
-            self._optimizer = adam(self.parameters(), learning_rate)
-        return self._optimizer
+            optimizer = adam(self.parameters(), learning_rate)
+        self._optimizer = weakref.ref(optimizer)
+        return optimizer
 
     def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
         loss = sum_squared_error(self.model(batch), batch)
@@ -171,7 +175,7 @@ class _PathStep(nn.Module):
 
     def after_optimizer_step(self) -> None:
         if self.lambda_ > 0 or self.lambda_bar > 0:
-            step = self._optimizer.param_groups[0]["lr"]
+            step = self._optimizer().param_groups[0]["lr"]
             self.model.prox(lambda_=self.lambda_ * step, lambda_bar=self.lambda_bar * step, hierarchy=self.hierarchy)
 
 
@@ -633,14 +637,18 @@ class LassoNetSelector(PanelSelector):
         train: MinibatchLoader,
         validation: MinibatchLoader | None,
         trainer: TrainerConfig,
+        *,
+        start: dict[str, torch.Tensor] | None = None,
     ) -> tuple[_PathStep, Any]:
         """Warm-started proximal SGD at one ``lambda`` (seed stream ``(seed, index)``).
 
         A step that diverges (non-finite loss) is retried from the same weights with half
-        the learning rate, which the rest of the path then keeps.
+        the learning rate, which the rest of the path then keeps. ``start`` is a copy of the
+        model's current weights when the caller already holds one (saves a ``D x D`` copy).
         """
         step_seed = int(np.random.SeedSequence([trainer.seed, index]).generate_state(1)[0] % (2**31))
-        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if start is None:
+            start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         for halvings in range(MAX_STEP_HALVINGS + 1):
             train.seed = step_seed
             config = replace(
@@ -693,18 +701,20 @@ class LassoNetSelector(PanelSelector):
         dense_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         guess = estimate_lambda_start(model, train, fraction=self.lambda_start_fraction)
         for attempt in range(60):  # the guess itself already removes genes: halve it
-            self._train_lambda(model, guess, 10**6 + attempt, train, validation, trainer)
+            self._train_lambda(model, guess, 10**6 + attempt, train, validation, trainer, start=dense_state)
             if int(model.active_genes().sum()) >= n_dense:
                 break
             model.load_state_dict(dense_state)
             guess /= 2.0
+        del dense_state  # one D x D copy at a time at the GEO scale
         lambda_, state = guess, {k: v.detach().clone() for k, v in model.state_dict().items()}
         for attempt in range(60):
             candidate = lambda_ * 2.0
-            self._train_lambda(model, candidate, 2 * 10**6 + attempt, train, validation, trainer)
+            self._train_lambda(model, candidate, 2 * 10**6 + attempt, train, validation, trainer, start=state)
             logger.debug("lassonet: start search lambda=%.4g genes=%d", candidate, int(model.active_genes().sum()))
             if int(model.active_genes().sum()) < n_dense:
                 break
+            del state
             lambda_, state = candidate, {k: v.detach().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(state)
         return lambda_
