@@ -280,6 +280,7 @@ class Trainer:
                 break
         bar.close()
         del optimizer, scheduler  # free the optimizer state before loading the best weights
+        task.zero_grad(set_to_none=True)  # and the gradients (as large as the model)
         if best_state is not None:
             task.load_state_dict(best_state)
         elif best_file is not None:
