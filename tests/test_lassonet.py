@@ -212,3 +212,10 @@ def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, capl
     assert selector.path_learning_rate_ < 1.0
     assert len(set(result.gene_indices.tolist())) == K
     assert np.isfinite(result.history["validation_loss"]).all()
+
+
+def test_a_path_that_diverges_at_every_halving_names_the_option(grouped_store):
+    store, _ = grouped_store
+    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1e9})
+    with pytest.raises(FloatingPointError, match=r"diverged even at learning rate .*path_learning_rate"):
+        selector.select(store, trainer=fast_trainer(), loader=LOADER)

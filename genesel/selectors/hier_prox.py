@@ -98,7 +98,5 @@ def group_hier_prox(
     -------
     The new skip and first-layer weights (new tensors, same shapes).
     """
-    if skip.shape[1] != first_layer.shape[1]:
-        raise ValueError(f"skip has {skip.shape[1]} inputs but the first layer has {first_layer.shape[1]}")
     scale, new_first = hier_prox_factors(column_norms(skip), first_layer, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy)
     return skip * scale, new_first

@@ -332,6 +332,11 @@ def estimate_lambda_start(model: LassoNetAutoencoder, train: MinibatchLoader, *,
     return float(fraction * torch.quantile(needed, 0.05))
 
 
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on its device (to fall back to)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _sample_rows(train: MinibatchLoader, max_rows: int) -> torch.Tensor:
     """Up to ``max_rows`` standardised train rows (the first batches), as float32."""
     parts, rows = [], 0
@@ -594,10 +599,9 @@ class LassoNetSelector(PanelSelector):
             return float(self.path_learning_rate)
         if self.path_optimizer == "adam":
             return float(trainer.learning_rate)
-        train.set_epoch(0)
+        train.set_epoch(0)  # both estimates read the first rows of epoch 0, as before the dense fit
         if covariance_rule is None:
             covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
-        train.set_epoch(0)
         curvature = largest_hessian_eigenvalue(_PathStep(model, l2_penalty=self.l2_penalty), _sample_rows(train, HESSIAN_ROWS))
         if not curvature > 0 or 1.0 / curvature >= covariance_rule:
             return covariance_rule
@@ -648,8 +652,9 @@ class LassoNetSelector(PanelSelector):
         """
         step_seed = int(np.random.SeedSequence([trainer.seed, index]).generate_state(1)[0] % (2**31))
         if start is None:
-            start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        for halvings in range(MAX_STEP_HALVINGS + 1):
+            start = snapshot(model)
+        halvings = 0
+        while True:
             train.seed = step_seed
             config = replace(
                 trainer,
@@ -679,8 +684,8 @@ class LassoNetSelector(PanelSelector):
                     ) from None
                 model.load_state_dict(start)
                 self.path_learning_rate_ /= 2.0
+                halvings += 1
                 logger.warning("lassonet: the path step at lambda=%.4g diverged; learning rate halved to %.3g", lambda_, self.path_learning_rate_)
-        raise AssertionError("unreachable")
 
     def _search_lambda_start(
         self,
@@ -698,7 +703,7 @@ class LassoNetSelector(PanelSelector):
         hierarchy couples, so a closed-form start is unreliable; this search costs a few
         coarse points. The first guess is :func:`estimate_lambda_start`.
         """
-        dense_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        dense_state = snapshot(model)
         guess = estimate_lambda_start(model, train, fraction=self.lambda_start_fraction)
         for attempt in range(60):  # the guess itself already removes genes: halve it
             self._train_lambda(model, guess, 10**6 + attempt, train, validation, trainer, start=dense_state)
@@ -707,7 +712,7 @@ class LassoNetSelector(PanelSelector):
             model.load_state_dict(dense_state)
             guess /= 2.0
         del dense_state  # one D x D copy at a time at the GEO scale
-        lambda_, state = guess, {k: v.detach().clone() for k, v in model.state_dict().items()}
+        lambda_, state = guess, snapshot(model)
         for attempt in range(60):
             candidate = lambda_ * 2.0
             self._train_lambda(model, candidate, 2 * 10**6 + attempt, train, validation, trainer, start=state)
@@ -715,7 +720,7 @@ class LassoNetSelector(PanelSelector):
             if int(model.active_genes().sum()) < n_dense:
                 break
             del state
-            lambda_, state = candidate, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            lambda_, state = candidate, snapshot(model)
         model.load_state_dict(state)
         return lambda_
 
