@@ -201,9 +201,14 @@ def refit_test_mse(store: Store, features: np.ndarray, trainer: TrainerConfig, l
     with torch.random.fork_rng(devices=[]):
         seed_everything(trainer.seed, -3)
         model = RefitDecoder(features, store.n_vars)
-    train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed + 7919, device="cpu")
+    return train_then_test(store, model, replace(trainer, stop_when_converged=False), loader, shuffle_seed=trainer.seed + 7919)
+
+
+def train_then_test(store: Store, model: nn.Module, trainer: TrainerConfig, loader: LoaderConfig, *, shuffle_seed: int) -> float:
+    """Fit ``model`` on the train split (best validation weights) and return its test MSE."""
+    train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=shuffle_seed, device="cpu")
     validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device="cpu")
-    Trainer(replace(trainer, stop_when_converged=False)).fit(model, train, validation)
+    Trainer(trainer).fit(model, train, validation)
     test = MinibatchLoader(store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu")
     return Trainer(replace(trainer, progress=False)).evaluate(model, test)
 
@@ -243,11 +248,7 @@ def bottleneck_test_mse(store: Store, k: int, trainer: TrainerConfig, loader: Lo
     with torch.random.fork_rng(devices=[]):
         seed_everything(trainer.seed, -4)
         model = Bottleneck(store.n_vars, k, encoder_hidden)
-    train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device="cpu")
-    validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device="cpu")
-    Trainer(trainer).fit(model, train, validation)
-    test = MinibatchLoader(store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu")
-    return Trainer(replace(trainer, progress=False)).evaluate(model, test)
+    return train_then_test(store, model, trainer, loader, shuffle_seed=trainer.seed)
 
 
 def pca_test_mse(train: np.ndarray, test: np.ndarray, k: int) -> float:
@@ -259,17 +260,21 @@ def pca_test_mse(train: np.ndarray, test: np.ndarray, k: int) -> float:
     return float((((centred @ basis.T) @ basis - centred) ** 2).mean())
 
 
+def _explained_variance(residual_gram: np.ndarray, excluded: list[int]) -> np.ndarray:
+    """Residual variance each feature would explain if added (``-inf``: excluded or constant)."""
+    diagonal = np.diag(residual_gram).copy()
+    usable = diagonal > 1e-12 * max(diagonal.max(), 1e-300)
+    usable[excluded] = False
+    return np.where(usable, (residual_gram**2).sum(axis=0) / np.where(usable, diagonal, 1.0), -np.inf)
+
+
 def greedy_linear_features(train: np.ndarray, k: int) -> list[int]:
     """Forward selection of ``k`` features maximising the train variance explained linearly."""
     centred = train - train.mean(axis=0)
     gram = centred.T @ centred
     chosen: list[int] = []
     for _ in range(k):
-        diagonal = np.diag(gram).copy()
-        usable = diagonal > 1e-12 * max(diagonal.max(), 1e-300)
-        usable[chosen] = False
-        score = np.where(usable, (gram**2).sum(axis=0) / np.where(usable, diagonal, 1.0), -np.inf)
-        best = int(np.argmax(score))
+        best = int(np.argmax(_explained_variance(gram, chosen)))
         chosen.append(best)
         gram = gram - np.outer(gram[:, best], gram[best, :]) / gram[best, best]
     return chosen
@@ -299,11 +304,7 @@ def swap_linear_features(train: np.ndarray, start: list[int], max_sweeps: int = 
         changed = False
         for position in range(len(chosen)):
             others = chosen[:position] + chosen[position + 1 :]
-            residual = _residual_gram(gram, others)
-            diagonal = np.diag(residual).copy()
-            usable = diagonal > 1e-12 * max(diagonal.max(), 1e-300)
-            usable[others] = False
-            score = np.where(usable, (residual**2).sum(axis=0) / np.where(usable, diagonal, 1.0), -np.inf)
+            score = _explained_variance(_residual_gram(gram, others), others)
             best = int(np.argmax(score))
             if best != chosen[position] and score[best] > score[chosen[position]] * (1 + 1e-12):
                 chosen[position] = best

@@ -51,15 +51,15 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, object]:
         "wall (s)": round(measured.seconds, 1),
         "peak RSS (GiB)": round(measured.peak_rss_gib, 2),
         "genes": f"{panel['gene_id'].nunique()} distinct",
-        "steps/s": "",
+        "steps/s or path": "",
     }
     history = out / "history.tsv"
     if history.exists():
         frame = pd.read_csv(history, sep="\t")
         if "steps_per_second" in frame:
-            row["steps/s"] = round(float(frame["steps_per_second"].mean()), 2)
+            row["steps/s or path"] = round(float(frame["steps_per_second"].mean()), 2)
         if "n_selected" in frame:
-            row["steps/s"] = f"path: {len(frame)} points, {int(frame['n_selected'].iloc[0])} -> {int(frame['n_selected'].iloc[-1])} genes"
+            row["steps/s or path"] = f"path: {len(frame)} points, {int(frame['n_selected'].iloc[0])} -> {int(frame['n_selected'].iloc[-1])} genes"
     return row
 
 
