@@ -1,9 +1,13 @@
-"""Metrics of an imputation model on a split of a store, computed in one streaming pass.
+"""Metrics of an imputation model on a split of a store.
 
-Errors are reported in standardised units (the D-GEX / CAE convention: each gene scaled
-by its train standard deviation) and in the store's original units, over all genes and
-over the genes outside the panel (the ones actually imputed), plus per-gene MSE, MAE and
-Pearson correlation.
+The headline number is the **imputed-gene MSE** (``mse_imputed``): the mean squared error
+over the genes outside the panel, in standardised units (each gene scaled by its train
+standard deviation, the D-GEX / CAE convention), averaged over samples and genes. Panel
+genes are measured, not imputed, so they are left out of it (the all-gene ``mse`` counts
+them as zero error and equals ``mse_imputed * (1 - K/D)``). Also reported: MAE, the same
+in the store's original units, per-gene MSE/MAE/Pearson r, the error of predicting every
+gene's train mean (``mse_mean_predictor``, the bar any panel must clear), and each
+sample's imputed-gene MSE, from which intervals are bootstrapped.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from genesel.store import Store
 
 logger = logging.getLogger(__name__)
 
+#: The metric of curves, headlines and ``genesel evaluate``'s printed line.
+HEADLINE_METRIC = "mse_imputed"
+#: Bootstrap resamples behind the interval ``genesel evaluate`` prints.
+BOOTSTRAP_RESAMPLES = 2000
+#: Coverage of the intervals.
+INTERVAL_LEVEL = 0.95
+
 
 @dataclass
 class Evaluation:
@@ -38,10 +49,14 @@ class Evaluation:
     per_gene
         One row per gene: ``gene_id`` (index), ``symbol``, ``measured``, ``mse``, ``mae``
         (standardised), ``mse_original``, ``mae_original`` and ``pearson_r``.
+    per_sample
+        One row per evaluated sample (index: sample id): ``mse_imputed``, the sample's
+        mean squared error over the imputed genes (standardised).
     """
 
     metrics: dict[str, Any]
     per_gene: pd.DataFrame
+    per_sample: pd.DataFrame
 
     def write(self, out: str | os.PathLike[str]) -> Path:
         """Write the metrics JSON to ``out`` and the per-gene table beside it.
@@ -64,13 +79,16 @@ class Evaluation:
 class _GeneSums:
     """Per-gene float64 sums of errors and of the products a Pearson r needs."""
 
-    def __init__(self, n_genes: int) -> None:
+    def __init__(self, n_genes: int, imputed: np.ndarray) -> None:
         self.n = 0
         names = ("squared", "absolute", "truth", "truth2", "pred", "pred2", "cross")
         self.sums = {name: np.zeros(n_genes, dtype=np.float64) for name in names}
+        self.imputed = imputed
+        self.per_sample: list[np.ndarray] = []
 
     def update(self, truth: np.ndarray, predicted: np.ndarray) -> None:
         error = predicted - truth
+        self.per_sample.append(np.einsum("ij,ij->i", error[:, self.imputed], error[:, self.imputed]) / max(self.imputed.sum(), 1))
         s = self.sums
         s["squared"] += np.einsum("ij,ij->j", error, error)
         s["absolute"] += np.abs(error).sum(axis=0)
@@ -82,15 +100,22 @@ class _GeneSums:
         self.n += truth.shape[0]
 
     def pearson(self) -> np.ndarray:
-        s, n = self.sums, self.n
-        covariance = s["cross"] - s["truth"] * s["pred"] / n
-        var_truth = s["truth2"] - s["truth"] ** 2 / n
-        var_pred = s["pred2"] - s["pred"] ** 2 / n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = covariance / np.sqrt(var_truth * var_pred)
-        tiny = 1e-12 * n
-        r[(var_truth <= tiny) | (var_pred <= tiny)] = np.nan
-        return np.clip(r, -1.0, 1.0)
+        s = self.sums
+        return pearson_from_sums(self.n, s["truth"], s["truth2"], s["pred"], s["pred2"], s["cross"])
+
+
+def pearson_from_sums(
+    n: int, truth: np.ndarray, truth2: np.ndarray, pred: np.ndarray, pred2: np.ndarray, cross: np.ndarray
+) -> np.ndarray:
+    """Per-gene Pearson r from sums of truth, prediction, their squares and products (NaN when constant)."""
+    covariance = cross - truth * pred / n
+    var_truth = truth2 - truth**2 / n
+    var_pred = pred2 - pred**2 / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = covariance / np.sqrt(var_truth * var_pred)
+    tiny = 1e-12 * n
+    r[(var_truth <= tiny) | (var_pred <= tiny)] = np.nan
+    return np.clip(r, -1.0, 1.0)
 
 
 def evaluate_model(
@@ -121,17 +146,14 @@ def evaluate_model(
 
     Returns
     -------
-    :class:`Evaluation` whose ``metrics`` hold ``mse``/``mae`` (standardised, all genes),
-    ``mse_unmeasured``/``mae_unmeasured`` (standardised, genes outside the panel), the same
-    four with an ``_original`` suffix in the store's units, ``pearson_r_mean`` and
-    ``pearson_r_median`` over the genes outside the panel, sizes, and ``noise_floor`` when
-    the store records one (simulated data; standardised MSE of a perfect predictor).
+    :class:`Evaluation`; its ``metrics`` are described by :func:`summary_metrics`.
     """
     rows = store.require_split(split)
     columns = _model_columns(store, model)
     identity = np.array_equal(columns, np.arange(store.n_vars))
     mean, std = model.mean, model.std
-    sums = _GeneSums(model.n_genes)
+    measured = model.measured_mask
+    sums = _GeneSums(model.n_genes, ~measured)
     with tqdm(total=rows.size, desc=f"evaluate {split}", unit="rows", disable=not progress, leave=False) as bar:
         for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
             values = block if identity else block[:, columns]
@@ -142,49 +164,124 @@ def evaluate_model(
             sums.update(truth, predicted)
             bar.update(block.shape[0])
     n = sums.n
-    mse = sums.sums["squared"] / n
-    mae = sums.sums["absolute"] / n
-    measured = model.measured_mask
-    per_gene = pd.DataFrame(
+    per_gene = gene_table(
+        model.symbols,
+        measured,
+        mse=sums.sums["squared"] / n,
+        mae=sums.sums["absolute"] / n,
+        std=std,
+        pearson=sums.pearson(),
+        index=model.gene_ids,
+    )
+    per_sample = pd.DataFrame({HEADLINE_METRIC: np.concatenate(sums.per_sample)}, index=pd.Index(store.obs.index[rows].astype(str), name="sample_id"))
+    metrics = summary_metrics(
+        per_gene,
+        per_sample[HEADLINE_METRIC].to_numpy(),
+        mean_predictor=sums.sums["truth2"] / n,
+        split=split,
+        decoder=model.decoder,
+    )
+    if store.noise_floor is not None:
+        metrics["noise_floor"] = store.noise_floor
+    if store.path is not None:
+        metrics["store"] = str(store.path)
+    logger.info("%s split: %s", split, describe_metrics(metrics))
+    return Evaluation(metrics, per_gene, per_sample)
+
+
+def gene_table(
+    symbols: np.ndarray,
+    measured: np.ndarray,
+    *,
+    mse: np.ndarray,
+    mae: np.ndarray | None,
+    std: np.ndarray,
+    pearson: np.ndarray,
+    index: pd.Index,
+) -> pd.DataFrame:
+    """The per-gene error table (standardised and original units)."""
+    mae = np.full(mse.shape, np.nan) if mae is None else mae
+    return pd.DataFrame(
         {
-            "symbol": model.symbols,
+            "symbol": symbols,
             "measured": measured,
             "mse": mse,
             "mae": mae,
             "mse_original": mse * std**2,
             "mae_original": mae * std,
-            "pearson_r": sums.pearson(),
+            "pearson_r": pearson,
         },
-        index=model.gene_ids,
+        index=index,
     )
+
+
+def summary_metrics(
+    per_gene: pd.DataFrame,
+    per_sample: np.ndarray,
+    *,
+    mean_predictor: np.ndarray,
+    split: str,
+    decoder: str,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The summary numbers of an evaluation, the same whichever path computed them.
+
+    ``mse_imputed``/``mae_imputed`` (standardised, genes outside the panel: the headline),
+    ``mse_imputed_ci`` (its 95 % interval, bootstrap over the samples of ``per_sample``),
+    ``mse_imputed_original``/``mae_imputed_original`` (store units), ``mse``/``mae`` and
+    their ``_original`` forms over all genes (panel genes count as zero error),
+    ``mse_mean_predictor`` (imputed-gene MSE of predicting each gene's train mean),
+    ``pearson_r_mean``/``pearson_r_median`` over the imputed genes, and sizes.
+    """
+    measured = per_gene["measured"].to_numpy(bool)
     imputed = per_gene[~measured]
     metrics: dict[str, Any] = {
         "split": split,
-        "decoder": model.decoder,
-        "n_samples": int(n),
-        "n_genes": model.n_genes,
-        "n_panel": model.n_panel,
-        "n_unmeasured": int((~measured).sum()),
+        "decoder": decoder,
+        "n_samples": int(per_sample.size),
+        "n_genes": int(len(per_gene)),
+        "n_panel": int(measured.sum()),
+        "n_imputed": int((~measured).sum()),
+        HEADLINE_METRIC: float(imputed["mse"].mean()),
+        "mse_imputed_ci": bootstrap_interval(per_sample, seed=seed),
+        "mae_imputed": _nan_to_none(imputed["mae"].mean()),
+        "mse_imputed_original": float(imputed["mse_original"].mean()),
+        "mae_imputed_original": _nan_to_none(imputed["mae_original"].mean()),
         "mse": float(per_gene["mse"].mean()),
-        "mae": float(per_gene["mae"].mean()),
-        "mse_unmeasured": float(imputed["mse"].mean()),
-        "mae_unmeasured": float(imputed["mae"].mean()),
+        "mae": _nan_to_none(per_gene["mae"].mean()),
         "mse_original": float(per_gene["mse_original"].mean()),
-        "mae_original": float(per_gene["mae_original"].mean()),
-        "mse_unmeasured_original": float(imputed["mse_original"].mean()),
-        "mae_unmeasured_original": float(imputed["mae_original"].mean()),
+        "mae_original": _nan_to_none(per_gene["mae_original"].mean()),
+        "mse_mean_predictor": float(np.asarray(mean_predictor)[~measured].mean()),
         "pearson_r_mean": _nan_to_none(imputed["pearson_r"].mean()),
         "pearson_r_median": _nan_to_none(imputed["pearson_r"].median()),
     }
-    if store.noise_floor is not None:
-        metrics["noise_floor"] = store.noise_floor
-    if store.path is not None:
-        metrics["store"] = str(store.path)
-    logger.info(
-        "%s split: MSE %.4g, MAE %.4g on the %d imputed genes (standardised units)",
-        split, metrics["mse_unmeasured"], metrics["mae_unmeasured"], metrics["n_unmeasured"],
+    return metrics
+
+
+def bootstrap_interval(values: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = INTERVAL_LEVEL) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling its entries)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 200):
+        stop = min(start + 200, resamples)
+        picks = rng.integers(0, values.size, size=(stop - start, values.size))
+        means[start:stop] = values[picks].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def describe_metrics(metrics: dict[str, Any]) -> str:
+    """One line: the imputed-gene MSE with its interval, what it is over, and the mean predictor's."""
+    low, high = metrics.get("mse_imputed_ci", [float("nan")] * 2)
+    return (
+        f"imputed-gene MSE {metrics[HEADLINE_METRIC]:.4g} (95% interval {low:.4g}-{high:.4g}, bootstrap over "
+        f"{metrics['n_samples']} samples; standardised units, {metrics['n_imputed']} imputed genes; predicting each "
+        f"gene's train mean gives {metrics['mse_mean_predictor']:.4g})"
     )
-    return Evaluation(metrics, per_gene)
 
 
 def _model_columns(store: Store, model: ImputationModel) -> np.ndarray:

@@ -47,11 +47,11 @@ def test_metrics_equal_direct_numpy(planted_store, decoder):
     np.testing.assert_allclose(per_gene["mae_original"], np.abs(error * std).mean(0), rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(per_gene["pearson_r"].to_numpy()[other], r[other], rtol=1e-5)
     m = evaluation.metrics
-    assert m["n_samples"] == raw.shape[0] and m["n_unmeasured"] == other.size and m["n_panel"] == drivers.size
+    assert m["n_samples"] == raw.shape[0] and m["n_imputed"] == other.size and m["n_panel"] == drivers.size
     assert m["mse"] == pytest.approx(mse.mean(), rel=1e-5)
-    assert m["mse_unmeasured"] == pytest.approx(mse[other].mean(), rel=1e-5)
-    assert m["mae_unmeasured"] == pytest.approx(mae[other].mean(), rel=1e-5)
-    assert m["mse_unmeasured_original"] == pytest.approx(((error[:, other] * std[other]) ** 2).mean(), rel=1e-5)
+    assert m["mse_imputed"] == pytest.approx(mse[other].mean(), rel=1e-5)
+    assert m["mae_imputed"] == pytest.approx(mae[other].mean(), rel=1e-5)
+    assert m["mse_imputed_original"] == pytest.approx(((error[:, other] * std[other]) ** 2).mean(), rel=1e-5)
     assert m["mae_original"] == pytest.approx(np.abs(error * std).mean(), rel=1e-5)
     assert m["pearson_r_median"] == pytest.approx(np.median(r[other]), rel=1e-5)
     assert m["noise_floor"] == 0.01  # the fixture's recorded value
@@ -63,7 +63,7 @@ def test_write_puts_per_gene_table_beside_the_metrics(planted_store, tmp_path):
     evaluation = evaluate_model(store, fit_imputer(store, drivers.tolist(), progress=False), split="validation", progress=False)
     evaluation.write(tmp_path / "out")
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["split"] == "validation" and metrics["mse_unmeasured"] == evaluation.metrics["mse_unmeasured"]
+    assert metrics["split"] == "validation" and metrics["mse_imputed"] == evaluation.metrics["mse_imputed"]
     table = pd.read_csv(tmp_path / "out" / "per_gene.tsv", sep="\t", index_col=0)
     assert table.index.tolist() == store.var.index.tolist()
     assert list(table.columns) == ["symbol", "measured", "mse", "mae", "mse_original", "mae_original", "pearson_r"]

@@ -40,7 +40,7 @@ def test_out_of_core_solution_equals_lstsq(linear_store, block_rows):
     z = standardized_split(linear_store, "train")
     assert z.shape[0] % 11 and z.shape[0] % 64 and z.shape[0] % 100  # blocks do not divide N
     coef, intercept = lstsq_with_intercept(z, panel)
-    solution = fit_linear(linear_store, panel, block_rows=block_rows, progress=False)
+    solution = fit_linear(linear_store, panel, ridge=0.0, block_rows=block_rows, progress=False)
     assert solution.method == "cholesky" and solution.n_samples == z.shape[0]
     scale = np.abs(coef).max()
     np.testing.assert_allclose(solution.coef, coef, rtol=1e-6, atol=1e-6 * scale)
@@ -53,8 +53,8 @@ def test_float32_block_products_stay_close_to_lstsq(linear_store):
     panel = np.array([3, 17, 0, 25, 9, 12])
     z = standardized_split(linear_store, "train")
     coef, intercept = lstsq_with_intercept(z, panel)
-    exact = fit_linear(linear_store, panel, block_rows=64, progress=False)
-    fast = fit_linear(linear_store, panel, block_rows=64, precision="float32", progress=False)
+    exact = fit_linear(linear_store, panel, ridge=0.0, block_rows=64, progress=False)
+    fast = fit_linear(linear_store, panel, ridge=0.0, block_rows=64, precision="float32", progress=False)
     scale = np.abs(coef).max()
     np.testing.assert_allclose(fast.coef, coef, rtol=1e-4, atol=1e-4 * scale)
     np.testing.assert_allclose(fast.intercept, intercept, atol=1e-5)
@@ -86,7 +86,7 @@ def test_dependent_panel_falls_back_to_minimum_norm(tmp_path, caplog):
     with Store.open(write_store(tmp_path / "dup.h5ad", X)) as store:
         z = standardized_split(store, "train")
         with caplog.at_level(logging.WARNING, logger="genesel.impute.linear"):
-            solution = fit_linear(store, np.array([2, 4, 7]), progress=False)
+            solution = fit_linear(store, np.array([2, 4, 7]), ridge=0.0, progress=False)
     assert solution.method == "lstsq"
     assert "linearly dependent" in caplog.text and "--ridge" in caplog.text
     design = np.column_stack([z[:, [2, 4, 7]], np.ones(len(z))])
@@ -107,8 +107,10 @@ def test_fit_imputer_linear_predicts_like_the_solution(linear_store):
         linear_store, ids, decoder="linear", loader=LoaderConfig(block_rows=33), trainer=TrainerConfig(device="cpu"), progress=False
     )
     solution = fit_linear(linear_store, np.array([5, 6, 7]), progress=False)
+    assert solution.ridge_choice.criterion == "validation" and model.params["ridge"] == solution.ridge
     z = standardized_split(linear_store, "test")
     predicted = model.predict_standardized(z[:, [5, 6, 7]])
-    np.testing.assert_allclose(predicted, z[:, [5, 6, 7]] @ solution.coef + solution.intercept, atol=1e-5)
+    imputed = np.setdiff1d(np.arange(z.shape[1]), [5, 6, 7])  # panel genes are passed through, not predicted
+    np.testing.assert_allclose(predicted[:, imputed], (z[:, [5, 6, 7]] @ solution.coef + solution.intercept)[:, imputed], atol=1e-5)
     np.testing.assert_array_equal(predicted[:, [5, 6, 7]], z[:, [5, 6, 7]].astype(np.float32))
     assert model.training["solver"] == "cholesky" and model.panel_ids.tolist() == ids

@@ -54,7 +54,12 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     linear = parser.add_argument_group("linear")
-    linear.add_argument("--ridge", type=float, default=0.0, help="penalty on the weights relative to the sample count (default 0: exact least squares)")
+    linear.add_argument(
+        "--ridge",
+        default=None,
+        help="penalty on the weights, relative to unit gene variance: 'auto' (default) picks it from a grid by the "
+        "imputed-gene MSE on the validation split; a number fixes it (0 = exact least squares)",
+    )
     linear.add_argument(
         "--precision",
         choices=("float64", "float32"),
@@ -102,6 +107,7 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
     from genesel.impute import fit_imputer
+    from genesel.impute.ridge import parse_ridge
     from genesel.impute.mlp import CHECKPOINT_NAME, DEFAULT_LR_DECAY
     from genesel.store import Store
     from genesel.training import remove_checkpoint
@@ -112,7 +118,7 @@ def run_fit(args: argparse.Namespace) -> int:
             store,
             args.panel,
             decoder=args.decoder,
-            ridge=args.ridge,
+            **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
             precision=args.precision,
             hidden=tuple(args.hidden),
             activation=args.activation,

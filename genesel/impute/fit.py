@@ -17,6 +17,7 @@ from genesel.impute.blocks import DEFAULT_BLOCK_ROWS
 from genesel.impute.genes import resolve_panel
 from genesel.impute.knn import DEFAULT_MAX_REFERENCE, fit_knn
 from genesel.impute.linear import fit_linear
+from genesel.impute.ridge import DEFAULT_RIDGE
 from genesel.impute.mlp import DEFAULT_LR_DECAY, check_hidden, fit_mlp
 from genesel.impute.model import DECODERS, ImputationModel
 from genesel.loader import LoaderConfig
@@ -31,7 +32,7 @@ def fit_imputer(
     panel: Any,
     *,
     decoder: str = "linear",
-    ridge: float = 0.0,
+    ridge: float | str = DEFAULT_RIDGE,
     precision: str = "float64",
     hidden: Sequence[int] = (9000,),
     activation: str = "tanh",
@@ -59,7 +60,9 @@ def fit_imputer(
         ``"mlp"``: D-GEX-style network trained with the :class:`~genesel.training.Trainer`.
         ``"knn"``: average of the nearest train profiles in panel space (D-GEX's KNN-GE).
     ridge
-        Linear only: penalty on the weights, relative to the number of samples.
+        Linear only: ``"auto"`` (default) chooses the penalty on the weights by the
+        imputed-gene MSE on the validation split; a number fixes it (0 = exact least
+        squares). Relative to unit gene variance.
     precision
         Linear only: ``"float64"`` block products (default) or ``"float32"`` (about twice
         as fast on a CPU; sums over blocks stay float64).
@@ -102,8 +105,10 @@ def fit_imputer(
         with torch.no_grad():
             module[0].weight.copy_(torch.from_numpy(solution.coef.T))
             module[0].bias.copy_(torch.from_numpy(solution.intercept))
-        params: dict[str, Any] = {"ridge": float(ridge), "precision": precision}
+        params: dict[str, Any] = {"ridge": solution.ridge, "precision": precision}
         training.update(solver=solution.method, seconds_accumulate=solution.seconds["accumulate"], seconds_solve=solution.seconds["solve"])
+        if solution.ridge_choice is not None:
+            training["ridge_choice"] = solution.ridge_choice.record()
     elif decoder == "mlp":
         hidden = check_hidden(hidden)
         module, result = fit_mlp(

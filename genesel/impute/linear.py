@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from genesel.errors import ConfigError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
+from genesel.impute.ridge import AUTO, PanelStatistics, RidgeChoice, RidgeProblem, parse_ridge
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class LinearSolution:
         Training rows used.
     ridge
         Penalty that was applied (see :func:`solve_normal_equations`).
+    ridge_choice
+        How the penalty was chosen (validated grid, GCV, or given), see
+        :class:`~genesel.impute.ridge.RidgeChoice`.
     method
         ``"cholesky"`` or ``"lstsq"`` (minimum-norm fallback for a singular system).
     seconds
@@ -59,6 +63,7 @@ class LinearSolution:
     ridge: float
     method: str
     seconds: dict[str, float]
+    ridge_choice: RidgeChoice | None = None
 
 
 class NormalEquations:
@@ -96,6 +101,7 @@ class NormalEquations:
         self.panel = torch.as_tensor(np.asarray(panel, dtype=np.int64), device=self.device)
         self.center = torch.as_tensor(np.asarray(center, dtype=np.float64), device=self.device).to(self.dtype)
         self.products = torch.zeros((self.panel.numel() + 1, n_genes), dtype=torch.float64, device=self.device)
+        self.squares = torch.zeros(n_genes, dtype=torch.float64, device=self.device)
         self.n_samples = 0
         self._centred: torch.Tensor | None = None
         self._design: torch.Tensor | None = None
@@ -119,16 +125,47 @@ class NormalEquations:
             if self._block_products is None:
                 self._block_products = torch.empty(self.products.shape, dtype=torch.float32, device=self.device)
             self.products.add_(torch.mm(design.T, centred, out=self._block_products))
+        self.squares.add_(torch.einsum("ij,ij->j", centred, centred).to(torch.float64))
         self.n_samples += rows
 
-    def solve(self, *, scale: np.ndarray, ridge: float = 0.0) -> LinearSolution:
-        """Solve for weights in units ``z / scale`` (``scale`` = train standard deviations)."""
+    def statistics(self, *, scale: np.ndarray) -> PanelStatistics:
+        """The sums in units ``z / scale`` (``scale`` = train standard deviations)."""
         scale = np.asarray(scale, dtype=np.float64)
         panel = self.panel.cpu().numpy()
         products = self.products.cpu().numpy()
-        cross = products[:-1] / scale[panel, None] / scale
-        column_sum = products[-1] / scale
-        return solve_normal_equations(cross, column_sum, self.n_samples, panel, ridge=ridge)
+        return PanelStatistics(
+            n=self.n_samples,
+            total=products[-1] / scale,
+            cross=products[:-1] / scale[panel, None] / scale,
+            squares=self.squares.cpu().numpy() / scale**2,
+            panel=panel,
+        )
+
+    def solve(self, *, scale: np.ndarray, ridge: float = 0.0) -> LinearSolution:
+        """Solve for weights in units ``z / scale`` (``scale`` = train standard deviations)."""
+        return solve_statistics(self.statistics(scale=scale), ridge=ridge)
+
+
+def solve_statistics(train: PanelStatistics, *, ridge: float = 0.0) -> LinearSolution:
+    """The (ridge) least-squares solution from train-split :class:`PanelStatistics`."""
+    return solve_normal_equations(train.cross, train.total, train.n, train.panel, ridge=ridge)
+
+
+def solve_validated(
+    train: PanelStatistics, validation: PanelStatistics | None, *, ridge: float | str = AUTO
+) -> LinearSolution:
+    """Solve with ``ridge`` given, or chosen on ``validation`` when ``ridge="auto"``.
+
+    The automatic choice minimises the validation imputed-gene MSE over ``0`` and
+    :data:`~genesel.impute.ridge.RIDGE_GRID` (generalised cross-validation on train when
+    there are no validation rows); see :class:`~genesel.impute.ridge.RidgeProblem`.
+    """
+    started = time.perf_counter()
+    choice = RidgeProblem(train).choose(parse_ridge(ridge), validation)
+    solution = solve_statistics(train, ridge=choice.ridge)
+    solution.ridge_choice = choice
+    solution.seconds["choose"] = time.perf_counter() - started - solution.seconds["solve"]
+    return solution
 
 
 def solve_normal_equations(
@@ -192,18 +229,42 @@ def solve_normal_equations(
     return LinearSolution(coef, intercept, int(n_samples), float(ridge), method, {"solve": time.perf_counter() - started})
 
 
+def accumulate_statistics(
+    store: Store,
+    panel: np.ndarray,
+    split: str,
+    *,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    device: torch.device | str = "cpu",
+    precision: str = "float64",
+    progress: bool = True,
+) -> PanelStatistics:
+    """One streaming pass over ``split``: the :class:`PanelStatistics` of ``panel``."""
+    rows = store.require_split(split)
+    mean = store.var["mean"].to_numpy(np.float64)
+    std = store.var["std"].to_numpy(np.float64)
+    equations = NormalEquations(panel, store.n_vars, center=mean, device=device, precision=precision)
+    with tqdm(total=rows.size, desc=f"linear fit ({split})", unit="rows", disable=not progress, leave=False) as bar:
+        for _, block in iter_row_blocks(store, rows, block_rows=block_rows, pin_memory=equations.device.type == "cuda"):
+            equations.update(block)
+            bar.update(block.shape[0])
+    if equations.device.type == "cuda":
+        torch.cuda.synchronize(equations.device)
+    return equations.statistics(scale=std)
+
+
 def fit_linear(
     store: Store,
     panel: np.ndarray,
     *,
-    ridge: float = 0.0,
+    ridge: float | str = AUTO,
     split: str = "train",
     block_rows: int = DEFAULT_BLOCK_ROWS,
     device: torch.device | str = "cpu",
     precision: str = "float64",
     progress: bool = True,
 ) -> LinearSolution:
-    """Fit the exact least-squares imputer of all genes from ``panel`` on one split.
+    """Fit the linear imputer of all genes from ``panel`` on one split.
 
     Parameters
     ----------
@@ -212,7 +273,10 @@ def fit_linear(
     panel
         Column indices of the panel genes.
     ridge
-        Optional penalty on the weights (see :func:`solve_normal_equations`).
+        ``"auto"`` (default): the penalty with the lowest imputed-gene MSE on the
+        validation split (one more pass, over the validation rows), see
+        :func:`solve_validated`; a number: that penalty (0 = exact least squares), see
+        :func:`solve_normal_equations`.
     split
         Rows to fit on.
     block_rows
@@ -225,22 +289,20 @@ def fit_linear(
     progress
         Show a progress bar.
     """
-    rows = store.require_split(split)
-    mean = store.var["mean"].to_numpy(np.float64)
-    std = store.var["std"].to_numpy(np.float64)
-    equations = NormalEquations(panel, store.n_vars, center=mean, device=device, precision=precision)
+    ridge = parse_ridge(ridge)
+    options = {"block_rows": block_rows, "device": device, "precision": precision, "progress": progress}
     started = time.perf_counter()
-    with tqdm(total=rows.size, desc="linear fit", unit="rows", disable=not progress, leave=False) as bar:
-        for _, block in iter_row_blocks(store, rows, block_rows=block_rows, pin_memory=equations.device.type == "cuda"):
-            equations.update(block)
-            bar.update(block.shape[0])
-    if equations.device.type == "cuda":
-        torch.cuda.synchronize(equations.device)
+    train = accumulate_statistics(store, panel, split, **options)
+    validation = None
+    if ridge == AUTO and split != "validation" and store.split_indices("validation").size:
+        validation = accumulate_statistics(store, panel, "validation", **options)
     accumulate = time.perf_counter() - started
-    solution = equations.solve(scale=std, ridge=ridge)
+    solution = solve_validated(train, validation, ridge=ridge)
     solution.seconds["accumulate"] = accumulate
+    choice = solution.ridge_choice
     logger.info(
-        "linear imputer: %d x %d normal equations over %d rows in %.1f s (+ %.2f s %s solve)",
-        len(panel), store.n_vars, rows.size, accumulate, solution.seconds["solve"], solution.method,
+        "linear imputer: %d x %d normal equations over %d rows in %.1f s (+ %.2f s %s solve); ridge %.3g (%s)",
+        len(panel), store.n_vars, train.n, accumulate, solution.seconds["solve"], solution.method,
+        solution.ridge, choice.criterion if choice else "fixed",
     )
     return solution

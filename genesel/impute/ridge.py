@@ -1,0 +1,228 @@
+"""Ridge decoders and their errors from sufficient statistics, with the penalty validated.
+
+Everything here works on :class:`PanelStatistics`: sums over one split's rows of the
+standardised values ``z = (x - mean) / std`` (train mean and standard deviation), namely
+the row count, ``sum z``, the panel-by-all-genes cross-products ``sum z_p z^T`` and the
+per-gene sums of squares. They come either from one streaming pass over a split
+(:func:`genesel.impute.linear.fit_linear`) or from the gene-by-gene moments of a store
+(:mod:`genesel.moments`); the results are the same to rounding.
+
+The decoder predicts every gene from the panel genes, ``z_hat = m + W^T (z_p - m_p)`` with
+``m`` the train means of ``z`` and ``W`` the ridge solution on the centred train rows,
+``W(lambda) = (G_pp + lambda n I)^-1 C_p``. ``lambda`` is relative to the per-sample
+variance (standardised genes have variance 1). One eigendecomposition of ``G_pp`` gives
+``W`` for every ``lambda`` of a grid, and with the validation statistics the validation
+error of every ``lambda`` in ``O(K^2 D)`` operations, about the cost of one solve
+(:func:`validation_errors`). Errors are measured on the *imputed* genes (those outside the
+panel); panel genes are measured, so they carry no error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from genesel.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: The penalties tried by ``ridge="auto"`` (relative to unit gene variance), besides 0.
+RIDGE_GRID = tuple(float(v) for v in np.logspace(-6, 3, 28))
+#: Eigenvalues below this fraction of the largest count as zero (minimum-norm solution at 0).
+EIGEN_RTOL = 1e-10
+#: The name of the automatic choice.
+AUTO = "auto"
+#: The linear decoder's penalty unless the caller names one (CLI, ``tl`` and workflow pass it through).
+DEFAULT_RIDGE = AUTO
+
+
+@dataclass
+class PanelStatistics:
+    """Sums over the rows of one split, in standardised units.
+
+    Attributes
+    ----------
+    n
+        Number of rows.
+    total
+        ``sum_i z_i`` (length ``D``).
+    cross
+        ``sum_i z_ip z_i^T`` (``K x D``): panel genes against all genes.
+    squares
+        ``sum_i z_ij^2`` per gene (length ``D``).
+    panel
+        Column indices of the panel genes (``cross[:, panel]`` is the panel Gram matrix).
+    """
+
+    n: int
+    total: np.ndarray
+    cross: np.ndarray
+    squares: np.ndarray
+    panel: np.ndarray
+
+    def shifted(self, center: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cross-products, panel Gram matrix and sums of squares of ``z - center``."""
+        c_p = center[self.panel]
+        cross = self.cross - np.outer(self.total[self.panel], center) - np.outer(c_p, self.total) + self.n * np.outer(c_p, center)
+        squares = self.squares - 2.0 * center * self.total + self.n * center**2
+        return cross, cross[:, self.panel], squares
+
+
+@dataclass
+class RidgeChoice:
+    """How the penalty was chosen.
+
+    Attributes
+    ----------
+    ridge
+        The penalty used.
+    criterion
+        ``"validation"`` (imputed-gene MSE on the validation split), ``"gcv"``
+        (generalised cross-validation on train, when there is no validation split) or
+        ``"fixed"`` (given by the caller).
+    grid, errors
+        Penalties tried and their criterion values (empty when fixed).
+    """
+
+    ridge: float
+    criterion: str
+    grid: list[float] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready summary for ``model.json`` and the report."""
+        return {"ridge": self.ridge, "criterion": self.criterion, "grid": self.grid, "errors": self.errors}
+
+
+class RidgeProblem:
+    """The eigendecomposition of one panel's train Gram matrix, reused for every penalty.
+
+    Parameters
+    ----------
+    train
+        Train-split statistics of the panel.
+    """
+
+    def __init__(self, train: PanelStatistics) -> None:
+        if train.n < 2:
+            raise ConfigError(f"a linear imputer needs at least 2 training samples, got {train.n}")
+        self.train = train
+        self.panel = np.asarray(train.panel, dtype=np.int64)
+        self.mean = train.total / train.n
+        cross, gram, squares = train.shifted(self.mean)
+        self.cross = cross
+        self.residual_squares = squares
+        gram = 0.5 * (gram + gram.T)
+        values, vectors = np.linalg.eigh(gram)
+        self.values = np.clip(values, 0.0, None)
+        self.vectors = vectors
+        self.rotated = vectors.T @ cross  # K x D
+        self.imputed = np.ones(train.total.size, dtype=bool)
+        self.imputed[self.panel] = False
+
+    @property
+    def n(self) -> int:
+        """Train rows."""
+        return self.train.n
+
+    def shrinkage(self, ridge: float) -> np.ndarray:
+        """``1 / (eigenvalue + ridge n)``, with zero for null directions when ``ridge == 0``."""
+        if ridge < 0 or not math.isfinite(ridge):
+            raise ConfigError(f"ridge must be a non-negative number, got {ridge}")
+        denominator = self.values + ridge * self.n
+        tolerance = EIGEN_RTOL * max(float(self.values.max(initial=0.0)), 1e-300)
+        with np.errstate(divide="ignore"):
+            return np.where(denominator > tolerance, 1.0 / denominator, 0.0)
+
+    def coefficients(self, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+        """``W`` (``K x D``) and the intercept ``b`` (``D``) for one penalty."""
+        coef = self.vectors @ (self.shrinkage(ridge)[:, None] * self.rotated)
+        intercept = self.mean - coef.T @ self.mean[self.panel]
+        return coef, intercept
+
+    def validation_errors(self, validation: PanelStatistics, grid: np.ndarray) -> np.ndarray:
+        """Imputed-gene MSE on ``validation`` for every penalty of ``grid``."""
+        cross_v, gram_v, squares_v = validation.shifted(self.mean)
+        imputed = self.imputed
+        a = self.rotated[:, imputed]
+        b = self.vectors.T @ cross_v[:, imputed]
+        m = self.vectors.T @ gram_v @ self.vectors
+        linear = np.einsum("kj,kj->k", a, b)
+        quadratic = m * (a @ a.T)
+        base = float(squares_v[imputed].sum())
+        errors = []
+        for ridge in grid:
+            d = self.shrinkage(float(ridge))
+            errors.append(base - 2.0 * d @ linear + d @ quadratic @ d)
+        return np.asarray(errors) / (validation.n * imputed.sum())
+
+    def gcv_errors(self, grid: np.ndarray) -> np.ndarray:
+        """Generalised cross-validation of the imputed-gene train error for every penalty."""
+        imputed = self.imputed
+        a = self.rotated[:, imputed]
+        energy = np.einsum("kj,kj->k", a, a)  # per direction: sum_j (V^T C)_kj^2
+        base = float(self.residual_squares[imputed].sum())
+        errors = []
+        for ridge in grid:
+            d = self.shrinkage(float(ridge))
+            # RSS = sum_j c_jj - 2 w_j^T C_pj + w_j^T G w_j, with W = V D V^T C.
+            rss = base - 2.0 * d @ energy + (d**2 * self.values) @ energy
+            dof = float((d * self.values).sum())
+            errors.append(self.n * rss / max(self.n - dof, 1e-9) ** 2)
+        return np.asarray(errors) / imputed.sum()
+
+    def choose(self, ridge: float | str, validation: PanelStatistics | None, *, grid: tuple[float, ...] = RIDGE_GRID) -> RidgeChoice:
+        """Resolve ``ridge`` (a number or ``"auto"``) to a :class:`RidgeChoice`."""
+        if ridge != AUTO:
+            value = _as_ridge(ridge)
+            return RidgeChoice(value, "fixed")
+        candidates = np.asarray((0.0, *grid))
+        if validation is not None and validation.n > 0:
+            errors, criterion = self.validation_errors(validation, candidates), "validation"
+        else:
+            errors, criterion = self.gcv_errors(candidates), "gcv"
+        best = int(np.nanargmin(errors))
+        return RidgeChoice(float(candidates[best]), criterion, candidates.tolist(), [float(e) for e in errors])
+
+
+def parse_ridge(value: float | str) -> float | str:
+    """Accept ``"auto"`` or a non-negative number (as number or text); raise otherwise."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    return _as_ridge(value)
+
+
+def _as_ridge(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"ridge must be 'auto' or a non-negative number, got {value!r}") from None
+    if number < 0 or not math.isfinite(number):
+        raise ConfigError(f"ridge must be 'auto' or a non-negative number, got {value!r}")
+    return number
+
+
+def prediction_sums(coef: np.ndarray, intercept: np.ndarray, stats: PanelStatistics) -> dict[str, np.ndarray]:
+    """Per-gene sums over ``stats``' rows needed for errors and correlations of ``z_hat``.
+
+    Returns ``squared_error`` (``sum (z - z_hat)^2``), ``predicted``, ``predicted2`` and
+    ``cross`` (``sum z z_hat``), each of length ``D``; panel genes are predicted exactly.
+    """
+    n, total, panel = stats.n, stats.total, stats.panel
+    gram = stats.cross[:, panel]
+    gram = 0.5 * (gram + gram.T)
+    t_p = total[panel]
+    wx = np.einsum("kj,kj->j", coef, stats.cross)  # w_j^T sum z_p z_j
+    wgw = np.einsum("kj,kj->j", coef, gram @ coef)  # w_j^T G_pp w_j
+    wt = coef.T @ t_p  # w_j^T sum z_p
+    predicted = n * intercept + wt
+    predicted2 = n * intercept**2 + 2.0 * intercept * wt + wgw
+    cross = intercept * total + wx
+    squared_error = stats.squares - 2.0 * cross + predicted2
+    predicted[panel], predicted2[panel], cross[panel] = total[panel], stats.squares[panel], stats.squares[panel]
+    squared_error[panel] = 0.0
+    return {"squared_error": np.maximum(squared_error, 0.0), "predicted": predicted, "predicted2": predicted2, "cross": cross}
