@@ -17,7 +17,7 @@ from genesel import __version__
 from genesel.errors import GeneselError
 
 #: Subcommands in the order ``genesel --help`` lists them.
-SUBCOMMANDS = ("simulate", "preprocess", "select", "impute", "evaluate", "report")
+SUBCOMMANDS = ("simulate", "preprocess", "moments", "select", "impute", "evaluate", "curve", "report")
 
 logger = logging.getLogger("genesel")
 

@@ -16,8 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Collect every evaluated model under a run directory (results/<run>: metrics/, panels/, "
             "benchmarks/) and write OUT/index.html (self-contained), curves.png, curves.tsv "
-            "(test error against panel size, mean and spread over seeds), landmark_match.tsv "
-            "(smallest panel matching the L1000 landmarks) and runs.tsv."
+            "(imputed-gene test MSE against panel size, mean over seeds with 95%% bootstrap intervals), "
+            "landmark_match.tsv (genes needed to reach the L1000 landmarks' error, with intervals), "
+            "versus_random.tsv and runs.tsv; prints the headline sentence."
         ),
     )
     parser.add_argument("--results", required=True, metavar="DIR", help="run directory, e.g. results/demo")
@@ -28,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="TSV",
         help="use this aggregated runs table (from the workflow's aggregate step) instead of scanning DIR/metrics",
     )
-    parser.add_argument("--metric", default=None, help="metric plotted against panel size (default: standardised test MSE)")
+    parser.add_argument("--metric", default=None, help="metric plotted against panel size (default: mse_imputed, the imputed-gene test MSE in standardised units)")
     parser.add_argument("--title", default=None, help="page title")
     parser.set_defaults(func=run)
 
@@ -40,5 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     runs = read_runs(args.runs) if args.runs else None
     outputs = build_report(args.results, args.out, runs=runs, metric=args.metric, title=args.title)
+    for sentence in outputs.headline:
+        print(sentence)
     logger.info("open %s in a browser", outputs.index)
     return 0

@@ -12,7 +12,9 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 
 from genesel.errors import ConfigError
-from genesel.report.curves import match_landmarks, summarize_curves
+from genesel.evaluate import HEADLINE_METRIC
+from genesel.report.build import METRIC_LABELS
+from genesel.report.curves import summarize_curves
 from genesel.report.figures import plot_panel_curve
 
 logger = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ def panel_curve(
     adata: AnnData | pd.DataFrame,
     *,
     key: str = "genesel_curve",
-    metric: str = "mse",
+    metric: str = HEADLINE_METRIC,
     decoder: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -30,10 +32,10 @@ def panel_curve(
 ) -> Axes:
     """Plot the error of each method against panel size, as computed by :func:`genesel.tl.panel_curve`.
 
-    One line per method (mean over seeds, error bars: standard deviation); the landmark
-    panel, when present, is a star with a dashed horizontal line, and a triangle marks
-    where each method's curve reaches the landmarks' error. The simulator's noise floor is
-    drawn when the data records one.
+    One line per method (mean over seeds, bars: the range over seeds); random panels, when
+    at least three per size were run, are a grey band (10-90 %) around their median; the
+    landmark panel, when present, is a star with a dashed horizontal line. The simulator's
+    noise floor is drawn when the data records one.
 
     Parameters
     ----------
@@ -42,7 +44,8 @@ def panel_curve(
     key
         Key of ``.uns`` holding the table.
     metric
-        Column to plot (``mse``, ``mae``, ``mse_unmeasured``, ...).
+        Column to plot (default ``mse_imputed``: imputed-gene MSE, standardised; also
+        ``mse``, ``mae_imputed``, ...).
     decoder
         Decoder to plot when the table holds several (default: the first).
     ax
@@ -61,13 +64,15 @@ def panel_curve(
     decoder = decoder or decoders[0]
     if decoder not in decoders:
         raise ConfigError(f"decoder {decoder!r} is not in the table; it has {decoders}")
-    curves = summarize_curves(frame, metric=metric)
+    curves = summarize_curves(frame, metric=metric).table
     noise_floor = None
     if "noise_floor" in frame and frame["noise_floor"].notna().any():
         noise_floor = float(frame["noise_floor"].dropna().iloc[0])
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.2), layout="constrained")
-    plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=metric, noise_floor=noise_floor, matches=match_landmarks(curves))
+    split = str(frame["split"].iloc[0]) if "split" in frame else "test"
+    label = f"{split} {METRIC_LABELS.get(metric, metric)}"
+    plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=label, noise_floor=noise_floor)
     ax.legend(frameon=False, fontsize="small")
     if save:
         path = Path("panel_curve.png") if save is True else Path(save)

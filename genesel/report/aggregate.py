@@ -100,10 +100,35 @@ def panel_overlap(layout: ResultsLayout, method: str, n_genes: int, seed: int) -
     path = layout.panel_dir(method, n_genes, seed) / "panel.tsv"
     if not path.exists():
         return math.nan
-    table = pd.read_csv(path, sep="\t", usecols=lambda c: c in ("gene_id", "landmark"))
+    table = pd.read_csv(path, sep="\t", usecols=lambda c: c in ("gene_id", "landmark"), comment="#")
     if "landmark" not in table:
         return math.nan
     return float(table["landmark"].astype(str).str.lower().isin(["true", "1"]).sum())
+
+
+def panel_converged(layout: ResultsLayout, method: str, n_genes: int, seed: int) -> bool | None:
+    """Whether a trained selector converged (``config.json`` ``extra.converged``); ``None`` if not recorded."""
+    path = layout.panel_dir(method, n_genes, seed) / "config.json"
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("extra", {}).get("converged")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return None if value is None else bool(value)
+
+
+def read_per_sample(layout: ResultsLayout, runs: pd.DataFrame, *, metric: str = "mse_imputed") -> list[pd.Series | None]:
+    """Each run's per-sample errors (``per_sample.tsv`` beside its metrics), aligned with ``runs``."""
+    series: list[pd.Series | None] = []
+    for key in run_keys(runs):
+        path = layout.metrics_path(key).with_name("per_sample.tsv")
+        if not path.exists():
+            series.append(None)
+            continue
+        table = pd.read_csv(path, sep="\t", index_col=0, dtype={0: str})
+        series.append(table[metric] if metric in table else None)
+    return series
 
 
 def read_histories(layout: ResultsLayout, panels: Iterable[tuple[str, int, int]]) -> pd.DataFrame:
@@ -177,7 +202,10 @@ def aggregate_results(
     runs = read_metrics(paths)
     panels = list(runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None))
     overlap = {panel: panel_overlap(layout, *panel) for panel in panels}
-    runs["landmark_overlap"] = [overlap[(m, k, s)] for m, k, s in zip(runs["method"], runs["n_genes"], runs["seed"], strict=True)]
+    converged = {panel: panel_converged(layout, *panel) for panel in panels}
+    triples = list(zip(runs["method"], runs["n_genes"], runs["seed"], strict=True))
+    runs["landmark_overlap"] = [overlap[triple] for triple in triples]
+    runs["converged"] = [converged[triple] for triple in triples]
     tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir))
     logger.info("collected %d evaluated models, %d benchmarked jobs from %s", len(runs), len(tables.benchmarks), layout.root)
     return tables

@@ -13,30 +13,32 @@ from matplotlib.figure import Figure
 
 from genesel.errors import ConfigError
 from genesel.io.atomic import atomic_output
-from genesel.report.aggregate import ResultTables, aggregate_results, read_benchmarks, read_histories, write_table
-from genesel.report.curves import REFERENCE_METHOD, match_landmarks, summarize_curves, summarize_matches
-from genesel.report.figures import curves_figure, figure_png, runtime_figure, training_figure
+from genesel.evaluate import HEADLINE_METRIC
+from genesel.report.aggregate import ResultTables, aggregate_results, read_benchmarks, read_histories, read_per_sample, write_table
+from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, Curves, summarize_curves
+from genesel.report.figures import curves_figure, decoder_order, figure_png, runtime_figure, training_figure
+from genesel.report.headline import genes_text, headline, match_landmarks, random_comparison
 from genesel.report.html import ReportSection, render_report
+from genesel.report.uncertainty import LEVEL, RESAMPLES, run_replicates
 from genesel.report.layout import ResultsLayout
 from genesel.report.runtime import rule_times, step_times
 
 logger = logging.getLogger(__name__)
 
-#: Metrics the curves use when none is named, most preferred first: the MSE over all
-#: genes in standardised units (the CAE paper's reconstruction error), then the MSE over
-#: the imputed (non-panel) genes.
-PREFERRED_METRICS = ("mse", "mse_unmeasured")
+#: Metrics the curves use when none is named, most preferred first: the imputed-gene MSE
+#: (genes outside the panel, standardised units), the number `genesel evaluate` prints.
+PREFERRED_METRICS = (HEADLINE_METRIC, "mse")
 
 #: Axis labels of the metrics ``genesel evaluate`` writes.
 METRIC_LABELS = {
     "mse": "MSE, all genes (standardised)",
     "mae": "MAE, all genes (standardised)",
-    "mse_unmeasured": "MSE, imputed genes (standardised)",
-    "mae_unmeasured": "MAE, imputed genes (standardised)",
+    "mse_imputed": "MSE, imputed genes (standardised)",
+    "mae_imputed": "MAE, imputed genes (standardised)",
     "mse_original": "MSE, all genes (log2 units)",
     "mae_original": "MAE, all genes (log2 units)",
-    "mse_unmeasured_original": "MSE, imputed genes (log2 units)",
-    "mae_unmeasured_original": "MAE, imputed genes (log2 units)",
+    "mse_imputed_original": "MSE, imputed genes (log2 units)",
+    "mae_imputed_original": "MAE, imputed genes (log2 units)",
     "pearson_r_mean": "mean Pearson r, imputed genes",
     "pearson_r_median": "median Pearson r, imputed genes",
 }
@@ -50,7 +52,9 @@ class ReportOutputs:
     curves_png: Path
     curves_tsv: Path
     landmark_match_tsv: Path
+    random_tsv: Path
     runs_tsv: Path
+    headline: list[str]
 
 
 def choose_metric(runs: pd.DataFrame, metric: str | None = None) -> str:
@@ -105,77 +109,154 @@ def build_report(
     """
     layout = ResultsLayout.at(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else layout.report_dir
+    aggregated = runs is None
     if runs is None:
         tables = aggregate_results(layout.root)
     else:
         panels = list(runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None))
         tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir))
     metric = choose_metric(tables.runs, metric)
-    curves = summarize_curves(tables.runs, metric=metric)
+    runs = tables.runs.reset_index(drop=True)
+    replicates = None
+    if metric == HEADLINE_METRIC:
+        per_sample = read_per_sample(layout, runs, metric=metric)
+        n_split = pd.to_numeric(runs.get("n_samples", pd.Series(0, index=runs.index)), errors="coerce").fillna(0).astype(int)
+        replicates = run_replicates(runs[metric].to_numpy(float), per_sample, n_split.to_numpy())
+    curves = summarize_curves(runs, metric=metric, replicates=replicates)
     matches = match_landmarks(curves)
-    metric_label = f"{split_name(tables.runs)} {METRIC_LABELS.get(metric, metric)}"
-    figure = curves_figure(curves, metric_label=metric_label, noise_floor=tables.noise_floor, matches=matches)
+    versus_random = random_comparison(curves)
+    decoders = decoder_order(runs["decoder"].unique())
+    sentences = [headline(matches, curves, decoder=decoder) for decoder in decoders]
+    metric_label = f"{split_name(runs)} {METRIC_LABELS.get(metric, metric)}"
+    figure = curves_figure(curves.table, metric_label=metric_label, noise_floor=tables.noise_floor, decoders=decoders)
 
     outputs = ReportOutputs(
         index=out_dir / "index.html",
         curves_png=out_dir / "curves.png",
         curves_tsv=out_dir / "curves.tsv",
         landmark_match_tsv=out_dir / "landmark_match.tsv",
+        random_tsv=out_dir / "versus_random.tsv",
         runs_tsv=out_dir / "runs.tsv",
+        headline=sentences,
     )
     curves_png = figure_png(figure)
     with atomic_output(outputs.curves_png) as tmp:
         tmp.write_bytes(curves_png)
-    write_table(curves.assign(metric=metric), outputs.curves_tsv)
+    write_table(curves.table.assign(metric=metric), outputs.curves_tsv)
     write_table(matches, outputs.landmark_match_tsv)
-    if runs is None:
+    write_table(versus_random, outputs.random_tsv)
+    if aggregated:
         write_table(tables.runs, outputs.runs_tsv)
-    sections = _sections(tables, curves, matches, curves_png, metric=metric)
+    sections = _sections(tables, curves, matches, versus_random, curves_png, metric=metric, sentences=sentences, bootstrapped=replicates is not None)
     subtitle = f"{layout.root} · {len(tables.runs)} evaluated models · built {datetime.now():%Y-%m-%d %H:%M}"
     page = render_report(title or f"genesel report: {layout.root.name}", sections, subtitle=subtitle)
     with atomic_output(outputs.index) as tmp:
         tmp.write_text(page, encoding="utf-8")
+    for sentence in sentences:
+        logger.info("%s", sentence)
     logger.info("report written to %s", outputs.index)
     return outputs
 
 
-def _sections(tables: ResultTables, curves: pd.DataFrame, matches: pd.DataFrame, curves_png: bytes, *, metric: str) -> list[ReportSection]:
+def _sections(
+    tables: ResultTables,
+    curves: Curves,
+    matches: pd.DataFrame,
+    versus_random: pd.DataFrame,
+    curves_png: bytes,
+    *,
+    metric: str,
+    sentences: list[str],
+    bootstrapped: bool,
+) -> list[ReportSection]:
     runs = tables.runs
     methods = sorted(runs["method"].unique())
     sizes = sorted(int(k) for k in runs.loc[runs["method"] != REFERENCE_METHOD, "n_genes"].unique())
     seeds = sorted(int(s) for s in runs["seed"].unique())
+    n_random = runs[runs["method"] == RANDOM_METHOD].groupby(["decoder", "n_genes"])["seed"].nunique()
     overview = (
         f"{len(methods)} methods ({', '.join(methods)}), panel sizes {', '.join(map(str, sizes))}, "
-        f"seeds {', '.join(map(str, seeds))}, decoders {', '.join(sorted(runs['decoder'].unique()))}. "
-        f"Error: {METRIC_LABELS.get(metric, metric)} on the {split_name(runs)} split."
+        f"seeds {', '.join(map(str, seeds))}, decoders {', '.join(decoder_order(runs['decoder'].unique()))}. "
+        f"Error: {METRIC_LABELS.get(metric, metric)} on the {split_name(runs)} split: the mean squared error over "
+        "the genes outside the panel (panel genes are measured, not imputed), each gene in units of its train "
+        "standard deviation; predicting every gene's train mean scores about 1."
     )
-    bullets = summarize_matches(matches)
-    if matches.empty:
-        bullets = ["The landmark panel was not evaluated, so no method is compared with it."]
+    how_intervals = (
+        f"Bars: {100 * LEVEL:.0f}% intervals from {RESAMPLES} bootstrap resamples of the test samples (the same "
+        "resamples for every method, so comparisons are paired), resampling seeds too where a point averages several."
+        if bootstrapped
+        else "Bars: the range over seeds (no per-sample errors were found, so no bootstrap)."
+    )
+    band = (
+        f"The grey band spans 10-90% of {int(n_random.max())} random panels per size, the reference a selector must beat. "
+        if len(n_random) and n_random.max() >= 3
+        else ""
+    )
     sections = [
+        ReportSection("The answer", bullets=sentences, lead=True),
         ReportSection(
             "Panel size against imputation error",
             paragraphs=[
                 overview,
-                "Lines: mean over seeds, error bars: standard deviation. The star and dashed line are the "
-                "L1000 landmark panel; a triangle on that line marks the (interpolated) panel size at which "
-                "a method matches the landmarks' error. The dotted line is the simulator's noise floor, the "
-                "best error any panel can reach, when the data is simulated.",
+                f"{how_intervals} {band}The star (with its interval) and the dashed line are the L1000 landmark panel; "
+                "the dotted line is the simulator's noise floor, the best any panel can do, when the data is simulated.",
             ],
             figures={"curves": curves_png},
-            bullets=bullets,
-            tables={"Smallest panel matching the landmarks (linear interpolation between panel sizes run):": _match_table(matches)},
         ),
+    ]
+    if len(matches):
+        sections.append(
+            ReportSection(
+                "Genes needed to reach the landmarks",
+                paragraphs=[
+                    "For each method, the panel size at which its curve first falls to the landmark panel's error "
+                    "(interpolated between the sizes run, only where the curve goes down and is below the mean "
+                    "predictor), with the interval from the same rule applied to every bootstrap replicate. Fewer or "
+                    "more genes than the landmarks is claimed only when the whole interval says so; otherwise it is a tie."
+                ],
+                tables={"": _match_table(matches)},
+            )
+        )
+    if len(versus_random):
+        sections.append(
+            ReportSection(
+                "Against random panels",
+                paragraphs=[
+                    "Each method minus the mean of the random panels of the same size (negative: lower error than "
+                    f"random), with its {100 * LEVEL:.0f}% paired bootstrap interval: better or worse only when the "
+                    "interval excludes zero."
+                ],
+                tables={"": _random_table(versus_random)},
+            )
+        )
+    flagged = _unconverged(runs)
+    if len(flagged):
+        sections.append(
+            ReportSection(
+                "Unconverged selectors",
+                paragraphs=[
+                    "These trained panels ended before their selector converged (see docs/methods.md): their genes "
+                    "are closer to a random draw than to the method's choice. Give them more steps or epochs."
+                ],
+                tables={"": flagged},
+            )
+        )
+    sections.append(
         ReportSection(
             "Error by panel size",
-            tables={f"{metric}: mean ± standard deviation over seeds.": _curve_table(curves)},
-        ),
+            tables={
+                f"{metric}: mean over seeds [{100 * LEVEL:.0f}% interval].": _curve_table(curves.table),
+                "Secondary: MSE over all genes (panel genes count as zero error, which flatters large panels), mean over seeds.": _all_gene_table(runs),
+            },
+        )
+    )
+    sections.append(
         ReportSection(
             "Overlap with the L1000 landmarks",
             paragraphs=["Landmark genes in each panel (mean over seeds); the landmark panel itself is all landmarks."],
-            tables={"Landmarks in the panel, by panel size:": _overlap_table(curves)},
-        ),
-    ]
+            tables={"Landmarks in the panel, by panel size:": _overlap_table(curves.table)},
+        )
+    )
     training = training_figure(tables.histories)
     if training is not None:
         sections.append(
@@ -195,7 +276,7 @@ def _sections(tables: ResultTables, curves: pd.DataFrame, matches: pd.DataFrame,
     if runtime is not None:
         tables_shown = {}
         if len(by_rule):
-            tables_shown["Wall time per workflow rule (Snakemake benchmark files):"] = by_rule
+            tables_shown["Wall and CPU time per workflow rule (Snakemake benchmark files):"] = by_rule
         if len(by_step):
             tables_shown["Training speed per method (median over epochs; methods that record steps per second):"] = by_step
         sections.append(ReportSection("Runtime", figures={"runtime": _png(runtime)}, tables=tables_shown))
@@ -203,8 +284,9 @@ def _sections(tables: ResultTables, curves: pd.DataFrame, matches: pd.DataFrame,
         ReportSection(
             "Files",
             paragraphs=[
-                "curves.tsv (the curves above), landmark_match.tsv (the matching panel sizes), runs.tsv (every "
-                "evaluated model with all its metrics) and curves.png lie beside this page."
+                "curves.tsv (the curves above, with intervals), landmark_match.tsv (the matching panel sizes), "
+                "versus_random.tsv (each method against random panels), runs.tsv (every evaluated model with all "
+                "its metrics) and curves.png lie beside this page."
             ],
         )
     )
@@ -216,29 +298,49 @@ def _png(figure: Figure) -> bytes:
 
 
 def _match_table(matches: pd.DataFrame) -> pd.DataFrame:
-    if matches.empty:
-        return matches
-    table = matches.copy()
-    table["matching_genes"] = table["matching_genes"].round(0)
-    table["saving_pct"] = table["saving_pct"].round(1)
-    return table.rename(
-        columns={
-            "landmark_genes": "landmark genes",
-            "landmark_error": "landmark error",
-            "matching_genes": "matching genes",
-            "saving_pct": "saving (%)",
-            "largest_size": "largest size run",
-        }
-    )
+    rows = []
+    for _, row in matches.iterrows():
+        rows.append(
+            {
+                "decoder": row["decoder"],
+                "method": row["method"],
+                "genes to reach the landmarks": genes_text(row),
+                "in words": row["verdict"] + ("" if row["monotone"] else " (curve not monotone)"),
+                "landmarks": f"{int(row['landmark_genes'])} genes, {row['landmark_error']:.4g} [{row['landmark_low']:.4g}, {row['landmark_high']:.4g}]",
+            }
+        )
+    return pd.DataFrame(rows)
 
 
-def _curve_table(curves: pd.DataFrame) -> pd.DataFrame:
-    cells = curves.assign(
-        cell=[f"{m:.4g} ± {s:.2g}" if n > 1 else f"{m:.4g}" for m, s, n in zip(curves["mean"], curves["std"], curves["n_seeds"], strict=True)]
+def _random_table(versus_random: pd.DataFrame) -> pd.DataFrame:
+    cells = versus_random.assign(
+        cell=[f"{v}: {d:+.3g} [{lo:+.3g}, {hi:+.3g}]" for v, d, lo, hi in zip(versus_random["verdict"], versus_random["difference"], versus_random["low"], versus_random["high"], strict=True)]
     )
     table = cells.pivot_table(index=["decoder", "method"], columns="n_genes", values="cell", aggfunc="first").fillna("")
     table.columns = [f"K={k}" for k in table.columns]
     return table
+
+
+def _unconverged(runs: pd.DataFrame) -> pd.DataFrame:
+    if "converged" not in runs:
+        return pd.DataFrame()
+    flagged = runs[runs["converged"].astype(str).str.lower().isin(["false", "0"])]
+    return flagged[["method", "n_genes", "seed"]].drop_duplicates().reset_index(drop=True)
+
+
+def _curve_table(curves: pd.DataFrame) -> pd.DataFrame:
+    cells = curves.assign(cell=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(curves["mean"], curves["low"], curves["high"], strict=True)])
+    table = cells.pivot_table(index=["decoder", "method"], columns="n_genes", values="cell", aggfunc="first").fillna("")
+    table.columns = [f"K={k}" for k in table.columns]
+    return table
+
+
+def _all_gene_table(runs: pd.DataFrame) -> pd.DataFrame:
+    if "mse" not in runs:
+        return pd.DataFrame()
+    table = runs.pivot_table(index=["decoder", "method"], columns="n_genes", values="mse", aggfunc="mean")
+    table.columns = [f"K={k}" for k in table.columns]
+    return table.round(4)
 
 
 def _overlap_table(curves: pd.DataFrame) -> pd.DataFrame:

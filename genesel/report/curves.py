@@ -1,22 +1,29 @@
-"""Panel-size curves: error against panel size per method and decoder, and the landmark match.
+"""Panel-size curves: error against panel size per method and decoder, with intervals.
 
-The CAE paper's headline compares every method with the L1000 landmark panel: the
-smallest panel whose test error matches the landmarks' tells how many genes a method
-saves. :func:`match_landmarks` finds it on the mean curve, interpolating linearly
-between the panel sizes that were run.
+Each point is the mean over seeds (or random panels) of a metric, by default the
+imputed-gene test MSE; its interval comes from the bootstrap of
+:mod:`genesel.report.uncertainty` (test samples, and seeds where there are several). The
+``random`` method's panels also give the random-panel band: median and 10-90 % range over
+the random panels of each size, the reference a selector must beat.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from genesel.errors import ConfigError
+from genesel.report.uncertainty import group_replicates, groups_of, interval
 
 #: The method whose panel is the reference point.
 REFERENCE_METHOD = "landmarks"
+#: The method whose panels form the random-panel band.
+RANDOM_METHOD = "random"
+#: Quantiles of the random-panel band.
+BAND_QUANTILES = (0.1, 0.5, 0.9)
 
 CURVE_COLUMNS = (
     "method",
@@ -24,46 +31,94 @@ CURVE_COLUMNS = (
     "n_genes",
     "n_seeds",
     "mean",
+    "low",
+    "high",
     "std",
     "min",
     "max",
+    "band_low",
+    "band_median",
+    "band_high",
+    "mean_predictor",
     "landmark_overlap",
 )
 
 
-def summarize_curves(runs: pd.DataFrame, *, metric: str) -> pd.DataFrame:
-    """Mean and spread over seeds of ``metric`` for every method, decoder and panel size.
+@dataclass
+class Curves:
+    """The summarised curves and the bootstrap replicates behind each point.
+
+    Attributes
+    ----------
+    table
+        One row per (method, decoder, n_genes), columns :data:`CURVE_COLUMNS`.
+    replicates
+        ``(method, decoder, n_genes) -> array`` of bootstrap replicates of the point (paired
+        across points: the same resampled test samples).
+    """
+
+    table: pd.DataFrame
+    replicates: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
+
+
+def summarize_curves(runs: pd.DataFrame, *, metric: str, replicates: np.ndarray | None = None) -> Curves:
+    """Mean over seeds, bootstrap interval and spread of ``metric`` per method, decoder and size.
 
     Parameters
     ----------
     runs
         One row per evaluated model with ``method``, ``decoder``, ``n_genes``, ``seed`` and
-        the ``metric`` column (and optionally ``landmark_overlap``).
+        the ``metric`` column (and optionally ``landmark_overlap``, ``mse_mean_predictor``).
     metric
-        Column to summarise, e.g. the test MSE in standardised units.
+        Column to summarise.
+    replicates
+        Runs x resamples bootstrap replicates of ``metric``
+        (:func:`genesel.report.uncertainty.run_replicates`); without them the interval is
+        the range over seeds.
 
     Returns
     -------
-    One row per (method, decoder, n_genes) with ``n_seeds``, ``mean``, ``std`` (ddof=1, 0
-    for a single seed), ``min``, ``max`` and the mean ``landmark_overlap``, sorted.
+    :class:`Curves`; ``table`` has ``n_seeds``, ``mean``, ``low``/``high`` (95 % interval),
+    ``std`` (ddof=1 over seeds, 0 for one), ``min``/``max`` over seeds, the random band
+    (``band_*``, random rows only), the mean predictor's error and the mean ``landmark_overlap``.
     """
     if metric not in runs:
         numeric = [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and c not in ("n_genes", "seed")]
         raise ConfigError(f"metric {metric!r} is not in the results; available: {', '.join(numeric)}")
-    frame = runs.assign(_value=pd.to_numeric(runs[metric], errors="coerce"))
-    if "landmark_overlap" not in frame:
-        frame["landmark_overlap"] = math.nan
-    grouped = frame.groupby(["method", "decoder", "n_genes"], sort=True)
-    summary = grouped.agg(
-        n_seeds=("_value", "count"),
-        mean=("_value", "mean"),
-        std=("_value", "std"),
-        min=("_value", "min"),
-        max=("_value", "max"),
-        landmark_overlap=("landmark_overlap", "mean"),
-    ).reset_index()
-    summary["std"] = summary["std"].fillna(0.0)
-    return summary[list(CURVE_COLUMNS)]
+    runs = runs.reset_index(drop=True)
+    values = pd.to_numeric(runs[metric], errors="coerce").to_numpy(np.float64)
+    overlap = pd.to_numeric(runs.get("landmark_overlap", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
+    predictor = pd.to_numeric(runs.get("mse_mean_predictor", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
+    rows, stored = [], {}
+    for index, ((method, decoder, n_genes), members) in enumerate(groups_of(runs, ["method", "decoder", "n_genes"]).items()):
+        point = values[members]
+        row = {
+            "method": method,
+            "decoder": decoder,
+            "n_genes": int(n_genes),
+            "n_seeds": int(np.isfinite(point).sum()),
+            "mean": float(np.nanmean(point)),
+            "std": float(np.nanstd(point, ddof=1)) if len(members) > 1 else 0.0,
+            "min": float(np.nanmin(point)),
+            "max": float(np.nanmax(point)),
+            "mean_predictor": float(np.nanmean(predictor[members])) if np.isfinite(predictor[members]).any() else math.nan,
+            "landmark_overlap": float(np.nanmean(overlap[members])) if np.isfinite(overlap[members]).any() else math.nan,
+            "band_low": math.nan,
+            "band_median": math.nan,
+            "band_high": math.nan,
+        }
+        if replicates is not None:
+            reps = group_replicates(replicates, members, seed=index)
+            stored[(method, decoder, int(n_genes))] = reps
+            row["low"], row["high"] = interval(reps)
+        else:
+            row["low"], row["high"] = row["min"], row["max"]
+        if method == RANDOM_METHOD and len(members) >= 3:
+            row["band_low"], row["band_median"], row["band_high"] = (float(q) for q in np.nanquantile(point, BAND_QUANTILES))
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    table = table.sort_values(["method", "decoder", "n_genes"], kind="stable").reset_index(drop=True)
+    return Curves(table, stored)
 
 
 def landmark_reference(curves: pd.DataFrame, decoder: str) -> tuple[int, float] | None:
@@ -73,99 +128,3 @@ def landmark_reference(curves: pd.DataFrame, decoder: str) -> tuple[int, float] 
         return None
     row = rows.sort_values("n_genes").iloc[-1]
     return int(row["n_genes"]), float(row["mean"])
-
-
-def matching_size(sizes: np.ndarray, errors: np.ndarray, target: float) -> tuple[float | None, str]:
-    """Smallest panel size whose (interpolated) error is at most ``target``.
-
-    Parameters
-    ----------
-    sizes
-        Panel sizes, ascending.
-    errors
-        Mean error at each size.
-    target
-        The error to match.
-
-    Returns
-    -------
-    The size (``None`` when no size reaches ``target``) and how it was found:
-    ``"interpolated"``, ``"at or below the smallest size run"`` or ``"not reached"``.
-    """
-    sizes = np.asarray(sizes, dtype=float)
-    errors = np.asarray(errors, dtype=float)
-    reached = np.flatnonzero(errors <= target)
-    if reached.size == 0:
-        return None, "not reached"
-    first = int(reached[0])
-    if first == 0:
-        return float(sizes[0]), "at or below the smallest size run"
-    k0, k1, e0, e1 = sizes[first - 1], sizes[first], errors[first - 1], errors[first]
-    return float(k0 + (e0 - target) * (k1 - k0) / (e0 - e1)), "interpolated"
-
-
-def match_landmarks(curves: pd.DataFrame) -> pd.DataFrame:
-    """For each method and decoder, the smallest panel matching the landmarks' error.
-
-    Returns
-    -------
-    One row per (decoder, method) other than the landmarks: ``landmark_genes``,
-    ``landmark_error``, ``matching_genes`` (interpolated, NaN when not reached),
-    ``saving_pct`` (100 * (1 - matching / landmark genes)), ``how`` and ``largest_size``.
-    Empty when the landmark panel was not evaluated.
-    """
-    rows = []
-    for decoder in sorted(curves["decoder"].unique()):
-        reference = landmark_reference(curves, decoder)
-        if reference is None:
-            continue
-        landmark_genes, landmark_error = reference
-        subset = curves[(curves["decoder"] == decoder) & (curves["method"] != REFERENCE_METHOD)]
-        for method, curve in subset.groupby("method", sort=True):
-            curve = curve.sort_values("n_genes")
-            size, how = matching_size(curve["n_genes"].to_numpy(), curve["mean"].to_numpy(), landmark_error)
-            rows.append(
-                {
-                    "decoder": decoder,
-                    "method": method,
-                    "landmark_genes": landmark_genes,
-                    "landmark_error": landmark_error,
-                    "matching_genes": math.nan if size is None else size,
-                    "saving_pct": math.nan if size is None else 100.0 * (1.0 - size / landmark_genes),
-                    "how": how,
-                    "largest_size": int(curve["n_genes"].max()),
-                }
-            )
-    columns = ["decoder", "method", "landmark_genes", "landmark_error", "matching_genes", "saving_pct", "how", "largest_size"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def describe_match(row: pd.Series) -> str:
-    """One sentence describing a row of :func:`match_landmarks`."""
-    method, decoder, landmarks = row["method"], row["decoder"], int(row["landmark_genes"])
-    if row["how"] == "not reached":
-        return f"{method} ({decoder} decoder) does not reach the {landmarks} landmarks' error up to {int(row['largest_size'])} genes."
-    size = float(row["matching_genes"])
-    prefix = "at most " if row["how"] != "interpolated" else "about "
-    saving = float(row["saving_pct"])
-    change = f"{saving:.0f}% fewer genes" if saving >= 0 else f"{-saving:.0f}% more genes"
-    return f"{method} ({decoder} decoder) matches the {landmarks} landmarks' error with {prefix}{size:.0f} genes ({change})."
-
-
-def summarize_matches(matches: pd.DataFrame) -> list[str]:
-    """Headline sentences: per decoder, the methods that match the landmarks (fewest genes
-    first), then one sentence naming those that do not within the sizes run."""
-    sentences = []
-    for decoder, rows in matches.groupby("decoder", sort=True):
-        reached = rows[rows["how"] != "not reached"].sort_values("matching_genes")
-        sentences += [describe_match(row) for _, row in reached.iterrows()]
-        missing = rows[rows["how"] == "not reached"]
-        if len(missing):
-            landmarks = int(missing["landmark_genes"].iloc[0])
-            largest = int(missing["largest_size"].max())
-            verb = "does" if len(missing) == 1 else "do"
-            sentences.append(
-                f"With the {decoder} decoder, {', '.join(missing['method'])} {verb} not reach the {landmarks} landmarks' "
-                f"error within the panel sizes run (up to {largest} genes)."
-            )
-    return sentences

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
-from genesel.report.curves import REFERENCE_METHOD, landmark_reference
+from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD
 
 #: A fixed colour per method, so every figure agrees.
 METHOD_COLORS = {
@@ -41,78 +42,83 @@ def plot_panel_curve(
     *,
     decoder: str,
     ax: Axes,
-    metric_label: str = "test MSE",
+    metric_label: str = "imputed-gene test MSE (standardised)",
     noise_floor: float | None = None,
-    matches: pd.DataFrame | None = None,
 ) -> Axes:
-    """Draw error against panel size for one decoder: one line per method, seeds as error bars.
+    """Draw error against panel size for one decoder, every point with its interval.
+
+    Methods are lines with 95 % interval bars; random panels are a grey band (10-90 % of
+    the random panels of each size) around their median; the landmark panel is a star
+    with its interval and a dashed line at its error; the dotted line is the simulator's
+    noise floor (simulated data only).
 
     Parameters
     ----------
     curves
-        Output of :func:`genesel.report.curves.summarize_curves`.
+        ``Curves.table`` of :func:`genesel.report.curves.summarize_curves`.
     decoder
         Which decoder's curves to draw.
     ax
         Axes to draw into.
     metric_label
-        Y axis label.
+        Y axis label, naming the metric and its unit.
     noise_floor
-        Draw the simulator's noise floor as a dotted line.
-    matches
-        Output of :func:`genesel.report.curves.match_landmarks`; marks each method's
-        matching panel size on the landmark line.
+        The simulator's noise floor, if known.
     """
     subset = curves[curves["decoder"] == decoder]
-    for method, curve in subset[subset["method"] != REFERENCE_METHOD].groupby("method", sort=True):
-        curve = curve.sort_values("n_genes")
+    random = subset[subset["method"] == RANDOM_METHOD].sort_values("n_genes")
+    if len(random) and random["band_low"].notna().any():
+        ax.fill_between(random["n_genes"], random["band_low"], random["band_high"], color="#bbbbbb", alpha=0.45, linewidth=0, label="random panels (10-90%)")
+        ax.plot(random["n_genes"], random["band_median"], color="#777777", linestyle="--", linewidth=1.2, label="random panels (median)")
+    for method, curve in subset[~subset["method"].isin([REFERENCE_METHOD, RANDOM_METHOD])].groupby("method", sort=True):
+        _line(ax, curve.sort_values("n_genes"), method)
+    if len(random) and random["band_low"].isna().all():
+        _line(ax, random, RANDOM_METHOD)
+    reference = subset[subset["method"] == REFERENCE_METHOD]
+    if len(reference):
+        row = reference.sort_values("n_genes").iloc[-1]
+        ax.axhline(row["mean"], color=method_color(REFERENCE_METHOD), linestyle="--", linewidth=1, zorder=0)
         ax.errorbar(
-            curve["n_genes"],
-            curve["mean"],
-            yerr=curve["std"].where(curve["n_seeds"] > 1, 0.0),
-            label=method,
-            color=method_color(method),
-            marker="o",
-            markersize=4,
+            [row["n_genes"]],
+            [row["mean"]],
+            yerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]],
+            marker="*",
+            markersize=13,
+            color=method_color(REFERENCE_METHOD),
+            linestyle="none",
             capsize=3,
-            linewidth=1.5,
+            label=f"L1000 landmarks ({int(row['n_genes'])} genes)",
         )
-    reference = landmark_reference(curves, decoder)
-    if reference is not None:
-        size, error = reference
-        ax.axhline(error, color=method_color(REFERENCE_METHOD), linestyle="--", linewidth=1, zorder=0)
-        ax.plot([size], [error], marker="*", markersize=13, color=method_color(REFERENCE_METHOD), linestyle="none", label=f"landmarks ({size})")
-        if matches is not None and len(matches):
-            reached = matches[(matches["decoder"] == decoder) & matches["matching_genes"].notna()]
-            for index, (_, row) in enumerate(reached.iterrows()):
-                label = "matches landmarks" if index == 0 else None
-                ax.plot(
-                    [row["matching_genes"]], [error], marker="v", markersize=7, color=method_color(row["method"]),
-                    markeredgecolor="black", markeredgewidth=0.5, linestyle="none", label=label,
-                )
     if noise_floor is not None and np.isfinite(noise_floor):
-        ax.axhline(noise_floor, color="#999999", linestyle=":", linewidth=1.2, label="noise floor", zorder=0)
+        ax.axhline(noise_floor, color="#999999", linestyle=":", linewidth=1.2, label="noise floor (simulation)", zorder=0)
     ax.set_xlabel("panel size (genes)")
     ax.set_ylabel(metric_label)
     ax.set_title(f"{decoder} decoder")
     ax.grid(True, alpha=0.3)
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
     return ax
+
+
+def _line(ax: Axes, curve: pd.DataFrame, method: str) -> None:
+    yerr = np.vstack([curve["mean"] - curve["low"], curve["high"] - curve["mean"]]).clip(min=0)
+    ax.errorbar(
+        curve["n_genes"], curve["mean"], yerr=yerr, label=method, color=method_color(method), marker="o", markersize=4, capsize=3, linewidth=1.5
+    )
 
 
 def curves_figure(
     curves: pd.DataFrame,
     *,
-    metric_label: str = "test MSE",
+    metric_label: str = "imputed-gene test MSE (standardised)",
     noise_floor: float | None = None,
-    matches: pd.DataFrame | None = None,
     decoders: Sequence[str] | None = None,
 ) -> Figure:
     """One panel-size plot per decoder, side by side, with a shared legend."""
-    decoders = list(decoders) if decoders is not None else sorted(curves["decoder"].unique())
-    figure = Figure(figsize=(5.8 * max(len(decoders), 1) + 1.6, 4.6), layout="constrained")
+    decoders = list(decoders) if decoders is not None else decoder_order(curves["decoder"].unique())
+    figure = Figure(figsize=(5.8 * max(len(decoders), 1) + 2.2, 4.6), layout="constrained")
     axes = figure.subplots(1, max(len(decoders), 1), squeeze=False)[0]
     for ax, decoder in zip(axes, decoders, strict=False):
-        plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=metric_label, noise_floor=noise_floor, matches=matches)
+        plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=metric_label, noise_floor=noise_floor)
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -122,6 +128,11 @@ def curves_figure(
     if handles:
         figure.legend(handles, labels, loc="outside right center", frameon=False)
     return figure
+
+
+def decoder_order(decoders: Sequence[str]) -> list[str]:
+    """Decoders in report order: linear (the default) first, then the others by name."""
+    return sorted(decoders, key=lambda d: (d != "linear", d))
 
 
 def training_figure(histories: pd.DataFrame) -> Figure | None:
@@ -152,6 +163,8 @@ def training_figure(histories: pd.DataFrame) -> Figure | None:
         ax.set_ylabel(labels[column])
         if column == "validation_loss":
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ScalarFormatter())
         ax.grid(True, alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
     if handles:

@@ -25,6 +25,7 @@ th { background: #f2f2f2; text-align: left; }
 td:first-child, th:first-child, td.text { text-align: left; }
 img { max-width: 100%; }
 p.note { color: #555; font-size: 0.92em; }
+p.lead { font-size: 1.3em; background: #f4f7fb; border-left: 5px solid #4c72b0; padding: 0.6em 0.9em; margin: 0.5em 0; }
 """
 
 
@@ -37,6 +38,7 @@ class ReportSection:
     figures: Mapping[str, bytes] = field(default_factory=dict)
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     bullets: Sequence[str] = ()
+    lead: bool = False
 
 
 def embed_png(png: bytes, *, alt: str) -> str:
@@ -69,13 +71,16 @@ def render_report(title: str, sections: Sequence[ReportSection], *, subtitle: st
     ]
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        if section.bullets:
+        if section.lead:
+            parts.extend(f'<p class="lead">{html.escape(b)}</p>' for b in section.bullets)
+        elif section.bullets:
             parts.append('<ul class="headline">' + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
         parts.extend(f"<p>{html.escape(p)}</p>" for p in section.paragraphs)
         for name, png in section.figures.items():
             parts.append(embed_png(png, alt=name))
         for caption, frame in section.tables.items():
-            parts.append(f'<p class="note">{html.escape(caption)}</p>')
+            if caption:
+                parts.append(f'<p class="note">{html.escape(caption)}</p>')
             parts.append(table_html(frame))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -26,6 +26,10 @@ METRICS_PATTERN = re.compile(
 )
 
 
+#: Matches the folder of a panel and names its parts.
+PANEL_PATTERN = re.compile(r"panels/(?P<method>[^/]+)/k(?P<n_genes>\d+)/seed(?P<seed>\d+)(/panel\.tsv)?/?$")
+
+
 @dataclass(frozen=True)
 class RunKey:
     """Identifies one evaluated model: a panel (method, size, seed) and a decoder."""
@@ -96,3 +100,11 @@ def parse_metrics_path(path: str | os.PathLike[str]) -> RunKey | None:
     if match is None:
         return None
     return RunKey(match["method"], int(match["n_genes"]), int(match["seed"]), match["decoder"])
+
+
+def parse_panel_path(path: str | os.PathLike[str]) -> tuple[str, int, int] | None:
+    """Read method, panel size and seed from a panel path; ``None`` if it does not match."""
+    match = PANEL_PATTERN.search(Path(path).as_posix())
+    if match is None:
+        return None
+    return match["method"], int(match["n_genes"]), int(match["seed"])

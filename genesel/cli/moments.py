@@ -1,0 +1,53 @@
+"""``genesel moments``: the gene-by-gene moments of a store, for every linear panel at once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``genesel moments``."""
+    parser = subparsers.add_parser(
+        "moments",
+        help="gene-by-gene moments of a store (one pass per split)",
+        description=(
+            "Accumulate, for each split, the row count, the sum and the genes x genes cross-product of the "
+            "standardised values in float64, and write them to OUT (HDF5, with the store's fingerprint). "
+            "`genesel curve` then fits and scores the linear decoder of any number of panels without reading "
+            "the data again, and the `greedy` method selects from them. Memory: two D x D float64 matrices."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument("--out", required=True, help="moments file to write (.h5)")
+    parser.add_argument(
+        "--precision",
+        choices=("float64", "float32"),
+        default="float64",
+        help="arithmetic of the per-block products (default float64; sums over blocks are float64 either way)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--block-rows", type=int, default=2048, help="rows per block (default 2048)")
+    parser.add_argument("--max-memory-gib", type=float, default=None, help="memory budget for the matrices (default: half the machine's)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``genesel moments``."""
+    from genesel.moments import compute_moments
+    from genesel.store import Store
+
+    with Store.open(args.data) as store:
+        path = compute_moments(
+            store,
+            args.out,
+            precision=args.precision,
+            device=args.device,
+            block_rows=args.block_rows,
+            max_memory_gib=args.max_memory_gib,
+            progress=args.progress,
+        )
+    logger.info("moments written to %s", path)
+    return 0
