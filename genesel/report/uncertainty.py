@@ -81,7 +81,9 @@ def group_replicates(replicates: np.ndarray, members: Sequence[int], *, seed: in
 def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Percentile interval of bootstrap ``values`` (``inf`` entries count as larger than all)."""
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(np.asarray(values, dtype=np.float64), [tail, 100 - tail], method="linear")
+    values = np.asarray(values, dtype=np.float64)
+    method = "linear" if np.isfinite(values).all() else "inverted_cdf"  # no interpolation towards inf
+    low, high = np.percentile(values, [tail, 100 - tail], method=method)
     return float(low), float(high)
 
 
