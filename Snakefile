@@ -34,6 +34,9 @@ rule all:
     input:
         report=f"{REPORT_DIR}/index.html",
         curves=f"{REPORT_DIR}/curves.png",
-        sweep=sweep_files,
-        landmarks=landmark_files,
+        panels=sweep_panel_files,
+        landmark_panel=landmark_panel_files,
+        linear=linear_curve_tables,
+        decoders=sweep_decoder_files,
+        landmark_decoders=landmark_decoder_files,
     default_target: True

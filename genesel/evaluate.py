@@ -59,20 +59,21 @@ class Evaluation:
     per_sample: pd.DataFrame
 
     def write(self, out: str | os.PathLike[str]) -> Path:
-        """Write the metrics JSON to ``out`` and the per-gene table beside it.
+        """Write the metrics JSON to ``out`` and the per-gene and per-sample tables beside it.
 
         ``out`` is a ``.json`` file (or a directory, meaning ``DIR/metrics.json``). The
-        table is ``per_gene.tsv`` beside ``metrics.json``, or ``<stem>.per_gene.tsv``
-        beside any other name.
+        tables are ``per_gene.tsv`` and ``per_sample.tsv`` beside ``metrics.json``, or
+        ``<stem>.per_gene.tsv`` and ``<stem>.per_sample.tsv`` beside any other name.
         """
         out = Path(out)
         if out.suffix != ".json":
             out = out / "metrics.json"
-        table = out.with_name("per_gene.tsv" if out.name == "metrics.json" else f"{out.stem}.per_gene.tsv")
-        with atomic_output(table) as tmp:
-            self.per_gene.to_csv(tmp, sep="\t", float_format="%.6g")
+        for name, frame in (("per_gene", self.per_gene), ("per_sample", self.per_sample)):
+            table = out.with_name(f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv")
+            with atomic_output(table) as tmp:
+                frame.to_csv(tmp, sep="\t", float_format="%.8g")
         write_json(out, self.metrics)
-        logger.info("wrote metrics to %s and per-gene errors to %s", out, table)
+        logger.info("wrote metrics to %s, per-gene and per-sample errors beside it", out)
         return out
 
 

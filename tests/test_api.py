@@ -143,21 +143,25 @@ def test_impute_returns_the_full_transcriptome(pbmc: anndata.AnnData, tmp_path: 
 
 def test_panel_curve_and_its_plot(pbmc: anndata.AnnData, tmp_path: Path) -> None:
     adata = pbmc.copy()
-    frame = genesel.tl.panel_curve(adata, sizes=(10, 40), methods=("random", "landmarks"), seeds=(0, 1), decoder="linear")
+    frame = genesel.tl.panel_curve(
+        adata, sizes=(10, 40), methods=("random", "landmarks"), seeds=(0, 1), decoder="linear", random_panels=4, sizes_around_landmarks=False
+    )
     assert isinstance(frame, pd.DataFrame) and adata.uns["genesel_curve"] is frame
     n_landmarks = int(adata.var["landmark"].sum())
     assert set(frame.loc[frame["method"] == "landmarks", "n_genes"]) == {n_landmarks}
-    assert len(frame) == 2 * 2 + 2
+    assert len(frame) == 2 * 4 + 2  # 4 random panels per size (the band), landmarks with 2 seeds
+    assert adata.uns["genesel_curve_per_sample"].shape == (int((adata.obs["split"] == "test").sum()), len(frame))
     assert (frame.loc[frame["method"] == "landmarks", "landmark_overlap"] == n_landmarks).all()
-    random_mse = frame[frame["method"] == "random"].groupby("n_genes")["mse"].mean()
+    random_mse = frame[frame["method"] == "random"].groupby("n_genes")["mse_imputed"].mean()
     assert random_mse[40] < random_mse[10], "more genes must impute better"
 
     ax = genesel.pl.panel_curve(adata, show=False, save=tmp_path / "curve.png")
     assert isinstance(ax, matplotlib.axes.Axes)
     assert (tmp_path / "curve.png").stat().st_size > 1000
     labels = ax.get_legend_handles_labels()[1]
-    assert "random" in labels and f"landmarks ({n_landmarks})" in labels
-    ax = genesel.pl.panel_curve(frame, metric="mae", show=False)
-    assert ax.get_ylabel() == "mae"
+    assert "random panels (10-90%)" in labels and f"L1000 landmarks ({n_landmarks} genes)" in labels
+    assert ax.get_ylabel() == "test MSE, imputed genes (standardised)"
+    ax = genesel.pl.panel_curve(frame, metric="mae_imputed", show=False)
+    assert ax.get_ylabel() == "test MAE, imputed genes (standardised)"
     with pytest.raises(ConfigError, match="no 'other'"):
         genesel.pl.panel_curve(adata, key="other", show=False)

@@ -16,14 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
 
-#: Few samples, genes and epochs; 3 methods, 1 size, 1 seed, 1 decoder: 13 short jobs.
+#: Few samples, genes and epochs; 3 methods, 1 size (no sizes added around the landmark
+#: count, so the plan is known before the store exists), 1 seed, both decoders: 12 short jobs.
 TINY_CONFIG = {
     "run": "tiny",
     "input": {"simulate": {"n_obs": 300, "n_genes": 200, "seed": 0}},
     "methods": {"cae": {"epochs": 3, "batch_size": 64}, "random": {}, "landmarks": {}},
     "panel_sizes": [8],
     "seeds": [0],
-    "decoders": {"linear": {}},
+    "decoders": {"linear": {}, "mlp": {"hidden": [16], "epochs": 2}},
+    "reference": {"random_panels": 4, "sizes_around_landmarks": False},
 }
 
 pytestmark = pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake is not installed in this environment")
@@ -59,9 +61,10 @@ def test_profile_dry_run(tmp_path: Path, profile: str) -> None:
     result = snakemake(tmp_path, "-n", "--profile", str(REPO / "profiles" / profile), config=TINY_CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = planned_jobs(result.stdout)
-    # cae and random; the landmark panel waits for the store (preprocess is a checkpoint).
+    # cae and random (for the mlp decoder); the landmark panel waits for the store (preprocess
+    # is a checkpoint); the linear decoder scores every panel in one job from the moments.
     assert jobs["train_panel"] == 1 and jobs["select_baseline_panel"] == 1
-    assert jobs["fit_imputer"] == 2 and jobs["evaluate"] == 2 and jobs["report"] == 1
+    assert jobs["fit_imputer"] == 2 and jobs["moments"] == 1 and jobs["linear_curve"] == 1 and jobs["report"] == 1
     if profile == "slurm":
         assert "gres=gpu:1" in result.stdout
     if profile == "gpu":
@@ -84,6 +87,8 @@ def test_demo_and_geo_configs_are_valid() -> None:
     assert geo["decoders"]["mlp"]["hidden"][0] == 9000
     assert demo["decoders"]["mlp"]["hidden"][0] < 1000
     assert demo["evaluation"] == {"split": "test", "metric": None}  # defaults filled in
+    assert demo["reference"] == {"random_panels": 10, "sizes_around_landmarks": True}
+    assert geo["decoders"]["linear"]["ridge"] == "auto"
 
 
 def test_geo_config_names_the_missing_compendium(tmp_path: Path) -> None:
@@ -134,10 +139,13 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     curves = pd.read_csv(report / "curves.tsv", sep="\t")
     assert set(curves["method"]) == {"cae", "random", "landmarks"}
     assert set(curves.loc[curves["method"] != "landmarks", "n_genes"]) == {8}
-    assert (curves["mean"] > 0).all()
+    assert (curves["mean"] > 0).all() and (curves["low"] <= curves["high"]).all()
+    random_linear = curves[(curves["method"] == "random") & (curves["decoder"] == "linear")].iloc[0]
+    assert random_linear["n_seeds"] == 4 and random_linear["band_low"] <= random_linear["band_high"]
     assert (run / "benchmarks" / "train_panel" / "cae_k8_seed0.tsv").exists()
-    assert (run / "logs" / "evaluate" / "random_k8_seed0_linear.log").exists()
+    assert (run / "logs" / "fit_imputer" / "random_k8_seed0_mlp.log").exists()
     assert (report / "landmark_match.tsv").exists()
+    assert '<p class="lead">With the linear decoder' in page
 
     again = snakemake(tmp_path, "-n", config=TINY_CONFIG)
     assert planned_jobs(again.stdout) == {}, "a second run must have nothing to do"
@@ -147,7 +155,6 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
     assert planned_jobs(rerun.stdout) == {
         "select_baseline_panel": 1,
         "fit_imputer": 1,
-        "evaluate": 1,
         "aggregate": 1,
         "report": 1,
         "all": 1,

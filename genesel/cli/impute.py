@@ -53,6 +53,12 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--decoder", choices=("linear", "mlp", "knn"), default="linear", help="model kind (default linear)")
     parser.add_argument("--out", required=True, help="model directory to write")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="also score the fitted model (as `genesel evaluate` does) and write its metrics JSON here, in the same process",
+    )
+    parser.add_argument("--split", choices=("test", "validation"), default="test", help="rows --metrics scores (default test)")
     linear = parser.add_argument_group("linear")
     linear.add_argument(
         "--ridge",
@@ -134,6 +140,12 @@ def run_fit(args: argparse.Namespace) -> int:
         )
         model.training["panel"] = str(Path(args.panel))
         model.save(out)
+        if args.metrics is not None:
+            from genesel.evaluate import describe_metrics, evaluate_model
+
+            evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
+            path = evaluation.write(args.metrics)
+            logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
     if args.decoder == "mlp" and not args.keep_checkpoint:
         remove_checkpoint(out / CHECKPOINT_NAME)
     logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 DECODER = "linear"
 #: The table ``linear_curve`` writes into its output folder.
 TABLE_NAME = "linear_runs.tsv"
+#: Seeded random panels per size behind the report's random-panel band.
+DEFAULT_RANDOM_PANELS = 10
 
 
 def panel_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:

@@ -14,7 +14,6 @@ from matplotlib.axes import Axes
 from genesel.errors import ConfigError
 from genesel.evaluate import HEADLINE_METRIC
 from genesel.report.build import METRIC_LABELS
-from genesel.report.curves import summarize_curves
 from genesel.report.figures import plot_panel_curve
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,9 @@ def panel_curve(
 ) -> Axes:
     """Plot the error of each method against panel size, as computed by :func:`genesel.tl.panel_curve`.
 
-    One line per method (mean over seeds, bars: the range over seeds); random panels, when
+    One line per method (mean over seeds, bars: 95 % intervals bootstrapped over test samples
+    and seeds when ``uns[key + "_per_sample"]`` holds per-sample errors, else the range
+    over seeds); random panels, when
     at least three per size were run, are a grey band (10-90 %) around their median; the
     landmark panel, when present, is a star with a dashed horizontal line. The simulator's
     noise floor is drawn when the data records one.
@@ -60,11 +61,14 @@ def panel_curve(
     The Axes drawn into.
     """
     frame = _table(adata, key)
+    per_sample = None if isinstance(adata, pd.DataFrame) else adata.uns.get(f"{key}_per_sample")
     decoders = sorted(frame["decoder"].unique())
     decoder = decoder or decoders[0]
     if decoder not in decoders:
         raise ConfigError(f"decoder {decoder!r} is not in the table; it has {decoders}")
-    curves = summarize_curves(frame, metric=metric).table
+    from genesel.tl._curve import curve_summary
+
+    curves = curve_summary(frame, per_sample, metric=metric).table
     noise_floor = None
     if "noise_floor" in frame and frame["noise_floor"].notna().any():
         noise_floor = float(frame["noise_floor"].dropna().iloc[0])

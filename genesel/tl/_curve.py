@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from genesel.errors import ConfigError
 from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
-from genesel.report.curves import REFERENCE_METHOD
+from genesel.impute.curve import DEFAULT_RANDOM_PANELS
+from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD
 from genesel.selectors.base import select_panel
 from genesel.store import Store
 from genesel.tl._prepare import ensure_store
@@ -40,8 +41,10 @@ def panel_curve(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     hidden: Sequence[int] = (256,),
+    random_panels: int = DEFAULT_RANDOM_PANELS,
+    sizes_around_landmarks: bool = True,
     device: str = "auto",
-    progress: bool = False,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Select panels of several sizes with several methods and measure their imputation error.
 
@@ -78,6 +81,11 @@ def panel_curve(
         Adam learning rate of trained models.
     hidden
         Hidden widths of the MLP decoder.
+    random_panels
+        With the ``random`` method and the linear decoder: this many seeded random panels per
+        size (at least as many as ``seeds``), the random-panel band of the plot.
+    sizes_around_landmarks
+        Add the landmark count and +-25 % of it to ``sizes`` (when the data has landmarks).
     device
         ``auto``, ``cpu`` or ``cuda``.
     progress
@@ -87,8 +95,10 @@ def panel_curve(
     -------
     One row per (method, n_genes, seed): ``method``, ``n_genes``, ``seed``, ``decoder``,
     ``landmark_overlap`` (landmark genes in the panel) and every metric of
-    :func:`genesel.evaluate.evaluate_model` (``mse``, ``mae``, ``mse_unmeasured``, ...).
-    Also stored as ``adata.uns[key_added]``.
+    :func:`genesel.evaluate.evaluate_model` (``mse_imputed``, its interval, ``mse``, ...).
+    Also stored as ``adata.uns[key_added]``; each run's per-sample imputed-gene errors (the
+    intervals of :func:`genesel.pl.panel_curve`) as ``adata.uns[key_added + "_per_sample"]``
+    (samples x runs, columns in the table's row order). The headline sentence is logged.
     """
     if not sizes or not methods or not seeds:
         raise ConfigError("panel_curve needs at least one size, one method and one seed")
@@ -97,8 +107,9 @@ def panel_curve(
     if unknown:
         raise ConfigError(f"params given for methods not in methods: {unknown}")
     store = ensure_store(adata, seed=seeds[0], layer=layer)
-    plan = [(method, int(k), int(seed)) for method in methods for k in _sizes_of(method, sizes, store) for seed in seeds]
-    rows = []
+    sizes = _with_landmark_sizes(sizes, store) if sizes_around_landmarks else [int(k) for k in sizes]
+    plan = [(method, int(k), int(seed)) for method in methods for k in _sizes_of(method, sizes, store) for seed in _seeds_of(method, seeds, decoder, random_panels)]
+    rows, per_sample = [], []
     for method, n_genes, seed in tqdm(plan, desc="panel curve", unit="run", disable=not progress):
         trainer, loader = training_configs(
             seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=False
@@ -107,15 +118,46 @@ def panel_curve(
         if decoder == "mlp":
             trainer.lr_decay = 0.95
         model = fit_imputer(store, list(panel.gene_ids), decoder=decoder, hidden=tuple(hidden), trainer=trainer, loader=loader, progress=False)
-        metrics = evaluate_model(store, model, split=split, progress=False).metrics
+        evaluation = evaluate_model(store, model, split=split, progress=False)
+        metrics = evaluation.metrics
+        per_sample.append(evaluation.per_sample["mse_imputed"].rename(len(per_sample)))
         overlap = int(store.landmark_mask[panel.gene_indices].sum())
         numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in CURVE_KEYS}
         rows.append({"method": method, "n_genes": n_genes, "seed": seed, "decoder": decoder, "landmark_overlap": overlap, **numbers})
-        logger.info("%s K=%d seed %d: %s MSE %.4g", method, n_genes, seed, split, metrics["mse"])
+        logger.debug("%s K=%d seed %d: %s imputed-gene MSE %.4g", method, n_genes, seed, split, metrics["mse_imputed"])
     frame = pd.DataFrame(rows)
     adata.uns[key_added] = frame
-    logger.info("added uns[%r]: %d runs", key_added, len(frame))
+    adata.uns[f"{key_added}_per_sample"] = pd.concat(per_sample, axis=1).rename(columns=str)
+    logger.info("added uns[%r] (%d runs) and uns[%r]", key_added, len(frame), f"{key_added}_per_sample")
+    from genesel.report.headline import headline, match_landmarks
+
+    curves = curve_summary(frame, adata.uns[f"{key_added}_per_sample"])
+    logger.info("%s", headline(match_landmarks(curves), curves, decoder=decoder))
     return frame
+
+
+def curve_summary(frame: pd.DataFrame, per_sample: pd.DataFrame | None, *, metric: str = "mse_imputed"):
+    """:class:`~genesel.report.curves.Curves` of a :func:`panel_curve` table, bootstrapped when per-sample errors are given."""
+    from genesel.report.curves import summarize_curves
+    from genesel.report.uncertainty import run_replicates
+
+    replicates = None
+    if per_sample is not None and metric == "mse_imputed" and per_sample.shape[1] == len(frame):
+        series = [per_sample.iloc[:, i].dropna() for i in range(per_sample.shape[1])]
+        replicates = run_replicates(frame[metric].to_numpy(float), series, frame["n_samples"].to_numpy(int))
+    return summarize_curves(frame, metric=metric, replicates=replicates)
+
+
+def _with_landmark_sizes(sizes: Sequence[int], store: Store) -> list[int]:
+    n_landmarks = int(store.landmark_mask.sum())
+    extra = {n_landmarks, max(1, round(0.75 * n_landmarks)), round(1.25 * n_landmarks)} if n_landmarks else set()
+    return sorted({int(k) for k in sizes} | {k for k in extra if k < store.n_vars})
+
+
+def _seeds_of(method: str, seeds: Sequence[int], decoder: str, random_panels: int) -> list[int]:
+    if method == RANDOM_METHOD and decoder == "linear":
+        return list(range(max(len(seeds), int(random_panels))))
+    return [int(s) for s in seeds]
 
 
 def _sizes_of(method: str, sizes: Sequence[int], store: Store) -> list[int]:

@@ -20,6 +20,11 @@ STORE = f"{RESULTS}/data/store.h5ad"
 PANEL_DIR = f"{RESULTS}/panels/{{method}}/k{{n_genes}}/seed{{seed}}"
 IMPUTER_DIR = f"{RESULTS}/imputers/{{method}}/k{{n_genes}}/seed{{seed}}/{{decoder}}"
 METRICS_DIR = f"{RESULTS}/metrics/{{method}}/k{{n_genes}}/seed{{seed}}/{{decoder}}"
+MOMENTS = f"{RESULTS}/data/moments.h5"
+#: The decoder whose curve comes from the moments in one job (`genesel curve`).
+LINEAR_DECODER = "linear"
+#: The table `genesel curve` writes beside the metrics it lists.
+LINEAR_TABLE = f"{RESULTS}/metrics/linear_runs.tsv"
 REPORT_DIR = f"{RESULTS}/report"
 #: The file `genesel impute fit` writes last into a model directory.
 IMPUTER_FILE = "model.json"
@@ -109,58 +114,108 @@ def landmark_panel_size():
         return int(handle["var"]["landmark"][:].sum())
 
 
-def sweep_runs():
-    """(method, n_genes, seed, decoder) of every method except landmarks."""
-    return [
-        (method, n_genes, seed, decoder)
-        for method in config["methods"]
-        if method != LANDMARK_METHOD
-        for n_genes in config["panel_sizes"]
-        for seed in method_seeds(method)
-        for decoder in config["decoders"]
-    ]
+def panel_sizes():
+    """config panel_sizes, plus the landmark count and +-25% of it (reference.sizes_around_landmarks;
+    known once preprocess has run)."""
+    sizes = set(config["panel_sizes"])
+    if config["reference"]["sizes_around_landmarks"]:
+        n_landmarks = landmark_panel_size()
+        if n_landmarks:
+            sizes |= {n_landmarks, max(1, round(0.75 * n_landmarks)), round(1.25 * n_landmarks)}
+    return sorted(sizes)
 
 
-def landmark_runs():
-    """(method, n_genes, seed, decoder) of the landmark panel (its size is read from the store)."""
+def linear_decoders():
+    """The configured decoders scored from the moments (the linear one)."""
+    return [d for d in config["decoders"] if d == LINEAR_DECODER]
+
+
+def trained_decoders():
+    """The configured decoders fitted and evaluated per panel (all but the linear one)."""
+    return [d for d in config["decoders"] if d != LINEAR_DECODER]
+
+
+def sweep_panels():
+    """(method, n_genes, seed) of every selected panel except the landmark panel."""
+    chosen = []
+    for method in config["methods"]:
+        if method == LANDMARK_METHOD or (method == "random" and not trained_decoders()):
+            continue  # the linear curve draws its random panels itself
+        chosen += [(method, k, seed) for k in panel_sizes() for seed in method_seeds(method)]
+    return chosen
+
+
+def landmark_panels():
+    """(method, n_genes, seed) of the landmark panel (its size is read from the store)."""
     if LANDMARK_METHOD not in config["methods"]:
         return []
-    n_genes = landmark_panel_size()
-    return [(LANDMARK_METHOD, n_genes, seed, decoder) for seed in method_seeds(LANDMARK_METHOD) for decoder in config["decoders"]]
+    return [(LANDMARK_METHOD, landmark_panel_size(), seed) for seed in method_seeds(LANDMARK_METHOD)]
 
 
-def run_files(runs):
-    """Panel, imputer and metrics files of the given runs."""
+def panel_paths(chosen):
+    """panel.tsv of the given panels."""
+    return [f"{PANEL_DIR}/panel.tsv".format(method=m, n_genes=k, seed=s) for m, k, s in chosen]
+
+
+def sweep_panel_files(wildcards):
+    """panel.tsv of every panel but the landmark panel (targets of rule all)."""
+    return panel_paths(sweep_panels())
+
+
+def landmark_panel_files(wildcards):
+    """panel.tsv of the landmark panel."""
+    return panel_paths(landmark_panels())
+
+
+def linear_curve_panels(wildcards):
+    """panel.tsv of every panel the linear curve scores (random panels are drawn in the job)."""
+    return panel_paths([p for p in sweep_panels() + landmark_panels() if p[0] != "random"])
+
+
+def decoder_files_of(chosen):
+    """Imputer and metrics files of the per-panel decoders on the given panels."""
     files = []
-    for method, n_genes, seed, decoder in runs:
-        keys = dict(method=method, n_genes=n_genes, seed=seed, decoder=decoder)
-        files += [
-            f"{PANEL_DIR}/panel.tsv".format(**keys),
-            f"{IMPUTER_DIR}/{IMPUTER_FILE}".format(**keys),
-            f"{METRICS_DIR}/metrics.json".format(**keys),
-        ]
+    for method, n_genes, seed in chosen:
+        for decoder in trained_decoders():
+            keys = dict(method=method, n_genes=n_genes, seed=seed, decoder=decoder)
+            files += [f"{IMPUTER_DIR}/{IMPUTER_FILE}".format(**keys), f"{METRICS_DIR}/metrics.json".format(**keys)]
     return sorted(set(files))
 
 
-def sweep_metrics(wildcards):
-    """metrics.json of every method except landmarks, at every panel size, seed and decoder."""
-    return [f for f in run_files(sweep_runs()) if f.endswith("metrics.json")]
+def sweep_decoder_files(wildcards):
+    """Imputer and metrics files of the per-panel decoders, landmark panel aside: targets of
+    rule all, so that deleting one (say a panel.tsv) reruns it and what depends on it."""
+    return decoder_files_of(sweep_panels())
 
 
-def landmark_metrics(wildcards):
-    """metrics.json of the landmark panel."""
-    return [f for f in run_files(landmark_runs()) if f.endswith("metrics.json")]
+def landmark_decoder_files(wildcards):
+    """Imputer and metrics files of the per-panel decoders on the landmark panel."""
+    return decoder_files_of(landmark_panels())
 
 
-def sweep_files(wildcards):
-    """Every panel, imputer and metrics file of the sweep: targets of rule all, so that
-    deleting one (say a panel.tsv) reruns it and what depends on it."""
-    return run_files(sweep_runs())
+def decoder_metrics(wildcards):
+    """metrics.json of every per-panel decoder run."""
+    files = decoder_files_of(sweep_panels()) + decoder_files_of(landmark_panels())
+    return [f for f in files if f.endswith("metrics.json")]
 
 
-def landmark_files(wildcards):
-    """Panel, imputer and metrics files of the landmark panel (targets of rule all)."""
-    return run_files(landmark_runs())
+def linear_curve_tables(wildcards):
+    """The linear curve's table, when the linear decoder is configured."""
+    return [LINEAR_TABLE] if linear_decoders() else []
+
+
+def random_options(wildcards):
+    """Options of genesel curve for the random-panel band."""
+    if "random" not in config["methods"]:
+        return ""
+    sizes = [str(k) for k in panel_sizes()]
+    return shlex.join(["--random-panels", str(config["reference"]["random_panels"]), "--random-sizes", *sizes])
+
+
+def linear_options(wildcards):
+    """Options of genesel curve from config decoders.linear."""
+    settings = config["decoders"].get(LINEAR_DECODER) or {}
+    return shlex.join(cli_options(settings))
 
 
 # -- options of the package's commands -------------------------------------------

@@ -1,4 +1,45 @@
-# Imputation: fit each decoder on each panel, then score it on the held-out split.
+# Imputation. The linear decoder: the store's moments once, then every panel's fit and test
+# errors in one job. Other decoders: fit each on each panel, then score it on the held-out split.
+
+
+rule moments:
+    input:
+        store=STORE,
+    output:
+        moments=MOMENTS,
+    log:
+        f"{LOGS}/moments/moments.log",
+    benchmark:
+        f"{BENCHMARKS}/moments/moments.tsv"
+    conda:
+        "../../envs/genesel.yaml"
+    threads: 1
+    shell:
+        "genesel moments --data {input.store} --out {output.moments} > {log} 2>&1"
+
+
+rule linear_curve:
+    input:
+        store=STORE,
+        moments=MOMENTS,
+        panels=linear_curve_panels,
+    output:
+        table=LINEAR_TABLE,
+    params:
+        random=random_options,
+        options=linear_options,
+        split=config["evaluation"]["split"],
+        out_dir=subpath(output.table, parent=True),
+    log:
+        f"{LOGS}/linear_curve/linear_curve.log",
+    benchmark:
+        f"{BENCHMARKS}/linear_curve/linear_curve.tsv"
+    conda:
+        "../../envs/genesel.yaml"
+    threads: 1
+    shell:
+        "genesel curve --data {input.store} --moments {input.moments} --panels {input.panels} {params.random} "
+        "--split {params.split} --out {params.out_dir} {params.options} > {log} 2>&1"
 
 
 rule fit_imputer:
@@ -7,9 +48,15 @@ rule fit_imputer:
         panel=f"{PANEL_DIR}/panel.tsv",
     output:
         model=f"{IMPUTER_DIR}/{IMPUTER_FILE}",
+        metrics=f"{METRICS_DIR}/metrics.json",
+        per_gene=f"{METRICS_DIR}/per_gene.tsv",
+        per_sample=f"{METRICS_DIR}/per_sample.tsv",
     params:
         options=decoder_options,
         out_dir=subpath(output.model, parent=True),
+        split=config["evaluation"]["split"],
+    wildcard_constraints:
+        decoder=r"(?!linear$)[a-z]+",
     log:
         f"{LOGS}/fit_imputer/{{method}}_k{{n_genes}}_seed{{seed}}_{{decoder}}.log",
     benchmark:
@@ -19,26 +66,4 @@ rule fit_imputer:
     threads: 1
     shell:
         "genesel impute fit --data {input.store} --panel {input.panel} --decoder {wildcards.decoder} "
-        "--out {params.out_dir} {params.options} > {log} 2>&1"
-
-
-rule evaluate:
-    input:
-        store=STORE,
-        model=f"{IMPUTER_DIR}/{IMPUTER_FILE}",
-    output:
-        metrics=f"{METRICS_DIR}/metrics.json",
-        per_gene=f"{METRICS_DIR}/per_gene.tsv",
-    params:
-        model_dir=subpath(input.model, parent=True),
-        split=config["evaluation"]["split"],
-    log:
-        f"{LOGS}/evaluate/{{method}}_k{{n_genes}}_seed{{seed}}_{{decoder}}.log",
-    benchmark:
-        f"{BENCHMARKS}/evaluate/{{method}}_k{{n_genes}}_seed{{seed}}_{{decoder}}.tsv"
-    conda:
-        "../../envs/genesel.yaml"
-    threads: 1
-    shell:
-        "genesel evaluate --data {input.store} --model {params.model_dir} --split {params.split} "
-        "--out {output.metrics} > {log} 2>&1"
+        "--out {params.out_dir} --metrics {output.metrics} --split {params.split} {params.options} > {log} 2>&1"

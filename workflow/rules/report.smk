@@ -3,8 +3,8 @@
 
 rule aggregate:
     input:
-        sweep=sweep_metrics,
-        landmarks=landmark_metrics,
+        linear=linear_curve_tables,
+        decoders=decoder_metrics,
     output:
         runs=f"{REPORT_DIR}/runs.tsv",
     params:
