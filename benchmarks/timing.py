@@ -17,6 +17,7 @@ class Measured:
     command: str
     seconds: float
     peak_rss_gib: float
+    cpu_seconds: float = float("nan")
 
 
 def measure(command: list[str], *, log: str | None = None) -> Measured:
@@ -32,7 +33,8 @@ def measure(command: list[str], *, log: str | None = None) -> Measured:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(command)}")
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rss = int(match.group(1)) / 2**20 if match else float("nan")
-    return Measured(" ".join(command), seconds, rss)
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    return Measured(" ".join(command), seconds, rss, cpu)
 
 
 def drop_caches() -> bool:
