@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 MOMENTS_FORMAT_VERSION = 1
 #: Arithmetic of the per-block products.
 PRECISIONS = ("float64", "float32")
+#: Columns mirrored at a time when the upper triangle is copied into the lower one.
+SYMMETRIZE_BLOCK = 512
 #: Default memory budget for the ``D x D`` matrices (GiB): half the machine's memory.
 DEFAULT_MEMORY_FRACTION = 0.5
 
@@ -128,11 +130,18 @@ class GramAccumulator:
     def result(self) -> tuple[int, np.ndarray, np.ndarray]:
         """``(n, sum z, sum z z^T)`` with the full symmetric matrix (C-ordered float64)."""
         if self._gram_device is not None:
-            gram = self._gram_device.cpu().numpy()
-        else:
-            gram = np.triu(self.gram)
-            gram = gram + np.triu(gram, 1).T
-        return self.n, self.total, np.ascontiguousarray(gram)
+            return self.n, self.total, np.ascontiguousarray(self._gram_device.cpu().numpy())
+        # Mirror the upper triangle into the lower one in place, one column block at a time: no
+        # D x D copy (np.triu and a sum took three more, 2.5 GiB and 40 s at D = 10,463). The
+        # Fortran-ordered symmetric matrix is its own transpose, whose view is C-ordered.
+        gram = self.gram
+        n_vars = gram.shape[0]
+        for a in range(0, n_vars, SYMMETRIZE_BLOCK):
+            b = min(a + SYMMETRIZE_BLOCK, n_vars)
+            gram[b:, a:b] = gram[a:b, b:].T
+            diagonal = gram[a:b, a:b]
+            diagonal[np.tril_indices(b - a, -1)] = diagonal.T[np.tril_indices(b - a, -1)]
+        return self.n, self.total, gram.T
 
 
 def compute_moments(
