@@ -202,7 +202,9 @@ def compute_moments(
                 group.attrs["n"] = n
                 group.create_dataset("total", data=total)
                 group.create_dataset("squares", data=np.diagonal(gram).copy())
-                group.create_dataset("gram", data=gram, chunks=(1, store.n_vars) if store.n_vars > 1 else None)
+                # Contiguous (not chunked): a panel's rows are then read straight from the file
+                # (Moments.panel_statistics), about 10x faster than an h5py row selection.
+                group.create_dataset("gram", data=gram)
                 del gram
     logger.info("wrote the moments of %d genes (%s) to %s in %.1f s", store.n_vars, ", ".join(splits), out, time.perf_counter() - started)
     return out
@@ -215,6 +217,7 @@ class Moments:
         self.path = path
         self._handle = handle
         self.n_vars = int(handle["gene_ids"].shape[0])
+        self._fd: int | None = os.open(path, os.O_RDONLY)
 
     def n(self, split: str) -> int:
         """Rows of ``split`` summed into the file (0 when absent)."""
@@ -226,13 +229,47 @@ class Moments:
             raise InputFileError(self.path, f"holds no moments of the {split} split", "recompute it with `genesel moments`")
         group = self._handle[split]
         panel = np.asarray(panel, dtype=np.int64)
-        order = np.argsort(panel)
-        rows = np.empty((panel.size, self.n_vars), dtype=np.float64)
-        rows[order] = group["gram"][panel[order]]
+        rows = self._read_rows(group["gram"], panel)
         return PanelStatistics(n=int(group.attrs["n"]), total=group["total"][:], cross=rows, squares=group["squares"][:], panel=panel)
+
+    def _read_rows(self, dataset: h5py.Dataset, panel: np.ndarray) -> np.ndarray:
+        """Rows ``panel`` of a ``D x D`` float64 matrix, in ``panel``'s order.
+
+        A contiguous little-endian dataset is read with one ``preadv`` per run of
+        consecutive rows (h5py's row selection costs about 0.35 s of CPU per 943 rows of
+        10,463 at GEO scale, this about a tenth of it); a chunked one (files written before
+        the layout changed) through h5py.
+        """
+        order = np.argsort(panel, kind="stable")
+        ordered = panel[order]
+        offset = dataset.id.get_offset()
+        if offset is None or self._fd is None or dataset.dtype != np.dtype("<f8") or dataset.shape != (self.n_vars, self.n_vars):
+            rows = np.empty((panel.size, self.n_vars), dtype=np.float64)
+            rows[order] = dataset[ordered]
+            return rows
+        row_bytes = 8 * self.n_vars
+        buffer = np.empty((panel.size, self.n_vars), dtype=np.float64)
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, ordered.size], strict=True):
+            view = memoryview(buffer[start:stop]).cast("B")
+            position = offset + int(ordered[start]) * row_bytes
+            done = 0
+            while done < view.nbytes:
+                read = os.preadv(self._fd, [view[done:]], position + done)
+                if read <= 0:
+                    raise InputFileError(self.path, "ended inside the moments matrix", "recompute it with `genesel moments`")
+                done += read
+        if np.array_equal(order, np.arange(panel.size)):
+            return buffer
+        rows = np.empty_like(buffer)
+        rows[order] = buffer
+        return rows
 
     def close(self) -> None:
         """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._handle.close()
 
     def __enter__(self) -> Moments:

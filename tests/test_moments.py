@@ -60,6 +60,30 @@ def test_moments_equal_in_memory_products(simulated):
             np.testing.assert_allclose(stats.squares, (z**2).sum(0), rtol=1e-10)
 
 
+def test_panel_rows_read_directly_equal_h5py_rows(simulated, tmp_path):
+    """Contiguous matrices are read from the file by runs of rows; chunked ones (older files) by h5py."""
+    import shutil
+
+    import h5py
+
+    store, path = simulated
+    chunked = tmp_path / "chunked.h5"
+    shutil.copy(path, chunked)
+    with h5py.File(chunked, "a") as handle:
+        for split in ("train", "validation", "test"):
+            gram = handle[split]["gram"][:]
+            del handle[split]["gram"]
+            handle[split].create_dataset("gram", data=gram, chunks=(1, gram.shape[1]))
+    panel = np.array([39, 4, 5, 6, 0, 22, 21, 38])  # unsorted, with runs and both ends
+    with open_moments(path, store) as direct, open_moments(chunked, store) as through_h5py:
+        assert direct._handle["train"]["gram"].id.get_offset() is not None
+        assert through_h5py._handle["train"]["gram"].id.get_offset() is None
+        for split in ("train", "validation", "test"):
+            a, b = direct.panel_statistics(split, panel), through_h5py.panel_statistics(split, panel)
+            np.testing.assert_array_equal(a.cross, b.cross)
+            np.testing.assert_array_equal(a.cross, direct._handle[split]["gram"][:][panel])
+
+
 @pytest.mark.parametrize("ridge", [0.0, 0.05, "auto"])
 @pytest.mark.parametrize("data", ["simulated", "real"])
 def test_moments_path_equals_streaming_path(data, ridge, request):
