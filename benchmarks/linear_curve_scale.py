@@ -107,6 +107,11 @@ def main() -> None:
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=None, help="sizes timed on the per-panel path (default: all)")
     parser.add_argument("--auto-sizes", type=int, nargs="*", default=[943, 250], help="sizes timed with ridge auto vs 0")
     parser.add_argument("--skip-moments", action="store_true", help="reuse WORKDIR/moments.h5")
+    parser.add_argument(
+        "--stages", nargs="+", choices=("moments", "curve", "per-panel"), default=["moments", "curve", "per-panel"],
+        help="stages to run (default all, in this order)",
+    )
+    parser.add_argument("--merge", type=Path, default=None, help="take the moments and curve results of this earlier JSON")
     parser.add_argument("--out", type=Path, default=RESULTS / "linear_curve_scale.json")
     parser.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
     args = parser.parse_args()
@@ -132,13 +137,17 @@ def main() -> None:
         "load_start": load(),
     }
 
+    if args.merge:
+        prior = json.loads(args.merge.read_text())
+        result.update({k: prior[k] for k in ("moments", "curve") if k in prior and k not in args.stages})
+
     def save() -> None:
         args.out.write_text(json.dumps(result, indent=2))
 
     save()
     log = str(args.workdir / "commands.log")
     # 1. Moments path.
-    if not args.skip_moments:
+    if "moments" in args.stages and not args.skip_moments:
         moments_file.unlink(missing_ok=True)
         m = measure([*GENESEL, "moments", "--data", str(args.data), "--out", str(moments_file)], log=log)
         result["moments"] = {
@@ -149,13 +158,27 @@ def main() -> None:
         print("moments", result["moments"], flush=True)
         save()
     metrics_dir = args.workdir / "metrics"
+    if "curve" in args.stages:
+        curve(args, result, moments_file, metrics_dir, paths, log)
+        save()
+    if "per-panel" in args.stages:
+        per_panel_stage(args, result, sample_sizes, per_size, save)
+    result["load_end"] = load()
+    greedy = subprocess.run([*GENESEL, "select", "--help"], capture_output=True, text=True).stdout
+    result["greedy"] = "available" if "greedy" in greedy else "pending (no greedy method in this checkout)"
+    save()
+    report(args, result, paths)
+
+
+def curve(args, result, moments_file, metrics_dir, paths, log) -> None:
     c = measure([*GENESEL, "curve", "--data", str(args.data), "--moments", str(moments_file), "--out", str(metrics_dir),
                  "--panels", *map(str, paths)], log=log)
     result["curve"] = {"seconds": c.seconds, "cpu_seconds": c.cpu_seconds, "peak_rss_gib": c.peak_rss_gib, "load_after": load()}
     print("curve", result["curve"], flush=True)
-    save()
 
-    # 2 and 3. Per-panel path, one panel per size, and ridge auto right after the exact fit.
+
+def per_panel_stage(args, result, sample_sizes, per_size, save) -> None:
+    """2 and 3. Per-panel path, one panel per size, and ridge auto right after the exact fit."""
     per_panel = []
     with Store.open(args.data) as store:
         for size in sample_sizes:
@@ -176,44 +199,45 @@ def main() -> None:
                 row["auto_ridge"] = auto.params["ridge"]
                 row["auto_over_exact"] = row["fit_auto_s"] / row["fit_s"]
                 del auto
+            row["cpu_total_s"] = row["fit_cpu_s"] + row["eval_cpu_s"]
             row["load_after"] = load()
             per_panel.append(row)
             print("per panel", row, flush=True)
             result["per_panel_sample"] = per_panel
             save()
-    measured = {row["K"]: row["fit_s"] + row["eval_s"] for row in per_panel}
-    if set(args.sizes) <= set(measured):
-        total = per_size * sum(measured[k] for k in args.sizes)
-        result["per_panel_extrapolated_s"] = total
-        moments_total = result.get("moments", {}).get("seconds", float("nan")) + result["curve"]["seconds"]
-        result["moments_path_s"] = moments_total
-        result["per_panel_over_moments"] = total / moments_total
-        autos = [row["auto_over_exact"] for row in per_panel if "auto_over_exact" in row]
-        if autos:  # the workflow's per-panel default is ridge auto: scale the fits by the measured ratio
-            fits = per_size * sum(row["fit_s"] for row in per_panel if row["K"] in args.sizes)
-            result["per_panel_auto_extrapolated_s"] = total + fits * (float(np.mean(autos)) - 1.0)
+    for unit, key in (("s", "fit_s"), ("cpu_s", "fit_cpu_s")):
+        measured = {row["K"]: row[key] + row[key.replace("fit", "eval")] for row in per_panel}
+        if set(args.sizes) <= set(measured):
+            result[f"per_panel_extrapolated_{unit}"] = per_size * sum(measured[k] for k in args.sizes)
     result["peak_rss_this_process_gib"] = peak_rss_gib()
-    result["load_end"] = load()
-    greedy = subprocess.run([*GENESEL, "select", "--help"], capture_output=True, text=True).stdout
-    result["greedy"] = "available" if "greedy" in greedy else "pending (no greedy method in this checkout)"
     save()
 
+
+def report(args, result, paths) -> None:
+    """Ratios (where both sides were measured) and the markdown table."""
+    per_panel = result.get("per_panel_sample", [])
+    for unit, key in (("s", "seconds"), ("cpu_s", "cpu_seconds")):
+        if "moments" in result and "curve" in result and f"per_panel_extrapolated_{unit}" in result:
+            moments_total = result["moments"][key] + result["curve"][key]
+            result[f"moments_path_{unit}"] = moments_total
+            result[f"per_panel_over_moments_{unit}"] = result[f"per_panel_extrapolated_{unit}"] / moments_total
+    args.out.write_text(json.dumps(result, indent=2))
     f = result["flops"]
     rows = [
         {"path": "moments: genesel moments (3 splits)", "wall s": result.get("moments", {}).get("seconds"),
          "CPU s": result.get("moments", {}).get("cpu_seconds"), "peak RSS GiB": result.get("moments", {}).get("peak_rss_gib"),
          "TFLOP": f["moments_pass"] / 1e12},
-        {"path": f"moments: genesel curve ({len(paths)} panels, ridge auto)", "wall s": result["curve"]["seconds"],
-         "CPU s": result["curve"]["cpu_seconds"], "peak RSS GiB": result["curve"]["peak_rss_gib"],
+        {"path": f"moments: genesel curve ({len(paths)} panels, ridge auto)", "wall s": result.get("curve", {}).get("seconds"),
+         "CPU s": result.get("curve", {}).get("cpu_seconds"), "peak RSS GiB": result.get("curve", {}).get("peak_rss_gib"),
          "TFLOP": (f["curve_small_solves"] + f["curve_per_sample"]) / 1e12},
         {"path": f"per panel: fit (ridge 0) + evaluate, {len(paths)} panels (extrapolated)",
-         "wall s": result.get("per_panel_extrapolated_s"), "CPU s": None, "peak RSS GiB": round(peak_rss_gib(), 2),
-         "TFLOP": f["per_panel_total"] / 1e12},
+         "wall s": result.get("per_panel_extrapolated_s"), "CPU s": result.get("per_panel_extrapolated_cpu_s"),
+         "peak RSS GiB": result.get("peak_rss_this_process_gib"), "TFLOP": f["per_panel_total"] / 1e12},
     ]
     table = markdown_table(rows)
     table += "\n\n" + markdown_table(per_panel)
     print(table)
-    print(json.dumps({k: result.get(k) for k in ("per_panel_over_moments", "moments_path_s", "per_panel_extrapolated_s")}))
+    print(json.dumps({k: v for k, v in result.items() if k.startswith(("per_panel_over", "moments_path", "per_panel_extra"))}))
     if args.record:
         record("Linear curve from the moments at GEO scale", table, notes=f"load average {result['load_start']} -> {result['load_end']}")
 
