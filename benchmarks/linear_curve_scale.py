@@ -111,6 +111,15 @@ def main() -> None:
         "--stages", nargs="+", choices=("moments", "curve", "per-panel"), default=["moments", "curve", "per-panel"],
         help="stages to run (default all, in this order)",
     )
+    parser.add_argument(
+        "--curve-methods", type=int, default=len(METHODS),
+        help="run genesel curve on the panels of the first N methods only and scale its time by 8 / N "
+        "(every method has the same sizes and seeds, and random genes cost the same)",
+    )
+    parser.add_argument(
+        "--torch-einsum", action="store_true",
+        help="keep torch.einsum for the per-gene squares of the per-panel fit (default: replaced, see per_panel_stage)",
+    )
     parser.add_argument("--merge", type=Path, default=None, help="take the moments and curve results of this earlier JSON")
     parser.add_argument("--out", type=Path, default=RESULTS / "linear_curve_scale.json")
     parser.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
@@ -171,14 +180,47 @@ def main() -> None:
 
 
 def curve(args, result, moments_file, metrics_dir, paths, log) -> None:
+    chosen = [p for p in paths if p.parts[-4] in METHODS[: args.curve_methods]]
     c = measure([*GENESEL, "curve", "--data", str(args.data), "--moments", str(moments_file), "--out", str(metrics_dir),
-                 "--panels", *map(str, paths)], log=log)
-    result["curve"] = {"seconds": c.seconds, "cpu_seconds": c.cpu_seconds, "peak_rss_gib": c.peak_rss_gib, "load_after": load()}
+                 "--panels", *map(str, chosen)], log=log)
+    scale = len(paths) / len(chosen)
+    result["curve"] = {
+        "panels_run": len(chosen), "seconds_measured": c.seconds, "cpu_seconds_measured": c.cpu_seconds,
+        "seconds": c.seconds * scale, "cpu_seconds": c.cpu_seconds * scale, "scaled_by": scale,
+        "peak_rss_gib": c.peak_rss_gib, "load_after": load(),
+    }
     print("curve", result["curve"], flush=True)
 
 
 def per_panel_stage(args, result, sample_sizes, per_size, save) -> None:
-    """2 and 3. Per-panel path, one panel per size, and ridge auto right after the exact fit."""
+    """2 and 3. Per-panel path, one panel per size, and ridge auto right after the exact fit.
+
+    Unless ``--torch-einsum``, the per-gene sums of squares in ``NormalEquations.update``
+    use ``(c * c).sum(0)`` instead of ``torch.einsum("ij,ij->j", c, c)`` (the same sums):
+    torch runs that einsum as 10,463 one-by-one batched products, 3x slower than the
+    product and sum on one thread and 170x slower (44 CPU-s per 2,048-row block) on two
+    threads on an oversubscribed machine, which would measure the machine, not the path.
+    """
+    if not args.torch_einsum:
+        import torch
+
+        from genesel.impute import linear
+
+        def squares(centred: torch.Tensor) -> torch.Tensor:
+            return (centred * centred).sum(0)
+
+        original = linear.NormalEquations.update
+
+        def update(self, block):  # type: ignore[no-untyped-def]
+            einsum = torch.einsum
+            torch.einsum = lambda spec, a, b: squares(a) if spec == "ij,ij->j" else einsum(spec, a, b)  # type: ignore[assignment]
+            try:
+                original(self, block)
+            finally:
+                torch.einsum = einsum
+
+        linear.NormalEquations.update = update  # type: ignore[method-assign]
+        result["per_panel_squares"] = "(c * c).sum(0) (torch.einsum replaced)"
     per_panel = []
     with Store.open(args.data) as store:
         for size in sample_sizes:
@@ -209,6 +251,10 @@ def per_panel_stage(args, result, sample_sizes, per_size, save) -> None:
         measured = {row["K"]: row[key] + row[key.replace("fit", "eval")] for row in per_panel}
         if set(args.sizes) <= set(measured):
             result[f"per_panel_extrapolated_{unit}"] = per_size * sum(measured[k] for k in args.sizes)
+        elif len(measured) >= 2:  # time = a + b K (the FLOPs are linear in K), fitted to the sizes measured
+            slope, intercept = np.polyfit(list(measured), list(measured.values()), 1)
+            result[f"per_panel_extrapolated_{unit}"] = per_size * sum(intercept + slope * k for k in args.sizes)
+            result["per_panel_extrapolation"] = f"linear in K through K = {sorted(measured)}"
     result["peak_rss_this_process_gib"] = peak_rss_gib()
     save()
 
