@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.gene_maps import annotate_genes, probe_averaging
 from genesel.io.source import MatrixSource
-from genesel.split import assign_splits, splits_from_column
+from genesel.split import assign_group_splits, assign_splits, splits_from_column
 from genesel.store import StoreWriter
 
 logger = logging.getLogger(__name__)
@@ -263,6 +263,7 @@ def preprocess(
     remove_duplicates: bool = False,
     duplicate_tolerance: float = 1e-3,
     split_column: str | None = None,
+    group_column: str | None = None,
     seed: int = 0,
     sizes: Sequence[int] | Mapping[str, int] | None = None,
     block_rows: int | None = None,
@@ -295,6 +296,10 @@ def preprocess(
     split_column
         Take the split from this ``obs`` column (train/validation/test, or tr/va/te)
         instead of a seeded random split.
+    group_column
+        Keep the samples of each value of this ``obs`` column (subject, patient, batch)
+        together in one split (seeded, sizes met as closely as whole groups allow), so that
+        no test subject is seen in training.
     seed
         Seed of the random split.
     sizes
@@ -331,6 +336,7 @@ def preprocess(
             remove_duplicates=remove_duplicates,
             duplicate_tolerance=float(duplicate_tolerance),
             split_column=split_column,
+            group_column=group_column,
             seed=int(seed),
             sizes=sizes,
         )
@@ -461,9 +467,16 @@ class _Run:
             logger.warning("%s: removed %d duplicate samples, e.g. %s", self.source.path, len(duplicates), list(names[duplicates[:5]]))
         return keep
 
-    def _splits(self, keep: np.ndarray, split_column: str | None, seed: int, sizes: Any) -> np.ndarray:
+    def _splits(self, keep: np.ndarray, split_column: str | None, group_column: str | None, seed: int, sizes: Any) -> np.ndarray:
         labels = np.full(self.source.n_obs, None, dtype=object)
-        if split_column is not None:
+        if split_column is not None and group_column is not None:
+            raise ConfigError("give a split column or a group column, not both")
+        if group_column is not None:
+            if group_column not in self.source.obs.columns:
+                raise InputFileError(self.source.path, f"has no sample column {group_column!r}", f"available columns: {list(self.source.obs.columns)}")
+            groups = self.source.obs[group_column].to_numpy()[keep]
+            labels[keep] = assign_group_splits(groups, seed=seed, sizes=sizes, column=group_column, path=self.source.path)
+        elif split_column is not None:
             if split_column not in self.source.obs.columns:
                 raise InputFileError(
                     self.source.path,
@@ -494,18 +507,20 @@ class _Run:
         remove_duplicates: bool,
         duplicate_tolerance: float,
         split_column: str | None,
+        group_column: str | None,
         seed: int,
         sizes: Any,
     ) -> Path:
         """Run the passes and write the store."""
         keep = self._find_duplicates(duplicate_tolerance) if remove_duplicates else np.ones(self.source.n_obs, dtype=bool)
-        labels = self._splits(keep, split_column, seed, sizes)
+        labels = self._splits(keep, split_column, group_column, seed, sizes)
         values = self.genes
         self.info.update(
             quantile_normalize=bool(quantile_normalize),
             remove_duplicates=bool(remove_duplicates),
             duplicate_tolerance=duplicate_tolerance,
             split_column=split_column,
+            group_column=group_column,
             seed=seed,
             sizes=None if sizes is None else (dict(sizes) if isinstance(sizes, Mapping) else [int(s) for s in sizes]),
             block_rows=self.block_rows,

@@ -42,6 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--duplicate-tolerance", type=float, default=1e-3, help="max abs difference of duplicates (default 1e-3)"
     )
     parser.add_argument("--split-column", default=None, help="obs column holding train/validation/test labels")
+    parser.add_argument(
+        "--group-column",
+        default=None,
+        help="obs column of groups (subject, patient, batch) kept whole within one split, so no test subject is trained on",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=None, metavar="N", help="train and validation sizes [and test] (default: D-GEX's)"
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         remove_duplicates=args.remove_duplicates,
         duplicate_tolerance=args.duplicate_tolerance,
         split_column=args.split_column,
+        group_column=args.group_column,
         seed=args.seed,
         sizes=args.sizes,
         block_rows=args.block_rows,
