@@ -16,7 +16,8 @@
 #      that the report tables (runs.tsv, curves.tsv) are equal to a tolerance.
 # Daemons and temporary files are removed on exit. The last line is PASS or FAIL.
 # Environment: GENESEL_PYTHON (default: .venv/bin/python, else python3 on PATH),
-# GENESEL_SLURM_KEEP=1 keeps the temporary directory for inspection.
+# GENESEL_SLURM_KEEP=1 keeps the temporary directory for inspection, GENESEL_SLURM_TIMEOUT
+# (default 900) bounds each Snakemake run in seconds.
 set -euo pipefail
 
 START=$(date +%s)
@@ -31,6 +32,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/genesel-slurm.XXXXXX")
 chmod 755 "$WORK"
 PIDS=()
 STAGE=setup
+TIMEOUT=${GENESEL_SLURM_TIMEOUT:-900}
 
 log() { printf '[slurm-check %4ds] %s\n' "$(($(date +%s) - START))" "$*"; }
 
@@ -59,6 +61,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
+[[ $(id -u) == 0 ]] || { log "needs root: slurmd runs the jobs and the daemons start as root"; exit 2; }
 for tool in munged slurmctld slurmd sbatch squeue scontrol; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
   command -v "$tool" >/dev/null || { log "$tool not found: apt-get install slurm-wlm munge"; exit 2; }
@@ -209,17 +212,34 @@ log "overlay on profiles/slurm: $(tr '\n' ' ' <"$WORK/overlay/config.yaml" | tr 
 STAGE="workflow run on SLURM"
 t0=$(date +%s)
 ( cd "$WORK/slurm-run" &&
-  "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --configfile config.yaml \
+  timeout "$TIMEOUT" "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --configfile config.yaml \
     --profile "$REPO/profiles/slurm" --profile "$WORK/overlay" \
     --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2 \
     --slurm-keep-successful-logs --latency-wait 10 ) >"$WORK/log/snakemake-slurm.out" 2>&1 || {
   tail -n 60 "$WORK/log/snakemake-slurm.out"; exit 1; }
 log "SLURM run finished in $(($(date +%s) - t0))s"
 
+# Empty GENESEL_SLURM_* variables leave account and partition to the cluster: one job.
+STAGE="one job with empty GENESEL_SLURM_* variables"
+mkdir -p "$WORK/default-run" && cp "$WORK/slurm-run/config.yaml" "$WORK/default-run/"
+( cd "$WORK/default-run" &&
+  GENESEL_SLURM_ACCOUNT= GENESEL_SLURM_PARTITION= GENESEL_SLURM_GPU_PARTITION= \
+  timeout "$TIMEOUT" "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --configfile config.yaml \
+    --profile "$REPO/profiles/slurm" --profile "$WORK/overlay" \
+    --slurm-status-command squeue --slurm-init-seconds-before-status-checks 2 \
+    results/tiny/data/compendium.h5ad ) >"$WORK/log/snakemake-default.out" 2>&1 || {
+  tail -n 60 "$WORK/log/snakemake-default.out"; exit 1; }
+default_job=$(sed -n 's/.*submitted with SLURM jobid \([0-9]*\).*/\1/p' "$WORK/log/snakemake-default.out")
+[[ -n $default_job ]] || { log "no sbatch submission with empty GENESEL_SLURM_* variables"; exit 1; }
+read -r default_state default_partition < <(squeue -h -t all -j "$default_job" -o '%T %P')
+[[ $default_state == COMPLETED && $default_partition == "$PARTITION" ]] || {
+  log "job $default_job with empty GENESEL_SLURM_* variables: $default_state in $default_partition"; exit 1; }
+log "empty GENESEL_SLURM_* variables: job $default_job $default_state in the default partition $default_partition"
+
 STAGE="workflow run with profiles/local"
 t0=$(date +%s)
 ( cd "$WORK/local-run" &&
-  "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --configfile config.yaml \
+  timeout "$TIMEOUT" "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --configfile config.yaml \
     --profile "$REPO/profiles/local" --cores "$CPUS" ) >"$WORK/log/snakemake-local.out" 2>&1 || {
   tail -n 60 "$WORK/log/snakemake-local.out"; exit 1; }
 log "local run finished in $(($(date +%s) - t0))s"
@@ -256,6 +276,10 @@ records = {}
 for line in (work / "squeue.txt").read_text().splitlines():
     jobid, name, state, partition, account, gres, comment = line.split("|", 6)
     records[jobid] = dict(name=name, state=state, partition=partition, account=account, gres=gres, comment=comment)
+uuids = set(re.findall(r"--job-name ['\"]?([0-9a-f-]{36})", out)) | {
+    r["name"] for i, r in records.items() if i in set(submitted.values())}
+if len(uuids) != 1:
+    failures.append(f"expected one SLURM job name (the run's id) for the workflow's jobs, got {uuids}")
 by_rule = {}
 for job, slurm_id in submitted.items():
     rec = records.get(slurm_id)
@@ -264,6 +288,8 @@ for job, slurm_id in submitted.items():
     if rec is None:
         failures.append(f"SLURM has no record of job {slurm_id} ({rule})")
         continue
+    if not rec["comment"].startswith(f"rule_{rule}"):
+        failures.append(f"SLURM job {slurm_id} has comment {rec['comment']!r}, not rule_{rule}...")
     if rec["state"] != "COMPLETED":
         failures.append(f"SLURM job {slurm_id} ({rule}) is {rec['state']}")
     if rec["account"] != "genesel-check":
