@@ -209,6 +209,13 @@ overlay = {
 PYEOF
 log "overlay on profiles/slurm: $(tr '\n' ' ' <"$WORK/overlay/config.yaml" | tr -s ' ')"
 
+# The local run goes beside the SLURM run: both are mostly waiting (job start-up, polling).
+timeout "$TIMEOUT" "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --directory "$WORK/local-run" \
+  --configfile "$WORK/local-run/config.yaml" --profile "$REPO/profiles/local" --cores "$CPUS" \
+  >"$WORK/log/snakemake-local.out" 2>&1 &
+LOCAL_PID=$!
+PIDS+=("$LOCAL_PID")
+
 STAGE="workflow run on SLURM"
 t0=$(date +%s)
 ( cd "$WORK/slurm-run" &&
@@ -237,12 +244,8 @@ read -r default_state default_partition < <(squeue -h -t all -j "$default_job" -
 log "empty GENESEL_SLURM_* variables: job $default_job $default_state in the default partition $default_partition"
 
 STAGE="workflow run with profiles/local"
-t0=$(date +%s)
-( cd "$WORK/local-run" &&
-  timeout "$TIMEOUT" "$SNAKEMAKE" --snakefile "$REPO/Snakefile" --configfile config.yaml \
-    --profile "$REPO/profiles/local" --cores "$CPUS" ) >"$WORK/log/snakemake-local.out" 2>&1 || {
-  tail -n 60 "$WORK/log/snakemake-local.out"; exit 1; }
-log "local run finished in $(($(date +%s) - t0))s"
+wait "$LOCAL_PID" || { tail -n 60 "$WORK/log/snakemake-local.out"; exit 1; }
+log "local run (started beside the SLURM run) took $(sed -n 's/^Elapsed time: //p' "$WORK/log/snakemake-local.out" | tail -n 1)"
 
 STAGE="checks"
 squeue -h -t all -o '%i|%j|%T|%P|%a|%b|%k' >"$WORK/squeue.txt"
