@@ -7,13 +7,16 @@
 # and Debian's `slurm-wlm` and `munge` packages (apt-get install slurm-wlm munge).
 # It starts munged, slurmctld and slurmd on localhost with a slurm.conf written into a
 # temporary directory (non-default ports, nothing under /etc is touched), then:
-#   1. runs the tiny workflow config with --profile profiles/slurm (plus an overlay that
-#      shrinks the profile's threads and memory to fit this node; gres and partitions are
-#      kept), so every job is an sbatch submission;
-#   2. checks that every job of the run was a SLURM job (squeue/scontrol records, the
-#      executor's "submitted with SLURM jobid" lines and .snakemake/slurm_logs);
-#   3. runs the same config with --profile profiles/local in another directory and checks
-#      that the report tables (runs.tsv, curves.tsv) are equal to a tolerance.
+#   1. runs the tiny workflow config of tests/test_workflow.py with --profile
+#      profiles/slurm (plus an overlay that shrinks the profile's threads and memory to fit
+#      this node; executor, runtimes, partitions and gres are the profile's), account and
+#      partitions given through GENESEL_SLURM_ACCOUNT/_PARTITION/_GPU_PARTITION;
+#   2. checks that every job of the run was an sbatch submission that SLURM records as
+#      COMPLETED, with the expected account, partition and gres (GPU rules only), and
+#      that each left its log in .snakemake/slurm_logs;
+#   3. submits one job with the GENESEL_SLURM_* variables empty (cluster defaults);
+#   4. runs the same config with --profile profiles/local (beside step 1) and checks that
+#      the report tables (runs.tsv, curves.tsv) are equal (numbers to rtol 1e-6).
 # Daemons and temporary files are removed on exit. The last line is PASS or FAIL.
 # Environment: GENESEL_PYTHON (default: .venv/bin/python, else python3 on PATH),
 # GENESEL_SLURM_KEEP=1 keeps the temporary directory for inspection, GENESEL_SLURM_TIMEOUT
