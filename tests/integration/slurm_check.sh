@@ -90,7 +90,7 @@ for _ in $(seq 50); do [[ -S $MUNGE_SOCKET ]] && break; sleep 0.1; done
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 CTLD_PORT=$(free_port)
 SLURMD_PORT=$(free_port)
-NODE=$(hostname -s)
+NODE=$(uname -n | cut -d. -f1)
 CPUS=$(nproc)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
 PARTITION=genesel
@@ -170,7 +170,7 @@ done
 log "SLURM $(sinfo -V | awk '{print $2}') up: node $NODE ($CPUS CPUs, $MEM_MB MB, gpu:1), partitions $PARTITION, $GPU_PARTITION"
 
 STAGE="smoke job"
-smoke=$(sbatch --parsable -p "$PARTITION" --gres=gpu:1 --mem=100 -o "$WORK/log/smoke.out" --wrap 'hostname')
+smoke=$(sbatch --parsable -p "$PARTITION" --gres=gpu:1 --mem=100 -o "$WORK/log/smoke.out" --wrap 'echo ok')
 for _ in $(seq 100); do
   s=$(squeue -h -j "$smoke" -t all -o %T 2>/dev/null || true)
   [[ $s == COMPLETED || $s == FAILED || $s == CANCELLED ]] && break
