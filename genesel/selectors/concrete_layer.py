@@ -20,6 +20,7 @@ from torch import nn
 
 from genesel.decoders import build_decoder
 from genesel.errors import ConfigError
+from genesel.training import adam
 
 #: Forms of IP-CAE's gene matrix ``W`` (see :class:`IndirectLogits`).
 W_FORMS = ("full", "diagonal", "scalar")
@@ -201,7 +202,10 @@ class ConcreteAutoencoder(nn.Module):
     start_temperature, end_temperature
         Temperature schedule ``T0 -> TB``.
     anneal
-        ``"epoch"`` (the papers) or ``"step"``.
+        ``"step"`` (default: over the trainer's planned step budget) or ``"epoch"`` (the papers).
+    selector_lr
+        Adam learning rate of the selector's parameters (the logits, or IP-CAE's ``Psi``,
+        ``W``, ``b``); ``None``: the trainer's learning rate, as for the decoder.
     gjsd_weight
         Weight of the diversity reward: the loss is ``MSE - gjsd_weight * GJSD``.
     gumbel_noise
@@ -221,9 +225,10 @@ class ConcreteAutoencoder(nn.Module):
         dropout: float = 0.0,
         start_temperature: float = 10.0,
         end_temperature: float = 0.01,
-        anneal: str = "epoch",
+        anneal: str = "step",
         gjsd_weight: float = 0.0,
         gumbel_noise: str = "step",
+        selector_lr: float | None = None,
     ) -> None:
         super().__init__()
         if gumbel_noise not in GUMBEL_NOISE_MODES:
@@ -236,6 +241,9 @@ class ConcreteAutoencoder(nn.Module):
             raise ConfigError(f"temperatures must be positive, got {start_temperature} -> {end_temperature}")
         if gjsd_weight < 0:
             raise ConfigError(f"gjsd_weight must be >= 0, got {gjsd_weight}")
+        if selector_lr is not None and not selector_lr > 0:
+            raise ConfigError(f"selector_lr must be positive, got {selector_lr}")
+        self.selector_lr = None if selector_lr is None else float(selector_lr)
         self.n_genes, self.n_nodes = int(n_genes), int(n_nodes)
         if indirect:
             self.selector = IndirectLogits(n_nodes, n_genes, embedding_dim=embedding_dim, w_form=w_form)
@@ -249,7 +257,6 @@ class ConcreteAutoencoder(nn.Module):
         self.gumbel_noise = gumbel_noise
         self.temperature = self.start_temperature
         self._eval_genes: torch.Tensor | None = None
-        self._last_gjsd: float | None = None
 
     # -- selection ------------------------------------------------------------
     def logits(self) -> torch.Tensor:
@@ -300,9 +307,7 @@ class ConcreteAutoencoder(nn.Module):
         selected, logits = self.select(batch)
         loss = F.mse_loss(self.reconstruct(selected).float(), batch.float())
         if self.gjsd_weight > 0 and logits is not None:
-            gjsd = generalized_jensen_shannon(logits)
-            self._last_gjsd = float(gjsd.detach())
-            loss = loss - self.gjsd_weight * gjsd
+            loss = loss - self.gjsd_weight * generalized_jensen_shannon(logits)
         return loss
 
     def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -319,13 +324,23 @@ class ConcreteAutoencoder(nn.Module):
         self._eval_genes = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
+    def configure_optimizer(self, lr: float) -> torch.optim.Optimizer | None:
+        """Adam with the decoder at ``lr`` and the selector at ``selector_lr`` (``None``: the trainer's default)."""
+        if self.selector_lr is None:
+            return None
+        groups = [{"params": list(self.decoder.parameters()), "lr": lr}, {"params": list(self.selector.parameters()), "lr": self.selector_lr}]
+        return adam(groups, lr)
+
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         """Per-epoch annealing: ``T(e) = T0 (TB/T0)^(e/(E-1))``, reaching TB in the last epoch."""
         if self.anneal == "epoch":
             self.temperature = annealed_temperature(epoch / max(n_epochs - 1, 1), start=self.start_temperature, end=self.end_temperature)
 
     def on_step_start(self, step: int, total_steps: int) -> None:
-        """Per-step annealing: ``T(s) = T0 (TB/T0)^(s/(S-1))``."""
+        """Per-step annealing: ``T(s) = T0 (TB/T0)^(s/(S-1))`` over the ``S`` planned steps.
+
+        Steps beyond the plan (a convergence extension) stay at ``TB``.
+        """
         if self.anneal == "step":
             self.temperature = annealed_temperature(step / max(total_steps - 1, 1), start=self.start_temperature, end=self.end_temperature)
 

@@ -53,7 +53,7 @@ from torch import nn
 from genesel.decoders import build_decoder, make_activation
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders, warn_unconverged
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
 from genesel.training import Trainer, TrainerConfig, adam, seed_everything
@@ -490,7 +490,15 @@ class LogitNormalSelector(PanelSelector):
             "seconds": float(fit.seconds),
             "n_open": int((probability > 0.5).sum()),
             "expected_open": float(probability.sum()),
+            # converged: the mask has decided exactly the panel (K genes open at zero temperature)
+            "converged": bool(int((probability > 0.5).sum()) == self.n_genes),
         }
+        if not extra["converged"]:
+            warn_unconverged(
+                self.method,
+                {"steps": fit.steps},
+                fix=f"the mask ended with {extra['n_open']} genes open instead of {self.n_genes}; train longer (--epochs / --min-steps)",
+            )
         if self.finetune_epochs > 0:
             config = replace(trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience, progress=False)
             tuned = Trainer(config).fit(model, train, validation)
