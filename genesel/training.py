@@ -375,7 +375,8 @@ class Trainer:
                 stopped, finished = "unconverged", True
             self._save_checkpoint(
                 task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
-                finished=finished, stopped=stopped, best_rank=best_rank,
+                # a run that used up its budget continues when resumed with a larger one
+                finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
             )
             self._remove_best_files(keep=best_file)
         bar.close()
