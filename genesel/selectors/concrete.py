@@ -269,6 +269,13 @@ class IndirectConcreteSelector(ConcreteSelector):
         ``"full"`` (``W`` is ``D x P``), ``"diagonal"`` or ``"scalar"`` (both need ``P = D``).
     gjsd_weight
         Weight of the generalised Jensen-Shannon diversity reward (0 = off, the paper's default).
+
+    Notes
+    -----
+    ``selector_lr`` defaults to ``None`` (the trainer's rate) here: the indirect
+    parameterisation already moves the logits fast, and a larger rate made the nodes agree
+    within a few epochs, before the temperature had dropped (worse panels; see
+    docs/methods.md).
     """
 
     method: ClassVar[str] = "ipcae"
@@ -286,7 +293,7 @@ class IndirectConcreteSelector(ConcreteSelector):
         end_temperature: float = 0.01,
         anneal: str = "step",
         gumbel_noise: str = "step",
-        selector_lr: float | None = DEFAULT_SELECTOR_LR,
+        selector_lr: float | None = None,
         embedding_dim: int | None = None,
         w_form: str = "full",
         gjsd_weight: float = 0.0,
