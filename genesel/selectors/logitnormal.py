@@ -293,10 +293,11 @@ class LogitNormalAutoencoder(nn.Module):
     def after_optimizer_step(self) -> None:
         if self.fixed_panel or self.controller_range <= 0:
             return
-        expected_open = float(self.mask.open_probability().sum())
-        error = math.log(max(expected_open, 1e-3) / max(self.target_open, 1e-3))
-        step = self.controller_range / self.total_steps * max(-1.0, min(1.0, error))
-        self.log_l0_weight.add_(step).clamp_(-20.0, 20.0)
+        # on the device, in float64 as the host arithmetic was: no host read per step
+        expected_open = self.mask.open_probability().sum().double().clamp_min(1e-3)
+        error = torch.log(expected_open / max(self.target_open, 1e-3)).clamp(-1.0, 1.0)
+        step = self.controller_range / self.total_steps * error
+        self.log_l0_weight.add_(step.to(self.log_l0_weight.dtype)).clamp_(-20.0, 20.0)
 
     @torch.no_grad()
     def epoch_metrics(self) -> dict[str, float]:
