@@ -37,7 +37,8 @@ class TrainingTask(Protocol):
 
     Optional hooks, called when defined: ``on_epoch_start(epoch, n_epochs)``,
     ``on_step_start(step, total_steps)``, ``after_optimizer_step()``,
-    ``epoch_metrics() -> dict``, ``converged(metrics) -> bool``,
+    ``epoch_metrics() -> dict``, ``converged(metrics) -> bool``, ``on_epoch_end(metrics)``
+    (after the best weights are kept, before the checkpoint is written),
     ``configure_optimizer(lr) -> torch.optim.Optimizer``.
     """
 
@@ -373,6 +374,7 @@ class Trainer:
                 stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
             elif steps_done >= step_limit:
                 stopped, finished = "unconverged", True
+            _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
             self._save_checkpoint(
                 task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
                 # a run that used up its budget continues when resumed with a larger one

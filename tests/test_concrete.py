@@ -359,7 +359,10 @@ def test_benchmark_helpers():
     swapped = bench.swap_linear_features(rank2, collinear_start)
     assert len(set(swapped)) == 2 and bench.linear_regression_test_mse(rank2, rank2, swapped) < 1e-20
     params, trainer = bench.load_preset("ipcae", "isolet")
-    assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None and trainer == {}
+    assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None
+    # the presets pin the papers' fixed epoch budget and per-epoch annealing
+    assert params["anneal"] == "epoch" and params["selector_lr"] is None and params["block_duplicates"] is False
+    assert trainer == {"stop_when_converged": False, "min_steps": 0, "converge_extension": 0.0}
     make_selector("ipcae", n_genes=3, params=params)
 
 

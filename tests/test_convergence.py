@@ -176,3 +176,20 @@ def test_unconverged_panel_is_flagged_in_panel_tsv_and_warned(planted_store, tmp
     assert read_panel_config(out)["extra"]["converged"] is False
     panel = read_panel(out)
     assert list(panel.columns[:2]) == ["rank", "gene_id"] and len(panel) == 5
+
+
+def test_peaked_duplicate_nodes_move_to_their_next_best_gene():
+    model = ConcreteAutoencoder(6, 3, block_duplicates=True)
+    with torch.no_grad():
+        model.selector.logits.copy_(torch.tensor([[0, 0, 20.0, 0, 0, 0], [0, 0, 19.0, 8, 0, 0], [0, 0, 0, 0, 20.0, 0]]))
+    metrics = model.epoch_metrics()
+    assert metrics["unique_percent"] < 100 and metrics["mean_max_probability"] > 0.99
+    assert model.converged(metrics) is False  # probability alone is not enough: distinct genes too
+    model.on_epoch_end(metrics)
+    assert model.blocked.nonzero().tolist() == [[1, 2]]  # the less confident holder of gene 2
+    assert model.selected_genes().tolist() == [2, 3, 4]
+    # nothing happens before the nodes have peaked, or without the option
+    cold = ConcreteAutoencoder(6, 3, block_duplicates=True)
+    cold.on_epoch_end(cold.epoch_metrics())
+    assert not cold.blocked.any()
+    assert ConcreteAutoencoder(6, 3).blocked.numel() == 0

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 #: File name of the per-epoch checkpoint inside ``work_dir``.
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Default ``selector_lr`` (chosen by measurement, see docs/methods.md "Step budget and convergence").
-DEFAULT_SELECTOR_LR = 0.05
+DEFAULT_SELECTOR_LR = 0.1
 #: Default trainer options of CAE and IP-CAE where the caller left them ``None``.
 TRAINER_DEFAULTS = {"stop_when_converged": True, "min_steps": 1000, "converge_extension": 1.0}
 
@@ -79,6 +79,10 @@ class ConcreteSelector(PanelSelector):
         trainer's). A peaked softmax over ``D`` genes needs logit gaps of about
         ``log(D) + 5``, which Adam at 1e-3 reaches only after thousands of steps; see
         ``docs/methods.md``. ``None``: the trainer's learning rate.
+    block_duplicates
+        Once every node has peaked, move nodes that share a gene to their next-best gene during
+        training (so the decoder adapts and the run can converge on distinct genes), rather
+        than only when the panel is written. The papers do not (the presets set ``False``).
     gumbel_noise
         One Gumbel sample per ``"step"`` shared by the minibatch (default; affordable at the
         gene scale) or one per ``"sample"`` (the IP-CAE code; ``B x K x D`` values per step,
@@ -104,6 +108,7 @@ class ConcreteSelector(PanelSelector):
         anneal: str = "step",
         gumbel_noise: str = "step",
         selector_lr: float | None = DEFAULT_SELECTOR_LR,
+        block_duplicates: bool = True,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
         if self.n_genes < 1:
@@ -126,6 +131,7 @@ class ConcreteSelector(PanelSelector):
         if selector_lr is not None and not float(selector_lr) > 0:
             raise ConfigError(f"selector_lr must be positive (or null for the trainer's learning rate), got {selector_lr}")
         self.selector_lr = None if selector_lr is None else float(selector_lr)
+        self.block_duplicates = bool(block_duplicates)
         self.model_: ConcreteAutoencoder | None = None
         self.node_genes_: np.ndarray | None = None
 
@@ -149,6 +155,7 @@ class ConcreteSelector(PanelSelector):
                 anneal=self.anneal,
                 gumbel_noise=self.gumbel_noise,
                 selector_lr=self.selector_lr,
+                block_duplicates=self.block_duplicates,
                 **self._model_options(),
             )
 
@@ -261,7 +268,7 @@ class IndirectConcreteSelector(ConcreteSelector):
 
     Parameters
     ----------
-    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal, gumbel_noise, selector_lr
+    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal, gumbel_noise, selector_lr, block_duplicates
         As for :class:`ConcreteSelector`.
     embedding_dim
         Width ``P`` of the node embedding ``Psi``; ``None`` means ``P = D`` (the paper).
@@ -294,6 +301,7 @@ class IndirectConcreteSelector(ConcreteSelector):
         anneal: str = "step",
         gumbel_noise: str = "step",
         selector_lr: float | None = None,
+        block_duplicates: bool = True,
         embedding_dim: int | None = None,
         w_form: str = "full",
         gjsd_weight: float = 0.0,
@@ -309,6 +317,7 @@ class IndirectConcreteSelector(ConcreteSelector):
             anneal=anneal,
             gumbel_noise=gumbel_noise,
             selector_lr=selector_lr,
+            block_duplicates=block_duplicates,
         )
         if w_form not in W_FORMS:
             raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")

@@ -206,6 +206,11 @@ class ConcreteAutoencoder(nn.Module):
     selector_lr
         Adam learning rate of the selector's parameters (the logits, or IP-CAE's ``Psi``,
         ``W``, ``b``); ``None``: the trainer's learning rate, as for the decoder.
+    block_duplicates
+        When an epoch ends with every node peaked (mean max probability >= 0.99) but some
+        nodes on a gene another node holds, take that gene out of each such node's choice
+        (all but the most confident holder), so it moves to its next-best gene and the
+        decoder adapts; see :meth:`on_epoch_end`.
     gjsd_weight
         Weight of the diversity reward: the loss is ``MSE - gjsd_weight * GJSD``.
     gumbel_noise
@@ -229,6 +234,7 @@ class ConcreteAutoencoder(nn.Module):
         gjsd_weight: float = 0.0,
         gumbel_noise: str = "step",
         selector_lr: float | None = None,
+        block_duplicates: bool = False,
     ) -> None:
         super().__init__()
         if gumbel_noise not in GUMBEL_NOISE_MODES:
@@ -257,12 +263,19 @@ class ConcreteAutoencoder(nn.Module):
         self.gumbel_noise = gumbel_noise
         self.temperature = self.start_temperature
         self._eval_genes: torch.Tensor | None = None
+        self.block_duplicates = bool(block_duplicates)
+        # (node, gene) pairs taken out of a node's choice after it converged onto a gene another
+        # node holds; only allocated when used (K x D booleans: 10 MB at the gene scale)
+        self.register_buffer("blocked", torch.zeros((n_nodes, n_genes) if block_duplicates else (0, 0), dtype=torch.bool))
 
     # -- selection ------------------------------------------------------------
     def logits(self) -> torch.Tensor:
         """The ``K x D`` node logits, in float32 even under autocast."""
         with torch.autocast(self._device_type(), enabled=False):
-            return self.selector().float()
+            logits = self.selector().float()
+        if self.block_duplicates:
+            logits = logits.masked_fill(self.blocked, -math.inf)
+        return logits
 
     @torch.no_grad()
     def selected_genes(self) -> torch.Tensor:
@@ -358,6 +371,30 @@ class ConcreteAutoencoder(nn.Module):
         if self.gjsd_weight > 0:
             metrics["gjsd"] = float(generalized_jensen_shannon(logits))
         return metrics
+
+    @torch.no_grad()
+    def on_epoch_end(self, metrics: dict[str, float]) -> None:
+        """With ``block_duplicates``: block duplicate nodes' shared gene once all nodes have peaked.
+
+        Peaked duplicate nodes no longer move (the softmax is saturated), so without this a
+        run can end with nodes that add nothing. Nodes are visited as in
+        :func:`resolve_duplicate_selections` (most confident first); every later node on a
+        taken gene gets that gene blocked (logit ``-inf``) and so reads its next-best gene.
+        """
+        if not self.block_duplicates or metrics.get("mean_max_probability", 0.0) < CONVERGED_MEAN_MAX_PROBABILITY:
+            return
+        if metrics.get("unique_percent", 100.0) >= 100.0:
+            return
+        logits = self.logits()
+        genes = logits.argmax(dim=1).cpu().numpy()
+        confidence = torch.softmax(logits, dim=1).max(dim=1).values.cpu().numpy()
+        taken: set[int] = set()
+        for node in np.lexsort((np.arange(self.n_nodes), -confidence)):
+            gene = int(genes[node])
+            if gene in taken:
+                self.blocked[node, gene] = True
+            taken.add(gene)
+        self._eval_genes = None
 
     def converged(self, metrics: dict[str, float]) -> bool:
         """The CAE stopping rule (mean max probability >= 0.99), and every node on a distinct gene.
