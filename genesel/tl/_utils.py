@@ -14,11 +14,11 @@ from genesel.training import TrainerConfig, configure_precision
 
 
 def training_configs(
-    *, seed: int, epochs: int, batch_size: int, learning_rate: float, device: str, progress: bool
+    *, seed: int, epochs: int, batch_size: int, learning_rate: float, device: str, progress: bool, min_steps: int | None = None
 ) -> tuple[TrainerConfig, LoaderConfig]:
     """The trainer and loader options the API functions expose as keywords."""
     configure_precision(device)
-    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, seed=seed, device=device, progress=progress)
+    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, seed=seed, device=device, progress=progress, min_steps=min_steps)
     return trainer, LoaderConfig(batch_size=batch_size)
 
 
