@@ -135,7 +135,7 @@ def check_moments(store_path: Path, workdir: Path, device: torch.device) -> dict
     if probe.returncode != 0:
         return {"part": "moments pass", "note": "skipped: no `genesel moments` command in this build"}
     options = probe.stdout
-    command = [*GENESEL, "moments", "--data", str(store_path), "--out", str(workdir / "moments")]
+    command = [*GENESEL, "moments", "--data", str(store_path), "--out", str(workdir / "moments.h5")]
     if "--device" in options:
         command += ["--device", device.type]
     start = time.perf_counter()
