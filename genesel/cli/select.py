@@ -36,8 +36,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(parser, epochs=100)
     parser.add_argument(
         "--stop-when-converged",
-        action="store_true",
-        help="CAE/IP-CAE: stop once the mean max selection probability reaches 0.99 (the CAE paper's rule)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "CAE/IP-CAE: stop once the mean max selection probability reaches 0.99 (the CAE paper's rule), and go on "
+            "past the planned steps while unconverged (see --converge-extension); default on for CAE/IP-CAE"
+        ),
+    )
+    parser.add_argument(
+        "--converge-extension",
+        type=float,
+        default=None,
+        help="extra steps allowed while unconverged after the planned ones, as a multiple of them (default: CAE/IP-CAE 1.0; 0 = none)",
     )
     parser.add_argument("--keep-checkpoint", action="store_true", help="keep the resume checkpoint in DIR after the panel is written")
     parser.set_defaults(func=run)
@@ -56,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
             n_genes=args.n_genes,
             seed=args.seed,
             params=parse_params(args.param),
-            trainer=trainer_config(args, seed=args.seed, stop_when_converged=args.stop_when_converged),
+            trainer=trainer_config(
+                args, seed=args.seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
+            ),
             loader=loader_config(args),
             out_dir=args.out,
             resume=args.resume,

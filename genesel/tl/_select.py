@@ -25,6 +25,7 @@ def select_panel(
     layer: str | None = None,
     params: dict[str, Any] | None = None,
     epochs: int = 100,
+    min_steps: int | None = None,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     device: str = "auto",
@@ -56,7 +57,11 @@ def select_panel(
     params
         Method hyperparameters, e.g. ``{"gjsd_weight": 0.1}``; unknown keys are rejected.
     epochs
-        Epoch budget of trained methods.
+        Epoch budget of trained methods (raised on small data to reach ``min_steps``).
+    min_steps
+        Plan at least this many optimizer steps; ``None``: the method's default (CAE and
+        IP-CAE 1,000, which on scanpy's 700-cell example means about 330 epochs of 3 steps;
+        they stop once converged).
     batch_size
         Minibatch size of trained methods.
     learning_rate
@@ -78,12 +83,15 @@ def select_panel(
         Rank in the panel (1 = most important), NaN outside it.
     ``adata.uns[key_added]``
         ``method``, ``n_genes``, ``seed``, ``params`` (every hyperparameter), ``panel``
-        (gene ids, best first) and, for trained methods, ``history`` (per-epoch losses).
+        (gene ids, best first) and, for trained methods, ``history`` (per-epoch losses) and
+        ``converged`` (with ``mean_max_probability`` and ``unique_percent`` for CAE/IP-CAE; a
+        warning is logged when training ended unconverged).
     """
     adata = copy_or_self(adata, copy)
     store = ensure_store(adata, seed=seed, layer=layer)
     trainer, loader = training_configs(
-        seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress
+        seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress,
+        min_steps=min_steps,
     )
     result = _select_panel(store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader)
     rank = np.full(adata.n_vars, np.nan)
@@ -98,6 +106,9 @@ def select_panel(
         "params": uns_safe(result.config),
         "panel": [str(g) for g in result.gene_ids],
     }
+    for key in ("converged", "mean_max_probability", "unique_percent"):  # trained selectors' convergence
+        if key in result.extra and result.extra[key] is not None:
+            info[key] = uns_safe(result.extra[key])
     if result.history is not None:
         info["history"] = uns_safe(result.history)
     adata.uns[key_added] = info

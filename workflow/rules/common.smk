@@ -228,6 +228,8 @@ def select_options(wildcards):
     if wildcards.method in TRAINED_METHODS:
         options += ["--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"])]
         options += ["--lr", str(settings["learning_rate"])]
+        if settings.get("min_steps") is not None:
+            options += ["--min-steps", str(settings["min_steps"])]
     for key, value in settings["params"].items():
         options += ["--param", f"{key}={json.dumps(value)}"]
     return shlex.join(options)
