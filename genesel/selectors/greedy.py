@@ -1,0 +1,528 @@
+"""``greedy``: exact forward selection for imputation, and swap refinement of any panel.
+
+Both work in standardised units ``z`` centred at the train means (``y = z - m``), from the
+store's gene-by-gene moments (:mod:`genesel.moments`). With ``Sigma`` the train covariance
+plus ``ridge`` on the diagonal and ``V`` the validation second moment about the train
+means, the ridge decoder of a panel ``S`` predicts ``y`` from ``y_S`` with
+``W_S = Sigma_SS^-1 Sigma_S:`` (the decoder of :mod:`genesel.impute.ridge` at that penalty).
+Two ``D x D`` matrices carry the state:
+
+- ``R``, the Schur complement of ``Sigma`` with respect to ``S`` (``R <- R - r r^T / R_jj``
+  with ``r = R[:, j]`` when ``j`` joins);
+- ``Q``, the validation covariance of the residuals ``e = y - W_S^T y_S``; adding ``j``
+  changes them to ``e - b e_j`` with ``b = r / R_jj``, so
+  ``Q <- Q - b q^T - q b^T + Q_jj b b^T`` (``q = Q[:, j]``).
+
+The validation error over the imputed genes ``U`` after adding ``j`` is then
+
+    E(j) = tr Q_UU - 2 sum_i R_ij Q_ij / R_jj + Q_jj sum_i R_ij^2 / R_jj^2,
+
+two column sums of elementwise products, so one step scores every candidate in ``O(D^2)``
+(one fused pass over ``R`` and ``Q`` that also applies the previous step's update).
+``E / (n_validation |U|)`` is exactly :meth:`genesel.impute.ridge.RidgeProblem.validation_errors`
+of the refitted panel.
+
+Swap refinement (:func:`refine_panel`) removes one panel gene ``s`` by the inverse update
+(``R_T = R_S + w w^T / P_ss``, ``Q_T = Q_S + w c^T + c w^T + sigma w w^T`` with
+``P = Sigma_SS^-1``, ``w = Sigma_:S P[:, s]``, ``c`` the validation covariance of the residuals
+with ``s``'s own residual and ``sigma`` its variance) and scores every ``(s, j)`` swap at
+once with two ``D x D x K`` products.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.linalg.blas as blas
+from tqdm.auto import tqdm
+
+from genesel.errors import ConfigError
+from genesel.loader import LoaderConfig
+from genesel.moments import Moments, check_memory, compute_moments, open_moments
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.store import Store
+from genesel.training import TrainerConfig
+
+logger = logging.getLogger(__name__)
+
+#: Default ridge penalty (relative to unit gene variance), chosen on real arrays (docs/methods.md).
+DEFAULT_GREEDY_RIDGE = 0.1
+#: Target size of one block of rows of ``R`` and ``Q`` in the fused pass (bytes).
+BLOCK_BYTES = 2**18
+#: Candidates whose Schur diagonal is below this fraction of the largest are skipped (``ridge = 0``).
+PIVOT_RTOL = 1e-10
+
+
+def moments_path_for(store: Store) -> Path | None:
+    """The moments file autodetected beside a store: ``<store>.moments.h5`` (``None`` if the store has no path)."""
+    if store.path is None:
+        return None
+    path = Path(store.path)
+    return path.with_name(path.name + ".moments.h5") if not path.name.endswith(".h5ad") else path.with_suffix(".moments.h5")
+
+
+@contextlib.contextmanager
+def store_moments(
+    store: Store,
+    moments: str | Path | None = None,
+    *,
+    work_dir: Path | None = None,
+    max_memory_gib: float | None = None,
+    progress: bool = True,
+) -> Iterator[Moments]:
+    """Open the moments of ``store``: ``moments`` if given, else ``<store>.moments.h5`` beside it, else computed.
+
+    Computed moments go to ``work_dir/moments.h5`` (kept, reused by a rerun) or a temporary
+    file removed afterwards. The memory check of :func:`genesel.moments.check_memory` runs first.
+    """
+    check_memory(store.n_vars, max_memory_gib=max_memory_gib)
+    if moments is not None:
+        path: Path | None = Path(moments)
+    else:
+        path = moments_path_for(store)
+        if path is not None and not path.exists():
+            path = None
+        if path is None and work_dir is not None:
+            candidate = Path(work_dir) / "moments.h5"
+            if candidate.exists():
+                try:
+                    with open_moments(candidate, store):
+                        path = candidate
+                except Exception:  # stale file from another store: recompute
+                    path = None
+            if path is None:
+                logger.info("computing the gene-by-gene moments of the store into %s", candidate)
+                path = compute_moments(store, candidate, max_memory_gib=max_memory_gib, progress=progress)
+    if path is not None:
+        with open_moments(path, store) as handle:
+            yield handle
+        return
+    with tempfile.TemporaryDirectory(prefix="genesel-moments-") as tmp:
+        logger.info("computing the gene-by-gene moments of the store (temporary file)")
+        path = compute_moments(store, Path(tmp) / "moments.h5", max_memory_gib=max_memory_gib, progress=progress)
+        with open_moments(path, store) as handle:
+            yield handle
+
+
+class GreedyState:
+    """``R`` and ``Q`` of a panel, updated one gene at a time (see the module docstring).
+
+    Parameters
+    ----------
+    moments
+        The store's moments.
+    ridge
+        Penalty added to the diagonal of the train covariance (relative to unit variance).
+    criterion
+        ``"validation"`` (default when the moments hold validation rows) or ``"train"``.
+    """
+
+    def __init__(self, moments: Moments, *, ridge: float, criterion: str | None = None) -> None:
+        ridge = float(ridge)
+        if not ridge >= 0 or not math.isfinite(ridge):
+            raise ConfigError(f"ridge must be a non-negative number, got {ridge}")
+        if criterion is None:
+            criterion = "validation" if moments.n("validation") > 0 else "train"
+        if criterion not in ("validation", "train"):
+            raise ConfigError(f"criterion must be 'validation' or 'train', got {criterion!r}")
+        if moments.n("train") < 2:
+            raise ConfigError(f"greedy selection needs at least 2 train rows, got {moments.n('train')}")
+        self.ridge = ridge
+        self.criterion = criterion
+        self.n_vars = moments.n_vars
+        self.mean = moments.mean("train")
+        self.R = moments.second_moment("train", self.mean)
+        self.R[np.diag_indices(self.n_vars)] += ridge
+        if criterion == "validation":
+            self.Q = moments.second_moment("validation", self.mean)
+        else:
+            self.Q = self.R.copy()
+            self.Q[np.diag_indices(self.n_vars)] -= ridge
+        self.panel: list[int] = []
+        self.in_panel = np.zeros(self.n_vars, dtype=bool)
+        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._block = max(1, BLOCK_BYTES // (8 * self.n_vars))
+        self._scratch = np.empty((self._block, self.n_vars), dtype=np.float64)
+
+    def error(self) -> float:
+        """Imputed-gene MSE of the current panel (criterion split, standardised units)."""
+        diag = self._diagonal(self.Q, self.Q_pending_diagonal())
+        return float(diag[~self.in_panel].sum() / max((~self.in_panel).sum(), 1))
+
+    def Q_pending_diagonal(self) -> np.ndarray | None:
+        """Change of ``diag Q`` by the update not yet applied."""
+        if self._pending is None:
+            return None
+        _, b, u = self._pending
+        return -2.0 * b * u
+
+    @staticmethod
+    def _diagonal(matrix: np.ndarray, change: np.ndarray | None) -> np.ndarray:
+        diag = np.diagonal(matrix).copy()
+        return diag if change is None else diag + change
+
+    def _sweep(self) -> tuple[np.ndarray, np.ndarray]:
+        """Apply the pending update and return ``sum_i R_ij Q_ij`` and ``sum_i R_ij^2`` (one pass)."""
+        n, block, tmp = self.n_vars, self._block, self._scratch
+        rq = np.zeros(n)
+        rr = np.zeros(n)
+        pending = self._pending
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            rows_r, rows_q, out = self.R[start:stop], self.Q[start:stop], tmp[: stop - start]
+            if pending is not None:
+                r, b, u = pending
+                np.multiply.outer(r[start:stop], b, out=out)
+                rows_r -= out
+                np.multiply.outer(b[start:stop], u, out=out)
+                rows_q -= out
+                np.multiply.outer(u[start:stop], b, out=out)
+                rows_q -= out
+            rq += np.einsum("ij,ij->j", rows_r, rows_q)
+            rr += np.einsum("ij,ij->j", rows_r, rows_r)
+        self._pending = None
+        return rq, rr
+
+    def flush(self) -> None:
+        """Apply the pending update (no-op when there is none)."""
+        if self._pending is not None:
+            self._sweep()
+
+    def scores(self) -> np.ndarray:
+        """Imputed-gene MSE after adding each gene (``inf`` for panel genes and dependent ones)."""
+        rq, rr = self._sweep()
+        pivots = np.diagonal(self.R).copy()
+        qd = np.diagonal(self.Q).copy()
+        outside = ~self.in_panel
+        trace = float(qd[outside].sum())
+        ok = outside & (pivots > PIVOT_RTOL * max(float(pivots[outside].max(initial=0.0)), 1e-300))
+        errors = np.full(self.n_vars, np.inf)
+        p = pivots[ok]
+        errors[ok] = trace - 2.0 * rq[ok] / p + qd[ok] * rr[ok] / p**2
+        remaining = outside.sum() - 1
+        return errors / max(remaining, 1)
+
+    def add(self, gene: int) -> None:
+        """Add ``gene`` to the panel (its update is applied by the next pass)."""
+        gene = int(gene)
+        if self.in_panel[gene]:
+            raise ValueError(f"gene {gene} is already in the panel")
+        self.flush()
+        r = self.R[gene].copy()
+        q = self.Q[gene].copy()
+        pivot = r[gene]
+        if not pivot > 0:
+            raise ConfigError(f"gene {gene} is linearly dependent on the panel (Schur pivot {pivot:.3g}); use ridge > 0")
+        b = r / pivot
+        u = q - 0.5 * q[gene] * b
+        self._pending = (r, b, u)
+        self.panel.append(gene)
+        self.in_panel[gene] = True
+
+
+@dataclass
+class GreedyPath:
+    """The greedy order and the criterion after each step.
+
+    ``genes[:k]`` is the greedy panel of size ``k`` for every ``k``; ``errors[k - 1]`` its
+    imputed-gene MSE on the criterion split (standardised units).
+    """
+
+    genes: np.ndarray
+    errors: np.ndarray
+    ridge: float
+    criterion: str
+    seconds: float = 0.0
+    start: list[int] = field(default_factory=list)
+
+
+def greedy_path(
+    moments: Moments,
+    n_genes: int,
+    *,
+    ridge: float = DEFAULT_GREEDY_RIDGE,
+    start: Sequence[int] = (),
+    criterion: str | None = None,
+    progress: bool = True,
+) -> GreedyPath:
+    """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first)."""
+    import time
+
+    began = time.perf_counter()
+    state = GreedyState(moments, ridge=ridge, criterion=criterion)
+    if state.criterion == "train":
+        warnings.warn(
+            "greedy: the moments hold no validation rows; choosing genes by the train error, which "
+            "never stops rewarding more genes and can overfit (add a validation split)",
+            stacklevel=2,
+        )
+    if not 1 <= n_genes < state.n_vars:
+        raise ConfigError(f"greedy: n_genes={n_genes} must be between 1 and {state.n_vars - 1}")
+    errors: list[float] = []
+    for gene in start:
+        state.add(int(gene))
+        errors.append(float("nan"))
+    if len(state.panel) > n_genes:
+        raise ConfigError(f"greedy: {len(state.panel)} start genes exceed n_genes={n_genes}")
+    with tqdm(total=n_genes, initial=len(state.panel), desc="greedy", unit="gene", disable=not progress, leave=False) as bar:
+        while len(state.panel) < n_genes:
+            scores = state.scores()
+            best = int(np.argmin(scores))
+            if not np.isfinite(scores[best]):
+                raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
+            state.add(best)
+            errors.append(float(scores[best]))
+            bar.update(1)
+    return GreedyPath(
+        np.asarray(state.panel, dtype=np.int64), np.asarray(errors), state.ridge, state.criterion, time.perf_counter() - began, list(start)
+    )
+
+
+@dataclass
+class Refinement:
+    """The result of :func:`refine_panel`: the panel after swaps, and what was swapped."""
+
+    genes: np.ndarray
+    error_before: float
+    error_after: float
+    swaps: list[dict[str, Any]]
+    rounds: int
+    converged: bool
+    criterion: str
+    ridge: float
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary (``config.json`` ``extra.refine``)."""
+        return {
+            "error_before": self.error_before,
+            "error_after": self.error_after,
+            "swaps": self.swaps,
+            "rounds": self.rounds,
+            "converged": self.converged,
+            "criterion": self.criterion,
+            "ridge": self.ridge,
+        }
+
+
+def _panel_inverse(moments: Moments, state: GreedyState, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``P = Sigma_SS^-1``, ``B = P Sigma_S:`` (``K x D``), ``V_S:`` and ``V_SS`` of the panel."""
+    train = moments.panel_statistics("train", panel)
+    m = state.mean
+    n = train.n
+    sigma_rows = (train.cross - np.outer(train.total[panel], m) - np.outer(m[panel], train.total) + n * np.outer(m[panel], m)) / n
+    sigma_rows[np.arange(panel.size), panel] += state.ridge
+    split = "validation" if state.criterion == "validation" else "train"
+    other = moments.panel_statistics(split, panel)
+    nv = other.n
+    v_rows = (other.cross - np.outer(other.total[panel], m) - np.outer(m[panel], other.total) + nv * np.outer(m[panel], m)) / nv
+    sigma_pp = 0.5 * (sigma_rows[:, panel] + sigma_rows[:, panel].T)
+    inverse = np.linalg.inv(sigma_pp)
+    inverse = 0.5 * (inverse + inverse.T)
+    return inverse, inverse @ sigma_rows, v_rows, 0.5 * (v_rows[:, panel] + v_rows[:, panel].T)
+
+
+def swap_errors(moments: Moments, state: GreedyState) -> tuple[np.ndarray, np.ndarray]:
+    """Imputed-gene MSE of every swap: ``K x D`` (row ``s``: panel position, column ``j``: gene in).
+
+    Entries for genes already in the panel are ``inf`` except ``j = s``, which is the current
+    error. Also returns the error of each panel without its gene ``s`` (length ``K``).
+    """
+    state.flush()
+    panel = np.asarray(state.panel, dtype=np.int64)
+    k, n = panel.size, state.n_vars
+    inverse, coef, v_rows, v_pp = _panel_inverse(moments, state, panel)
+    diag_p = np.diagonal(inverse).copy()
+    alpha = 1.0 / diag_p  # K
+    normalised = inverse / diag_p  # column s: P[:, s] / P_ss
+    W = coef.T  # D x K: column s is w_s = Sigma_:S P[:, s]
+    C = v_rows.T @ normalised - W @ (v_pp @ normalised)  # D x K
+    sigma = np.einsum("ks,ks->s", normalised, v_pp @ normalised)  # K
+    R, Q = state.R, state.Q
+    RW = R @ W
+    RC = R @ C
+    QW = Q @ W
+    rq = np.einsum("ij,ij->j", R, Q)
+    rr = np.einsum("ij,ij->j", R, R)
+    rd = np.diagonal(R).copy()
+    qd = np.diagonal(Q).copy()
+    outside = ~state.in_panel
+    trace = float(qd[outside].sum())
+    ww = np.einsum("is,is->s", W, W)
+    wc = np.einsum("is,is->s", W, C)
+    errors = np.full((k, n), np.inf)
+    removal = np.empty(k)
+    for s in range(k):
+        w, c, a, sg = W[:, s], C[:, s], alpha[s], sigma[s]
+        trace_t = trace + 2.0 * wc[s] + sg * ww[s]
+        removal[s] = trace_t
+        rq_t = rq + c * RW[:, s] + w * RC[:, s] + sg * w * RW[:, s] + a * w * QW[:, s] + a * w * c * ww[s] + a * w**2 * wc[s] + a * sg * w**2 * ww[s]
+        rr_t = rr + 2.0 * a * w * RW[:, s] + a**2 * w**2 * ww[s]
+        pivot = rd + a * w**2
+        qd_t = qd + 2.0 * w * c + sg * w**2
+        candidates = outside.copy()
+        candidates[panel[s]] = True
+        ok = candidates & (pivot > PIVOT_RTOL * max(float(pivot[candidates].max()), 1e-300))
+        p = pivot[ok]
+        errors[s, ok] = trace_t - 2.0 * rq_t[ok] / p + qd_t[ok] * rr_t[ok] / p**2
+    remaining = n - k
+    return errors / remaining, removal / (remaining + 1)
+
+
+def _remove(moments: Moments, state: GreedyState, position: int) -> None:
+    """Remove ``state.panel[position]`` exactly (inverse of :meth:`GreedyState.add`)."""
+    state.flush()
+    panel = np.asarray(state.panel, dtype=np.int64)
+    inverse, coef, v_rows, v_pp = _panel_inverse(moments, state, panel)
+    s = position
+    p_ss = inverse[s, s]
+    normalised = inverse[:, s] / p_ss
+    w = coef[s]
+    c = v_rows.T @ normalised - coef.T @ (v_pp @ normalised)
+    sigma = float(normalised @ v_pp @ normalised)
+    blas.dger(1.0 / p_ss, w, w, a=state.R.T, overwrite_a=1)
+    blas.dger(1.0, w, c, a=state.Q.T, overwrite_a=1)
+    blas.dger(1.0, c, w, a=state.Q.T, overwrite_a=1)
+    blas.dger(sigma, w, w, a=state.Q.T, overwrite_a=1)
+    gene = state.panel.pop(s)
+    state.in_panel[gene] = False
+    rest = np.delete(panel, s)
+    state.R[gene, rest] = state.R[rest, gene] = 0.0  # exact zeros against the remaining panel
+
+
+def refine_panel(
+    moments: Moments,
+    panel: Sequence[int],
+    *,
+    ridge: float = DEFAULT_GREEDY_RIDGE,
+    max_swaps: int | None = None,
+    tol: float = 1e-9,
+    criterion: str | None = None,
+    progress: bool = True,
+) -> Refinement:
+    """Swap panel genes for outside genes while a swap lowers the validated imputed-gene MSE.
+
+    Each round scores every ``(panel gene, outside gene)`` swap exactly from the moments
+    (:func:`swap_errors`: three ``D x D x K`` products) and applies the best one if it lowers
+    the error by more than ``tol`` (relative). Stops when no swap helps or after
+    ``max_swaps`` swaps (default: the panel size). The error never increases. A swapped-in
+    gene takes the position of the gene it replaces, so the panel order is otherwise kept.
+    """
+    panel = [int(g) for g in panel]
+    if len(set(panel)) != len(panel):
+        raise ConfigError("refine: the panel has duplicate genes")
+    state = GreedyState(moments, ridge=ridge, criterion=criterion)
+    if state.criterion == "train":
+        warnings.warn("refine: the moments hold no validation rows; swapping by the train error", stacklevel=2)
+    for gene in panel:
+        state.add(gene)
+    state.flush()
+    before = state.error()
+    budget = len(panel) if max_swaps is None else int(max_swaps)
+    swaps: list[dict[str, Any]] = []
+    current = before
+    converged = False
+    rounds = 0
+    with tqdm(total=budget, desc="refine", unit="swap", disable=not progress, leave=False) as bar:
+        while len(swaps) < budget:
+            rounds += 1
+            errors, _ = swap_errors(moments, state)
+            s, j = np.unravel_index(int(np.argmin(errors)), errors.shape)
+            best = float(errors[s, j])
+            if not best < current * (1.0 - tol):
+                converged = True
+                break
+            out_gene = state.panel[s]
+            _remove(moments, state, int(s))
+            state.add(int(j))
+            state.flush()
+            state.panel.insert(int(s), state.panel.pop())  # keep the position
+            current = state.error()
+            swaps.append({"position": int(s), "out": int(out_gene), "in": int(j), "error": current})
+            bar.update(1)
+    return Refinement(np.asarray(state.panel, dtype=np.int64), before, current, swaps, rounds, converged, state.criterion, state.ridge)
+
+
+@register_selector
+class GreedySelector(PanelSelector):
+    """Exact greedy forward selection for the validated ridge imputation error (method ``"greedy"``).
+
+    The panel order is the greedy order, so a run at ``K`` holds every smaller greedy panel
+    as a prefix (``extra["order"]`` / ``path_``); ``score`` is minus the validation
+    imputed-gene MSE reached when the gene was added (higher = better).
+
+    Parameters
+    ----------
+    n_genes
+        Panel size ``K``.
+    seed
+        Unused (the method is deterministic).
+    ridge
+        Penalty on the diagonal of the train covariance, relative to unit gene variance.
+    moments
+        Moments file of the store; default ``<store>.moments.h5`` beside the store if it
+        exists, else computed into the output directory (``moments.h5``) or a temporary file.
+    max_memory_gib
+        Budget for the two ``D x D`` matrices (default half the machine's memory).
+    """
+
+    method: ClassVar[str] = "greedy"
+
+    def __init__(
+        self,
+        *,
+        n_genes: int,
+        seed: int = 0,
+        ridge: float = DEFAULT_GREEDY_RIDGE,
+        moments: str | None = None,
+        max_memory_gib: float | None = None,
+    ) -> None:
+        super().__init__(n_genes=n_genes, seed=seed)
+        ridge = float(ridge)
+        if not ridge >= 0 or not math.isfinite(ridge):
+            raise ConfigError(f"greedy: ridge must be a non-negative number, got {ridge}")
+        self.ridge = ridge
+        self.moments = None if moments is None else str(moments)
+        self.max_memory_gib = None if max_memory_gib is None else float(max_memory_gib)
+        self.path_: GreedyPath | None = None
+
+    def select(
+        self,
+        store: Store,
+        *,
+        trainer: TrainerConfig | None = None,
+        loader: LoaderConfig | None = None,
+        work_dir: Path | None = None,
+        resume: bool = False,
+    ) -> PanelResult:
+        """Run the greedy path to ``n_genes`` genes."""
+        self.check_panel_size(store)
+        progress = trainer.progress if trainer is not None else True
+        with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
+            path = greedy_path(moments, self.n_genes, ridge=self.ridge, progress=progress)
+        self.path_ = path
+        logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", self.n_genes, path.seconds, path.criterion, path.ridge)
+        return PanelResult(
+            method=self.method,
+            n_genes=self.n_genes,
+            seed=self.seed,
+            gene_indices=path.genes,
+            var=store.var,
+            scores=-path.errors,
+            extra={
+                "ranking": "greedy order (every prefix is the greedy panel of its size)",
+                "order": [int(g) for g in path.genes],
+                "errors": [float(e) for e in path.errors],
+                "criterion": path.criterion,
+                "ridge": path.ridge,
+                "seconds": path.seconds,
+            },
+        )
