@@ -103,3 +103,26 @@ def test_swap_errors_equal_refits_and_refine_never_increases(small):
     assert np.all(np.diff(trail) < 0)
     assert result.error_after == pytest.approx(refit_error(z_train, z_valid, result.genes.tolist(), ridge), rel=1e-8)
     assert result.converged and sorted(result.genes.tolist()) == drivers.tolist()
+
+
+def test_cli_refines_any_panel_and_tl_selects_greedy(small, tmp_path):
+    import argparse
+
+    import anndata
+
+    from genesel.cli import select as select_cli
+    from genesel.selectors.base import read_panel_config
+    from genesel.tl import select_panel as tl_select
+
+    store, path, drivers = small
+    parser = argparse.ArgumentParser()
+    select_cli.add_parser(parser.add_subparsers())
+    argv = ["select", "--data", str(store.path), "--method", "random", "-k", "4", "--out", str(tmp_path / "r"), "--refine", "--moments", str(path)]
+    args = parser.parse_args(argv)
+    args.progress = False
+    assert args.func(args) == 0
+    record = read_panel_config(tmp_path / "r")["extra"]["refine"]
+    assert record["error_after"] <= record["error_before"]
+    adata = anndata.AnnData(store.read_rows(np.arange(store.n_obs), standardize=False))
+    tl_select(adata, n_genes=3, method="greedy", params={"ridge": 0.05})
+    assert adata.var["genesel_selected"].sum() == 3 and adata.uns["genesel"]["params"]["params"]["ridge"] == 0.05

@@ -526,3 +526,44 @@ class GreedySelector(PanelSelector):
                 "seconds": path.seconds,
             },
         )
+
+
+def refine_result(
+    store: Store,
+    result: PanelResult,
+    *,
+    ridge: float = DEFAULT_GREEDY_RIDGE,
+    max_swaps: int | None = None,
+    moments: str | Path | None = None,
+    work_dir: Path | None = None,
+    max_memory_gib: float | None = None,
+    progress: bool = True,
+) -> PanelResult:
+    """:func:`refine_panel` applied to a selected panel; the result records the swaps in ``extra["refine"]``.
+
+    Swapped-in genes keep the position (rank) of the gene they replace; their ``score`` is NaN.
+    """
+    with store_moments(store, moments, work_dir=work_dir, max_memory_gib=max_memory_gib, progress=progress) as handle:
+        refinement = refine_panel(handle, result.gene_indices, ridge=ridge, max_swaps=max_swaps, progress=progress)
+    scores = None if result.scores is None else np.asarray(result.scores, dtype=float).copy()
+    if scores is not None:
+        scores[refinement.genes != result.gene_indices] = np.nan
+    logger.info(
+        "refine: %d swaps, validation imputed-gene MSE %.5g -> %.5g%s",
+        len(refinement.swaps),
+        refinement.error_before,
+        refinement.error_after,
+        "" if refinement.converged else " (swap budget spent)",
+    )
+    return PanelResult(
+        method=result.method,
+        n_genes=result.n_genes,
+        seed=result.seed,
+        gene_indices=refinement.genes,
+        var=result.var,
+        scores=scores,
+        history=result.history,
+        state_dict=result.state_dict,
+        config=result.config,
+        extra={**result.extra, "refine": {**refinement.record(), "original_panel": [int(g) for g in result.gene_indices]}},
+    )
