@@ -75,9 +75,11 @@ def test_greedy_prefixes_are_the_smaller_panels_and_select_panel_runs(small, tmp
         rng = np.random.default_rng(0)
         for _ in range(5):
             assert greedy_error(moments, short.genes) <= greedy_error(moments, rng.choice(store.n_vars, 4, replace=False))
-    # without a moments file they are computed into the output directory
+    # without a moments file they are computed into a temporary file; a named missing file is written and kept
     again = select_panel(store, method="greedy", n_genes=4, out_dir=tmp_path / "h")
-    assert again.gene_indices.tolist() == short.genes.tolist() and (tmp_path / "h" / "moments.h5").exists()
+    assert again.gene_indices.tolist() == short.genes.tolist() and not list((tmp_path / "h").glob("*moments*"))
+    cached = select_panel(store, method="greedy", n_genes=4, params={"moments": str(tmp_path / "m.h5")})
+    assert cached.gene_indices.tolist() == short.genes.tolist() and (tmp_path / "m.h5").exists()
 
 
 def test_swap_errors_equal_refits_and_refine_never_increases(small):

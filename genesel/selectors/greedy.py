@@ -79,34 +79,27 @@ def store_moments(
     max_memory_gib: float | None = None,
     progress: bool = True,
 ) -> Iterator[Moments]:
-    """Open the moments of ``store``: ``moments`` if given, else ``<store>.moments.h5`` beside it, else computed.
+    """Open the moments of ``store`` for a selector.
 
-    Computed moments go to ``work_dir/moments.h5`` (kept, reused by a rerun) or a temporary
-    file removed afterwards. The memory check of :func:`genesel.moments.check_memory` runs first.
+    ``moments`` names the file: used if it exists, else computed there and kept (a cache for
+    later runs). Without it, ``<store>.moments.h5`` beside the store is used if it exists,
+    else the moments are computed into a temporary file (in ``work_dir`` when given, which
+    must then have room for ``3 x 8 D^2`` bytes) and removed afterwards. The memory check of
+    :func:`genesel.moments.check_memory` runs first.
     """
     check_memory(store.n_vars, max_memory_gib=max_memory_gib)
-    if moments is not None:
-        path: Path | None = Path(moments)
-    else:
-        path = moments_path_for(store)
-        if path is not None and not path.exists():
-            path = None
-        if path is None and work_dir is not None:
-            candidate = Path(work_dir) / "moments.h5"
-            if candidate.exists():
-                try:
-                    with open_moments(candidate, store):
-                        path = candidate
-                except Exception:  # stale file from another store: recompute
-                    path = None
-            if path is None:
-                logger.info("computing the gene-by-gene moments of the store into %s", candidate)
-                path = compute_moments(store, candidate, max_memory_gib=max_memory_gib, progress=progress)
-    if path is not None:
+    path = Path(moments) if moments is not None else moments_path_for(store)
+    if path is not None and path.exists():
         with open_moments(path, store) as handle:
             yield handle
         return
-    with tempfile.TemporaryDirectory(prefix="genesel-moments-") as tmp:
+    if moments is not None:
+        logger.info("computing the gene-by-gene moments of the store into %s", path)
+        compute_moments(store, path, max_memory_gib=max_memory_gib, progress=progress)
+        with open_moments(path, store) as handle:
+            yield handle
+        return
+    with tempfile.TemporaryDirectory(prefix="genesel-moments-", dir=work_dir) as tmp:
         logger.info("computing the gene-by-gene moments of the store (temporary file)")
         path = compute_moments(store, Path(tmp) / "moments.h5", max_memory_gib=max_memory_gib, progress=progress)
         with open_moments(path, store) as handle:
@@ -468,8 +461,9 @@ class GreedySelector(PanelSelector):
     ridge
         Penalty on the diagonal of the train covariance, relative to unit gene variance.
     moments
-        Moments file of the store; default ``<store>.moments.h5`` beside the store if it
-        exists, else computed into the output directory (``moments.h5``) or a temporary file.
+        Moments file of the store (computed there and kept when missing); default
+        ``<store>.moments.h5`` beside the store if it exists, else computed into a
+        temporary file (see :func:`store_moments`).
     max_memory_gib
         Budget for the two ``D x D`` matrices (default half the machine's memory).
     """
