@@ -128,3 +128,28 @@ def test_cli_refines_any_panel_and_tl_selects_greedy(small, tmp_path):
     adata = anndata.AnnData(store.read_rows(np.arange(store.n_obs), standardize=False))
     tl_select(adata, n_genes=3, method="greedy", params={"ridge": 0.05})
     assert adata.var["genesel_selected"].sum() == 3 and adata.uns["genesel"]["params"]["params"]["ridge"] == 0.05
+
+
+def test_gcv_criterion_equals_brute_force_on_pooled_rows(small):
+    store, path, _ = small
+    z = np.vstack([standardized(store, "train"), standardized(store, "validation")])
+    ridge, n = 0.05, len(z)
+    centred = z - z.mean(0)
+
+    def gcv(panel):
+        x = centred[:, panel]
+        hat = x @ np.linalg.solve(x.T @ x + ridge * n * np.eye(len(panel)), x.T)
+        imputed = np.setdiff1d(np.arange(z.shape[1]), panel)
+        rss = (((np.eye(n) - hat) @ centred)[:, imputed] ** 2).mean()
+        return rss / (1.0 - np.trace(hat) / n) ** 2
+
+    panel, errors = [], []
+    for _ in range(4):
+        candidates = [j for j in range(store.n_vars) if j not in panel]
+        scores = [gcv([*panel, j]) for j in candidates]
+        panel.append(candidates[int(np.argmin(scores))])
+        errors.append(min(scores))
+    with open_moments(path, store) as moments:
+        result = greedy_path(moments, 4, ridge=ridge, criterion="gcv", progress=False)
+    assert result.genes.tolist() == panel
+    np.testing.assert_allclose(result.errors, errors, rtol=1e-8)

@@ -54,6 +54,10 @@ from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 
+#: Criteria of the greedy choice (see :class:`GreedyState`).
+CRITERIA = ("validation", "gcv", "train")
+#: The criterion unless the caller names one (``None``: validation if there are validation rows).
+DEFAULT_CRITERION: str | None = None
 #: Default ridge penalty (relative to unit gene variance), chosen on real arrays (docs/methods.md).
 DEFAULT_GREEDY_RIDGE = 0.1
 #: Target size of one block of rows of ``R`` and ``Q`` in the fused pass (bytes).
@@ -116,7 +120,11 @@ class GreedyState:
     ridge
         Penalty added to the diagonal of the train covariance (relative to unit variance).
     criterion
-        ``"validation"`` (default when the moments hold validation rows) or ``"train"``.
+        ``"validation"`` (default when the moments hold validation rows): imputed-gene MSE
+        on the validation split of the decoder fitted on train. ``"gcv"``: generalised
+        cross-validation, ``MSE_in-sample / (1 - df / n)^2`` with ``df = |S| - ridge tr P``,
+        of the decoder fitted on train and validation rows pooled. ``"train"``: in-sample MSE
+        (no validation rows; never stops rewarding genes).
     """
 
     def __init__(self, moments: Moments, *, ridge: float, criterion: str | None = None) -> None:
@@ -125,21 +133,37 @@ class GreedyState:
             raise ConfigError(f"ridge must be a non-negative number, got {ridge}")
         if criterion is None:
             criterion = "validation" if moments.n("validation") > 0 else "train"
-        if criterion not in ("validation", "train"):
-            raise ConfigError(f"criterion must be 'validation' or 'train', got {criterion!r}")
+        if criterion not in CRITERIA:
+            raise ConfigError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
         if moments.n("train") < 2:
             raise ConfigError(f"greedy selection needs at least 2 train rows, got {moments.n('train')}")
         self.ridge = ridge
         self.criterion = criterion
         self.n_vars = moments.n_vars
         self.mean = moments.mean("train")
+        self.n_rows = moments.n("train")
         self.R = moments.second_moment("train", self.mean)
-        self.R[np.diag_indices(self.n_vars)] += ridge
+        if criterion == "gcv" and moments.n("validation") > 0:  # pool train and validation rows
+            n_t, n_v = moments.n("train"), moments.n("validation")
+            self.n_rows = n_t + n_v
+            pooled = (n_t * self.mean + n_v * moments.mean("validation")) / self.n_rows
+            shift = self.mean - pooled
+            self.R += np.outer(shift, shift)  # train moment about the pooled mean
+            self.R *= n_t / self.n_rows
+            other = moments.second_moment("validation", pooled)
+            other *= n_v / self.n_rows
+            self.R += other
+            del other
+            self.mean = pooled
         if criterion == "validation":
             self.Q = moments.second_moment("validation", self.mean)
+            self.R[np.diag_indices(self.n_vars)] += ridge
         else:
             self.Q = self.R.copy()
-            self.Q[np.diag_indices(self.n_vars)] -= ridge
+            self.R[np.diag_indices(self.n_vars)] += ridge
+        # gcv: coefficients B = P Sigma_S: (K x D) for ||beta_j||^2, and tr P, P = (Sigma_SS + ridge I)^-1
+        self._coef = np.zeros((0, self.n_vars)) if criterion == "gcv" else None
+        self._trace_p = 0.0
         self.panel: list[int] = []
         self.in_panel = np.zeros(self.n_vars, dtype=bool)
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -147,9 +171,13 @@ class GreedyState:
         self._scratch = np.empty((self._block, self.n_vars), dtype=np.float64)
 
     def error(self) -> float:
-        """Imputed-gene MSE of the current panel (criterion split, standardised units)."""
+        """The criterion of the current panel (imputed-gene MSE, standardised units)."""
         diag = self._diagonal(self.Q, self.Q_pending_diagonal())
-        return float(diag[~self.in_panel].sum() / max((~self.in_panel).sum(), 1))
+        value = float(diag[~self.in_panel].sum() / max((~self.in_panel).sum(), 1))
+        if self.criterion == "gcv":
+            dof = len(self.panel) - self.ridge * self._trace_p
+            value = value / (1.0 - dof / self.n_rows) ** 2 if dof < self.n_rows else math.inf
+        return value
 
     def Q_pending_diagonal(self) -> np.ndarray | None:
         """Change of ``diag Q`` by the update not yet applied."""
@@ -202,7 +230,12 @@ class GreedyState:
         p = pivots[ok]
         errors[ok] = trace - 2.0 * rq[ok] / p + qd[ok] * rr[ok] / p**2
         remaining = outside.sum() - 1
-        return errors / max(remaining, 1)
+        errors /= max(remaining, 1)
+        if self._coef is not None:  # GCV: df of S + j = |S| + 1 - ridge tr P_{S+j}
+            norms = np.einsum("kd,kd->d", self._coef, self._coef)
+            dof = len(self.panel) + 1 - self.ridge * (self._trace_p + (1.0 + norms[ok]) / p)
+            errors[ok] = np.where(dof < self.n_rows, errors[ok] / (1.0 - dof / self.n_rows) ** 2, np.inf)
+        return errors
 
     def add(self, gene: int) -> None:
         """Add ``gene`` to the panel (its update is applied by the next pass)."""
@@ -217,6 +250,11 @@ class GreedyState:
             raise ConfigError(f"gene {gene} is linearly dependent on the panel (Schur pivot {pivot:.3g}); use ridge > 0")
         b = r / pivot
         u = q - 0.5 * q[gene] * b
+        if self._coef is not None:
+            beta = self._coef[:, gene].copy()
+            self._trace_p += (1.0 + beta @ beta) / pivot
+            self._coef -= np.outer(beta, b)
+            self._coef = np.vstack([self._coef, b[None, :]])
         self._pending = (r, b, u)
         self.panel.append(gene)
         self.in_panel[gene] = True
@@ -412,6 +450,8 @@ def refine_panel(
     panel = [int(g) for g in panel]
     if len(set(panel)) != len(panel):
         raise ConfigError("refine: the panel has duplicate genes")
+    if criterion == "gcv":
+        raise ConfigError("refine: criterion must be 'validation' or 'train' (swaps are scored on held-out rows)")
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
         warnings.warn("refine: the moments hold no validation rows; swapping by the train error", stacklevel=2)
@@ -460,6 +500,9 @@ class GreedySelector(PanelSelector):
         Unused (the method is deterministic).
     ridge
         Penalty on the diagonal of the train covariance, relative to unit gene variance.
+    criterion
+        ``"validation"``, ``"gcv"`` or ``"train"`` (see :class:`GreedyState`); ``None``:
+        validation when the store has validation rows, else train (with a warning).
     moments
         Moments file of the store (computed there and kept when missing); default
         ``<store>.moments.h5`` beside the store if it exists, else computed into a
@@ -476,6 +519,7 @@ class GreedySelector(PanelSelector):
         n_genes: int,
         seed: int = 0,
         ridge: float = DEFAULT_GREEDY_RIDGE,
+        criterion: str | None = DEFAULT_CRITERION,
         moments: str | None = None,
         max_memory_gib: float | None = None,
     ) -> None:
@@ -483,7 +527,10 @@ class GreedySelector(PanelSelector):
         ridge = float(ridge)
         if not ridge >= 0 or not math.isfinite(ridge):
             raise ConfigError(f"greedy: ridge must be a non-negative number, got {ridge}")
+        if criterion is not None and criterion not in CRITERIA:
+            raise ConfigError(f"greedy: criterion must be one of {CRITERIA} or null, got {criterion!r}")
         self.ridge = ridge
+        self.criterion = criterion
         self.moments = None if moments is None else str(moments)
         self.max_memory_gib = None if max_memory_gib is None else float(max_memory_gib)
         self.path_: GreedyPath | None = None
@@ -501,7 +548,7 @@ class GreedySelector(PanelSelector):
         self.check_panel_size(store)
         progress = trainer.progress if trainer is not None else True
         with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
-            path = greedy_path(moments, self.n_genes, ridge=self.ridge, progress=progress)
+            path = greedy_path(moments, self.n_genes, ridge=self.ridge, criterion=self.criterion, progress=progress)
         self.path_ = path
         logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", self.n_genes, path.seconds, path.criterion, path.ridge)
         return PanelResult(
