@@ -31,7 +31,10 @@ from genesel.moments import compute_moments, open_moments  # noqa: E402
 from genesel.selectors.base import select_panel  # noqa: E402
 from genesel.selectors.greedy import greedy_path  # noqa: E402
 from genesel.store import Store  # noqa: E402
+from genesel.training import TrainerConfig  # noqa: E402
 from tests.conftest import write_store  # noqa: E402
+
+QUIET = TrainerConfig(progress=False)
 from tests.test_impute_gpl96 import FIXTURE, average_probes, dgex_genes  # noqa: E402
 
 REALDATA = "/work/wt-realdata/benchmarks/data/*.h5ad"
@@ -50,7 +53,7 @@ def datasets(n_genes: int) -> dict[str, np.ndarray]:
     return out
 
 
-def run(name: str, X: np.ndarray, root: Path, *, ridges: list[float], n_random: int, fractions: list[float]) -> pd.DataFrame:
+def run(name: str, X: np.ndarray, root: Path, *, greedy: list[str], n_random: int, fractions: list[float]) -> pd.DataFrame:
     store_path = write_store(root / f"{name}.h5ad", X, seed=11, fractions=(0.6, 0.2, 0.2))
     rows = []
     with Store.open(store_path) as store:
@@ -60,16 +63,17 @@ def run(name: str, X: np.ndarray, root: Path, *, ridges: list[float], n_random: 
         panels: dict[tuple[str, int], np.ndarray] = {}
         timing: dict[str, float] = {}
         with open_moments(moments_path, store) as moments:
-            for ridge in ridges:
+            for spec in greedy:
+                criterion, ridge = spec.split(":")
                 started = time.perf_counter()
-                path = greedy_path(moments, max(sizes), ridge=ridge, progress=False)
-                timing[f"greedy({ridge:g})"] = time.perf_counter() - started
+                path = greedy_path(moments, max(sizes), ridge=float(ridge), criterion=criterion, progress=False)
+                timing[f"{criterion[:3]}({ridge})"] = round(time.perf_counter() - started, 2)
                 for k in sizes:
-                    panels[(f"greedy({ridge:g})", k)] = path.genes[:k]
+                    panels[(f"{criterion[:3]}({ridge})", k)] = path.genes[:k]
         for k in sizes:
             old = {"n_components": None, "weighted": False, "moments": str(moments_path)}
-            panels[("qr-old", k)] = select_panel(store, method="qr", n_genes=k, params=old).gene_indices
-            panels[("qr-new", k)] = select_panel(store, method="qr", n_genes=k, params={"moments": str(moments_path)}).gene_indices
+            panels[("qr-old", k)] = select_panel(store, method="qr", n_genes=k, params=old, trainer=QUIET).gene_indices
+            panels[("qr-new", k)] = select_panel(store, method="qr", n_genes=k, params={"moments": str(moments_path)}, trainer=QUIET).gene_indices
             for seed in range(n_random):
                 panels[(f"random{seed}", k)] = select_panel(store, method="random", n_genes=k, seed=seed).gene_indices
         with open_moments(moments_path, store) as moments:
@@ -93,7 +97,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--genes", type=int, default=1500)
-    parser.add_argument("--ridges", type=float, nargs="+", default=[0.01, 0.1, 1.0])
+    parser.add_argument("--greedy", nargs="+", default=["validation:0.1", "validation:1", "gcv:0.1", "gcv:1"], help="CRITERION:RIDGE")
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 1.5])
     parser.add_argument("--only", nargs="*", default=None, help="data set names")
@@ -105,7 +109,7 @@ def main() -> int:
         for name, X in datasets(args.genes).items():
             if args.only and name not in args.only:
                 continue
-            table = run(name, X, Path(tmp), ridges=args.ridges, n_random=args.random, fractions=args.fractions)
+            table = run(name, X, Path(tmp), greedy=args.greedy, n_random=args.random, fractions=args.fractions)
             tables.append(table)
             print(f"\n## {name}: {X.shape[0]} samples, D = {X.shape[1]}, n_train = {table['n_train'].iloc[0]}, "
                   f"qr directions above the MP edge (at the largest K) = {table.attrs['qr_rank']}, greedy seconds {table.attrs['timing']}")

@@ -61,7 +61,7 @@ DEFAULT_CRITERION: str | None = None
 #: Default ridge penalty (relative to unit gene variance), chosen on real arrays (docs/methods.md).
 DEFAULT_GREEDY_RIDGE = 0.1
 #: Target size of one block of rows of ``R`` and ``Q`` in the fused pass (bytes).
-BLOCK_BYTES = 2**18
+BLOCK_BYTES = 2**21
 #: Candidates whose Schur diagonal is below this fraction of the largest are skipped (``ridge = 0``).
 PIVOT_RTOL = 1e-10
 
@@ -162,11 +162,12 @@ class GreedyState:
             self.Q = self.R.copy()
             self.R[np.diag_indices(self.n_vars)] += ridge
         # gcv: coefficients B = P Sigma_S: (K x D) for ||beta_j||^2, and tr P, P = (Sigma_SS + ridge I)^-1
-        self._coef = np.zeros((0, self.n_vars)) if criterion == "gcv" else None
+        self._coef = np.zeros((16, self.n_vars)) if criterion == "gcv" else None  # rows beyond len(panel) unused
         self._trace_p = 0.0
         self.panel: list[int] = []
         self.in_panel = np.zeros(self.n_vars, dtype=bool)
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._lower_stale = False
         self._block = max(1, BLOCK_BYTES // (8 * self.n_vars))
         self._scratch = np.empty((self._block, self.n_vars), dtype=np.float64)
 
@@ -192,31 +193,56 @@ class GreedyState:
         return diag if change is None else diag + change
 
     def _sweep(self) -> tuple[np.ndarray, np.ndarray]:
-        """Apply the pending update and return ``sum_i R_ij Q_ij`` and ``sum_i R_ij^2`` (one pass)."""
+        """Apply the pending update and return ``sum_i R_ij Q_ij`` and ``sum_i R_ij^2`` (one pass).
+
+        Only the upper triangle (by row blocks, from the block's first column on) is updated
+        and read: a block's column sums give the upper part of the sums, its row sums beyond
+        the diagonal block the mirrored lower part. The lower triangle goes stale until
+        :meth:`full` restores it.
+        """
         n, block, tmp = self.n_vars, self._block, self._scratch
         rq = np.zeros(n)
         rr = np.zeros(n)
         pending = self._pending
         for start in range(0, n, block):
             stop = min(start + block, n)
-            rows_r, rows_q, out = self.R[start:stop], self.Q[start:stop], tmp[: stop - start]
+            rows_r, rows_q = self.R[start:stop, start:], self.Q[start:stop, start:]
+            out = tmp[: stop - start, : n - start]
             if pending is not None:
                 r, b, u = pending
-                np.multiply.outer(r[start:stop], b, out=out)
+                np.multiply.outer(r[start:stop], b[start:], out=out)
                 rows_r -= out
-                np.multiply.outer(b[start:stop], u, out=out)
+                np.multiply.outer(b[start:stop], u[start:], out=out)
                 rows_q -= out
-                np.multiply.outer(u[start:stop], b, out=out)
+                np.multiply.outer(u[start:stop], b[start:], out=out)
                 rows_q -= out
-            rq += np.einsum("ij,ij->j", rows_r, rows_q)
-            rr += np.einsum("ij,ij->j", rows_r, rows_r)
+            rq[start:] += np.einsum("ij,ij->j", rows_r, rows_q)
+            rr[start:] += np.einsum("ij,ij->j", rows_r, rows_r)
+            off = stop - start
+            rq[start:stop] += np.einsum("ij,ij->i", rows_r[:, off:], rows_q[:, off:])
+            rr[start:stop] += np.einsum("ij,ij->i", rows_r[:, off:], rows_r[:, off:])
         self._pending = None
+        self._lower_stale = True
         return rq, rr
 
     def flush(self) -> None:
         """Apply the pending update (no-op when there is none)."""
         if self._pending is not None:
             self._sweep()
+
+    def full(self) -> None:
+        """Apply the pending update and copy the upper triangles of ``R`` and ``Q`` to the lower ones."""
+        self.flush()
+        if self._lower_stale:
+            for start in range(0, self.n_vars, self._block):
+                stop = min(start + self._block, self.n_vars)
+                self.R[start:stop, :start] = self.R[:start, start:stop].T
+                self.Q[start:stop, :start] = self.Q[:start, start:stop].T
+            self._lower_stale = False
+
+    def _row(self, matrix: np.ndarray, gene: int) -> np.ndarray:
+        """Row ``gene`` of a symmetric matrix whose upper triangle is current."""
+        return np.concatenate([matrix[:gene, gene], matrix[gene, gene:]])
 
     def scores(self) -> np.ndarray:
         """Imputed-gene MSE after adding each gene (``inf`` for panel genes and dependent ones)."""
@@ -232,7 +258,8 @@ class GreedyState:
         remaining = outside.sum() - 1
         errors /= max(remaining, 1)
         if self._coef is not None:  # GCV: df of S + j = |S| + 1 - ridge tr P_{S+j}
-            norms = np.einsum("kd,kd->d", self._coef, self._coef)
+            coef = self._coef[: len(self.panel)]
+            norms = np.einsum("kd,kd->d", coef, coef)
             dof = len(self.panel) + 1 - self.ridge * (self._trace_p + (1.0 + norms[ok]) / p)
             errors[ok] = np.where(dof < self.n_rows, errors[ok] / (1.0 - dof / self.n_rows) ** 2, np.inf)
         return errors
@@ -243,18 +270,22 @@ class GreedyState:
         if self.in_panel[gene]:
             raise ValueError(f"gene {gene} is already in the panel")
         self.flush()
-        r = self.R[gene].copy()
-        q = self.Q[gene].copy()
+        r = self._row(self.R, gene)
+        q = self._row(self.Q, gene)
         pivot = r[gene]
         if not pivot > 0:
             raise ConfigError(f"gene {gene} is linearly dependent on the panel (Schur pivot {pivot:.3g}); use ridge > 0")
         b = r / pivot
         u = q - 0.5 * q[gene] * b
         if self._coef is not None:
-            beta = self._coef[:, gene].copy()
+            k = len(self.panel)
+            if k == self._coef.shape[0]:
+                self._coef = np.vstack([self._coef, np.zeros_like(self._coef)])
+            coef = self._coef[:k]
+            beta = coef[:, gene].copy()
             self._trace_p += (1.0 + beta @ beta) / pivot
-            self._coef -= np.outer(beta, b)
-            self._coef = np.vstack([self._coef, b[None, :]])
+            coef -= np.outer(beta, b)
+            self._coef[k] = b
         self._pending = (r, b, u)
         self.panel.append(gene)
         self.in_panel[gene] = True
@@ -377,6 +408,7 @@ def swap_errors(moments: Moments, state: GreedyState) -> tuple[np.ndarray, np.nd
     W = coef.T  # D x K: column s is w_s = Sigma_:S P[:, s]
     C = v_rows.T @ normalised - W @ (v_pp @ normalised)  # D x K
     sigma = np.einsum("ks,ks->s", normalised, v_pp @ normalised)  # K
+    state.full()
     R, Q = state.R, state.Q
     RW = R @ W
     RC = R @ C
@@ -410,7 +442,7 @@ def swap_errors(moments: Moments, state: GreedyState) -> tuple[np.ndarray, np.nd
 
 def _remove(moments: Moments, state: GreedyState, position: int) -> None:
     """Remove ``state.panel[position]`` exactly (inverse of :meth:`GreedyState.add`)."""
-    state.flush()
+    state.full()
     panel = np.asarray(state.panel, dtype=np.int64)
     inverse, coef, v_rows, v_pp = _panel_inverse(moments, state, panel)
     s = position
