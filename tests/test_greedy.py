@@ -56,7 +56,7 @@ def test_greedy_order_equals_brute_force(small, ridge):
         panel.append(candidates[int(np.argmin(scores))])
         errors.append(min(scores))
     with open_moments(path, store) as moments:
-        result = greedy_path(moments, 6, ridge=ridge, progress=False)
+        result = greedy_path(moments, 6, ridge=ridge, criterion="validation", progress=False)
     assert result.genes.tolist() == panel
     np.testing.assert_allclose(result.errors, errors, rtol=1e-8)
 

@@ -204,8 +204,8 @@ class QRSelector(PanelSelector):
     its eigenvalue (``weighted``), so the pivots are the greedy maximum-residual-variance
     genes of the denoised covariance rather than genes that pin down noise directions. When
     ``K`` exceeds the ``r`` directions used (or the train rank ``n - 1``), the first ``r``
-    pivots are completed by exact greedy forward selection for the validated ridge imputation
-    error (:mod:`genesel.selectors.greedy`, from the store's moments). ``score`` is ``|R_ii|``
+    pivots are completed by exact greedy forward selection for the ridge imputation error
+    (:mod:`genesel.selectors.greedy` with its default criterion, from the store's moments). ``score`` is ``|R_ii|``
     for pivots and minus the validation imputed-gene MSE for completed genes.
 
     Parameters
@@ -221,7 +221,8 @@ class QRSelector(PanelSelector):
     weighted
         Scale each direction by the square root of its eigenvalue before the pivoted QR.
     ridge, moments, max_memory_gib
-        Greedy completion (see :class:`genesel.selectors.greedy.GreedySelector`).
+        Greedy completion (see :class:`genesel.selectors.greedy.GreedySelector`; ``ridge``
+        ``None``: the greedy default).
     exact_max_genes
         Largest ``D`` handled with the exact covariance.
     power_iterations, oversampling
@@ -237,7 +238,7 @@ class QRSelector(PanelSelector):
         seed: int = 0,
         n_components: int | str | None = "mp",
         weighted: bool = True,
-        ridge: float = 0.1,
+        ridge: float | None = None,
         moments: str | None = None,
         max_memory_gib: float | None = None,
         exact_max_genes: int = 4000,
@@ -251,7 +252,7 @@ class QRSelector(PanelSelector):
             raise ConfigError(f"qr: n_components must be positive, got {n_components}")
         self.n_components = "mp" if isinstance(n_components, str) else (None if n_components is None else int(n_components))
         self.weighted = bool(weighted)
-        self.ridge = float(ridge)
+        self.ridge = None if ridge is None else float(ridge)
         self.moments = None if moments is None else str(moments)
         self.max_memory_gib = None if max_memory_gib is None else float(max_memory_gib)
         self.exact_max_genes = int(exact_max_genes)
@@ -305,14 +306,15 @@ class QRSelector(PanelSelector):
         scores = np.abs(np.diag(r_factor))[:rank]
         info.update(n_components=int(rank), weighted=self.weighted)
         if self.n_genes > rank:
-            from genesel.selectors.greedy import greedy_path, store_moments
+            from genesel.selectors.greedy import DEFAULT_GREEDY_RIDGE, greedy_path, store_moments
 
             progress = trainer.progress if trainer is not None else True
             with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
-                path = greedy_path(moments, self.n_genes, ridge=self.ridge, start=genes.tolist(), progress=progress)
+                ridge = DEFAULT_GREEDY_RIDGE if self.ridge is None else self.ridge
+                path = greedy_path(moments, self.n_genes, ridge=ridge, start=genes.tolist(), progress=progress)
             genes = path.genes
             scores = np.concatenate([scores, -path.errors[rank:]])
-            info.update(completed=int(self.n_genes - rank), completion="greedy validated ridge error", ridge=self.ridge)
+            info.update(completed=int(self.n_genes - rank), completion="greedy (genesel.selectors.greedy defaults)", ridge=ridge)
         ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (", then greedy completion" if self.n_genes > rank else "")
         return _result(self, store, genes, scores, ranking=ranking, **info)
 

@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 #: Criteria of the greedy choice (see :class:`GreedyState`).
 CRITERIA = ("validation", "gcv", "train")
 #: The criterion unless the caller names one (``None``: validation if there are validation rows).
-DEFAULT_CRITERION: str | None = None
+DEFAULT_CRITERION: str | None = "gcv"
 #: Default ridge penalty (relative to unit gene variance), chosen on real arrays (docs/methods.md).
 DEFAULT_GREEDY_RIDGE = 0.1
 #: Target size of one block of rows of ``R`` and ``Q`` in the fused pass (bytes).
@@ -132,9 +132,11 @@ class GreedyState:
         if not ridge >= 0 or not math.isfinite(ridge):
             raise ConfigError(f"ridge must be a non-negative number, got {ridge}")
         if criterion is None:
-            criterion = "validation" if moments.n("validation") > 0 else "train"
+            criterion = "validation"
         if criterion not in CRITERIA:
             raise ConfigError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        if criterion == "validation" and moments.n("validation") == 0:
+            criterion = "train"  # callers warn
         if moments.n("train") < 2:
             raise ConfigError(f"greedy selection needs at least 2 train rows, got {moments.n('train')}")
         self.ridge = ridge
@@ -313,7 +315,7 @@ def greedy_path(
     *,
     ridge: float = DEFAULT_GREEDY_RIDGE,
     start: Sequence[int] = (),
-    criterion: str | None = None,
+    criterion: str | None = DEFAULT_CRITERION,
     progress: bool = True,
 ) -> GreedyPath:
     """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first)."""
@@ -323,8 +325,8 @@ def greedy_path(
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
         warnings.warn(
-            "greedy: the moments hold no validation rows; choosing genes by the train error, which "
-            "never stops rewarding more genes and can overfit (add a validation split)",
+            "greedy: no validation rows for the validation criterion; choosing genes by the train error, "
+            "which never stops rewarding more genes and can overfit (add a validation split, or use criterion='gcv')",
             stacklevel=2,
         )
     if not 1 <= n_genes < state.n_vars:
@@ -533,8 +535,8 @@ class GreedySelector(PanelSelector):
     ridge
         Penalty on the diagonal of the train covariance, relative to unit gene variance.
     criterion
-        ``"validation"``, ``"gcv"`` or ``"train"`` (see :class:`GreedyState`); ``None``:
-        validation when the store has validation rows, else train (with a warning).
+        ``"gcv"`` (default), ``"validation"`` or ``"train"`` (see :class:`GreedyState`);
+        ``"validation"`` without validation rows falls back to ``"train"`` with a warning.
     moments
         Moments file of the store (computed there and kept when missing); default
         ``<store>.moments.h5`` beside the store if it exists, else computed into a
