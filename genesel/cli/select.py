@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(exact, from the gene-by-gene moments; any method)",
     )
     parser.add_argument("--refine-max-swaps", type=int, default=None, help="swap budget of --refine (default: K)")
-    parser.add_argument("--refine-ridge", type=float, default=None, help="ridge penalty of --refine (default 0.1)")
+    parser.add_argument("--refine-ridge", type=float, default=None, help="ridge penalty of --refine (default 1.0)")
     parser.add_argument(
         "--moments",
         default=None,

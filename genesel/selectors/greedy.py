@@ -59,7 +59,7 @@ CRITERIA = ("validation", "gcv", "train")
 #: The criterion unless the caller names one (``None``: validation if there are validation rows).
 DEFAULT_CRITERION: str | None = "gcv"
 #: Default ridge penalty (relative to unit gene variance), chosen on real arrays (docs/methods.md).
-DEFAULT_GREEDY_RIDGE = 0.1
+DEFAULT_GREEDY_RIDGE = 1.0
 #: Target size of one block of rows of ``R`` and ``Q`` in the fused pass (bytes).
 BLOCK_BYTES = 2**21
 #: Candidates whose Schur diagonal is below this fraction of the largest are skipped (``ridge = 0``).
