@@ -34,6 +34,7 @@ FAST_PARAMS = {
     "random": {},
     "hvg": {},
     "qr": {},
+    "greedy": {},
 }
 
 

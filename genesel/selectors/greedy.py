@@ -35,6 +35,7 @@ import contextlib
 import logging
 import math
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -319,8 +320,6 @@ def greedy_path(
     progress: bool = True,
 ) -> GreedyPath:
     """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first)."""
-    import time
-
     began = time.perf_counter()
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
