@@ -197,10 +197,12 @@ class QRSelector(PanelSelector):
     ``D x D`` covariance accumulated out-of-core in row blocks when ``D <= exact_max_genes``,
     else from a randomized subspace iteration whose every step is one pass over the blocks.
 
-    By default only the directions above the noise edge count (``n_components="mp"``: the
-    Marchenko-Pastur edge ``sigma^2 (1 + sqrt(D / (n - 1)))^2`` with the noise variance
-    ``sigma^2`` estimated from the median eigenvalue; 1, the largest possible, when only part
-    of the spectrum is computed), each weighted by the square root of
+    By default only the directions above the noise threshold count (``n_components="gd"``:
+    the Gavish-Donoho optimal hard threshold for singular values with unknown noise,
+    ``s > omega(beta) s_median``; ``"mp"``: the Marchenko-Pastur bulk edge
+    ``sigma^2 (1 + sqrt(D / (n - 1)))^2`` with ``sigma^2`` estimated from the median
+    eigenvalue; both fall back to the edge with ``sigma^2 = 1``, the largest possible, when
+    only part of the spectrum is computed), each weighted by the square root of
     its eigenvalue (``weighted``), so the pivots are the greedy maximum-residual-variance
     genes of the denoised covariance rather than genes that pin down noise directions. When
     ``K`` exceeds the ``r`` directions used (or the train rank ``n - 1``), the first ``r``
@@ -215,8 +217,8 @@ class QRSelector(PanelSelector):
     seed
         Seed of the randomized start.
     n_components
-        ``r``, principal directions used: ``"mp"`` (default, those above the noise edge,
-        at most ``K``), a number, or ``None`` (``K``, the unregularised Q-DEIM; with
+        ``r``, principal directions used: ``"gd"`` (default) or ``"mp"`` (those above the
+        noise threshold, at most ``K``), a number, or ``None`` (``K``, the unregularised Q-DEIM; with
         ``weighted=False`` this is the original method).
     weighted
         Scale each direction by the square root of its eigenvalue before the pivoted QR.
@@ -236,7 +238,7 @@ class QRSelector(PanelSelector):
         *,
         n_genes: int,
         seed: int = 0,
-        n_components: int | str | None = "mp",
+        n_components: int | str | None = "gd",
         weighted: bool = True,
         ridge: float | None = None,
         moments: str | None = None,
@@ -246,11 +248,11 @@ class QRSelector(PanelSelector):
         oversampling: int = 20,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
-        if isinstance(n_components, str) and n_components.lower() != "mp":
-            raise ConfigError(f"qr: n_components must be 'mp', a positive integer or null, got {n_components!r}")
+        if isinstance(n_components, str) and n_components.lower() not in NOISE_THRESHOLDS:
+            raise ConfigError(f"qr: n_components must be 'gd', 'mp', a positive integer or null, got {n_components!r}")
         if n_components is not None and not isinstance(n_components, str) and int(n_components) < 1:
             raise ConfigError(f"qr: n_components must be positive, got {n_components}")
-        self.n_components = "mp" if isinstance(n_components, str) else (None if n_components is None else int(n_components))
+        self.n_components = n_components.lower() if isinstance(n_components, str) else (None if n_components is None else int(n_components))
         self.weighted = bool(weighted)
         self.ridge = None if ridge is None else float(ridge)
         self.moments = None if moments is None else str(moments)
@@ -275,8 +277,8 @@ class QRSelector(PanelSelector):
         if max_rank < 1:
             raise ConfigError(f"qr: needs at least 2 train rows, got {rows.size}")
         block = (loader or LoaderConfig()).block_rows
-        wanted = self.n_genes if self.n_components in (None, "mp") else self.n_components
-        if self.n_components == "mp":
+        wanted = self.n_genes if self.n_components is None or self.n_components in NOISE_THRESHOLDS else self.n_components
+        if self.n_components in NOISE_THRESHOLDS:
             # the whole spectrum to place the edge, except on the randomized path (only K directions can count)
             randomized = not gram_fits(rows.size, store.n_vars) and store.n_vars > self.exact_max_genes
             wanted = self.n_genes if randomized else max_rank
@@ -292,9 +294,13 @@ class QRSelector(PanelSelector):
             oversampling=self.oversampling,
         )
         info: dict[str, object] = {"pca": how}
-        if self.n_components == "mp":
+        if self.n_components in NOISE_THRESHOLDS:
             rank, noise, edge = marchenko_pastur_rank(values, n_obs=rows.size - 1, n_vars=store.n_vars)
-            info.update(noise_variance=noise, mp_edge=edge, n_above_edge=rank)
+            info.update(noise_variance=noise, mp_edge=edge, n_above_mp_edge=rank)
+            if self.n_components == "gd":
+                rank, threshold = gavish_donoho_rank(values, n_obs=rows.size - 1, n_vars=store.n_vars)
+                info.update(gd_threshold=threshold, n_above_gd_threshold=rank)
+            info["n_above_edge"] = rank
             rank = max(1, min(rank, self.n_genes))
         else:
             rank = min(wanted, self.n_genes)
@@ -336,6 +342,27 @@ def marchenko_pastur_median(beta: float) -> float:
     return float(scipy.optimize.brentq(mass_below, low + 1e-12, high))
 
 
+def gavish_donoho_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tuple[int, float]:
+    """Eigenvalues above the Gavish-Donoho optimal hard threshold (unknown noise level).
+
+    The threshold on singular values is ``omega(beta) * median singular value`` with
+    ``omega(beta) = 0.56 beta^3 - 0.95 beta^2 + 1.82 beta + 1.43`` and
+    ``beta = min(n, D) / max(n, D)`` (Gavish & Donoho 2014, eq. 5), i.e. eigenvalues above
+    ``omega^2`` times the median of the ``min(n, D)`` nonzero ones. Without the whole nonzero
+    spectrum, the Marchenko-Pastur edge with unit noise (:func:`marchenko_pastur_rank`).
+    Returns ``(r, eigenvalue threshold)``.
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    m = min(n_obs, n_vars)
+    if values.size < m:
+        rank, _, edge = marchenko_pastur_rank(values, n_obs=n_obs, n_vars=n_vars)
+        return rank, edge
+    beta = m / max(n_obs, n_vars)
+    omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
+    threshold = float(omega**2 * np.median(values[:m]))
+    return int((values > threshold).sum()), threshold
+
+
 def marchenko_pastur_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tuple[int, float, float]:
     """Eigenvalues above the Marchenko-Pastur edge of a standardised covariance.
 
@@ -357,6 +384,8 @@ def marchenko_pastur_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tup
     return int((values > edge).sum()), noise, float(edge)
 
 
+#: Rules for the number of principal directions above the noise (``n_components``).
+NOISE_THRESHOLDS = ("gd", "mp")
 #: Largest train matrix (bytes, float64) whose ``n x n`` Gram matrix gives the principal directions.
 GRAM_MAX_BYTES = 2**30
 
