@@ -23,6 +23,7 @@ METHOD_COLORS = {
     "random": "#7f7f7f",
     "hvg": "#8c564b",
     "qr": "#e377c2",
+    "greedy": "#17becf",
     "landmarks": "#000000",
 }
 #: History columns holding the percentage of distinct genes among a selector's K choices.

@@ -315,10 +315,14 @@ def select_panel(
     loader: LoaderConfig | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    refine: bool | dict[str, Any] = False,
 ) -> PanelResult:
     """Select a panel of ``n_genes`` genes with ``method`` and optionally write it to ``out_dir``.
 
     This is the one entry point shared by the CLI, the scanpy API and the workflow.
+    ``refine`` (``True`` or options of :func:`genesel.selectors.greedy.refine_result`:
+    ``ridge``, ``max_swaps``, ``moments``, ``max_memory_gib``) then swaps panel genes for
+    outside genes while that lowers the validated ridge imputation error (any method).
     """
     if not isinstance(n_genes, int | np.integer) or n_genes < 1:
         raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
@@ -334,6 +338,15 @@ def select_panel(
         trainer = TrainerConfig(**{**trainer.__dict__, "seed": seed})
     result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
     result.config = {"params": selector.hyperparameters(), "trainer": trainer.__dict__ if selector.trainable else None, **result.config}
+    if refine:
+        from genesel.selectors.greedy import refine_result
+
+        options = dict(refine) if isinstance(refine, dict) else {}
+        unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})
+        if unknown:
+            raise ConfigError(f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib")
+        result = refine_result(store, result, work_dir=work_dir, progress=trainer.progress, **options)
+        result.config["refine"] = options or True
     if work_dir is not None:
         result.write(work_dir)
     return result

@@ -30,6 +30,7 @@ def select_panel(
     learning_rate: float = 1e-3,
     device: str = "auto",
     progress: bool = False,
+    refine: bool | dict[str, Any] = False,
     copy: bool = False,
 ) -> AnnData | None:
     """Select a panel of ``n_genes`` genes that best predicts all the others.
@@ -47,7 +48,7 @@ def select_panel(
         Panel size K (``landmarks`` only accepts the number of landmark genes).
     method
         ``cae``, ``ipcae``, ``lassonet``, ``logitnormal``, ``logitnormal-hnet``,
-        ``landmarks``, ``random``, ``hvg`` or ``qr``.
+        ``landmarks``, ``random``, ``hvg``, ``qr`` or ``greedy``.
     key_added
         Prefix of the ``.var`` columns and key in ``.uns`` written.
     seed
@@ -70,6 +71,9 @@ def select_panel(
         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     progress
         Show a progress bar while training.
+    refine
+        Then swap panel genes for outside genes while that lowers the validated ridge
+        imputation error (``True``, or options ``ridge``, ``max_swaps``, ``moments``).
     copy
         Work on a copy of ``adata`` and return it.
 
@@ -93,7 +97,9 @@ def select_panel(
         seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress,
         min_steps=min_steps,
     )
-    result = _select_panel(store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader)
+    result = _select_panel(
+        store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader, refine=refine
+    )
     rank = np.full(adata.n_vars, np.nan)
     rank[result.gene_indices] = np.arange(1, result.n_genes + 1)
     adata.var[f"{key_added}_selected"] = ~np.isnan(rank)

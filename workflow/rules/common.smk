@@ -8,7 +8,7 @@ import shlex
 import h5py
 
 TRAINED_METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
-BASELINE_METHODS = ("landmarks", "random", "hvg", "qr")
+BASELINE_METHODS = ("landmarks", "random", "hvg", "qr", "greedy")
 #: The method whose panel size is fixed by the data (all L1000 landmarks in it).
 LANDMARK_METHOD = "landmarks"
 
@@ -232,6 +232,8 @@ def select_options(wildcards):
             options += ["--min-steps", str(settings["min_steps"])]
     for key, value in settings["params"].items():
         options += ["--param", f"{key}={json.dumps(value)}"]
+    if settings.get("refine"):
+        options.append("--refine")
     return shlex.join(options)
 
 
