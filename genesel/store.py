@@ -303,12 +303,31 @@ class Store:
             if out is not None:
                 out[: block.shape[0]] = block
                 block = out[: block.shape[0]]
+        self._check_finite(block, rows)
         if standardize:
             if not block.flags.writeable or (isinstance(self.X, np.ndarray) and np.may_share_memory(block, self.X)):
                 block = block.copy()
             block -= self.mean
             block /= self.std
         return block
+
+    def _check_finite(self, block: np.ndarray, rows: slice | np.ndarray) -> None:
+        """Raise :class:`InputFileError` naming the first row of ``block`` holding NaN or inf."""
+        finite = np.isfinite(block)
+        if finite.all():
+            return
+        first = int(np.flatnonzero(~finite.all(axis=1))[0])
+        if isinstance(rows, slice):
+            index = rows.indices(self.n_obs)[0] + first
+        else:
+            index = int(np.asarray(rows)[first])
+        sample = str(self.obs.index[index]) if index < len(self.obs) else f"row {index}"
+        n_bad = int(block.size - np.count_nonzero(finite))
+        raise InputFileError(
+            self.path if self.path is not None else "<store>",
+            f"non-finite values (NaN or inf) in the data: {n_bad} in the rows read, the first at sample {sample!r} (row {index})",
+            "the store is damaged; re-run `genesel preprocess` to rebuild it",
+        )
 
     def standardize(self, values: np.ndarray) -> np.ndarray:
         """Map values in store units to standardised units."""

@@ -47,6 +47,21 @@ def test_store_rejects_missing_foreign_and_old_files(tmp_path):
         Store.open(path)
 
 
+def test_store_with_overwritten_values_names_the_first_bad_sample(tmp_path):
+    X, _ = planted_matrix(40, 6, 2)
+    path = write_store(tmp_path / "s.h5ad", X)
+    with h5py.File(path, "r+") as f:
+        f["X"][7, 3] = np.nan
+        f["X"][9, 0] = np.inf
+    with Store.open(path) as store:
+        sample = str(store.obs.index[7])
+        store.read_rows(slice(0, 5))  # clean rows still read
+        with pytest.raises(InputFileError, match=f"first at sample '{sample}' \\(row 7\\).*re-run `genesel preprocess`"):
+            store.read_rows(slice(0, 40))
+        with pytest.raises(InputFileError, match="row 9"):
+            store.read_rows(np.array([1, 9, 20]), standardize=False)
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     X, _ = planted_matrix(50, 6, 2)
     with pytest.raises(RuntimeError):
