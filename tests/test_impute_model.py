@@ -183,5 +183,13 @@ def test_resolve_panel_accepts_ids_symbols_tables_and_files(planted_store, tmp_p
 
 def test_match_columns_flags_ambiguous_symbols():
     with pytest.raises(InputFileError, match="match several columns"):
-        match_columns(["E1"], ["TP53"], ["TP53", "TP53", "X"])
+        match_columns(["E1"], ["TP53"], ["a", "b", "X"], pd.DataFrame({"symbol": ["TP53", "TP53", "X"]}))
     np.testing.assert_array_equal(match_columns(["E1", "E2"], ["tp53", "EGFR"], ["egfr", "TP53"]), [1, 0])
+
+
+def test_match_columns_rejects_repeated_and_pandas_renamed_columns():
+    with pytest.raises(InputFileError, match=r"in.csv: 1 column name\(s\) occur more than once: TP53"):
+        match_columns(["E1"], ["TP53"], ["TP53", "X", "TP53"], source="in.csv")
+    with pytest.raises(InputFileError, match=r"appear to be repeated .*TP53 \(also TP53.1\)"):
+        match_columns(["E1"], ["TP53"], ["TP53", "X", "TP53.1"])
+    np.testing.assert_array_equal(match_columns(["E1"], ["TP53"], ["X.1", "TP53", "X"]), [1])  # unrelated renamed columns are fine
