@@ -13,6 +13,7 @@ import pandas as pd
 from genesel.cli.common import add_training_arguments, loader_config, trainer_config
 from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
+from genesel.io.lock import guarded_output
 from genesel.io.source import check_unique
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     knn = parser.add_argument_group("knn")
     knn.add_argument("--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)")
     knn.add_argument("--max-reference", type=int, default=10_000, help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     add_training_arguments(parser, epochs=100)
     parser.set_defaults(func=run_fit)
 
@@ -120,7 +122,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from genesel.training import remove_checkpoint
 
     out = Path(args.out)
-    with Store.open(args.data) as store:
+    with guarded_output(out, kind="dir", wait=args.wait), Store.open(args.data) as store:
         model = fit_imputer(
             store,
             args.panel,
@@ -147,8 +149,8 @@ def run_fit(args: argparse.Namespace) -> int:
             evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
             path = evaluation.write(args.metrics)
             logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
-    if args.decoder == "mlp" and not args.keep_checkpoint:
-        remove_checkpoint(out / CHECKPOINT_NAME)
+        if args.decoder == "mlp" and not args.keep_checkpoint:
+            remove_checkpoint(out / CHECKPOINT_NAME)
     logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)
     return 0
 
@@ -162,8 +164,9 @@ def run_apply(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = read_measured(args.input, model, orientation=args.orientation)
     try:
-        result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
-        result.file.close()
+        with guarded_output(args.out, kind="file", lock=False):
+            result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
+            result.file.close()
     finally:
         if getattr(data, "isbacked", False):
             data.file.close()
