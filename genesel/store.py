@@ -21,6 +21,7 @@ import pandas as pd
 from genesel import __version__
 from genesel.errors import InputFileError, StoreVersionError
 from genesel.io.h5ad_writer import DenseH5adWriter
+from genesel.io.source import check_unique
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,11 @@ class Store:
         if missing or "split" not in obs.columns:
             file.close()
             raise InputFileError(path, f"store lacks var columns {missing} or obs['split']", "re-run `genesel preprocess`")
+        try:
+            check_unique(path, pd.Index(var.index.astype(str)), "gene")
+        except InputFileError:
+            file.close()
+            raise
         return cls(file["X"], var=var, obs=obs, uns=info, path=path, file=file)
 
     @classmethod
@@ -244,6 +250,8 @@ class Store:
             )
         if "split" not in adata.obs.columns:
             raise InputFileError(getattr(adata, "filename", None) or "<AnnData>", "obs lacks a 'split' column")
+        # a repeated gene id would make panel look-ups silently take its first column
+        check_unique(getattr(adata, "filename", None) or "<AnnData>", pd.Index(var.index.astype(str)), "gene")
         info = dict(adata.uns.get("genesel", {})) if hasattr(adata, "uns") else {}
         return cls(X, var=var, obs=adata.obs, uns=info)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import h5py
 import numpy as np
@@ -109,3 +111,17 @@ def test_loader_columns_and_unshuffled_order(planted_store):
     loader = MinibatchLoader(store, "validation", config=LoaderConfig(batch_size=16, resident_bytes=0), shuffle=False, columns=drivers)
     values = np.concatenate([b.numpy() for b in loader])
     np.testing.assert_allclose(values, store.read_rows(store.split_indices("validation"))[:, drivers], rtol=1e-5, atol=1e-5)
+
+
+def test_store_refuses_repeated_gene_ids(tmp_path):
+    X, _ = planted_matrix(30, 6, 2)
+    path = write_store(tmp_path / "s.h5ad", X)
+    adata = ad.read_h5ad(path)
+    with warnings.catch_warnings():  # anndata warns about the repeat we want
+        warnings.simplefilter("ignore")
+        adata.var_names = [adata.var_names[0]] + adata.var_names[:-1].tolist()
+        adata.write_h5ad(tmp_path / "dup.h5ad")
+    with pytest.raises(InputFileError, match=f"dup.h5ad: 1 gene id\\(s\\) occur more than once, e.g. \\['{adata.var_names[0]}'\\]"):
+        Store.open(tmp_path / "dup.h5ad")
+    with pytest.raises(InputFileError, match="<AnnData>: 1 gene id"):
+        Store.from_anndata(adata)
