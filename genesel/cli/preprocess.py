@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from genesel.errors import ConfigError
+from genesel.io.lock import guarded_output
 from genesel.io.open import FORMATS
 
 
@@ -52,15 +53,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--sizes", type=int, nargs="+", default=None, metavar="N", help="train and validation sizes [and test] (default: D-GEX's)"
     )
     parser.add_argument("--block-rows", type=int, default=None, help="samples per block (default: about 64 MiB)")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel preprocess``."""
-    from genesel.preprocess import preprocess
-
     if args.sizes is not None and len(args.sizes) not in (2, 3):
         raise ConfigError(f"--sizes takes 2 or 3 numbers (train validation [test]), got {args.sizes}")
+    with guarded_output(args.out, kind="file", wait=args.wait):
+        _preprocess(args)
+    return 0
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from genesel.preprocess import preprocess
+
     preprocess(
         args.input,
         args.out,
@@ -80,4 +88,3 @@ def run(args: argparse.Namespace) -> int:
         block_rows=args.block_rows,
         progress=getattr(args, "progress", True),
     )
-    return 0
