@@ -60,25 +60,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--moments",
         default=None,
-        help="moments file of the store for --refine (default: STORE.moments.h5 beside the store if present, else computed into DIR)",
+        help="moments file of the store (genesel moments) for --refine and for methods that use moments (greedy, qr's "
+        "completion); default: STORE.moments.h5 beside the store if present, else computed into DIR",
     )
     parser.add_argument("--keep-checkpoint", action="store_true", help="keep the resume checkpoint in DIR after the panel is written")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel select``."""
+    import inspect
+
+    from genesel.io.lock import guarded_output
     from genesel.selectors.base import get_selector_class, select_panel
     from genesel.store import Store
     from genesel.training import remove_checkpoint
 
-    with Store.open(args.data) as store:
+    params = parse_params(args.param)
+    accepts_moments = "moments" in inspect.signature(get_selector_class(args.method).__init__).parameters
+    if args.moments is not None and accepts_moments:
+        params.setdefault("moments", args.moments)
+    with guarded_output(args.out, kind="dir", wait=args.wait), Store.open(args.data) as store:
         result = select_panel(
             store,
             method=args.method,
             n_genes=args.n_genes,
             seed=args.seed,
-            params=parse_params(args.param),
+            params=params,
             trainer=trainer_config(
                 args, seed=args.seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
             ),
@@ -87,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             refine=refine_options(args),
         )
-    if not args.keep_checkpoint:
-        for name in get_selector_class(args.method).checkpoint_files:
-            remove_checkpoint(Path(args.out) / name)
+        if not args.keep_checkpoint:
+            for name in get_selector_class(args.method).checkpoint_files:
+                remove_checkpoint(Path(args.out) / name)
     overlap = int(result.table()["landmark"].sum())
     logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, args.out)
     return 0

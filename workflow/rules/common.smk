@@ -221,6 +221,16 @@ def linear_options(wildcards):
 # -- options of the package's commands -------------------------------------------
 
 
+#: Baseline methods that compute from the store's moments (greedy; qr completes its panel greedily).
+MOMENTS_METHODS = ("greedy", "qr")
+
+
+def select_moments(wildcards):
+    """The shared moments file for methods (or --refine) that use it; nothing otherwise."""
+    settings = config["methods"][wildcards.method]
+    return [MOMENTS] if wildcards.method in MOMENTS_METHODS or settings.get("refine") else []
+
+
 def select_options(wildcards):
     """Training options and --param KEY=VALUE pairs of genesel select for one method."""
     settings = config["methods"][wildcards.method]
@@ -234,6 +244,8 @@ def select_options(wildcards):
         options += ["--param", f"{key}={json.dumps(value)}"]
     if settings.get("refine"):
         options.append("--refine")
+    if select_moments(wildcards):
+        options += ["--moments", MOMENTS]
     return shlex.join(options)
 
 
