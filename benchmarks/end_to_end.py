@@ -53,7 +53,7 @@ def main() -> None:
     if not store.exists():
         stages.append(("preprocess", measure([*GENESEL, "preprocess", str(args.input), "--out", str(store)], log=log)))
     select = [*GENESEL, "select", "--data", str(store), "--method", args.method, "--n-genes", "943", "--out", str(panel)]
-    select += ["--epochs", str(args.epochs), "--device", args.device, "--param", "anneal=\"epoch\""]
+    select += ["--epochs", str(args.epochs), "--device", args.device, "--param", "anneal=\"epoch\"", "--min-steps", "0", "--no-stop-when-converged"]
     label = f"{args.method} select ({args.epochs} epochs)"
     if args.max_steps_per_epoch:
         select += ["--max-steps-per-epoch", str(args.max_steps_per_epoch)]

@@ -61,7 +61,7 @@ from genesel.io.atomic import write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.selectors.base import make_selector
 from genesel.store import SPLITS, Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.training import Trainer, TrainerConfig, configure_precision, seed_everything
 
 logger = logging.getLogger("paper_reconstruction")
 
@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
+    configure_precision(args.device)
     protocol = PROTOCOLS[args.dataset]
     params, trainer_overrides = load_preset(args.method, args.dataset)
     params.update(parse_params(args.param))
@@ -532,6 +533,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def run_baselines(args: argparse.Namespace) -> dict[str, Any]:
     """Reference points of ``--dataset`` under the protocol (see :func:`reference_points`)."""
     torch.set_num_threads(args.threads)
+    configure_precision(args.device)
     protocol = PROTOCOLS[args.dataset]
     k = args.k or protocol.k
     loader = LoaderConfig(batch_size=args.batch_size or protocol.batch_size, drop_last=True)

@@ -39,13 +39,14 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, object]:
     out = args.workdir / method
     command = [*GENESEL, "select", "--data", str(args.data), "--method", method, "--n-genes", str(args.n_genes), "--out", str(out)]
     if method in TRAINED:
-        command += ["--epochs", str(args.epochs), "--device", args.device]
+        # the fixed budget this benchmark describes (no step minimum, no convergence stop)
+        command += ["--epochs", str(args.epochs), "--device", args.device, "--min-steps", "0", "--no-stop-when-converged"]
         if args.max_steps_per_epoch:
             command += ["--max-steps-per-epoch", str(args.max_steps_per_epoch)]
     for value in METHOD_PARAMS.get(method, []):
         command += ["--param", value]
     measured = measure(command, log=str(args.workdir / "log.txt"))
-    panel = pd.read_csv(out / "panel.tsv", sep="\t")
+    panel = pd.read_csv(out / "panel.tsv", sep="\t", comment="#")
     row: dict[str, object] = {
         "method": method,
         "wall (s)": round(measured.seconds, 1),

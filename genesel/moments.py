@@ -265,6 +265,35 @@ class Moments:
         rows[order] = buffer
         return rows
 
+    def mean(self, split: str) -> np.ndarray:
+        """Mean of ``z`` over ``split`` (standardised units)."""
+        group = self._require(split)
+        return group["total"][:] / max(int(group.attrs["n"]), 1)
+
+    def second_moment(self, split: str, center: np.ndarray) -> np.ndarray:
+        """``(1/n) sum (z - center)(z - center)^T`` over ``split`` (``D x D`` float64, one copy in memory).
+
+        With ``center`` the split's own mean this is its covariance; the validation moment
+        about the *train* means is what a train-fitted decoder's validation error needs.
+        """
+        group = self._require(split)
+        n = int(group.attrs["n"])
+        if n < 1:
+            raise InputFileError(self.path, f"holds no rows of the {split} split", "use a store with rows in that split")
+        center = np.asarray(center, dtype=np.float64)
+        matrix = np.ascontiguousarray(group["gram"][:], dtype=np.float64)
+        # G - t c^T - c t^T + n c c^T = G - u c^T - c u^T with u = t - n c / 2, in place (matrix.T is Fortran-ordered)
+        u = group["total"][:] - 0.5 * n * center
+        scipy.linalg.blas.dger(-1.0, center, u, a=matrix.T, overwrite_a=1)
+        scipy.linalg.blas.dger(-1.0, u, center, a=matrix.T, overwrite_a=1)
+        matrix /= n
+        return matrix
+
+    def _require(self, split: str) -> h5py.Group:
+        if split not in self._handle:
+            raise InputFileError(self.path, f"holds no moments of the {split} split", "recompute it with `genesel moments`")
+        return self._handle[split]
+
     def close(self) -> None:
         """Close the file."""
         if self._fd is not None:

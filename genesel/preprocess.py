@@ -29,13 +29,21 @@ from tqdm.auto import tqdm
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.gene_maps import annotate_genes, probe_averaging
 from genesel.io.source import MatrixSource
-from genesel.split import assign_splits, splits_from_column
+from genesel.split import assign_group_splits, assign_splits, splits_from_column
 from genesel.store import StoreWriter
 
 logger = logging.getLogger(__name__)
 
 #: Data whose values stay below this are taken to be log-scale already.
 LOGGED_MAX = 50.0
+#: ``log2="auto"`` compares this quantile of the sampled values with :data:`LOGGED_MAX`,
+#: so that a few outliers do not decide the scale.
+LOG_DECISION_QUANTILE = 0.999
+#: ``log2="auto"`` still takes data for linear when at most this fraction of the sampled
+#: values is negative (background-corrected noise); those values are set to 0 before log2.
+LOG_NEGATIVE_FRACTION = 0.001
+#: A decision whose quantile lies within this factor of :data:`LOGGED_MAX` is logged as a warning.
+LOG_CLOSE_FACTOR = 2.0
 #: ``log2(x + LOG_PSEUDOCOUNT)`` keeps zeros finite.
 LOG_PSEUDOCOUNT = 1.0
 #: Bytes of one float64 block (sets the default ``block_rows``).
@@ -118,6 +126,7 @@ class BlockTransform:
     log2: bool = False
     expect_logged: bool = False
     probe_ids: pd.Index | None = None
+    clip_negative: bool = False
 
     def __call__(self, raw: np.ndarray, start: int = 0) -> np.ndarray:
         """Transform the input rows ``start:start + len(raw)``."""
@@ -130,6 +139,8 @@ class BlockTransform:
         genes = np.asarray(genes, dtype=raw.dtype)
         self._check_finite(genes, raw, start)
         if self.log2:
+            if self.clip_negative:
+                genes = np.maximum(genes, 0, out=genes if genes is not raw else None)
             if genes.min(initial=0.0) < 0:
                 row, column = _first(genes < 0)
                 raise InputFileError(
@@ -139,7 +150,7 @@ class BlockTransform:
                     "the data is probably log-scale already: use --log2 no",
                 )
             return log2_values(genes)
-        if self.expect_logged and genes.max(initial=0.0) > LOGGED_MAX:
+        if self.expect_logged and np.count_nonzero(genes > LOGGED_MAX) > (1 - LOG_DECISION_QUANTILE) * genes.size:
             row, column = _first(genes > LOGGED_MAX)
             raise InputFileError(
                 self.path,
@@ -263,6 +274,7 @@ def preprocess(
     remove_duplicates: bool = False,
     duplicate_tolerance: float = 1e-3,
     split_column: str | None = None,
+    group_column: str | None = None,
     seed: int = 0,
     sizes: Sequence[int] | Mapping[str, int] | None = None,
     block_rows: int | None = None,
@@ -280,8 +292,13 @@ def preprocess(
     format, orientation, layer, probe_map
         Passed to :func:`~genesel.io.open.open_source` when a path is given.
     log2
-        ``"auto"`` (log2(x + 1) only when the data is not log-scale: max >= 50 and no
-        negative values), ``True``/``"yes"`` or ``False``/``"no"``.
+        ``"auto"``, ``True``/``"yes"`` or ``False``/``"no"``. ``"auto"`` reads 4 x 256 rows
+        spread over the input and takes log2(x + 1) when they look linear: the 99.9th
+        percentile of the values is >= 50 and at most 0.1% of them are negative (those are
+        set to 0 before log2, with a warning). Otherwise the data is taken as log-scale, and
+        a later block with more than 0.1% of its values above 50 stops the run. A warning
+        names the input and the statistic when the percentile lies within a factor 2 of 50
+        or when negative values decided against log2.
     force_log
         With ``log2=True``, log data that looks log-scale already (never negative values).
     quantile_normalize
@@ -295,6 +312,10 @@ def preprocess(
     split_column
         Take the split from this ``obs`` column (train/validation/test, or tr/va/te)
         instead of a seeded random split.
+    group_column
+        Keep the samples of each value of this ``obs`` column (subject, patient, batch)
+        together in one split (seeded, sizes met as closely as whole groups allow), so that
+        no test subject is seen in training.
     seed
         Seed of the random split.
     sizes
@@ -331,6 +352,7 @@ def preprocess(
             remove_duplicates=remove_duplicates,
             duplicate_tolerance=float(duplicate_tolerance),
             split_column=split_column,
+            group_column=group_column,
             seed=int(seed),
             sizes=sizes,
         )
@@ -420,16 +442,10 @@ class _Run:
         places = np.unique(np.linspace(0, max(0, n_obs - rows), LOG_SAMPLE_PLACES).astype(int))
         sample = np.concatenate([self.rows(int(a), min(n_obs, int(a) + rows)) for a in places])
         low, high = float(sample.min()), float(sample.max())
-        looks_logged = low < 0 or high < LOGGED_MAX
         if option == "auto":
-            apply = not looks_logged
-            # Only a decision made on the maximum alone can be contradicted by later rows.
-            self.transform.expect_logged = looks_logged and low >= 0
-            logger.info(
-                "%s: values in the sampled rows range %.3g..%.3g: %s",
-                self.source.path, low, high, "taking log2(x + 1)" if apply else "already log-scale, not logging",
-            )
+            apply = self._auto_log2(sample)
         else:
+            looks_logged = low < 0 or high < LOGGED_MAX
             if low < 0:
                 raise InputFileError(
                     self.source.path, f"has negative values (min {low:g}): cannot take log2", "use --log2 no"
@@ -443,6 +459,34 @@ class _Run:
             apply = True
         self.transform.log2 = apply
         self.info["log2_applied"] = apply
+
+    def _auto_log2(self, sample: np.ndarray) -> bool:
+        """Decide ``log2="auto"`` on sampled rows: linear when the 99.9th percentile is >= 50 and <= 0.1% are negative."""
+        path = self.source.path
+        quantile = float(np.quantile(sample, LOG_DECISION_QUANTILE))
+        n_negative = int(np.count_nonzero(sample < 0))
+        negative_fraction = n_negative / max(1, sample.size)
+        self.info["log2_auto_quantile"] = quantile
+        self.info["log2_auto_negative_fraction"] = negative_fraction
+        high_enough = quantile >= LOGGED_MAX
+        apply = high_enough and negative_fraction <= LOG_NEGATIVE_FRACTION
+        statistic = (
+            f"99.9th percentile {quantile:.3g} (threshold {LOGGED_MAX:g}), "
+            f"{n_negative} of {sample.size} sampled values negative ({negative_fraction:.2%}; at most {LOG_NEGATIVE_FRACTION:.1%} allowed)"
+        )
+        decision = "taking log2(x + 1)" if apply else "taking it as log-scale already, not logging"
+        if LOGGED_MAX / LOG_CLOSE_FACTOR <= quantile < LOGGED_MAX * LOG_CLOSE_FACTOR:
+            logger.warning("%s: --log2 auto is a close call: %s; %s (pass --log2 yes or no to decide)", path, statistic, decision)
+        elif high_enough and not apply:
+            logger.warning("%s: --log2 auto: values look linear but too many are negative: %s; %s (pass --log2 yes or no to decide)", path, statistic, decision)
+        elif apply and n_negative:
+            logger.warning("%s: --log2 auto: %s; ignoring the negative values (set to 0 before log2)", path, statistic)
+        else:
+            logger.info("%s: --log2 auto: %s; %s", path, statistic, decision)
+        self.transform.clip_negative = apply and n_negative > 0
+        # A decision made on small values can be contradicted by later rows; a linear one is checked by log2 itself.
+        self.transform.expect_logged = not high_enough
+        return apply
 
     # -- passes ------------------------------------------------------------------------
 
@@ -461,9 +505,16 @@ class _Run:
             logger.warning("%s: removed %d duplicate samples, e.g. %s", self.source.path, len(duplicates), list(names[duplicates[:5]]))
         return keep
 
-    def _splits(self, keep: np.ndarray, split_column: str | None, seed: int, sizes: Any) -> np.ndarray:
+    def _splits(self, keep: np.ndarray, split_column: str | None, group_column: str | None, seed: int, sizes: Any) -> np.ndarray:
         labels = np.full(self.source.n_obs, None, dtype=object)
-        if split_column is not None:
+        if split_column is not None and group_column is not None:
+            raise ConfigError("give a split column or a group column, not both")
+        if group_column is not None:
+            if group_column not in self.source.obs.columns:
+                raise InputFileError(self.source.path, f"has no sample column {group_column!r}", f"available columns: {list(self.source.obs.columns)}")
+            groups = self.source.obs[group_column].to_numpy()[keep]
+            labels[keep] = assign_group_splits(groups, seed=seed, sizes=sizes, column=group_column, path=self.source.path)
+        elif split_column is not None:
             if split_column not in self.source.obs.columns:
                 raise InputFileError(
                     self.source.path,
@@ -494,18 +545,20 @@ class _Run:
         remove_duplicates: bool,
         duplicate_tolerance: float,
         split_column: str | None,
+        group_column: str | None,
         seed: int,
         sizes: Any,
     ) -> Path:
         """Run the passes and write the store."""
         keep = self._find_duplicates(duplicate_tolerance) if remove_duplicates else np.ones(self.source.n_obs, dtype=bool)
-        labels = self._splits(keep, split_column, seed, sizes)
+        labels = self._splits(keep, split_column, group_column, seed, sizes)
         values = self.genes
         self.info.update(
             quantile_normalize=bool(quantile_normalize),
             remove_duplicates=bool(remove_duplicates),
             duplicate_tolerance=duplicate_tolerance,
             split_column=split_column,
+            group_column=group_column,
             seed=seed,
             sizes=None if sizes is None else (dict(sizes) if isinstance(sizes, Mapping) else [int(s) for s in sizes]),
             block_rows=self.block_rows,

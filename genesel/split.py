@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from genesel.errors import ConfigError, InputFileError
 
@@ -120,6 +121,51 @@ def assign_splits(
         labels[order[start : start + count]] = name
         start += count
     return labels
+
+
+def assign_group_splits(
+    groups: Sequence[Any],
+    *,
+    seed: int,
+    sizes: Sequence[int] | Mapping[str, int] | None = None,
+    fractions: Sequence[float] | Mapping[str, float] | None = None,
+    column: str = "group",
+    path: str | os.PathLike[str] = "<input>",
+) -> np.ndarray:
+    """Assign whole groups of samples (subjects, batches) to train, validation or test.
+
+    No group is split across sets, so a test subject never appears in training. Groups are
+    visited in a seeded random order, each joining the split furthest below its target
+    sample count (the counts of :func:`split_sizes`); the sizes are met as closely as whole
+    groups allow.
+
+    Returns
+    -------
+    Object array of labels in sample order.
+
+    Raises
+    ------
+    InputFileError
+        With fewer than three groups, or missing group values.
+    """
+    values = pd.Series(np.asarray(groups, dtype=object))
+    if values.isna().any():
+        raise InputFileError(path, f"column {column!r} has {int(values.isna().sum())} missing values", "give every sample a group")
+    values = values.astype(str)
+    unique = values.unique()
+    if unique.size < 3:
+        raise InputFileError(path, f"column {column!r} has {unique.size} groups; a group-aware split needs at least 3", "use a random split")
+    targets = split_sizes(values.size, sizes=sizes, fractions=fractions)
+    counts = values.value_counts()
+    order = np.random.default_rng(seed).permutation(unique)
+    filled = dict.fromkeys(SPLITS, 0)
+    assignment: dict[str, str] = {}
+    for rank, group in enumerate(order):
+        # the first three groups seed the three splits; then each goes where it is most needed
+        name = SPLITS[::-1][rank] if rank < 3 else max(SPLITS, key=lambda s: (targets[s] - filled[s]) / targets[s])
+        assignment[group] = name
+        filled[name] += int(counts[group])
+    return values.map(assignment).to_numpy(dtype=object)
 
 
 def splits_from_column(

@@ -21,6 +21,7 @@ import pandas as pd
 from genesel import __version__
 from genesel.errors import InputFileError, StoreVersionError
 from genesel.io.h5ad_writer import DenseH5adWriter
+from genesel.io.source import check_unique
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +229,11 @@ class Store:
         if missing or "split" not in obs.columns:
             file.close()
             raise InputFileError(path, f"store lacks var columns {missing} or obs['split']", "re-run `genesel preprocess`")
+        try:
+            check_unique(path, pd.Index(var.index.astype(str)), "gene")
+        except InputFileError:
+            file.close()
+            raise
         return cls(file["X"], var=var, obs=obs, uns=info, path=path, file=file)
 
     @classmethod
@@ -244,6 +250,8 @@ class Store:
             )
         if "split" not in adata.obs.columns:
             raise InputFileError(getattr(adata, "filename", None) or "<AnnData>", "obs lacks a 'split' column")
+        # a repeated gene id would make panel look-ups silently take its first column
+        check_unique(getattr(adata, "filename", None) or "<AnnData>", pd.Index(var.index.astype(str)), "gene")
         info = dict(adata.uns.get("genesel", {})) if hasattr(adata, "uns") else {}
         return cls(X, var=var, obs=adata.obs, uns=info)
 
@@ -303,12 +311,31 @@ class Store:
             if out is not None:
                 out[: block.shape[0]] = block
                 block = out[: block.shape[0]]
+        self._check_finite(block, rows)
         if standardize:
             if not block.flags.writeable or (isinstance(self.X, np.ndarray) and np.may_share_memory(block, self.X)):
                 block = block.copy()
             block -= self.mean
             block /= self.std
         return block
+
+    def _check_finite(self, block: np.ndarray, rows: slice | np.ndarray) -> None:
+        """Raise :class:`InputFileError` naming the first row of ``block`` holding NaN or inf."""
+        finite = np.isfinite(block)
+        if finite.all():
+            return
+        first = int(np.flatnonzero(~finite.all(axis=1))[0])
+        if isinstance(rows, slice):
+            index = rows.indices(self.n_obs)[0] + first
+        else:
+            index = int(np.asarray(rows)[first])
+        sample = str(self.obs.index[index]) if index < len(self.obs) else f"row {index}"
+        n_bad = int(block.size - np.count_nonzero(finite))
+        raise InputFileError(
+            self.path if self.path is not None else "<store>",
+            f"non-finite values (NaN or inf) in the data: {n_bad} in the rows read, the first at sample {sample!r} (row {index})",
+            "the store is damaged; re-run `genesel preprocess` to rebuild it",
+        )
 
     def standardize(self, values: np.ndarray) -> np.ndarray:
         """Map values in store units to standardised units."""

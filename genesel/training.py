@@ -37,7 +37,8 @@ class TrainingTask(Protocol):
 
     Optional hooks, called when defined: ``on_epoch_start(epoch, n_epochs)``,
     ``on_step_start(step, total_steps)``, ``after_optimizer_step()``,
-    ``epoch_metrics() -> dict``, ``converged(metrics) -> bool``,
+    ``epoch_metrics() -> dict``, ``converged(metrics) -> bool``, ``on_epoch_end(metrics)``
+    (after the best weights are kept, before the checkpoint is written),
     ``configure_optimizer(lr) -> torch.optim.Optimizer``.
     """
 
@@ -69,11 +70,26 @@ class TrainerConfig:
     patience
         Stop when the validation loss has not improved for this many epochs.
     stop_when_converged
-        Stop when the task reports convergence (e.g. CAE's mean max probability >= 0.99).
+        Stop when the task reports convergence (e.g. CAE's mean max probability >= 0.99),
+        checked after every epoch; and when the planned budget ends unconverged, go on (the
+        task at its final state, e.g. the final temperature) for up to
+        ``converge_extension`` times the planned steps. ``None``: the method's default
+        (on for CAE and IP-CAE, off otherwise).
     max_steps_per_epoch
         Stop each epoch after this many steps (quick runs and benchmarks; ``None``: all).
     progress
         Show a progress bar.
+    min_steps
+        Planned optimizer steps at least: when ``max_epochs`` epochs hold fewer steps, the
+        epoch budget is raised to reach it (small data have few steps per epoch). ``None``:
+        the method's default (0 for methods that set none).
+    max_steps
+        Hard cap on optimizer steps, extension included; the planned budget (and so an
+        annealing schedule) is shortened to fit. ``None``: no cap.
+    converge_extension
+        With ``stop_when_converged``: extra steps allowed after the planned budget, as a
+        multiple of it (1.0 = the CAE reference code's doubling; 0 = none). ``None``: the
+        method's default (0 for methods that set none).
     """
 
     max_epochs: int = 100
@@ -83,11 +99,20 @@ class TrainerConfig:
     device: str = "auto"
     mixed_precision: bool = True
     patience: int | None = None
-    stop_when_converged: bool = False
     max_steps_per_epoch: int | None = None
     progress: bool = True
+    stop_when_converged: bool | None = None
+    min_steps: int | None = None
+    max_steps: int | None = None
+    converge_extension: float | None = None
 
     def __post_init__(self) -> None:
+        if self.min_steps is not None and self.min_steps < 0:
+            raise ConfigError(f"min_steps must be >= 0, got {self.min_steps}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.converge_extension is not None and not self.converge_extension >= 0:
+            raise ConfigError(f"converge_extension must be >= 0, got {self.converge_extension}")
         if self.max_epochs < 1:
             raise ConfigError(f"max_epochs must be at least 1, got {self.max_epochs}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
@@ -109,6 +134,59 @@ class TrainingResult:
     seconds: float
     resumed_from_epoch: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Optimizer steps taken (all epochs, a resumed run's earlier ones included).
+    steps: int = 0
+    #: Steps of the planned budget (what annealing schedules span).
+    planned_steps: int = 0
+    #: Whether the task reported convergence after the last epoch (``None``: it has no such notion).
+    converged: bool | None = None
+
+
+def configure_precision(device: str | torch.device = "auto") -> None:
+    """Allow TF32 matmuls and convolutions on CUDA (process-wide; no effect on the CPU).
+
+    Called once by the entry points (the ``genesel`` command line, the ``genesel.tl``
+    functions and the benchmarks) rather than inside :meth:`Trainer.fit`, so that library
+    users keep control of torch's global flags. Mixed precision itself (bfloat16 autocast)
+    is :attr:`TrainerConfig.mixed_precision`.
+    """
+    if resolve_device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """How many optimizer steps a run plans and allows (see :func:`plan_budget`)."""
+
+    steps_per_epoch: int
+    #: Epochs spanned by the planned steps (``max_epochs``, raised for ``min_steps``).
+    planned_epochs: int
+    #: ``steps_per_epoch * planned_epochs`` before any ``max_steps`` cap.
+    requested_steps: int
+    #: The steps an annealing schedule spans.
+    planned_steps: int
+    #: Planned steps plus the convergence extension, capped by ``max_steps``.
+    step_limit: int
+    stop_when_converged: bool
+
+
+def plan_budget(config: TrainerConfig, n_batches: int) -> StepBudget:
+    """The step budget of ``config`` for a loader of ``n_batches`` minibatches per epoch.
+
+    ``planned = max(max_epochs, ceil(min_steps / steps_per_epoch)) * steps_per_epoch``, cut
+    to ``max_steps``; with ``stop_when_converged`` the run may go on to
+    ``planned * (1 + converge_extension)`` steps (again at most ``max_steps``) while the
+    task reports it has not converged.
+    """
+    per_epoch = max(1, n_batches if config.max_steps_per_epoch is None else min(n_batches, config.max_steps_per_epoch))
+    epochs = max(config.max_epochs, math.ceil((config.min_steps or 0) / per_epoch))
+    requested = per_epoch * epochs
+    cap = config.max_steps or requested * 10**6
+    planned = min(requested, cap)
+    stop = bool(config.stop_when_converged)
+    extension = int(planned * (config.converge_extension or 0.0)) if stop else 0
+    return StepBudget(per_epoch, math.ceil(planned / per_epoch), requested, planned, min(planned + extension, cap), stop)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -184,20 +262,30 @@ class Trainer:
         *,
         resume: bool = False,
     ) -> TrainingResult:
-        """Train ``task`` in place; on return it holds its best-validation weights."""
+        """Train ``task`` in place; on return it holds its best-validation weights.
+
+        With ``stop_when_converged`` and a task that reports convergence, a converged
+        epoch's weights beat any unconverged epoch's (so a converged run returns converged
+        weights); among equals the lower validation loss wins.
+
+        The step loop never reads a device value on the host: losses are summed on the
+        device and read once per epoch, where a non-finite sum (a non-finite loss in that
+        epoch) stops training with :class:`FloatingPointError`.
+        """
         cfg = self.config
         use_amp = cfg.mixed_precision and self.device.type == "cuda"
-        if self.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         seed_everything(cfg.seed, -1)
         task.to(self.device)
         optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or adam(task.parameters(), cfg.learning_rate)
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay) if cfg.lr_decay else None
+        budget = plan_budget(cfg, len(train))
+        steps_per_epoch, planned_steps, step_limit = budget.steps_per_epoch, budget.planned_steps, budget.step_limit
         rows: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None
         best_file: str | None = None  # with a checkpoint path the best weights live on disk
         best_loss, best_epoch, start_epoch, resumed = math.inf, -1, 0, None
+        best_rank = True  # (unconverged, validation loss) of the best weights; see below
+        finished = False
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state = self._load_checkpoint()
             task.load_state_dict(state["task"])
@@ -211,56 +299,65 @@ class Trainer:
                     self.checkpoint_path, f"the best weights it refers to ({best_file}) are missing", "delete the checkpoint to start over"
                 )
             best_loss, best_epoch = state["best_loss"], state["best_epoch"]
+            best_rank = state.get("best_rank", False) if best_epoch >= 0 else True
             start_epoch = resumed = state["epoch"] + 1
             logger.info("resuming from %s after epoch %d", self.checkpoint_path, state["epoch"])
-            if state.get("finished"):
-                start_epoch = cfg.max_epochs
-        steps_per_epoch = len(train) if cfg.max_steps_per_epoch is None else min(len(train), cfg.max_steps_per_epoch)
-        total_steps = steps_per_epoch * cfg.max_epochs
+            finished = bool(state.get("finished"))
+        steps_done = min(start_epoch * steps_per_epoch, step_limit)
         started = time.perf_counter()
-        stopped = "max_epochs"
-        bar = tqdm(total=cfg.max_epochs, initial=start_epoch, desc=type(task).__name__, unit="epoch", disable=not cfg.progress, leave=False)
+        stopped = state.get("stopped", "max_epochs") if finished else "max_epochs"
+        converged: bool | None = None
+        planned_epochs = budget.planned_epochs
+        bar = tqdm(total=planned_epochs, initial=start_epoch, desc=type(task).__name__, unit="epoch", disable=not cfg.progress, leave=False)
         epochs_since_best = 0 if best_epoch < 0 else (start_epoch - 1 - best_epoch)
         epoch = start_epoch - 1
-        for epoch in range(start_epoch, cfg.max_epochs):
+        while not finished and steps_done < step_limit:
+            epoch += 1
             epoch_start = time.perf_counter()
             seed_everything(cfg.seed, epoch)
             train.set_epoch(epoch)
             task.train()
-            _call(task, "on_epoch_start", epoch, cfg.max_epochs)
-            total, count = 0.0, 0
+            _call(task, "on_epoch_start", epoch, planned_epochs)
+            epoch_steps = min(steps_per_epoch, step_limit - steps_done)
+            total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once per epoch
+            count = 0
             for step, batch in enumerate(train):
-                if step == steps_per_epoch:
+                if step == epoch_steps:
                     break
-                _call(task, "on_step_start", epoch * steps_per_epoch + step, total_steps)
+                _call(task, "on_step_start", steps_done + step, planned_steps)
                 batch = batch.to(self.device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss = task.training_loss(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; lower the learning rate")
                 loss.backward()
                 optimizer.step()
                 _call(task, "after_optimizer_step")
-                total += float(loss.detach()) * batch.shape[0]
+                total += loss.detach().double() * batch.shape[0]
                 count += batch.shape[0]
+            steps_done += epoch_steps
             if scheduler is not None:
                 scheduler.step()
+            train_loss = float(total) / max(count, 1)  # the epoch's one host read
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch}; lower the learning rate")
             train_seconds = time.perf_counter() - epoch_start
-            val_loss = self.evaluate(task, validation, use_amp=use_amp) if validation is not None else total / max(count, 1)
+            val_loss = self.evaluate(task, validation, use_amp=use_amp) if validation is not None else train_loss
             metrics = _call(task, "epoch_metrics") or {}
             row = {
                 "epoch": epoch,
-                "train_loss": total / max(count, 1),
+                "train_loss": train_loss,
                 "validation_loss": val_loss,
                 "learning_rate": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - epoch_start,
-                "steps_per_second": steps_per_epoch / max(train_seconds, 1e-9),
+                "steps_per_second": epoch_steps / max(train_seconds, 1e-9),
                 **metrics,
             }
             rows.append(row)
-            if val_loss < best_loss:
-                best_loss, best_epoch, epochs_since_best = val_loss, epoch, 0
+            converged = _call(task, "converged", metrics)
+            # with stop_when_converged a converged state beats any unconverged one
+            rank = (not converged) if budget.stop_when_converged and converged is not None else False
+            if (rank, val_loss) < (best_rank, best_loss):
+                best_loss, best_rank, best_epoch, epochs_since_best = val_loss, rank, epoch, 0
                 if self.checkpoint_path is None:
                     best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
                 else:
@@ -269,16 +366,24 @@ class Trainer:
                 epochs_since_best += 1
             bar.update(1)
             bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
-            done = False
-            if cfg.stop_when_converged and _call(task, "converged", metrics):
-                stopped, done = "converged", True
+            if budget.stop_when_converged and converged:
+                stopped, finished = "converged", True
             elif cfg.patience is not None and epochs_since_best >= cfg.patience:
-                stopped, done = "patience", True
-            self._save_checkpoint(task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch, finished=done)
+                stopped, finished = "patience", True
+            elif steps_done >= planned_steps and not (budget.stop_when_converged and converged is False):
+                stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
+            elif steps_done >= step_limit:
+                stopped, finished = "unconverged", True
+            _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
+            self._save_checkpoint(
+                task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
+                # a run that used up its budget continues when resumed with a larger one
+                finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
+            )
             self._remove_best_files(keep=best_file)
-            if done:
-                break
         bar.close()
+        if converged is None and rows:
+            converged = _call(task, "converged", {k: rows[-1][k] for k in rows[-1]})
         del optimizer, scheduler  # free the optimizer state before loading the best weights
         task.zero_grad(set_to_none=True)  # and the gradients (as large as the model)
         if best_state is not None:
@@ -286,22 +391,29 @@ class Trainer:
         elif best_file is not None:
             task.load_state_dict(torch.load(self.checkpoint_path.with_name(best_file), map_location=self.device, weights_only=True))
         history = pd.DataFrame(rows)
-        logger.info("trained %s: best validation loss %.5g at epoch %d (%s)", type(task).__name__, best_loss, best_epoch, stopped)
-        return TrainingResult(history, best_epoch, float(best_loss), stopped, time.perf_counter() - started, resumed)
+        logger.info(
+            "trained %s: best validation loss %.5g at epoch %d (%s after %d steps, %d planned)",
+            type(task).__name__, best_loss, best_epoch, stopped, steps_done, planned_steps,
+        )
+        return TrainingResult(
+            history, best_epoch, float(best_loss), stopped, time.perf_counter() - started, resumed,
+            steps=steps_done, planned_steps=planned_steps, converged=converged,
+        )
 
     @torch.no_grad()
     def evaluate(self, task: torch.nn.Module, loader: MinibatchLoader, *, use_amp: bool = False) -> float:
-        """Mean validation loss of ``task`` over ``loader``, weighted by batch size."""
+        """Mean validation loss of ``task`` over ``loader``, weighted by batch size (one host read)."""
         task.eval()
-        total, count = 0.0, 0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
         for batch in loader:
             batch = batch.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 loss = task.validation_loss(batch)
-            total += float(loss) * batch.shape[0]
+            total += loss.detach().double() * batch.shape[0]
             count += batch.shape[0]
         task.train()
-        return total / max(count, 1)
+        return float(total) / max(count, 1)
 
     # -- checkpoints --------------------------------------------------------
     def best_files(self) -> list[Path]:
@@ -325,7 +437,7 @@ class Trainer:
             if path.name != keep:
                 path.unlink(missing_ok=True)
 
-    def _save_checkpoint(self, task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch, *, finished) -> None:
+    def _save_checkpoint(self, task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch, *, finished, stopped="max_epochs", best_rank=False) -> None:
         if self.checkpoint_path is None:
             return
         payload = {
@@ -338,7 +450,9 @@ class Trainer:
             "best_file": best_file,
             "best_loss": best_loss,
             "best_epoch": best_epoch,
+            "best_rank": best_rank,
             "finished": finished,
+            "stopped": stopped,
             "config": asdict(self.config),
         }
         with atomic_output(self.checkpoint_path) as tmp:

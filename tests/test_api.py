@@ -80,7 +80,7 @@ def test_prepare_adds_only_what_it_documents(pbmc: anndata.AnnData) -> None:
 
 def test_select_panel_writes_var_and_uns(pbmc: anndata.AnnData, tmp_path: Path) -> None:
     adata = pbmc.copy()
-    returned = genesel.tl.select_panel(adata, n_genes=15, method="cae", seed=1, epochs=2, key_added="panel")
+    returned = genesel.tl.select_panel(adata, n_genes=15, method="cae", seed=1, epochs=2, min_steps=0, key_added="panel")
     assert returned is None
     assert adata.var["panel_selected"].sum() == 15
     ranks = adata.var.loc[adata.var["panel_selected"], "panel_rank"]
@@ -89,7 +89,8 @@ def test_select_panel_writes_var_and_uns(pbmc: anndata.AnnData, tmp_path: Path) 
     info = adata.uns["panel"]
     assert info["method"] == "cae" and info["n_genes"] == 15 and len(info["panel"]) == 15
     assert info["panel"][0] == adata.var_names[adata.var["panel_rank"] == 1][0]
-    assert len(info["history"]) == 2
+    assert len(info["history"]) == 4  # 2 planned epochs, unconverged, then the extension: as many again
+    assert info["converged"] is False and info["mean_max_probability"] < 0.99  # 2 short epochs
     adata.write_h5ad(tmp_path / "annotated.h5ad")  # everything written must be storable
     assert anndata.read_h5ad(tmp_path / "annotated.h5ad").uns["panel"]["method"] == "cae"
 

@@ -14,6 +14,7 @@ import scipy.linalg
 from genesel.cli import select as select_cli
 from genesel.errors import ConfigError
 from genesel.selectors import make_selector, read_panel, select_panel
+from genesel.selectors.baselines import marchenko_pastur_rank
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
 
@@ -73,17 +74,33 @@ def test_hvg_subsamples_large_train_splits_with_the_seed(planted_store):
 
 def test_qr_is_pivoted_qr_of_the_leading_principal_directions(planted_store):
     store, _ = planted_store
-    result = select_panel(store, method="qr", n_genes=K)
     train = store.read_rows(store.split_indices("train")).astype(np.float64)
-    _, _, vt = np.linalg.svd(train, full_matrices=False)
+    _, singular, vt = np.linalg.svd(train, full_matrices=False)
+    original = select_panel(store, method="qr", n_genes=K, params={"n_components": None, "weighted": False})
     _, _, pivots = scipy.linalg.qr(vt[:K], pivoting=True)
-    np.testing.assert_array_equal(result.gene_indices, pivots[:K])
+    np.testing.assert_array_equal(original.gene_indices, pivots[:K])
+    # default: the directions above the Marchenko-Pastur edge, weighted by their singular values
+    result = select_panel(store, method="qr", n_genes=K)
+    rank = result.extra["n_components"]
+    assert 1 <= rank <= K and result.extra["n_above_edge"] >= rank
+    _, _, pivots = scipy.linalg.qr(singular[:rank, None] * vt[:rank], pivoting=True)
+    np.testing.assert_array_equal(result.gene_indices[:rank], pivots[:rank])
+
+
+def test_marchenko_pastur_rank_counts_planted_directions():
+    rng = np.random.default_rng(0)
+    n, d, r = 60, 400, 3
+    X = rng.normal(size=(n, r)) @ rng.normal(size=(r, d)) * 0.8 + rng.normal(size=(n, d))
+    X = (X - X.mean(0)) / X.std(0)
+    values = np.linalg.eigvalsh(X @ X.T / n)[::-1]
+    rank, noise, edge = marchenko_pastur_rank(values, n_obs=n - 1, n_vars=d)
+    assert rank == r and 0.2 < noise < 1.0 and edge > values[r]
 
 
 def test_qr_randomized_agrees_with_exact(planted_store):
     store, _ = planted_store
-    exact = select_panel(store, method="qr", n_genes=K)
-    randomized = select_panel(store, method="qr", n_genes=K, params={"exact_max_genes": 10})
+    exact = select_panel(store, method="qr", n_genes=K, params={"n_components": K})
+    randomized = select_panel(store, method="qr", n_genes=K, params={"n_components": K, "exact_max_genes": 10})
     assert randomized.extra["pca"] == "randomized subspace iteration"
     np.testing.assert_array_equal(exact.gene_indices, randomized.gene_indices)
 
@@ -96,9 +113,16 @@ def test_qr_finds_most_drivers_of_a_linear_compendium(tmp_path):
     assert len(set(genes.tolist()) & set(drivers.tolist())) >= 2
 
 
-def test_qr_rejects_fewer_directions_than_genes():
-    with pytest.raises(ConfigError, match="n_components"):
-        make_selector("qr", n_genes=5, params={"n_components": 3})
+@pytest.mark.parametrize("params", [{}, {"n_components": None, "weighted": False}, {"n_components": 3}])
+def test_qr_returns_panels_larger_than_the_train_rows(tmp_path, params):
+    X, _ = planted_matrix(40, 60, 4, seed=2, noise=0.2)
+    path = write_store(tmp_path / "few.h5ad", X, fractions=(0.5, 0.3, 0.2))
+    with Store.open(path) as store:
+        n_train = store.split_indices("train").size
+        k = n_train + 10
+        result = select_panel(store, method="qr", n_genes=k, params=params)
+    assert len(set(result.gene_indices.tolist())) == k > n_train
+    assert result.extra["completed"] == k - result.extra["n_components"] > 0
 
 
 def test_select_cli_writes_a_random_panel(planted_store, tmp_path):

@@ -45,6 +45,8 @@ def fast_trainer(epochs: int, *, lr: float = 0.02, seed: int = 0, **kwargs) -> d
 def _trainer(epochs: int, *, lr: float, seed: int, **kwargs):
     from genesel.training import TrainerConfig
 
+    # the old fixed-epoch budget unless a test asks otherwise (the step budget is tested in test_convergence.py)
+    kwargs = {"min_steps": 0, "stop_when_converged": False, **kwargs}
     return TrainerConfig(max_epochs=epochs, learning_rate=lr, seed=seed, device="cpu", progress=False, **kwargs)
 
 
@@ -70,7 +72,7 @@ def test_temperature_schedule_is_exponential_from_t0_to_tb():
     assert annealed_temperature(0.0, start=10.0, end=0.01) == pytest.approx(10.0)
     assert annealed_temperature(1.0, start=10.0, end=0.01) == pytest.approx(0.01)
     assert annealed_temperature(0.5, start=10.0, end=0.01) == pytest.approx(math.sqrt(10.0 * 0.01))
-    model = ConcreteAutoencoder(12, 3)
+    model = ConcreteAutoencoder(12, 3, anneal="epoch")
     model.on_epoch_start(0, 5)
     assert model.temperature == pytest.approx(10.0)
     model.on_epoch_start(4, 5)
@@ -184,7 +186,8 @@ def test_recovers_planted_drivers(tmp_path, method, epochs, lr, noise):
     assert result.extra["duplicates_resolved"] == 0
     history = result.history
     assert {"temperature", "unique_percent", "mean_max_probability"} <= set(history.columns)
-    assert history["temperature"].iloc[0] == pytest.approx(10.0) and history["temperature"].iloc[-1] == pytest.approx(0.01)
+    # per-step annealing: the first epoch ends below T0, the last planned step is at TB
+    assert 0.01 < history["temperature"].iloc[0] < 10.0 and history["temperature"].iloc[-1] == pytest.approx(0.01)
     assert history["mean_max_probability"].iloc[-1] > history["mean_max_probability"].iloc[0]
     scores = result.scores
     assert np.all(np.diff(scores) <= 0), "panel is ranked by node max probability, descending"
@@ -300,8 +303,8 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     store, _ = planted_store
     monkeypatch.setattr("genesel.cli.main.SUBCOMMANDS", ("select",))  # only the subcommand under test
     out = tmp_path / "panel"
-    common = ["-q", "select", "--data", str(store.path), "--method", "ipcae", "-k", "5", "--seed", "2", "--out", str(out), "--device", "cpu", "--batch-size", "32", "--param", "decoder_hidden=[8]", "--param", "embedding_dim=6"]
-    assert genesel_main([*common, "--epochs", "2", "--keep-checkpoint"]) == 0
+    common = ["-q", "select", "--data", str(store.path), "--method", "ipcae", "-k", "5", "--seed", "2", "--out", str(out), "--device", "cpu", "--batch-size", "32", "--param", "decoder_hidden=[8]", "--param", "embedding_dim=6", "--min-steps", "0"]
+    assert genesel_main([*common, "--epochs", "2", "--keep-checkpoint", "--no-stop-when-converged"]) == 0
     for name in ("panel.tsv", "history.tsv", "model.pt", "config.json", "checkpoint.pt"):
         assert (out / name).exists(), name
     state = torch.load(out / "model.pt", weights_only=True)
@@ -311,12 +314,12 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     config = read_panel_config(out)
     assert config["method"] == "ipcae" and config["config"]["params"]["embedding_dim"] == 6
     first = pd.read_csv(out / "history.tsv", sep="\t")
-    assert genesel_main([*common, "--epochs", "4", "--resume"]) == 0
+    assert genesel_main([*common, "--epochs", "4", "--resume", "--no-stop-when-converged"]) == 0
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert len(history) == 4
     assert not list(out.glob("checkpoint*")), "the checkpoint and its best weights are removed once the panel is written"
     assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is False
-    assert genesel_main([*common, "--epochs", "1", "--stop-when-converged"]) == 0
+    assert genesel_main([*common, "--epochs", "1"]) == 0  # on by default for CAE/IP-CAE
     assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is True
     pd.testing.assert_frame_equal(history.iloc[:2].drop(columns=TIMING_COLUMNS), first.drop(columns=TIMING_COLUMNS))
     assert genesel_main(["-q", "select", "--data", str(store.path), "--method", "cae", "-k", "5", "--out", str(tmp_path / "bad"), "--param", "nope=1"]) == 1
@@ -356,7 +359,10 @@ def test_benchmark_helpers():
     swapped = bench.swap_linear_features(rank2, collinear_start)
     assert len(set(swapped)) == 2 and bench.linear_regression_test_mse(rank2, rank2, swapped) < 1e-20
     params, trainer = bench.load_preset("ipcae", "isolet")
-    assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None and trainer == {}
+    assert params["decoder_hidden"] == [200] and params["embedding_dim"] is None
+    # the presets pin the papers' fixed epoch budget and per-epoch annealing
+    assert params["anneal"] == "epoch" and params["selector_lr"] is None and params["block_duplicates"] is False
+    assert trainer == {"stop_when_converged": False, "min_steps": 0, "converge_extension": 0.0}
     make_selector("ipcae", n_genes=3, params=params)
 
 

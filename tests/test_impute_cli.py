@@ -69,6 +69,32 @@ def test_apply_reports_missing_genes(genesel, planted_store, panel_file, tmp_pat
     assert not (tmp_path / "x.h5ad").exists()
 
 
+@pytest.mark.parametrize("layout", ["csv-columns", "tsv-rows", "h5ad"])
+def test_apply_rejects_a_duplicated_gene_column(genesel, planted_store, panel_file, tmp_path, caplog, layout):
+    """A second copy of a panel gene (pandas would rename it GENE.1 and use the first) is refused by name."""
+    store, drivers = planted_store
+    assert genesel("impute", "fit", "--data", store.path, "--panel", panel_file, "--out", tmp_path / "m", "--decoder", "knn") == 0
+    values = store.read_rows(store.split_indices("test")[:6], standardize=False)
+    symbols = store.var["symbol"].tolist()
+    twice = symbols[drivers[0]]
+    table = pd.DataFrame(np.hstack([values, values[:, drivers[:1]] + 5]), columns=symbols + [twice], index=[f"s{i}" for i in range(6)])
+    if layout == "csv-columns":
+        source = tmp_path / "twice.csv"
+        table.to_csv(source)
+    elif layout == "tsv-rows":
+        source = tmp_path / "twice.tsv"
+        table.T.to_csv(source, sep="\t")
+    else:
+        source = tmp_path / "twice.h5ad"
+        with pytest.warns(UserWarning):  # anndata warns about non-unique var_names, and keeps them
+            ad.AnnData(table.to_numpy(np.float32), obs=pd.DataFrame(index=table.index), var=pd.DataFrame(index=table.columns)).write_h5ad(source)
+    with caplog.at_level(logging.ERROR, logger="genesel"):
+        code = genesel("impute", "apply", "--model", tmp_path / "m", "--input", source, "--out", tmp_path / "x.h5ad")
+    assert code == 1
+    assert f"{source}: 1 gene id(s) occur more than once, e.g. ['{twice}']" in caplog.text
+    assert not (tmp_path / "x.h5ad").exists()
+
+
 def test_mlp_fit_resumes_and_cleans_its_checkpoint(genesel, planted_store, panel_file, tmp_path):
     store, _ = planted_store
     args = ["impute", "fit", "--data", store.path, "--panel", panel_file, "--decoder", "mlp", "--hidden", 16, 8,

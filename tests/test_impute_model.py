@@ -62,8 +62,28 @@ def test_load_rejects_incomplete_directories(tmp_path, planted_store):
     model = fit(planted_store[0], "linear")
     model.save(tmp_path / "m")
     (tmp_path / "m" / "model.pt").write_bytes(b"junk")
+    with pytest.raises(InputFileError, match="model.pt: does not match .*model.json"):
+        load_model(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["weights_sha256"]  # a model saved before digests: loads are attempted, junk still fails
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(InputFileError, match="cannot load the weights"):
         load_model(tmp_path / "m")
+
+
+def test_load_rejects_swapped_weights_and_edited_descriptions(tmp_path, planted_store):
+    store = planted_store[0]
+    fit(store, "linear").save(tmp_path / "a")
+    other = fit(store, "linear", ridge=10.0)
+    other.save(tmp_path / "b")
+    (tmp_path / "a" / "model.pt").write_bytes((tmp_path / "b" / "model.pt").read_bytes())  # same shape, other fit
+    with pytest.raises(InputFileError, match=r"a/model.pt: does not match .*a/model.json \(SHA-256"):
+        load_model(tmp_path / "a")
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    del meta["std"], meta["panel_gene_ids"]
+    (tmp_path / "b" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputFileError, match=r"missing keys \['panel_gene_ids', 'std'\]"):
+        load_model(tmp_path / "b")
 
 
 def test_impute_matches_symbols_in_any_order_and_ignores_extra_genes(planted_store):
@@ -163,5 +183,13 @@ def test_resolve_panel_accepts_ids_symbols_tables_and_files(planted_store, tmp_p
 
 def test_match_columns_flags_ambiguous_symbols():
     with pytest.raises(InputFileError, match="match several columns"):
-        match_columns(["E1"], ["TP53"], ["TP53", "TP53", "X"])
+        match_columns(["E1"], ["TP53"], ["a", "b", "X"], pd.DataFrame({"symbol": ["TP53", "TP53", "X"]}))
     np.testing.assert_array_equal(match_columns(["E1", "E2"], ["tp53", "EGFR"], ["egfr", "TP53"]), [1, 0])
+
+
+def test_match_columns_rejects_repeated_and_pandas_renamed_columns():
+    with pytest.raises(InputFileError, match=r"in.csv: 1 column name\(s\) occur more than once: TP53"):
+        match_columns(["E1"], ["TP53"], ["TP53", "X", "TP53"], source="in.csv")
+    with pytest.raises(InputFileError, match=r"appear to be repeated .*TP53 \(also TP53.1\)"):
+        match_columns(["E1"], ["TP53"], ["TP53", "X", "TP53.1"])
+    np.testing.assert_array_equal(match_columns(["E1"], ["TP53"], ["X.1", "TP53", "X"]), [1])  # unrelated renamed columns are fine

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import argparse
 from pathlib import Path
 
@@ -131,6 +133,38 @@ def test_real_gpl96_probes_to_genes(tmp_path):
     info = store.uns["genesel"]
     assert info["input_features"] == "probe" and info["log2_applied"] == 0  # log2 RMA/MAS5 already
     assert info["probe_averaging"]["n_genes_without_probes"] == 0
+
+
+def test_log2_auto_is_robust_to_a_few_negative_values(tmp_path, caplog):
+    logged = log_scale_data(n_obs=60)
+    linear = logged.copy()
+    linear.X = np.exp2(linear.X) - 1
+    linear.X[5, 3] = -2.0  # one background-corrected value below zero used to keep the data un-logged
+    with caplog.at_level(logging.WARNING, logger="genesel"):
+        store = read_store(preprocess(linear, tmp_path / "lin.h5ad", progress=False))
+    assert store.uns["genesel"]["log2_applied"]
+    assert "<AnnData>: --log2 auto: 99.9th percentile" in caplog.text
+    assert "1 of 1800 sampled values negative" in caplog.text and "ignoring the negative values" in caplog.text
+    row = store.obs_names.get_loc(logged.obs_names[5])
+    assert store.X[row, 3] == 0.0  # set to 0 before log2
+    order = store.obs_names.get_indexer(pd.Index(logged.obs_names))
+    mask = np.ones(logged.shape, dtype=bool)
+    mask[5, 3] = False
+    np.testing.assert_allclose(store.X[order][mask], logged.X[mask], atol=1e-4)
+
+    caplog.clear()
+    many = linear.copy()
+    many.X[:, :2] = -1.0  # 7% negative: not clearly linear, left alone with a warning
+    with caplog.at_level(logging.WARNING, logger="genesel"):
+        store = read_store(preprocess(many, tmp_path / "many.h5ad", progress=False))
+    assert not store.uns["genesel"]["log2_applied"] and "too many are negative" in caplog.text
+
+    caplog.clear()
+    close = logged.copy()
+    close.X = close.X * (60 / np.quantile(close.X, 0.999))  # 99.9th percentile 60: linear, barely
+    with caplog.at_level(logging.WARNING, logger="genesel"):
+        store = read_store(preprocess(close, tmp_path / "close.h5ad", progress=False))
+    assert store.uns["genesel"]["log2_applied"] and "close call: 99.9th percentile 60" in caplog.text
 
 
 def test_log2_decisions(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genesel.errors import ConfigError, InputFileError
@@ -50,3 +51,38 @@ def test_splits_from_column():
         splits_from_column(["train", "holdout", "test"], column="set", path="x.h5ad")
     with pytest.raises(InputFileError, match="validation split empty"):
         splits_from_column(["train", "test"], column="set", path="x.h5ad")
+
+
+def test_group_split_keeps_each_group_in_one_split_near_the_sizes():
+    from genesel.split import assign_group_splits
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"subject{i}" for i in range(30)], rng.integers(5, 15, size=30))
+    labels = assign_group_splits(groups, seed=3, fractions=(0.7, 0.15, 0.15))
+    frame = pd.DataFrame({"group": groups, "split": labels})
+    assert (frame.groupby("group")["split"].nunique() == 1).all(), "a group spans two splits"
+    shares = frame["split"].value_counts(normalize=True)
+    assert set(shares.index) == {"train", "validation", "test"}
+    assert abs(shares["train"] - 0.7) < 0.08 and abs(shares["test"] - 0.15) < 0.08
+    np.testing.assert_array_equal(labels, assign_group_splits(groups, seed=3, fractions=(0.7, 0.15, 0.15)))
+    with pytest.raises(InputFileError, match="at least 3"):
+        assign_group_splits(["a", "a", "b"], seed=0)
+
+
+def test_preprocess_group_column_keeps_subjects_out_of_training(tmp_path):
+    import anndata as ad
+
+    from genesel.cli.main import main
+    from genesel.store import Store
+
+    rng = np.random.default_rng(1)
+    subject = np.repeat([f"s{i}" for i in range(12)], 10)
+    adata = ad.AnnData(rng.normal(8, 1, size=(120, 30)).astype(np.float32), obs=pd.DataFrame({"subject": subject}, index=[f"x{i}" for i in range(120)]))
+    adata.var_names = [f"G{i}" for i in range(30)]
+    adata.write_h5ad(tmp_path / "in.h5ad")
+    assert main(["-q", "preprocess", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "store.h5ad"), "--group-column", "subject", "--log2", "no"]) == 0
+    with Store.open(tmp_path / "store.h5ad") as store:
+        obs = store.obs
+        assert (obs.groupby("subject", observed=True)["split"].nunique() == 1).all()
+        assert set(obs["split"]) == {"train", "validation", "test"}
+    assert main(["-q", "preprocess", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "s2.h5ad"), "--group-column", "nope"]) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import h5py
 import numpy as np
@@ -45,6 +47,21 @@ def test_store_rejects_missing_foreign_and_old_files(tmp_path):
         f["uns/genesel/store_version"][()] = 0
     with pytest.raises(StoreVersionError, match="re-run `genesel preprocess`"):
         Store.open(path)
+
+
+def test_store_with_overwritten_values_names_the_first_bad_sample(tmp_path):
+    X, _ = planted_matrix(40, 6, 2)
+    path = write_store(tmp_path / "s.h5ad", X)
+    with h5py.File(path, "r+") as f:
+        f["X"][7, 3] = np.nan
+        f["X"][9, 0] = np.inf
+    with Store.open(path) as store:
+        sample = str(store.obs.index[7])
+        store.read_rows(slice(0, 5))  # clean rows still read
+        with pytest.raises(InputFileError, match=f"first at sample '{sample}' \\(row 7\\).*re-run `genesel preprocess`"):
+            store.read_rows(slice(0, 40))
+        with pytest.raises(InputFileError, match="row 9"):
+            store.read_rows(np.array([1, 9, 20]), standardize=False)
 
 
 def test_failed_write_leaves_nothing(tmp_path):
@@ -94,3 +111,17 @@ def test_loader_columns_and_unshuffled_order(planted_store):
     loader = MinibatchLoader(store, "validation", config=LoaderConfig(batch_size=16, resident_bytes=0), shuffle=False, columns=drivers)
     values = np.concatenate([b.numpy() for b in loader])
     np.testing.assert_allclose(values, store.read_rows(store.split_indices("validation"))[:, drivers], rtol=1e-5, atol=1e-5)
+
+
+def test_store_refuses_repeated_gene_ids(tmp_path):
+    X, _ = planted_matrix(30, 6, 2)
+    path = write_store(tmp_path / "s.h5ad", X)
+    adata = ad.read_h5ad(path)
+    with warnings.catch_warnings():  # anndata warns about the repeat we want
+        warnings.simplefilter("ignore")
+        adata.var_names = [adata.var_names[0]] + adata.var_names[:-1].tolist()
+        adata.write_h5ad(tmp_path / "dup.h5ad")
+    with pytest.raises(InputFileError, match=f"dup.h5ad: 1 gene id\\(s\\) occur more than once, e.g. \\['{adata.var_names[0]}'\\]"):
+        Store.open(tmp_path / "dup.h5ad")
+    with pytest.raises(InputFileError, match="<AnnData>: 1 gene id"):
+        Store.from_anndata(adata)

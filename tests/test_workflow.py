@@ -21,7 +21,7 @@ SNAKEMAKE = BIN / "snakemake"
 TINY_CONFIG = {
     "run": "tiny",
     "input": {"simulate": {"n_obs": 300, "n_genes": 200, "seed": 0}},
-    "methods": {"cae": {"epochs": 3, "batch_size": 64}, "random": {}, "landmarks": {}},
+    "methods": {"cae": {"epochs": 3, "batch_size": 64, "min_steps": 0}, "random": {}, "landmarks": {}},
     "panel_sizes": [8],
     "seeds": [0],
     "decoders": {"linear": {}, "mlp": {"hidden": [16], "epochs": 2}},

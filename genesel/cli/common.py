@@ -20,8 +20,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, lear
     group.add_argument("--lr", type=float, default=learning_rate, help=f"Adam learning rate (default {learning_rate})")
     group.add_argument("--lr-decay", type=float, default=None, help="multiply the learning rate by this each epoch")
     group.add_argument("--batch-size", type=int, default=batch_size, help=f"minibatch size (default {batch_size})")
-    group.add_argument("--patience", type=int, default=None, help="stop after this many epochs without validation improvement")
+    group.add_argument("--patience", type=int, default=None, help="stop after this many epochs without validation improvement (default: none; the MLP decoder 10)")
     group.add_argument("--max-steps-per-epoch", type=int, default=None, help="end each epoch after this many steps (quick runs, benchmarks)")
+    group.add_argument(
+        "--min-steps",
+        type=int,
+        default=None,
+        help="plan at least this many optimizer steps, raising --epochs on small data (default: the method's; CAE/IP-CAE 1000)",
+    )
+    group.add_argument("--max-steps", type=int, default=None, help="hard cap on optimizer steps, any extension included (default: none)")
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     group.add_argument("--no-mixed-precision", action="store_true", help="train in float32 on the GPU")
     group.add_argument(
@@ -41,8 +48,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, lear
 
 def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any) -> TrainerConfig:
     """Build a :class:`TrainerConfig` from parsed arguments."""
-    from genesel.training import TrainerConfig
+    from genesel.training import TrainerConfig, configure_precision
 
+    configure_precision(args.device)
     return TrainerConfig(
         max_epochs=args.epochs,
         learning_rate=args.lr,
@@ -53,6 +61,8 @@ def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | Non
         patience=args.patience,
         max_steps_per_epoch=args.max_steps_per_epoch,
         progress=getattr(args, "progress", True),
+        min_steps=getattr(args, "min_steps", None),
+        max_steps=getattr(args, "max_steps", None),
         **overrides,
     )
 

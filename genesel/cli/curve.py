@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.io.lock import guarded_output
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ridge", default=None, help="'auto' (default: validated per panel) or a fixed penalty")
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="rows to score (default test)")
     parser.add_argument("--out", required=True, help="metrics folder (results/<run>/metrics in the workflow)")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     parser.set_defaults(func=run)
 
 
@@ -38,16 +41,17 @@ def run(args: argparse.Namespace) -> int:
     from genesel.impute.curve import linear_curve
     from genesel.impute.ridge import parse_ridge
 
-    table = linear_curve(
-        args.data,
-        args.moments,
-        panels=args.panels,
-        random_panels=args.random_panels,
-        random_sizes=args.random_sizes,
-        out=args.out,
-        split=args.split,
-        progress=args.progress,
-        **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
-    )
+    with guarded_output(args.out, kind="dir", wait=args.wait):
+        table = linear_curve(
+            args.data,
+            args.moments,
+            panels=args.panels,
+            random_panels=args.random_panels,
+            random_sizes=args.random_sizes,
+            out=args.out,
+            split=args.split,
+            progress=args.progress,
+            **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
+        )
     logger.info("scored %d linear panels; table written to %s/linear_runs.tsv", len(table), args.out)
     return 0

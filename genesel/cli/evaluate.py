@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.io.atomic import removing_new_folders
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from genesel.impute import load_model
     from genesel.store import Store
 
-    model = load_model(args.model)
-    with Store.open(args.data) as store:
-        evaluation = evaluate_model(store, model, split=args.split, block_rows=args.block_rows, device=args.device, progress=args.progress)
-    path = evaluation.write(args.out)
+    with removing_new_folders(args.out):
+        model = load_model(args.model)
+        with Store.open(args.data) as store:
+            evaluation = evaluate_model(store, model, split=args.split, block_rows=args.block_rows, device=args.device, progress=args.progress)
+        path = evaluation.write(args.out)
     logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
     return 0

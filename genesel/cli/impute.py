@@ -13,6 +13,8 @@ import pandas as pd
 from genesel.cli.common import add_training_arguments, loader_config, trainer_config
 from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
+from genesel.io.lock import guarded_output
+from genesel.io.source import check_unique
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     knn = parser.add_argument_group("knn")
     knn.add_argument("--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)")
     knn.add_argument("--max-reference", type=int, default=10_000, help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     add_training_arguments(parser, epochs=100)
     parser.set_defaults(func=run_fit)
 
@@ -119,7 +122,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from genesel.training import remove_checkpoint
 
     out = Path(args.out)
-    with Store.open(args.data) as store:
+    with guarded_output(out, kind="dir", wait=args.wait), Store.open(args.data) as store:
         model = fit_imputer(
             store,
             args.panel,
@@ -146,8 +149,8 @@ def run_fit(args: argparse.Namespace) -> int:
             evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
             path = evaluation.write(args.metrics)
             logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
-    if args.decoder == "mlp" and not args.keep_checkpoint:
-        remove_checkpoint(out / CHECKPOINT_NAME)
+        if args.decoder == "mlp" and not args.keep_checkpoint:
+            remove_checkpoint(out / CHECKPOINT_NAME)
     logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)
     return 0
 
@@ -161,8 +164,9 @@ def run_apply(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = read_measured(args.input, model, orientation=args.orientation)
     try:
-        result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
-        result.file.close()
+        with guarded_output(args.out, kind="file", lock=False):
+            result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
+            result.file.close()
     finally:
         if getattr(data, "isbacked", False):
             data.file.close()
@@ -180,17 +184,27 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     if suffixes and suffixes[-1] == ".h5ad":
         try:
-            return anndata.read_h5ad(path, backed="r")
+            adata = anndata.read_h5ad(path, backed="r")
         except Exception as error:
             raise InputFileError(path, f"not a readable .h5ad ({error})") from None
+        try:
+            check_unique(path, pd.Index(adata.var_names.astype(str)), "gene")
+            check_unique(path, pd.Index(adata.obs_names.astype(str)), "sample")
+        except InputFileError:
+            adata.file.close()
+            raise
+        return adata
     if not suffixes or suffixes[-1] not in TEXT_SUFFIXES:
         raise InputFileError(path, "unsupported input format", "give a .h5ad, .csv or .tsv file")
+    sep = TEXT_SUFFIXES[suffixes[-1]]
     try:
-        table = pd.read_csv(path, sep=TEXT_SUFFIXES[suffixes[-1]], index_col=0)
+        table = pd.read_csv(path, sep=sep, index_col=0)
+        # pandas renames a repeated column name GENE to GENE.1: read the header as data to see the real names
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
     except Exception as error:
         raise InputFileError(path, f"cannot parse the table ({error})") from None
     table.index = table.index.astype(str)
-    table.columns = table.columns.astype(str)
+    table.columns = pd.Index([str(name) for name in header[len(header) - table.shape[1] :]])
     if orientation is None:
         names = set(model.panel_ids) | set(model.panel_symbols)
         in_columns = sum(c in names for c in table.columns)
@@ -199,6 +213,8 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
         logger.info("%s: reading as %s (%d panel genes found)", path, orientation, max(in_rows, in_columns))
     if orientation == "genes-by-samples":
         table = table.T
+    check_unique(path, table.columns, "gene")
+    check_unique(path, table.index, "sample")
     non_numeric = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
     if non_numeric:
         raise InputFileError(path, f"non-numeric values in columns {non_numeric[:5]}", "the table must hold numbers apart from its id row and column")

@@ -8,8 +8,10 @@ registers its parser (with ``help`` and ``description``) and sets ``func=run`` w
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +23,9 @@ SUBCOMMANDS = ("simulate", "preprocess", "moments", "select", "impute", "evaluat
 
 logger = logging.getLogger("genesel")
 
+#: ``errno`` values reported as a full disk.
+DISK_FULL_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
@@ -31,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genesel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, no progress bars")
+    parser.add_argument("--debug", action="store_true", help="let errors propagate with their full traceback")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"genesel.cli.{name}")
@@ -56,12 +62,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.progress = not args.quiet
     try:
         return int(args.func(args) or 0)
-    except GeneselError as error:
-        logger.error("%s", error)
-        return 1
     except KeyboardInterrupt:
+        if args.debug:
+            raise
         logger.error("interrupted; completed outputs are intact, rerun with --resume where offered")
         return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        logger.error("%s", describe_error(error, args.command))
+        return 1
+
+
+def describe_error(error: BaseException, command: str | None = None) -> str:
+    """Return the one-line message printed for an error a command raised.
+
+    genesel's own errors carry their message (``path: problem (fix)``); a full disk
+    (``ENOSPC``/``EDQUOT`` anywhere in the chain of causes) names the path being
+    written; anything else is reported by type and message, with a hint to rerun with
+    ``--debug`` for the traceback.
+    """
+    full = _disk_full(error)
+    if full is not None:
+        where = full.filename or full.filename2 or "the output"
+        return f"disk full at {where} ({os.strerror(full.errno)}; free space or write elsewhere, then rerun)"
+    if isinstance(error, GeneselError):
+        return str(error)
+    message = str(error) or "(no message)"
+    where = f"genesel {command}" if command else "genesel"
+    return f"{where} failed: {type(error).__name__}: {message} (rerun with --debug for the traceback)"
+
+
+def _disk_full(error: BaseException) -> OSError | None:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 if __name__ == "__main__":

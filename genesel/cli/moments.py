@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.io.lock import guarded_output
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--block-rows", type=int, default=2048, help="rows per block (default 2048)")
     parser.add_argument("--max-memory-gib", type=float, default=None, help="memory budget for the matrices (default: half the machine's)")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     parser.set_defaults(func=run)
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from genesel.moments import compute_moments
     from genesel.store import Store
 
-    with Store.open(args.data) as store:
+    with guarded_output(args.out, kind="file", wait=args.wait), Store.open(args.data) as store:
         path = compute_moments(
             store,
             args.out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from genesel.errors import ConfigError
+from genesel.io.lock import guarded_output
 from genesel.io.open import FORMATS
 
 
@@ -42,20 +43,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--duplicate-tolerance", type=float, default=1e-3, help="max abs difference of duplicates (default 1e-3)"
     )
     parser.add_argument("--split-column", default=None, help="obs column holding train/validation/test labels")
+    parser.add_argument(
+        "--group-column",
+        default=None,
+        help="obs column of groups (subject, patient, batch) kept whole within one split, so no test subject is trained on",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=None, metavar="N", help="train and validation sizes [and test] (default: D-GEX's)"
     )
     parser.add_argument("--block-rows", type=int, default=None, help="samples per block (default: about 64 MiB)")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel preprocess``."""
-    from genesel.preprocess import preprocess
-
     if args.sizes is not None and len(args.sizes) not in (2, 3):
         raise ConfigError(f"--sizes takes 2 or 3 numbers (train validation [test]), got {args.sizes}")
+    with guarded_output(args.out, kind="file", wait=args.wait):
+        _preprocess(args)
+    return 0
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from genesel.preprocess import preprocess
+
     preprocess(
         args.input,
         args.out,
@@ -69,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
         remove_duplicates=args.remove_duplicates,
         duplicate_tolerance=args.duplicate_tolerance,
         split_column=args.split_column,
+        group_column=args.group_column,
         seed=args.seed,
         sizes=args.sizes,
         block_rows=args.block_rows,
         progress=getattr(args, "progress", True),
     )
-    return 0

@@ -36,34 +36,83 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(parser, epochs=100)
     parser.add_argument(
         "--stop-when-converged",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "CAE/IP-CAE: stop once the mean max selection probability reaches 0.99 (the CAE paper's rule), and go on "
+            "past the planned steps while unconverged (see --converge-extension); default on for CAE/IP-CAE"
+        ),
+    )
+    parser.add_argument(
+        "--converge-extension",
+        type=float,
+        default=None,
+        help="extra steps allowed while unconverged after the planned ones, as a multiple of them (default: CAE/IP-CAE 1.0; 0 = none)",
+    )
+    parser.add_argument(
+        "--refine",
         action="store_true",
-        help="CAE/IP-CAE: stop once the mean max selection probability reaches 0.99 (the CAE paper's rule)",
+        help="then swap panel genes for outside genes while that lowers the validated ridge imputation error "
+        "(exact, from the gene-by-gene moments; any method)",
+    )
+    parser.add_argument("--refine-max-swaps", type=int, default=None, help="swap budget of --refine (default: K)")
+    parser.add_argument("--refine-ridge", type=float, default=None, help="ridge penalty of --refine (default 1.0)")
+    parser.add_argument(
+        "--moments",
+        default=None,
+        help="moments file of the store (genesel moments) for --refine and for methods that use moments (greedy, qr's "
+        "completion); default: STORE.moments.h5 beside the store if present, else computed into DIR",
     )
     parser.add_argument("--keep-checkpoint", action="store_true", help="keep the resume checkpoint in DIR after the panel is written")
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel select``."""
+    import inspect
+
+    from genesel.io.lock import guarded_output
     from genesel.selectors.base import get_selector_class, select_panel
     from genesel.store import Store
     from genesel.training import remove_checkpoint
 
-    with Store.open(args.data) as store:
+    params = parse_params(args.param)
+    accepts_moments = "moments" in inspect.signature(get_selector_class(args.method).__init__).parameters
+    if args.moments is not None and accepts_moments:
+        params.setdefault("moments", args.moments)
+    with guarded_output(args.out, kind="dir", wait=args.wait), Store.open(args.data) as store:
         result = select_panel(
             store,
             method=args.method,
             n_genes=args.n_genes,
             seed=args.seed,
-            params=parse_params(args.param),
-            trainer=trainer_config(args, seed=args.seed, stop_when_converged=args.stop_when_converged),
+            params=params,
+            trainer=trainer_config(
+                args, seed=args.seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
+            ),
             loader=loader_config(args),
             out_dir=args.out,
             resume=args.resume,
+            refine=refine_options(args),
         )
-    if not args.keep_checkpoint:
-        for name in get_selector_class(args.method).checkpoint_files:
-            remove_checkpoint(Path(args.out) / name)
+        if not args.keep_checkpoint:
+            for name in get_selector_class(args.method).checkpoint_files:
+                remove_checkpoint(Path(args.out) / name)
     overlap = int(result.table()["landmark"].sum())
     logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, args.out)
     return 0
+
+
+def refine_options(args: argparse.Namespace) -> bool | dict[str, object]:
+    """``select_panel``'s ``refine`` from the ``--refine*`` options."""
+    if not args.refine:
+        return False
+    options: dict[str, object] = {}
+    if args.refine_max_swaps is not None:
+        options["max_swaps"] = args.refine_max_swaps
+    if args.refine_ridge is not None:
+        options["ridge"] = args.refine_ridge
+    if args.moments is not None:
+        options["moments"] = args.moments
+    return options or True

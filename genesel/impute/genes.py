@@ -121,6 +121,13 @@ def match_columns(
         Naming every panel gene that is missing, or matched by several columns.
     """
     var_names = pd.Index(np.asarray(var_names).astype(str))
+    if not var_names.is_unique:
+        repeated = var_names[var_names.duplicated()].unique().tolist()
+        raise InputFileError(
+            source,
+            f"{len(repeated)} column name(s) occur more than once: {_listing(repeated)}",
+            "give one column per gene (average repeated probes first, e.g. with genesel preprocess)",
+        )
     id_sources = [var_names] + _columns(var, ID_COLUMNS)
     symbol_sources = [var_names] + _columns(var, SYMBOL_COLUMNS)
     result = np.full(len(panel_ids), -1, dtype=np.int64)
@@ -150,6 +157,7 @@ def match_columns(
             f"{len(ambiguous)} panel genes match several columns: {'; '.join(ambiguous[:MAX_LISTED])}",
             "give one column per gene (average probes into genes first, e.g. with genesel preprocess)",
         )
+    _check_renamed_duplicates(source, result, var_names)
     missing = np.flatnonzero(result < 0)
     if missing.size:
         listed = [f"{panel_symbols[k]} ({panel_ids[k]})" for k in missing]
@@ -159,6 +167,24 @@ def match_columns(
             "the input must measure every panel gene; columns are matched by gene id or symbol",
         )
     return result
+
+
+def _check_renamed_duplicates(source: str | os.PathLike[str], result: np.ndarray, var_names: pd.Index) -> None:
+    """Refuse a matched column ``G`` next to ``G.1``: pandas' name for a second ``G`` column."""
+    present = set(var_names)
+    renamed = []
+    for position in result[result >= 0]:
+        name = str(var_names[position])
+        copies = [f"{name}.{k}" for k in range(1, 10) if f"{name}.{k}" in present]
+        if copies:
+            renamed.append(f"{name} (also {', '.join(copies)})")
+    if renamed:
+        raise InputFileError(
+            source,
+            f"{len(renamed)} panel gene column(s) appear to be repeated (pandas renames a second GENE column GENE.1): "
+            f"{_listing(renamed)}",
+            "give one column per gene; read text tables with genesel, which rejects repeated names",
+        )
 
 
 def _columns(var: pd.DataFrame | None, names: Sequence[str]) -> list[pd.Index]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "checkpoint.pt"
 #: D-GEX's learning-rate decay per epoch used unless the trainer config sets one.
 DEFAULT_LR_DECAY = 0.95
+#: Early stopping: epochs without a better validation loss before the MLP stops, unless the
+#: trainer config sets its own patience (the best-validation weights are kept either way).
+DEFAULT_PATIENCE = 10
 
 
 class PanelDecoderTask(nn.Module):
@@ -51,6 +55,11 @@ class PanelDecoderTask(nn.Module):
     def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Mean squared error over all genes."""
         return nn.functional.mse_loss(self(batch).float(), batch)
+
+
+def validation_rows(store: Store) -> int:
+    """Rows in the store's validation split."""
+    return int(store.split_indices("validation").size)
 
 
 def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
@@ -87,7 +96,8 @@ def fit_mlp(
         Architecture (see :func:`genesel.decoders.build_decoder`).
     trainer
         Epochs, learning rate and decay, seed, device, mixed precision; ``lr_decay``
-        defaults to 0.95 per epoch.
+        defaults to 0.95 per epoch and ``patience`` (early stopping on the validation
+        loss) to 10 epochs; the weights of the best validation loss are kept.
     loader
         Batch size (256) and block reads.
     work_dir
@@ -97,6 +107,8 @@ def fit_mlp(
     """
     hidden = check_hidden(hidden)
     trainer = trainer or TrainerConfig(lr_decay=DEFAULT_LR_DECAY)
+    if trainer.patience is None and validation_rows(store):
+        trainer = dataclasses.replace(trainer, patience=DEFAULT_PATIENCE)
     loader = loader or LoaderConfig()
     checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
     if checkpoint is not None:

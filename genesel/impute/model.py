@@ -8,6 +8,7 @@ new samples given as AnnData (in memory or backed), a DataFrame or an array.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 DECODERS = ("linear", "mlp", "knn")
 #: Bumped when the saved layout changes incompatibly.
 MODEL_FORMAT_VERSION = 1
+#: Keys ``model.json`` must hold (``weights_sha256`` is checked when present; older models lack it).
+REQUIRED_KEYS = ("format_version", "decoder", "params", "panel_gene_ids", "panel_symbols", "gene_ids", "symbols", "mean", "std")
 #: Rows predicted at a time by default.
 DEFAULT_BATCH_ROWS = 4096
 #: Warn when the panel genes of new data sit this many train standard deviations off the train means.
@@ -302,6 +305,7 @@ class ImputationModel:
         (directory / "model.json").unlink(missing_ok=True)
         with atomic_output(directory / "model.pt") as tmp:
             torch.save({k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}, tmp)
+            weights_sha256 = file_sha256(tmp)
         if self.history is not None:
             with atomic_output(directory / "history.tsv") as tmp:
                 self.history.to_csv(tmp, sep="\t", index=False)
@@ -319,6 +323,7 @@ class ImputationModel:
                 "mean": self.mean.tolist(),
                 "std": self.std.tolist(),
                 "training": self.training,
+                "weights_sha256": weights_sha256,
             },
         )
         logger.info("saved %s imputation model (%d -> %d genes) to %s", self.decoder, self.n_panel, self.n_genes, directory)
@@ -335,12 +340,27 @@ class ImputationModel:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as error:
             raise InputFileError(meta_path, f"not valid JSON ({error})") from None
+        if not isinstance(meta, dict):
+            raise InputFileError(meta_path, "not a model description (expected a JSON object)", "refit the model")
         if meta.get("format_version") != MODEL_FORMAT_VERSION:
             raise InputFileError(meta_path, f"model format {meta.get('format_version')} is not {MODEL_FORMAT_VERSION}", "refit the model")
-        gene_ids = pd.Index(meta["gene_ids"])
-        position = pd.Series(np.arange(len(gene_ids)), index=gene_ids)
-        panel_indices = position.loc[meta["panel_gene_ids"]].to_numpy()
-        module = build_module(meta["decoder"], meta["params"], n_panel=len(panel_indices), n_genes=len(gene_ids), panel=panel_indices)
+        missing = [key for key in REQUIRED_KEYS if key not in meta]
+        if missing:
+            raise InputFileError(meta_path, f"missing keys {missing}", "the file was edited or truncated; refit the model")
+        _verify_weights(meta, meta_path, weights_path)
+        try:
+            gene_ids = pd.Index(meta["gene_ids"])
+            position = pd.Series(np.arange(len(gene_ids)), index=gene_ids)
+            panel_indices = position.loc[meta["panel_gene_ids"]].to_numpy()
+            if not (len(meta["symbols"]) == len(meta["mean"]) == len(meta["std"]) == len(gene_ids)):
+                raise ValueError("symbols, mean and std do not have one entry per gene")
+            if len(meta["panel_symbols"]) != len(panel_indices):
+                raise ValueError("panel_symbols does not have one entry per panel gene")
+            module = build_module(meta["decoder"], meta["params"], n_panel=len(panel_indices), n_genes=len(gene_ids), panel=panel_indices)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, InputFileError):
+                raise
+            raise InputFileError(meta_path, f"inconsistent model description ({type(error).__name__}: {error})", "refit the model") from None
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True, mmap=mmap)
             module.load_state_dict(state, assign=True)
@@ -358,6 +378,29 @@ class ImputationModel:
             std=np.asarray(meta["std"]),
             training=meta.get("training"),
             history=history,
+        )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Return the hex SHA-256 digest of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for piece in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _verify_weights(meta: dict[str, Any], meta_path: Path, weights_path: Path) -> None:
+    """Check ``model.pt`` against the digest ``model.json`` recorded when the model was saved."""
+    expected = meta.get("weights_sha256")
+    if expected is None:  # saved before digests were recorded
+        logger.warning("%s records no weights_sha256; cannot check that %s belongs to it", meta_path, weights_path)
+        return
+    if file_sha256(weights_path) != expected:
+        raise InputFileError(
+            weights_path,
+            f"does not match {meta_path} (SHA-256 differs from the one recorded when the model was saved)",
+            "the weights were replaced or damaged; keep model.pt and model.json of the same fit together, or refit",
         )
 
 

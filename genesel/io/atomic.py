@@ -38,6 +38,32 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def removing_new_folders(*paths: str | os.PathLike[str]) -> Iterator[None]:
+    """On error, remove the folders among ``paths`` (and their ancestors) that the block created and left empty.
+
+    A command that creates its output folder and then fails validation must not leave
+    an empty folder behind. Only folders missing on entry are considered, and only
+    ``os.rmdir`` is used, so nothing with content is ever removed. Give the output
+    path itself; for a file output its folder is covered as an ancestor.
+    """
+    missing: list[Path] = []
+    for path in paths:
+        path = Path(path).absolute()
+        for candidate in (path, *path.parents):
+            if candidate.exists() or candidate.is_symlink():
+                break
+            missing.append(candidate)
+    try:
+        yield
+    except BaseException:
+        for folder in sorted(set(missing), key=lambda p: len(p.parts), reverse=True):  # deepest first
+            with contextlib.suppress(OSError):
+                if folder.is_dir() and not folder.is_symlink():
+                    folder.rmdir()
+        raise
+
+
 def write_json(path: str | os.PathLike[str], payload: Any) -> None:
     """Write ``payload`` as indented JSON, atomically."""
     with atomic_output(path) as tmp:

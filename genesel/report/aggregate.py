@@ -100,7 +100,7 @@ def panel_overlap(layout: ResultsLayout, method: str, n_genes: int, seed: int) -
     path = layout.panel_dir(method, n_genes, seed) / "panel.tsv"
     if not path.exists():
         return math.nan
-    table = pd.read_csv(path, sep="\t", usecols=lambda c: c in ("gene_id", "landmark"), comment="#")
+    table = pd.read_csv(path, sep="\t", usecols=lambda c: c in ("gene_id", "landmark"), comment="#")  # "# key=value" metadata lines
     if "landmark" not in table:
         return math.nan
     return float(table["landmark"].astype(str).str.lower().isin(["true", "1"]).sum())

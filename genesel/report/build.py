@@ -247,6 +247,7 @@ def _sections(
             tables={
                 f"{metric}: mean over seeds [{100 * LEVEL:.0f}% interval].": _curve_table(curves.table),
                 "Secondary: MSE over all genes (panel genes count as zero error, which flatters large panels), mean over seeds.": _all_gene_table(runs),
+                "Linear decoder: the ridge penalty chosen on the validation split (median over seeds; relative to unit gene variance; grids and validation errors in each metrics.json).": _ridge_table(runs),
             },
         )
     )
@@ -331,6 +332,15 @@ def _unconverged(runs: pd.DataFrame) -> pd.DataFrame:
 def _curve_table(curves: pd.DataFrame) -> pd.DataFrame:
     cells = curves.assign(cell=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(curves["mean"], curves["low"], curves["high"], strict=True)])
     table = cells.pivot_table(index=["decoder", "method"], columns="n_genes", values="cell", aggfunc="first").fillna("")
+    table.columns = [f"K={k}" for k in table.columns]
+    return table
+
+
+def _ridge_table(runs: pd.DataFrame) -> pd.DataFrame:
+    if "ridge" not in runs:
+        return pd.DataFrame()
+    linear = runs[(runs["decoder"] == "linear") & runs["ridge"].notna()]
+    table = linear.pivot_table(index="method", columns="n_genes", values="ridge", aggfunc="median")
     table.columns = [f"K={k}" for k in table.columns]
     return table
 

@@ -79,6 +79,8 @@ def render_report(title: str, sections: Sequence[ReportSection], *, subtitle: st
         for name, png in section.figures.items():
             parts.append(embed_png(png, alt=name))
         for caption, frame in section.tables.items():
+            if frame.empty:
+                continue
             if caption:
                 parts.append(f'<p class="note">{html.escape(caption)}</p>')
             parts.append(table_html(frame))

@@ -16,6 +16,7 @@ __all__ = [
     "get_selector_class",
     "make_selector",
     "read_panel",
+    "read_panel_metadata",
     "register_selector",
     "select_panel",
 ]

@@ -30,6 +30,54 @@ _REGISTRY: dict[str, type[PanelSelector]] = {}
 
 #: Columns of ``panel.tsv``.
 PANEL_COLUMNS = ("rank", "gene_id", "symbol", "landmark", "score")
+#: Run facts written as ``# key=value`` lines above the header of ``panel.tsv`` (when known).
+PANEL_METADATA_KEYS = ("method", "n_genes", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps")
+
+
+def warn_unconverged(method: str, extra: dict[str, Any], *, fix: str) -> None:
+    """Log the one-line warning of a panel whose training ended unconverged."""
+    probability = extra.get("mean_max_probability")
+    unique = extra.get("unique_percent")
+    facts = ", ".join(
+        part
+        for part in (
+            None if probability is None else f"mean max selection probability {probability:.3g}",
+            None if unique is None else f"{unique:.0f}% distinct genes",
+            None if extra.get("steps") is None else f"after {extra['steps']} steps",
+        )
+        if part
+    )
+    logger.warning("%s: training ended unconverged (%s); the panel may be close to random. Fix: %s", method, facts, fix)
+
+
+def panel_metadata(result: PanelResult) -> dict[str, Any]:
+    """The ``# key=value`` facts of ``result`` written above the ``panel.tsv`` header."""
+    known = {"method": result.method, "n_genes": result.n_genes, "seed": result.seed, **result.extra}
+    return {key: known[key] for key in PANEL_METADATA_KEYS if key in known}
+
+
+def _metadata_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def _metadata_value(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null", ""):
+        return None
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text.strip()
 
 
 @dataclass
@@ -110,7 +158,10 @@ class PanelResult:
         )
         # panel.tsv last: its presence means the whole result is complete.
         with atomic_output(out_dir / "panel.tsv") as tmp:
-            self.table().to_csv(tmp, sep="\t", index=False)
+            with open(tmp, "w", newline="") as handle:
+                for key, value in panel_metadata(self).items():
+                    handle.write(f"# {key}={_metadata_text(value)}\n")
+                self.table().to_csv(handle, sep="\t", index=False)
         logger.info("wrote %s panel of %d genes to %s", self.method, self.n_genes, out_dir)
         return out_dir
 
@@ -123,7 +174,7 @@ def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not path.exists():
         raise InputFileError(path, "no such panel file", "run `genesel select` first")
     try:
-        table = pd.read_csv(path, sep="\t", dtype={"gene_id": str, "symbol": str})
+        table = pd.read_csv(path, sep="\t", dtype={"gene_id": str, "symbol": str}, comment="#")
     except Exception as error:
         raise InputFileError(path, f"cannot parse panel table ({error})") from None
     missing = [c for c in ("rank", "gene_id") if c not in table.columns]
@@ -132,6 +183,30 @@ def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
     if table["gene_id"].duplicated().any():
         raise InputFileError(path, f"duplicate genes in panel: {table.loc[table['gene_id'].duplicated(), 'gene_id'].tolist()[:5]}")
     return table.sort_values("rank").reset_index(drop=True)
+
+
+def read_panel_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``# key=value`` lines above the header of a ``panel.tsv`` (or a directory holding one).
+
+    Values are parsed back to ``bool`` / ``int`` / ``float`` / ``None`` where they look like
+    one; a panel written before these lines existed gives ``{}``. Keys include ``method``,
+    ``n_genes``, ``seed`` and, for trained selectors, ``converged``,
+    ``mean_max_probability`` and ``unique_percent`` (see ``PANEL_METADATA_KEYS``).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "panel.tsv"
+    if not path.exists():
+        raise InputFileError(path, "no such panel file", "run `genesel select` first")
+    metadata: dict[str, Any] = {}
+    with open(path) as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            key, sep, value = line[1:].strip().partition("=")
+            if sep:
+                metadata[key.strip()] = _metadata_value(value)
+    return metadata
 
 
 def read_panel_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -240,10 +315,14 @@ def select_panel(
     loader: LoaderConfig | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    refine: bool | dict[str, Any] = False,
 ) -> PanelResult:
     """Select a panel of ``n_genes`` genes with ``method`` and optionally write it to ``out_dir``.
 
     This is the one entry point shared by the CLI, the scanpy API and the workflow.
+    ``refine`` (``True`` or options of :func:`genesel.selectors.greedy.refine_result`:
+    ``ridge``, ``max_swaps``, ``moments``, ``max_memory_gib``) then swaps panel genes for
+    outside genes while that lowers the validated ridge imputation error (any method).
     """
     if not isinstance(n_genes, int | np.integer) or n_genes < 1:
         raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
@@ -259,6 +338,15 @@ def select_panel(
         trainer = TrainerConfig(**{**trainer.__dict__, "seed": seed})
     result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
     result.config = {"params": selector.hyperparameters(), "trainer": trainer.__dict__ if selector.trainable else None, **result.config}
+    if refine:
+        from genesel.selectors.greedy import refine_result
+
+        options = dict(refine) if isinstance(refine, dict) else {}
+        unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})
+        if unknown:
+            raise ConfigError(f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib")
+        result = refine_result(store, result, work_dir=work_dir, progress=trainer.progress, **options)
+        result.config["refine"] = options or True
     if work_dir is not None:
         result.write(work_dir)
     return result

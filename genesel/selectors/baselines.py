@@ -6,7 +6,10 @@
 - ``hvg``: scanpy's highly variable genes (``flavor="seurat"`` on log data) computed on the
   train split, top ``K`` by normalised dispersion.
 - ``qr``: Q-DEIM sensor placement, a pivoted QR of the leading principal directions of the
-  standardised train split; the pivots are the genes that best pin down those directions.
+  standardised train split (by default only those above the Marchenko-Pastur noise edge,
+  weighted by their singular values); the pivots are the genes that best pin down those
+  directions, and panels larger than the directions used are completed by the exact
+  greedy criterion of :mod:`genesel.selectors.greedy`.
 """
 
 from __future__ import annotations
@@ -189,10 +192,23 @@ class HighlyVariableSelector(PanelSelector):
 class QRSelector(PanelSelector):
     """Q-DEIM: pivoted QR on the leading principal directions (method ``"qr"``).
 
-    The covariance of the standardised train split is accumulated out-of-core in row
-    blocks (``D x D``, exact eigendecomposition) when ``D <= exact_max_genes``; larger data
-    use a randomized subspace iteration whose every step is one pass over the blocks.
-    ``score`` is ``|R_ii|``, the part of a pivot's loading not explained by earlier pivots.
+    The principal directions of the standardised train split come from the ``n x n`` Gram
+    matrix when the train rows are fewer than the genes (and fit in memory), else from the
+    ``D x D`` covariance accumulated out-of-core in row blocks when ``D <= exact_max_genes``,
+    else from a randomized subspace iteration whose every step is one pass over the blocks.
+
+    By default only the directions above the noise threshold count (``n_components="gd"``:
+    the Gavish-Donoho optimal hard threshold for singular values with unknown noise,
+    ``s > omega(beta) s_median``; ``"mp"``: the Marchenko-Pastur bulk edge
+    ``sigma^2 (1 + sqrt(D / (n - 1)))^2`` with ``sigma^2`` estimated from the median
+    eigenvalue; both fall back to the edge with ``sigma^2 = 1``, the largest possible, when
+    only part of the spectrum is computed), each weighted by the square root of
+    its eigenvalue (``weighted``), so the pivots are the greedy maximum-residual-variance
+    genes of the denoised covariance rather than genes that pin down noise directions. When
+    ``K`` exceeds the ``r`` directions used (or the train rank ``n - 1``), the first ``r``
+    pivots are completed by exact greedy forward selection for the ridge imputation error
+    (:mod:`genesel.selectors.greedy` with its default criterion, from the store's moments). ``score`` is ``|R_ii|``
+    for pivots and minus the validation imputed-gene MSE for completed genes.
 
     Parameters
     ----------
@@ -201,7 +217,14 @@ class QRSelector(PanelSelector):
     seed
         Seed of the randomized start.
     n_components
-        ``r``, principal directions used (``None``: ``K``; must be at least ``K``).
+        ``r``, principal directions used: ``"gd"`` (default) or ``"mp"`` (those above the
+        noise threshold, at most ``K``), a number, or ``None`` (``K``, the unregularised Q-DEIM; with
+        ``weighted=False`` this is the original method).
+    weighted
+        Scale each direction by the square root of its eigenvalue before the pivoted QR.
+    ridge, moments, max_memory_gib
+        Greedy completion (see :class:`genesel.selectors.greedy.GreedySelector`; ``ridge``
+        ``None``: the greedy default).
     exact_max_genes
         Largest ``D`` handled with the exact covariance.
     power_iterations, oversampling
@@ -215,18 +238,28 @@ class QRSelector(PanelSelector):
         *,
         n_genes: int,
         seed: int = 0,
-        n_components: int | None = None,
+        n_components: int | str | None = "gd",
+        weighted: bool = True,
+        ridge: float | None = None,
+        moments: str | None = None,
+        max_memory_gib: float | None = None,
         exact_max_genes: int = 4000,
         power_iterations: int = 6,
         oversampling: int = 20,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
-        self.n_components = None if n_components is None else int(n_components)
+        if isinstance(n_components, str) and n_components.lower() not in NOISE_THRESHOLDS:
+            raise ConfigError(f"qr: n_components must be 'gd', 'mp', a positive integer or null, got {n_components!r}")
+        if n_components is not None and not isinstance(n_components, str) and int(n_components) < 1:
+            raise ConfigError(f"qr: n_components must be positive, got {n_components}")
+        self.n_components = n_components.lower() if isinstance(n_components, str) else (None if n_components is None else int(n_components))
+        self.weighted = bool(weighted)
+        self.ridge = None if ridge is None else float(ridge)
+        self.moments = None if moments is None else str(moments)
+        self.max_memory_gib = None if max_memory_gib is None else float(max_memory_gib)
         self.exact_max_genes = int(exact_max_genes)
         self.power_iterations = int(power_iterations)
         self.oversampling = int(oversampling)
-        if self.n_components is not None and self.n_components < self.n_genes:
-            raise ConfigError(f"qr: n_components={n_components} must be at least n_genes={n_genes} (Q-DEIM picks one gene per direction)")
 
     def select(
         self,
@@ -237,25 +270,165 @@ class QRSelector(PanelSelector):
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
-        """Return the first ``n_genes`` QR pivots of the leading principal directions."""
+        """Return the Q-DEIM pivots of the leading directions, completed greedily beyond them."""
         self.check_panel_size(store)
         rows = store.require_split("train")
-        rank = self.n_components or self.n_genes
-        if rank > min(rows.size, store.n_vars):
-            raise ConfigError(f"qr: {rank} principal directions need at least as many train rows ({rows.size}) and genes ({store.n_vars})")
+        max_rank = min(rows.size - 1, store.n_vars)
+        if max_rank < 1:
+            raise ConfigError(f"qr: needs at least 2 train rows, got {rows.size}")
         block = (loader or LoaderConfig()).block_rows
-        if store.n_vars <= self.exact_max_genes:
-            directions = leading_directions_exact(store, rows, rank, block_rows=block)
-            how = "exact covariance"
+        wanted = self.n_genes if self.n_components is None or self.n_components in NOISE_THRESHOLDS else self.n_components
+        if self.n_components in NOISE_THRESHOLDS:
+            # the whole spectrum to place the edge, except on the randomized path (only K directions can count)
+            randomized = not gram_fits(rows.size, store.n_vars) and store.n_vars > self.exact_max_genes
+            wanted = self.n_genes if randomized else max_rank
+        wanted = min(wanted, max_rank)
+        values, directions, how = leading_directions(
+            store,
+            rows,
+            wanted,
+            block_rows=block,
+            exact_max_genes=self.exact_max_genes,
+            seed=self.seed,
+            power_iterations=self.power_iterations,
+            oversampling=self.oversampling,
+        )
+        info: dict[str, object] = {"pca": how}
+        if self.n_components in NOISE_THRESHOLDS:
+            rank, noise, edge = marchenko_pastur_rank(values, n_obs=rows.size - 1, n_vars=store.n_vars)
+            info.update(noise_variance=noise, mp_edge=edge, n_above_mp_edge=rank)
+            if self.n_components == "gd":
+                rank, threshold = gavish_donoho_rank(values, n_obs=rows.size - 1, n_vars=store.n_vars)
+                info.update(gd_threshold=threshold, n_above_gd_threshold=rank)
+            info["n_above_edge"] = rank
+            rank = max(1, min(rank, self.n_genes))
         else:
-            directions = leading_directions_randomized(
-                store, rows, rank, block_rows=block, seed=self.seed, power_iterations=self.power_iterations, oversampling=self.oversampling
-            )
-            how = "randomized subspace iteration"
-        _, r_factor, pivots = scipy.linalg.qr(directions.T, mode="economic", pivoting=True)
-        genes = pivots[: self.n_genes]
-        scores = np.abs(np.diag(r_factor))[: self.n_genes]
-        return _result(self, store, genes, scores, ranking="pivot order of Q-DEIM (|R_ii| descending)", n_components=rank, pca=how)
+            rank = min(wanted, self.n_genes)
+        basis = directions[:, :rank].T
+        if self.weighted:
+            basis = basis * np.sqrt(np.clip(values[:rank], 0.0, None))[:, None]
+        _, r_factor, pivots = scipy.linalg.qr(basis, mode="economic", pivoting=True)
+        genes = pivots[:rank]
+        scores = np.abs(np.diag(r_factor))[:rank]
+        info.update(n_components=int(rank), weighted=self.weighted)
+        if self.n_genes > rank:
+            from genesel.selectors.greedy import DEFAULT_GREEDY_RIDGE, greedy_path, store_moments
+
+            progress = trainer.progress if trainer is not None else True
+            with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
+                ridge = DEFAULT_GREEDY_RIDGE if self.ridge is None else self.ridge
+                path = greedy_path(moments, self.n_genes, ridge=ridge, start=genes.tolist(), progress=progress)
+            genes = path.genes
+            scores = np.concatenate([scores, -path.errors[rank:]])
+            info.update(completed=int(self.n_genes - rank), completion="greedy (genesel.selectors.greedy defaults)", ridge=ridge)
+        ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (", then greedy completion" if self.n_genes > rank else "")
+        return _result(self, store, genes, scores, ranking=ranking, **info)
+
+
+def marchenko_pastur_median(beta: float) -> float:
+    """Median of the Marchenko-Pastur law with ratio ``beta <= 1`` and unit variance."""
+    import scipy.integrate
+    import scipy.optimize
+
+    beta = min(max(float(beta), 1e-12), 1.0)
+    low, high = (1.0 - np.sqrt(beta)) ** 2, (1.0 + np.sqrt(beta)) ** 2
+
+    def density(x: float) -> float:
+        return float(np.sqrt(max((high - x) * (x - low), 0.0)) / (2.0 * np.pi * beta * x))
+
+    def mass_below(t: float) -> float:
+        return float(scipy.integrate.quad(density, low, t, limit=200)[0]) - 0.5
+
+    return float(scipy.optimize.brentq(mass_below, low + 1e-12, high))
+
+
+def gavish_donoho_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tuple[int, float]:
+    """Eigenvalues above the Gavish-Donoho optimal hard threshold (unknown noise level).
+
+    The threshold on singular values is ``omega(beta) * median singular value`` with
+    ``omega(beta) = 0.56 beta^3 - 0.95 beta^2 + 1.82 beta + 1.43`` and
+    ``beta = min(n, D) / max(n, D)`` (Gavish & Donoho 2014, eq. 5), i.e. eigenvalues above
+    ``omega^2`` times the median of the ``min(n, D)`` nonzero ones. Without the whole nonzero
+    spectrum, the Marchenko-Pastur edge with unit noise (:func:`marchenko_pastur_rank`).
+    Returns ``(r, eigenvalue threshold)``.
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    m = min(n_obs, n_vars)
+    if values.size < m:
+        rank, _, edge = marchenko_pastur_rank(values, n_obs=n_obs, n_vars=n_vars)
+        return rank, edge
+    beta = m / max(n_obs, n_vars)
+    omega = 0.56 * beta**3 - 0.95 * beta**2 + 1.82 * beta + 1.43
+    threshold = float(omega**2 * np.median(values[:m]))
+    return int((values > threshold).sum()), threshold
+
+
+def marchenko_pastur_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tuple[int, float, float]:
+    """Eigenvalues above the Marchenko-Pastur edge of a standardised covariance.
+
+    ``values`` are the eigenvalues (descending; at least the nonzero ``min(n, D)`` ones when
+    they are available) of ``X^T X / n`` for ``n = n_obs`` independent rows. The noise
+    variance is estimated from their median, which lies in the noise bulk when the signal
+    directions are few (Gavish & Donoho 2014): the nonzero eigenvalues of pure noise follow
+    ``sigma^2 max(1, D/n)`` times the Marchenko-Pastur law of ratio ``min(n, D) / max(n, D)``.
+    The edge is ``sigma^2 (1 + sqrt(D / n))^2``. Returns ``(r, sigma^2, edge)``.
+    """
+    values = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    m = min(n_obs, n_vars)
+    beta = m / max(n_obs, n_vars)
+    bulk = values[:m]
+    scale = max(1.0, n_vars / max(n_obs, 1))
+    noise = float(np.median(bulk)) / (scale * marchenko_pastur_median(beta)) if bulk.size == m else 1.0
+    noise = min(max(noise, 1e-12), 1.0)
+    edge = noise * (1.0 + np.sqrt(n_vars / max(n_obs, 1))) ** 2
+    return int((values > edge).sum()), noise, float(edge)
+
+
+#: Rules for the number of principal directions above the noise (``n_components``).
+NOISE_THRESHOLDS = ("gd", "mp")
+#: Largest train matrix (bytes, float64) whose ``n x n`` Gram matrix gives the principal directions.
+GRAM_MAX_BYTES = 2**30
+
+
+def gram_fits(n_rows: int, n_vars: int) -> bool:
+    """Whether the train rows are fewer than the genes and fit in memory as float64."""
+    return n_rows <= n_vars and n_rows * n_vars * 8 <= GRAM_MAX_BYTES
+
+
+def leading_directions(
+    store: Store,
+    rows: np.ndarray,
+    rank: int,
+    *,
+    block_rows: int = 4096,
+    exact_max_genes: int = 4000,
+    seed: int = 0,
+    power_iterations: int = 6,
+    oversampling: int = 20,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Top ``rank`` eigenvalues and eigenvectors (genes x rank) of the standardised train covariance.
+
+    Few rows (:func:`gram_fits`): the ``n x n`` Gram matrix. Else ``D <= exact_max_genes``:
+    the exact ``D x D`` covariance. Else randomized subspace iteration.
+    """
+    if gram_fits(rows.size, store.n_vars):
+        values_x = np.empty((rows.size, store.n_vars), dtype=np.float64)
+        for start in range(0, rows.size, block_rows):
+            values_x[start : start + block_rows] = store.read_rows(rows[start : start + block_rows])
+        gram = values_x @ values_x.T / rows.size
+        eigenvalues, left = np.linalg.eigh(0.5 * (gram + gram.T))
+        order = np.argsort(eigenvalues)[::-1][:rank]
+        eigenvalues = np.clip(eigenvalues[order], 0.0, None)
+        directions = values_x.T @ left[:, order]
+        norms = np.linalg.norm(directions, axis=0)
+        directions /= np.where(norms > 0, norms, 1.0)
+        return eigenvalues, directions, "train Gram matrix"
+    if store.n_vars <= exact_max_genes:
+        return (*leading_directions_exact(store, rows, rank, block_rows=block_rows), "exact covariance")
+    eigenvalues, directions = leading_directions_randomized(
+        store, rows, rank, block_rows=block_rows, seed=seed, power_iterations=power_iterations, oversampling=oversampling
+    )
+    return eigenvalues, directions, "randomized subspace iteration"
 
 
 def covariance_times(store: Store, rows: np.ndarray, matrix: np.ndarray, *, block_rows: int = 4096) -> np.ndarray:
@@ -267,21 +440,21 @@ def covariance_times(store: Store, rows: np.ndarray, matrix: np.ndarray, *, bloc
     return out / rows.size
 
 
-def leading_directions_exact(store: Store, rows: np.ndarray, rank: int, *, block_rows: int = 4096) -> np.ndarray:
-    """Top ``rank`` eigenvectors (genes x rank) of the standardised covariance, accumulated in blocks."""
+def leading_directions_exact(store: Store, rows: np.ndarray, rank: int, *, block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``rank`` eigenvalues and eigenvectors (genes x rank) of the standardised covariance, accumulated in blocks."""
     covariance = np.zeros((store.n_vars, store.n_vars), dtype=np.float64)
     for start in range(0, rows.size, block_rows):
         values = store.read_rows(rows[start : start + block_rows]).astype(np.float64)
         covariance += values.T @ values
     covariance /= rows.size
-    _, vectors = scipy.linalg.eigh(covariance, subset_by_index=[store.n_vars - rank, store.n_vars - 1])
-    return vectors[:, ::-1]
+    values, vectors = scipy.linalg.eigh(covariance, subset_by_index=[store.n_vars - rank, store.n_vars - 1])
+    return np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
 
 
 def leading_directions_randomized(
     store: Store, rows: np.ndarray, rank: int, *, block_rows: int = 4096, seed: int = 0, power_iterations: int = 6, oversampling: int = 20
-) -> np.ndarray:
-    """Top ``rank`` eigenvectors by randomized subspace iteration (Halko et al. 2011), out-of-core."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``rank`` eigenvalues and eigenvectors by randomized subspace iteration (Halko et al. 2011), out-of-core."""
     width = min(rank + oversampling, store.n_vars)
     basis = np.random.default_rng(seed).standard_normal((store.n_vars, width))
     basis, _ = np.linalg.qr(basis)
@@ -290,4 +463,4 @@ def leading_directions_randomized(
     projected = basis.T @ covariance_times(store, rows, basis, block_rows=block_rows)
     values, vectors = np.linalg.eigh((projected + projected.T) / 2)
     order = np.argsort(values)[::-1][:rank]
-    return basis @ vectors[:, order]
+    return np.clip(values[order], 0.0, None), basis @ vectors[:, order]

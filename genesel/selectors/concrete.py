@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,9 +23,10 @@ import torch
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders, warn_unconverged
 from genesel.selectors.concrete_layer import (
     ANNEAL_MODES,
+    CONVERGED_MEAN_MAX_PROBABILITY,
     GUMBEL_NOISE_MODES,
     W_FORMS,
     ConcreteAutoencoder,
@@ -38,6 +40,15 @@ logger = logging.getLogger(__name__)
 
 #: File name of the per-epoch checkpoint inside ``work_dir``.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: Default ``selector_lr`` (chosen by measurement, see docs/methods.md "Step budget and convergence").
+DEFAULT_SELECTOR_LR = 0.1
+#: Default trainer options of CAE and IP-CAE where the caller left them ``None``.
+TRAINER_DEFAULTS = {"stop_when_converged": True, "min_steps": 1000, "converge_extension": 1.0}
+
+
+def with_method_defaults(trainer: TrainerConfig) -> TrainerConfig:
+    """``trainer`` with CAE's defaults for the options it leaves ``None`` (see :data:`TRAINER_DEFAULTS`)."""
+    return replace(trainer, **{key: value for key, value in TRAINER_DEFAULTS.items() if getattr(trainer, key) is None})
 
 
 @register_selector
@@ -60,7 +71,18 @@ class ConcreteSelector(PanelSelector):
     start_temperature, end_temperature
         Exponential temperature schedule ``T0 -> TB`` (papers: 10 -> 0.01).
     anneal
-        Update the temperature per ``"epoch"`` (papers) or per ``"step"``.
+        Update the temperature per optimizer ``"step"`` over the trainer's planned step
+        budget (default) or per ``"epoch"`` (the papers; the schedule then depends on the
+        number of steps an epoch holds).
+    selector_lr
+        Adam learning rate of the selector layer's parameters (the decoder keeps the
+        trainer's). A peaked softmax over ``D`` genes needs logit gaps of about
+        ``log(D) + 5``, which Adam at 1e-3 reaches only after thousands of steps; see
+        ``docs/methods.md``. ``None``: the trainer's learning rate.
+    block_duplicates
+        Once every node has peaked, move nodes that share a gene to their next-best gene during
+        training (so the decoder adapts and the run can converge on distinct genes), rather
+        than only when the panel is written. The papers do not (the presets set ``False``).
     gumbel_noise
         One Gumbel sample per ``"step"`` shared by the minibatch (default; affordable at the
         gene scale) or one per ``"sample"`` (the IP-CAE code; ``B x K x D`` values per step,
@@ -83,8 +105,10 @@ class ConcreteSelector(PanelSelector):
         dropout: float = 0.0,
         start_temperature: float = 10.0,
         end_temperature: float = 0.01,
-        anneal: str = "epoch",
+        anneal: str = "step",
         gumbel_noise: str = "step",
+        selector_lr: float | None = DEFAULT_SELECTOR_LR,
+        block_duplicates: bool = True,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
         if self.n_genes < 1:
@@ -104,6 +128,10 @@ class ConcreteSelector(PanelSelector):
             raise ConfigError(f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}")
         if not (self.start_temperature > 0 and self.end_temperature > 0):
             raise ConfigError(f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}")
+        if selector_lr is not None and not float(selector_lr) > 0:
+            raise ConfigError(f"selector_lr must be positive (or null for the trainer's learning rate), got {selector_lr}")
+        self.selector_lr = None if selector_lr is None else float(selector_lr)
+        self.block_duplicates = bool(block_duplicates)
         self.model_: ConcreteAutoencoder | None = None
         self.node_genes_: np.ndarray | None = None
 
@@ -126,6 +154,8 @@ class ConcreteSelector(PanelSelector):
                 end_temperature=self.end_temperature,
                 anneal=self.anneal,
                 gumbel_noise=self.gumbel_noise,
+                selector_lr=self.selector_lr,
+                block_duplicates=self.block_duplicates,
                 **self._model_options(),
             )
 
@@ -141,6 +171,7 @@ class ConcreteSelector(PanelSelector):
     ) -> PanelResult:
         """Train on the train split (best weights by validation loss) and return the panel."""
         trainer, loader = self.training_configs(trainer, loader)
+        trainer = with_method_defaults(trainer)
         self.check_panel_size(store)
         train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
         model = self.build_model(store.n_vars, seed=trainer.seed)
@@ -167,11 +198,15 @@ class ConcreteSelector(PanelSelector):
                 resolved_nodes.tolist()[:20],
             )
         history = fit.history
+        unique_percent = 100.0 * len(np.unique(argmax_genes)) / self.n_genes
+        converged = bool(float(max_probability.mean()) >= CONVERGED_MEAN_MAX_PROBABILITY and unique_percent == 100.0)
         final_temperature = float(history["temperature"].iloc[-1]) if "temperature" in history and len(history) else model.temperature
         extra = {
             "duplicates_resolved": int(n_resolved),
             "resolved_nodes": resolved_nodes.tolist(),
-            "unique_percent_argmax": 100.0 * len(np.unique(argmax_genes)) / self.n_genes,
+            "converged": converged,
+            "unique_percent": unique_percent,
+            "unique_percent_argmax": unique_percent,
             "node_genes": node_genes.tolist(),
             "ranking": "node maximum selection probability, descending",
             "mean_max_probability": float(max_probability.mean()),
@@ -179,14 +214,22 @@ class ConcreteSelector(PanelSelector):
             "best_epoch": int(fit.best_epoch),
             "best_validation_loss": float(fit.best_validation_loss),
             "epochs_trained": len(history),
+            "steps": int(fit.steps),
+            "planned_steps": int(fit.planned_steps),
             "stopped": fit.stopped,
             "seconds": float(fit.seconds),
             "resumed_from_epoch": fit.resumed_from_epoch,
         }
+        if not converged:
+            warn_unconverged(self.method, extra, fix=(
+                "train longer (--epochs, or --min-steps / --param selector_lr=... for more or faster steps; "
+                "--converge-extension to go on at the final temperature)"
+            ))
         return PanelResult(
             method=self.method,
             n_genes=self.n_genes,
             seed=int(trainer.seed),
+            config={"trainer": asdict(trainer)},
             gene_indices=node_genes[order],
             var=store.var,
             scores=max_probability[order],
@@ -225,7 +268,7 @@ class IndirectConcreteSelector(ConcreteSelector):
 
     Parameters
     ----------
-    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal, gumbel_noise
+    n_genes, seed, decoder_hidden, activation, dropout, start_temperature, end_temperature, anneal, gumbel_noise, selector_lr, block_duplicates
         As for :class:`ConcreteSelector`.
     embedding_dim
         Width ``P`` of the node embedding ``Psi``; ``None`` means ``P = D`` (the paper).
@@ -233,6 +276,13 @@ class IndirectConcreteSelector(ConcreteSelector):
         ``"full"`` (``W`` is ``D x P``), ``"diagonal"`` or ``"scalar"`` (both need ``P = D``).
     gjsd_weight
         Weight of the generalised Jensen-Shannon diversity reward (0 = off, the paper's default).
+
+    Notes
+    -----
+    ``selector_lr`` defaults to ``None`` (the trainer's rate) here: the indirect
+    parameterisation already moves the logits fast, and a larger rate made the nodes agree
+    within a few epochs, before the temperature had dropped (worse panels; see
+    docs/methods.md).
     """
 
     method: ClassVar[str] = "ipcae"
@@ -248,8 +298,10 @@ class IndirectConcreteSelector(ConcreteSelector):
         dropout: float = 0.0,
         start_temperature: float = 10.0,
         end_temperature: float = 0.01,
-        anneal: str = "epoch",
+        anneal: str = "step",
         gumbel_noise: str = "step",
+        selector_lr: float | None = None,
+        block_duplicates: bool = True,
         embedding_dim: int | None = None,
         w_form: str = "full",
         gjsd_weight: float = 0.0,
@@ -264,6 +316,8 @@ class IndirectConcreteSelector(ConcreteSelector):
             end_temperature=end_temperature,
             anneal=anneal,
             gumbel_noise=gumbel_noise,
+            selector_lr=selector_lr,
+            block_duplicates=block_duplicates,
         )
         if w_form not in W_FORMS:
             raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")

@@ -812,6 +812,7 @@ class LassoNetSelector(PanelSelector):
             "ranking": "lambda from which the gene stays out of the path, descending (ties: skip norm before leaving)",
             "refit": refit,
             "seconds": time.perf_counter() - started,
+            "converged": None,  # the path ends when K genes remain; no convergence notion applies
         }
         return PanelResult(
             method=self.method,

@@ -53,7 +53,7 @@ from torch import nn
 from genesel.decoders import build_decoder, make_activation
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
+from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders, warn_unconverged
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
 from genesel.training import Trainer, TrainerConfig, adam, seed_everything
@@ -293,10 +293,11 @@ class LogitNormalAutoencoder(nn.Module):
     def after_optimizer_step(self) -> None:
         if self.fixed_panel or self.controller_range <= 0:
             return
-        expected_open = float(self.mask.open_probability().sum())
-        error = math.log(max(expected_open, 1e-3) / max(self.target_open, 1e-3))
-        step = self.controller_range / self.total_steps * max(-1.0, min(1.0, error))
-        self.log_l0_weight.add_(step).clamp_(-20.0, 20.0)
+        # on the device, in float64 as the host arithmetic was: no host read per step
+        expected_open = self.mask.open_probability().sum().double().clamp_min(1e-3)
+        error = torch.log(expected_open / max(self.target_open, 1e-3)).clamp(-1.0, 1.0)
+        step = self.controller_range / self.total_steps * error
+        self.log_l0_weight.add_(step.to(self.log_l0_weight.dtype)).clamp_(-20.0, 20.0)
 
     @torch.no_grad()
     def epoch_metrics(self) -> dict[str, float]:
@@ -490,7 +491,15 @@ class LogitNormalSelector(PanelSelector):
             "seconds": float(fit.seconds),
             "n_open": int((probability > 0.5).sum()),
             "expected_open": float(probability.sum()),
+            # converged: the mask has decided exactly the panel (K genes open at zero temperature)
+            "converged": bool(int((probability > 0.5).sum()) == self.n_genes),
         }
+        if not extra["converged"]:
+            warn_unconverged(
+                self.method,
+                {"steps": fit.steps},
+                fix=f"the mask ended with {extra['n_open']} genes open instead of {self.n_genes}; train longer (--epochs / --min-steps)",
+            )
         if self.finetune_epochs > 0:
             config = replace(trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience, progress=False)
             tuned = Trainer(config).fit(model, train, validation)

@@ -13,6 +13,7 @@ METHOD_MODULES: dict[str, str] = {
     "random": "baselines",
     "hvg": "baselines",
     "qr": "baselines",
+    "greedy": "greedy",
 }
 
 

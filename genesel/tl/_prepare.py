@@ -12,7 +12,7 @@ from anndata import AnnData
 
 from genesel.errors import ConfigError
 from genesel.io.gene_maps import annotate_genes
-from genesel.split import SPLITS, assign_splits
+from genesel.split import SPLITS, assign_group_splits, assign_splits
 from genesel.store import REQUIRED_VAR_COLUMNS, Store
 from genesel.tl._utils import copy_or_self
 
@@ -29,6 +29,7 @@ def prepare(
     *,
     seed: int = 0,
     fractions: Sequence[float] | None = None,
+    group_column: str | None = None,
     layer: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
@@ -47,6 +48,9 @@ def prepare(
     fractions
         Train and validation fractions (the test split takes the rest); default D-GEX's
         (about 79 %, 10 %, 11 %).
+    group_column
+        Keep the samples of each value of this ``obs`` column (subject, patient, batch)
+        in one split, so that no test subject is seen in training.
     layer
         Layer to compute the statistics on instead of ``X``.
     copy
@@ -67,7 +71,12 @@ def prepare(
         The seed, fractions and layer used.
     """
     adata = copy_or_self(adata, copy)
-    labels = assign_splits(adata.n_obs, seed=seed, fractions=fractions)
+    if group_column is not None:
+        if group_column not in adata.obs.columns:
+            raise ConfigError(f"adata.obs has no column {group_column!r}; available: {list(adata.obs.columns)}")
+        labels = assign_group_splits(adata.obs[group_column].to_numpy(), seed=seed, fractions=fractions, column=group_column)
+    else:
+        labels = assign_splits(adata.n_obs, seed=seed, fractions=fractions)
     adata.obs["split"] = pd.Categorical(labels, categories=list(SPLITS))
     mean, std = train_statistics(_matrix(adata, layer), np.flatnonzero(labels == "train"))
     adata.var["mean"] = mean
@@ -79,7 +88,12 @@ def prepare(
             adata.var[column] = annotation[column].to_numpy()
             added.append(column)
     info = dict(adata.uns.get("genesel", {}))
-    info["prepare"] = {"seed": int(seed), "fractions": list(fractions) if fractions is not None else "dgex", "layer": layer or "X"}
+    info["prepare"] = {
+        "seed": int(seed),
+        "fractions": list(fractions) if fractions is not None else "dgex",
+        "group_column": group_column or "",
+        "layer": layer or "X",
+    }
     adata.uns["genesel"] = info
     sizes = adata.obs["split"].value_counts().reindex(list(SPLITS)).to_dict()
     logger.info(

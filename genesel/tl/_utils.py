@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 
 from genesel.loader import LoaderConfig
-from genesel.training import TrainerConfig
+from genesel.training import TrainerConfig, configure_precision
 
 
 def training_configs(
-    *, seed: int, epochs: int, batch_size: int, learning_rate: float, device: str, progress: bool
+    *, seed: int, epochs: int, batch_size: int, learning_rate: float, device: str, progress: bool, min_steps: int | None = None
 ) -> tuple[TrainerConfig, LoaderConfig]:
     """The trainer and loader options the API functions expose as keywords."""
-    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, seed=seed, device=device, progress=progress)
+    configure_precision(device)
+    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, seed=seed, device=device, progress=progress, min_steps=min_steps)
     return trainer, LoaderConfig(batch_size=batch_size)
 
 

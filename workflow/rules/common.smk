@@ -8,7 +8,7 @@ import shlex
 import h5py
 
 TRAINED_METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
-BASELINE_METHODS = ("landmarks", "random", "hvg", "qr")
+BASELINE_METHODS = ("landmarks", "random", "hvg", "qr", "greedy")
 #: The method whose panel size is fixed by the data (all L1000 landmarks in it).
 LANDMARK_METHOD = "landmarks"
 
@@ -221,6 +221,16 @@ def linear_options(wildcards):
 # -- options of the package's commands -------------------------------------------
 
 
+#: Baseline methods that compute from the store's moments (greedy; qr completes its panel greedily).
+MOMENTS_METHODS = ("greedy", "qr")
+
+
+def select_moments(wildcards):
+    """The shared moments file for methods (or --refine) that use it; nothing otherwise."""
+    settings = config["methods"][wildcards.method]
+    return [MOMENTS] if wildcards.method in MOMENTS_METHODS or settings.get("refine") else []
+
+
 def select_options(wildcards):
     """Training options and --param KEY=VALUE pairs of genesel select for one method."""
     settings = config["methods"][wildcards.method]
@@ -228,8 +238,14 @@ def select_options(wildcards):
     if wildcards.method in TRAINED_METHODS:
         options += ["--epochs", str(settings["epochs"]), "--batch-size", str(settings["batch_size"])]
         options += ["--lr", str(settings["learning_rate"])]
+        if settings.get("min_steps") is not None:
+            options += ["--min-steps", str(settings["min_steps"])]
     for key, value in settings["params"].items():
         options += ["--param", f"{key}={json.dumps(value)}"]
+    if settings.get("refine"):
+        options.append("--refine")
+    if select_moments(wildcards):
+        options += ["--moments", MOMENTS]
     return shlex.join(options)
 
 

@@ -5,6 +5,7 @@
 rule train_panel:
     input:
         store=STORE,
+        moments=select_moments,
     output:
         panel=f"{PANEL_DIR}/panel.tsv",
         config=f"{PANEL_DIR}/config.json",
@@ -28,6 +29,7 @@ rule train_panel:
 rule select_baseline_panel:
     input:
         store=STORE,
+        moments=select_moments,
     output:
         panel=f"{PANEL_DIR}/panel.tsv",
         config=f"{PANEL_DIR}/config.json",
