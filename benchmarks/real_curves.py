@@ -53,8 +53,10 @@ logger = logging.getLogger("real_curves")
 GROUP_COLUMNS = {"flu_challenge": "Subject"}
 #: Panel sizes as multiples of the landmark count.
 SIZE_FACTORS = (0.25, 0.5, 0.75, 1.0, 1.25, 2.0)
-#: Sizes (multiples of the landmark count) where the MLP decoder is also fitted.
+#: Sizes (multiples of the landmark count) where the MLP decoder is also fitted (default).
 MLP_FACTORS = (0.75, 1.0, 1.25)
+#: Sizes (multiples of the landmark count) of the trained selectors (default).
+TRAINED_FACTORS = SIZE_FACTORS
 #: Methods run once (deterministic).
 DETERMINISTIC = ("landmarks", "hvg", "qr", "greedy")
 
@@ -70,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random-panels", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget of trained selectors (default: the package's)")
     parser.add_argument("--mlp-epochs", type=int, default=100)
+    parser.add_argument("--mlp-factors", type=float, nargs="*", default=list(MLP_FACTORS), help="MLP sizes, multiples of the landmark count")
+    parser.add_argument("--trained-factors", type=float, nargs="*", default=list(TRAINED_FACTORS), help="trained selectors' sizes, multiples of the landmark count")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription on a shared machine)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_curves"))
     return parser.parse_args(argv)
 
@@ -95,7 +100,8 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     store = Store.from_anndata(adata)
     n_landmarks = int(store.landmark_mask.sum())
     sizes = panel_sizes(n_landmarks, store.n_vars, SIZE_FACTORS)
-    mlp_sizes = set(panel_sizes(n_landmarks, store.n_vars, MLP_FACTORS))
+    mlp_sizes = set(panel_sizes(n_landmarks, store.n_vars, tuple(args.mlp_factors)))
+    trained_sizes = set(panel_sizes(n_landmarks, store.n_vars, tuple(args.trained_factors)))
     methods = args.methods or [m for m in available_methods() if m != "random"]
     split = adata.obs["genesel_split" if "genesel_split" in adata.obs else "split"].value_counts().to_dict()
     logger.info("%s: %d samples (%s) x %d genes, %d landmarks; sizes %s", path.stem, adata.n_obs, split, store.n_vars, n_landmarks, sizes)
@@ -104,7 +110,8 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     for method in methods:
         method_started = time.perf_counter()
-        for k in [n_landmarks] if method == "landmarks" else sizes:
+        trained = method in ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
+        for k in [n_landmarks] if method == "landmarks" else [k for k in sizes if not trained or k in trained_sizes]:
             for seed in args.seeds[:1] if method in DETERMINISTIC else args.seeds:
                 trainer = TrainerConfig(seed=seed, progress=False, **({} if args.epochs is None else {"max_epochs": args.epochs}))
                 try:
@@ -211,6 +218,9 @@ def markdown(summaries: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     paths = sorted(args.data_dir.glob("*.h5ad"))
     if args.sets:

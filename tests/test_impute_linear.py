@@ -113,4 +113,4 @@ def test_fit_imputer_linear_predicts_like_the_solution(linear_store):
     imputed = np.setdiff1d(np.arange(z.shape[1]), [5, 6, 7])  # panel genes are passed through, not predicted
     np.testing.assert_allclose(predicted[:, imputed], (z[:, [5, 6, 7]] @ solution.coef + solution.intercept)[:, imputed], atol=1e-5)
     np.testing.assert_array_equal(predicted[:, [5, 6, 7]], z[:, [5, 6, 7]].astype(np.float32))
-    assert model.training["solver"] == "cholesky" and model.panel_ids.tolist() == ids
+    assert model.training["solver"] == "eigh" and model.panel_ids.tolist() == ids

@@ -125,7 +125,7 @@ class NormalEquations:
             if self._block_products is None:
                 self._block_products = torch.empty(self.products.shape, dtype=torch.float32, device=self.device)
             self.products.add_(torch.mm(design.T, centred, out=self._block_products))
-        self.squares.add_(torch.einsum("ij,ij->j", centred, centred).to(torch.float64))
+        self.squares.add_((centred * centred).sum(0).to(torch.float64))  # not einsum: pathological when threads are oversubscribed
         self.n_samples += rows
 
     def statistics(self, *, scale: np.ndarray) -> PanelStatistics:
@@ -158,14 +158,22 @@ def solve_validated(
 
     The automatic choice minimises the validation imputed-gene MSE over ``0`` and
     :data:`~genesel.impute.ridge.RIDGE_GRID` (generalised cross-validation on train when
-    there are no validation rows); see :class:`~genesel.impute.ridge.RidgeProblem`.
+    there are no validation rows), and takes the weights from the same eigendecomposition
+    (``method="eigh"``; minimum-norm when the chosen penalty is 0 and the panel is
+    rank-deficient); see :class:`~genesel.impute.ridge.RidgeProblem`. A fixed penalty is
+    solved by Cholesky (:func:`solve_normal_equations`).
     """
     started = time.perf_counter()
-    choice = RidgeProblem(train).choose(parse_ridge(ridge), validation)
-    solution = solve_statistics(train, ridge=choice.ridge)
-    solution.ridge_choice = choice
-    solution.seconds["choose"] = time.perf_counter() - started - solution.seconds["solve"]
-    return solution
+    ridge = parse_ridge(ridge)
+    if ridge != AUTO:
+        solution = solve_statistics(train, ridge=float(ridge))
+        solution.ridge_choice = RidgeChoice(float(ridge), "fixed")
+        return solution
+    problem = RidgeProblem(train)
+    choice = problem.choose(AUTO, validation)
+    coef, intercept = problem.coefficients(choice.ridge)
+    seconds = {"solve": time.perf_counter() - started}
+    return LinearSolution(coef, intercept, int(train.n), choice.ridge, "eigh", seconds, choice)
 
 
 def solve_normal_equations(
