@@ -19,7 +19,10 @@ and ``--param KEY=VALUE`` overrides them. Reported per seed and as mean/std:
   (its trained decoder, hard selection, duplicates resolved);
 - ``test_mse_argmax``: the same with every node reading its argmax feature, duplicates kept,
   which is how the IP-CAE code evaluates (selectors that support it);
-- ``test_mse_refit``: a fresh protocol decoder trained on the selected features (always).
+- ``test_mse_refit``: a fresh protocol decoder trained on the selected features (always);
+- ``test_frob_norm``, ``test_frob_norm_argmax``, ``test_frob_norm_refit``: the same three
+  decoders scored with the IP-CAE code's ``frob_norm`` (:func:`frob_norm`: the mean over test
+  samples of ``||x - x_hat||_2 / D``), computed from the per-sample errors.
 
 Each epoch's validation loss is stored, so ``--reference OTHER.json`` can report how many
 epochs this method needs to reach the other's best (200-epoch) validation loss.
@@ -44,6 +47,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -198,10 +202,17 @@ class RefitDecoder(nn.Module):
 
 def refit_test_mse(store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig) -> float:
     """Train :class:`RefitDecoder` under the protocol and return its test MSE."""
+    return refit_test_errors(store, features, trainer, loader)["mse"]
+
+
+def refit_test_errors(store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig) -> dict[str, float]:
+    """Train :class:`RefitDecoder` under the protocol; return its test ``mse`` and ``frob_norm``."""
     with torch.random.fork_rng(devices=[]):
         seed_everything(trainer.seed, -3)
         model = RefitDecoder(features, store.n_vars)
-    return train_then_test(store, model, replace(trainer, stop_when_converged=False), loader, shuffle_seed=trainer.seed + 7919)
+    return train_then_errors(
+        store, model, replace(trainer, stop_when_converged=False), loader, shuffle_seed=trainer.seed + 7919, predict=lambda batch: model.decoder(batch.index_select(1, model.features))
+    )
 
 
 def train_then_test(store: Store, model: nn.Module, trainer: TrainerConfig, loader: LoaderConfig, *, shuffle_seed: int) -> float:
@@ -211,6 +222,75 @@ def train_then_test(store: Store, model: nn.Module, trainer: TrainerConfig, load
     Trainer(trainer).fit(model, train, validation)
     test = MinibatchLoader(store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu")
     return Trainer(replace(trainer, progress=False)).evaluate(model, test)
+
+
+def train_then_errors(
+    store: Store, model: nn.Module, trainer: TrainerConfig, loader: LoaderConfig, *, shuffle_seed: int, predict: Callable[[torch.Tensor], torch.Tensor]
+) -> dict[str, float]:
+    """:func:`train_then_test`, then also the test ``frob_norm`` of ``predict`` (the trained model's reconstruction).
+
+    ``mse`` is the trainer's test loss, as before; ``frob_norm`` comes from the per-sample errors.
+    """
+    mse = train_then_test(store, model, trainer, loader, shuffle_seed=shuffle_seed)
+    model.eval()
+    errors = split_errors(predict, store)
+    model.train()
+    _check_mse(mse, errors["mse"], "refit/reference model")
+    return {"mse": mse, "frob_norm": errors["frob_norm"]}
+
+
+# -- the IP-CAE code's other metric -----------------------------------------------------------
+def frob_norm(x: np.ndarray, x_hat: np.ndarray) -> float:
+    """Mean over samples of ``||x_i - x_hat_i||_2 / D`` (``D`` = number of features).
+
+    The ``frob_norm`` that the IP-CAE code logs next to its MSE loss (``src/models/cae.py`` in
+    Alfred-N/IP-CAE since commit c206d99, "fix normalized frob norm":
+    ``torch.norm(X - X_rec, p="fro", dim=-1) / self.input_dim``, averaged over samples; before
+    that commit it divided by ``k``). Equals ``sqrt(MSE / D)`` only when every sample has the
+    same error norm; otherwise it is smaller (Jensen).
+    """
+    error = np.asarray(x, dtype=np.float64) - np.asarray(x_hat, dtype=np.float64)
+    if error.ndim != 2 or error.shape[1] == 0:
+        raise ValueError(f"expected a samples x features array, got shape {error.shape}")
+    return float(np.linalg.norm(error, axis=1).mean() / error.shape[1])
+
+
+@torch.no_grad()
+def split_errors(predict: Callable[[torch.Tensor], torch.Tensor], store: Store, split: str = "test", batch_size: int = 4096) -> dict[str, float]:
+    """Test ``mse`` (over samples and features) and :func:`frob_norm` of ``predict`` on ``split``."""
+    loader = MinibatchLoader(store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device="cpu")
+    targets, predictions = [], []
+    for batch in loader:
+        batch = batch.float()
+        targets.append(batch.double().numpy())
+        predictions.append(predict(batch).double().numpy())
+    x, x_hat = np.concatenate(targets), np.concatenate(predictions)
+    return {"mse": float(((x - x_hat) ** 2).mean()), "frob_norm": frob_norm(x, x_hat)}
+
+
+def selector_predictor(selector: Any, *, resolve_duplicates: bool = True) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The trained selector's own reconstruction (what its ``reconstruction_mse`` scores), or ``None``.
+
+    CAE / IP-CAE: the decoder reading the panel genes (``resolve_duplicates=False``: each
+    node's argmax gene, duplicates kept); logitNormal: ``model_.reconstruct``; LassoNet: the
+    panel model itself.
+    """
+    model = getattr(selector, "model_", None)
+    if model is None:
+        return None
+    model = model.eval()
+    if hasattr(selector, "node_genes_"):
+        genes = selector.node_genes_ if resolve_duplicates else model.selected_genes().cpu().numpy()
+        index = torch.as_tensor(np.asarray(genes), dtype=torch.long)
+        return lambda batch: model.reconstruct(batch.index_select(1, index)).float()
+    reconstruct = getattr(model, "reconstruct", None)
+    return reconstruct if callable(reconstruct) else model
+
+
+def _check_mse(reported: float, recomputed: float, what: str) -> None:
+    """Warn when the MSE recomputed with the per-sample errors differs from the reported one."""
+    if not np.isclose(reported, recomputed, rtol=1e-4, atol=1e-9):
+        logger.warning("%s: recomputed test MSE %.6g differs from the reported %.6g", what, recomputed, reported)
 
 
 # -- reference points ---------------------------------------------------------------------
@@ -245,19 +325,28 @@ class Bottleneck(nn.Module):
 
 def bottleneck_test_mse(store: Store, k: int, trainer: TrainerConfig, loader: LoaderConfig, encoder_hidden: tuple[int, ...] = ()) -> float:
     """Train :class:`Bottleneck` under the protocol and return its test MSE."""
+    return bottleneck_test_errors(store, k, trainer, loader, encoder_hidden)["mse"]
+
+
+def bottleneck_test_errors(store: Store, k: int, trainer: TrainerConfig, loader: LoaderConfig, encoder_hidden: tuple[int, ...] = ()) -> dict[str, float]:
+    """Train :class:`Bottleneck` under the protocol; return its test ``mse`` and ``frob_norm``."""
     with torch.random.fork_rng(devices=[]):
         seed_everything(trainer.seed, -4)
         model = Bottleneck(store.n_vars, k, encoder_hidden)
-    return train_then_test(store, model, trainer, loader, shuffle_seed=trainer.seed)
+    return train_then_errors(store, model, trainer, loader, shuffle_seed=trainer.seed, predict=lambda batch: model.decoder(model.encoder(batch)))
+
+
+def pca_reconstruction(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
+    """Best rank-``k`` linear reconstruction of ``test`` with the principal axes of ``train``."""
+    mean = train.mean(axis=0)
+    _, _, components = np.linalg.svd(train - mean, full_matrices=False)
+    basis = components[:k]
+    return (test - mean) @ basis.T @ basis + mean
 
 
 def pca_test_mse(train: np.ndarray, test: np.ndarray, k: int) -> float:
     """Test MSE of the best rank-``k`` linear reconstruction fitted on train (PCA)."""
-    mean = train.mean(axis=0)
-    _, _, components = np.linalg.svd(train - mean, full_matrices=False)
-    basis = components[:k]
-    centred = test - mean
-    return float((((centred @ basis.T) @ basis - centred) ** 2).mean())
+    return float(((pca_reconstruction(train, test, k) - test) ** 2).mean())
 
 
 def _explained_variance(residual_gram: np.ndarray, excluded: list[int]) -> np.ndarray:
@@ -314,11 +403,16 @@ def swap_linear_features(train: np.ndarray, start: list[int], max_sweeps: int = 
     return chosen
 
 
-def linear_regression_test_mse(train: np.ndarray, test: np.ndarray, features: list[int]) -> float:
-    """Test MSE of least squares (with intercept) from ``features`` to all features."""
+def linear_regression_reconstruction(train: np.ndarray, test: np.ndarray, features: list[int]) -> np.ndarray:
+    """Least squares (with intercept) from ``features`` to all features, fitted on train, applied to test."""
     design = np.c_[train[:, features], np.ones(len(train))]
     coefficients = np.linalg.lstsq(design, train, rcond=None)[0]
-    return float(((np.c_[test[:, features], np.ones(len(test))] @ coefficients - test) ** 2).mean())
+    return np.c_[test[:, features], np.ones(len(test))] @ coefficients
+
+
+def linear_regression_test_mse(train: np.ndarray, test: np.ndarray, features: list[int]) -> float:
+    """Test MSE of least squares (with intercept) from ``features`` to all features."""
+    return float(((linear_regression_reconstruction(train, test, features) - test) ** 2).mean())
 
 
 def reference_points(splits: dict[str, np.ndarray], store: Store, *, k: int, trainer: TrainerConfig, loader: LoaderConfig) -> dict[str, Any]:
@@ -326,19 +420,30 @@ def reference_points(splits: dict[str, np.ndarray], store: Store, *, k: int, tra
     train, test = splits["train"].astype(np.float64), splits["test"].astype(np.float64)
     greedy = greedy_linear_features(train, k)
     swapped = swap_linear_features(train, greedy)
-    return {
-        "test_variance": float(((test - train.mean(axis=0)) ** 2).mean()),
-        "pca_linear": pca_test_mse(train, test, k),
-        "greedy_features": greedy,
-        "greedy_linear": linear_regression_test_mse(train, test, greedy),
-        "greedy_refit_mlp": refit_test_mse(store, np.asarray(greedy), trainer, loader),
-        "swap_features": swapped,
-        "swap_linear": linear_regression_test_mse(train, test, swapped),
-        "swap_refit_mlp": refit_test_mse(store, np.asarray(swapped), trainer, loader),
-        "linear_bottleneck_mlp": bottleneck_test_mse(store, k, trainer, loader),
-        "nonlinear_bottleneck_mlp": bottleneck_test_mse(store, k, trainer, loader, encoder_hidden=(NONLINEAR_ENCODER_WIDTH,)),
-        "all_features_mlp": refit_test_mse(store, np.arange(store.n_vars), trainer, loader),
+    train_mean = np.broadcast_to(train.mean(axis=0), test.shape)
+    points: dict[str, Any] = {"greedy_features": greedy, "swap_features": swapped}
+    # each value: (test MSE, frob_norm); the model-based ones are trained under the protocol
+    closed_form = {
+        "test_variance": train_mean,
+        "pca_linear": pca_reconstruction(train, test, k),
+        "greedy_linear": linear_regression_reconstruction(train, test, greedy),
+        "swap_linear": linear_regression_reconstruction(train, test, swapped),
     }
+    for name, reconstruction in closed_form.items():
+        points[name] = float(((reconstruction - test) ** 2).mean())
+        points[f"{name}_frob_norm"] = frob_norm(test, reconstruction)
+    trained = {
+        "greedy_refit_mlp": lambda: refit_test_errors(store, np.asarray(greedy), trainer, loader),
+        "swap_refit_mlp": lambda: refit_test_errors(store, np.asarray(swapped), trainer, loader),
+        "linear_bottleneck_mlp": lambda: bottleneck_test_errors(store, k, trainer, loader),
+        "nonlinear_bottleneck_mlp": lambda: bottleneck_test_errors(store, k, trainer, loader, encoder_hidden=(NONLINEAR_ENCODER_WIDTH,)),
+        "all_features_mlp": lambda: refit_test_errors(store, np.arange(store.n_vars), trainer, loader),
+    }
+    for name, fit in trained.items():
+        errors = fit()
+        points[name], points[f"{name}_frob_norm"] = errors["mse"], errors["frob_norm"]
+        logger.info("%s: test MSE %.4g, frob_norm %.4g", name, errors["mse"], errors["frob_norm"])
+    return points
 
 
 # -- one run --------------------------------------------------------------------------------
@@ -364,29 +469,60 @@ def run_seed(store: Store, *, method: str, k: int, seed: int, params: dict[str, 
     measure = getattr(selector, "reconstruction_mse", None)
     if callable(measure):
         record["test_mse"] = float(measure(store, "test"))
+        _own_frob_norm(record, selector, store, "", resolve_duplicates=True)
         if "resolve_duplicates" in inspect.signature(measure).parameters:
             record["test_mse_argmax"] = float(measure(store, "test", resolve_duplicates=False))
+            _own_frob_norm(record, selector, store, "_argmax", resolve_duplicates=False)
     if refit:
-        record["test_mse_refit"] = refit_test_mse(store, result.gene_indices, trainer, loader)
+        errors = refit_test_errors(store, result.gene_indices, trainer, loader)
+        record["test_mse_refit"], record["test_frob_norm_refit"] = errors["mse"], errors["frob_norm"]
     logger.info(
-        "seed %d: test_mse=%s refit=%s unique=%.0f%% (%.0f s)",
+        "seed %d: test_mse=%s refit=%s frob_norm=%s refit=%s unique=%.0f%% (%.0f s)",
         seed,
         _fmt(record.get("test_mse")),
         _fmt(record.get("test_mse_refit")),
+        _fmt(record.get("test_frob_norm")),
+        _fmt(record.get("test_frob_norm_refit")),
         record["unique_pct"],
         seconds,
     )
     return record
 
 
+def _own_frob_norm(record: dict[str, Any], selector: Any, store: Store, suffix: str, *, resolve_duplicates: bool) -> None:
+    """Add ``test_frob_norm{suffix}`` of the selector's own decoder to ``record`` (when it exposes one)."""
+    predict = selector_predictor(selector, resolve_duplicates=resolve_duplicates)
+    if predict is None:
+        return
+    errors = split_errors(predict, store)
+    _check_mse(record[f"test_mse{suffix}"], errors["mse"], f"own decoder{suffix}")
+    record[f"test_frob_norm{suffix}"] = errors["frob_norm"]
+
+
+SUMMARISED = (
+    "test_mse",
+    "test_mse_argmax",
+    "test_mse_refit",
+    "test_frob_norm",
+    "test_frob_norm_argmax",
+    "test_frob_norm_refit",
+    "unique_pct",
+    "seconds",
+    "duplicates_resolved",
+)
+
+
 def summarise(report: dict[str, Any]) -> dict[str, Any]:
     """Add means/standard deviations and the mean validation curve to ``report``."""
     runs = report["runs"]
-    for key in ("test_mse", "test_mse_argmax", "test_mse_refit", "unique_pct", "seconds", "duplicates_resolved"):
+    for key in SUMMARISED:
         values = [run[key] for run in runs if run.get(key) is not None]
         if values:
             report[f"{key}_mean"] = float(np.mean(values))
             report[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    paper = report.get("paper_test_mse")
+    if paper and "test_frob_norm_mean" in report:
+        report["test_frob_norm_over_paper"] = report["test_frob_norm_mean"] / paper
     curves = [run["validation_loss"] for run in runs if "validation_loss" in run]
     if curves:
         length = min(len(c) for c in curves)
