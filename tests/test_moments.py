@@ -153,3 +153,23 @@ def test_moments_refuse_another_store_and_a_small_budget(simulated, tmp_path):
         check_memory(10_463, max_memory_gib=1.0)
     with pytest.raises(InputFileError, match="genesel moments"):
         open_moments(tmp_path / "missing.h5", store)
+
+
+def test_gcv_without_validation_rows_does_not_interpolate(tmp_path):
+    """No validation split and a panel as large as the train rows: GCV must not pick ridge 0."""
+    from genesel.impute.ridge import PanelStatistics
+
+    rng = np.random.default_rng(5)
+    n_train, n_genes, k = 30, 80, 29
+    latent = rng.normal(size=(n_train + 2000, 5))
+    z = latent @ rng.normal(size=(5, n_genes)) + rng.normal(size=(n_train + 2000, n_genes))
+    train, fresh = z[:n_train], z[n_train:]
+    panel = np.arange(k)
+    stats = PanelStatistics(n_train, train.sum(0), train[:, panel].T @ train, (train**2).sum(0), panel)
+    choice = RidgeProblem(stats).choose("auto", None)
+    assert choice.criterion == "gcv" and choice.ridge > 0
+    coef, intercept = RidgeProblem(stats).coefficients(choice.ridge)
+    imputed = np.setdiff1d(np.arange(n_genes), panel)
+    error = (((intercept + fresh[:, panel] @ coef) - fresh)[:, imputed] ** 2).mean()
+    mean_predictor = ((fresh - train.mean(0))[:, imputed] ** 2).mean()
+    assert error < mean_predictor

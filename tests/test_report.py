@@ -123,6 +123,9 @@ def test_headline_states_ties_non_reach_and_fewer_genes() -> None:
     tie = hand_made({"cae": [0.5, 0.4, 0.31, 0.29]}, landmark=0.3, spread=0.05)
     sentence = headline(match_landmarks(tie), tie, decoder="linear")
     assert "tie with the landmarks" in sentence and "fewer" not in sentence
+    # already below the landmarks at the smallest size: the saving is a lower bound
+    early = hand_made({"cae": [0.2, 0.15, 0.1, 0.05]}, landmark=0.3, spread=0.001)
+    assert "at least 30 fewer genes than the landmarks" in headline(match_landmarks(early), early, decoder="linear")
     # needs more genes, said as such (no negative saving)
     more = hand_made({"cae": [0.9, 0.8, 0.7, 0.2]}, landmark=0.3, spread=0.001)
     assert "needs 6 more genes than the landmarks" in headline(match_landmarks(more), more, decoder="linear")

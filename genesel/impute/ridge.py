@@ -171,8 +171,9 @@ class RidgeProblem:
             d = self.shrinkage(float(ridge))
             # RSS = sum_j c_jj - 2 w_j^T C_pj + w_j^T G w_j, with W = V D V^T C.
             rss = base - 2.0 * d @ energy + (d**2 * self.values) @ energy
-            dof = float((d * self.values).sum())
-            errors.append(self.n * rss / max(self.n - dof, 1e-9) ** 2)
+            dof = 1.0 + float((d * self.values).sum())  # the intercept is a degree of freedom too
+            residual_dof = self.n - dof
+            errors.append(self.n * max(rss, 0.0) / residual_dof**2 if residual_dof > 1e-6 else np.inf)
         return np.asarray(errors) / imputed.sum()
 
     def choose(self, ridge: float | str, validation: PanelStatistics | None, *, grid: tuple[float, ...] = RIDGE_GRID) -> RidgeChoice:

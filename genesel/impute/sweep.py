@@ -83,6 +83,8 @@ def evaluate_linear_panels(
     -------
     The same keys mapped to :class:`LinearPanelResult`.
     """
+    if split == "validation" and ridge == "auto":
+        logger.warning("scoring on the validation split, which also chose each panel's ridge penalty: the errors are optimistic")
     rows = interval_rows(store, split, max_interval_rows)
     n_split = moments.n(split)
     values = (store.read_rows(rows, standardize=False).astype(np.float64) - store.var["mean"].to_numpy(np.float64)) / store.var[

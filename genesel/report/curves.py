@@ -10,6 +10,7 @@ the random panels of each size, the reference a selector must beat.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,7 +91,7 @@ def summarize_curves(runs: pd.DataFrame, *, metric: str, replicates: np.ndarray 
     overlap = pd.to_numeric(runs.get("landmark_overlap", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
     predictor = pd.to_numeric(runs.get("mse_mean_predictor", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
     rows, stored = [], {}
-    for index, ((method, decoder, n_genes), members) in enumerate(groups_of(runs, ["method", "decoder", "n_genes"]).items()):
+    for (method, decoder, n_genes), members in groups_of(runs, ["method", "decoder", "n_genes"]).items():
         point = values[members]
         row = {
             "method": method,
@@ -108,7 +109,8 @@ def summarize_curves(runs: pd.DataFrame, *, metric: str, replicates: np.ndarray 
             "band_high": math.nan,
         }
         if replicates is not None:
-            reps = group_replicates(replicates, members, seed=index)
+            # the same seed resample at every size of a method: a replicate curve keeps its seeds
+            reps = group_replicates(replicates, members, seed=zlib.crc32(f"{method}|{decoder}".encode()))
             stored[(method, decoder, int(n_genes))] = reps
             row["low"], row["high"] = interval(reps)
         else:

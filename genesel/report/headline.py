@@ -64,6 +64,8 @@ def matching_size(sizes: Sequence[float], errors: Sequence[float], target: float
     """
     sizes = np.asarray(sizes, dtype=float)
     errors = np.asarray(errors, dtype=float)
+    known = np.isfinite(errors)  # a failed run leaves a gap, not a break in the curve
+    sizes, errors = sizes[known], errors[known]
     for i, error in enumerate(errors):
         if not (error <= target and error < ceiling):
             continue
@@ -89,11 +91,13 @@ def verdict(genes: float | None, low: float, high: float, landmark_genes: int, l
     """Plain words for a matching size and its interval."""
     if genes is None:
         return f"not reached within {largest} genes"
-    prefix = "at most " if how == HOW_BELOW_SMALLEST else ""
+    prefix = "at least " if how == HOW_BELOW_SMALLEST else ""  # the match is at or below the smallest size
     if high < landmark_genes:
-        return f"{prefix}{landmark_genes - genes:.0f} fewer genes than the landmarks"
+        saving = landmark_genes - genes
+        return f"{prefix}{saving:.0f} fewer genes than the landmarks" if saving > 0 else "fewer genes than the landmarks"
     if low > landmark_genes:
-        return f"needs {genes - landmark_genes:.0f} more genes than the landmarks"
+        extra = genes - landmark_genes
+        return f"needs {extra:.0f} more genes than the landmarks" if extra > 0 else "needs more genes than the landmarks"
     return "tie with the landmarks (the interval includes their size)"
 
 
@@ -165,8 +169,9 @@ def headline(matches: pd.DataFrame, curves: Curves, *, decoder: str) -> str:
         return f"With the {decoder} decoder, the landmark panel was not evaluated, so no method is compared with it."
     first = rows.iloc[0]
     landmarks = int(first["landmark_genes"])
+    split = "test"
     target = (
-        f"the {landmarks} L1000 landmarks' imputed-gene test MSE ({first['landmark_error']:.3g}, "
+        f"the {landmarks} L1000 landmarks' imputed-gene {split} MSE ({first['landmark_error']:.3g}, "
         f"95% interval {first['landmark_low']:.3g}-{first['landmark_high']:.3g})"
     )
     reached = rows[rows["matching_genes"].notna()].sort_values("matching_genes")

@@ -12,11 +12,14 @@ value and their spread rescaled by ``sqrt(m / n)``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 #: Bootstrap resamples of the report.
 RESAMPLES = 1000
@@ -56,8 +59,14 @@ def run_replicates(
     shared = per_sample[present[0]].index
     for i in present[1:]:
         shared = shared.intersection(per_sample[i].index, sort=False)
+    missing = len(per_sample) - len(present)
+    if missing:
+        logger.warning("%d of %d runs have no per-sample errors: their intervals show no sampling noise", missing, len(per_sample))
     if len(shared) < 2:
         return replicates
+    smallest = min(len(per_sample[i]) for i in present)
+    if len(shared) < smallest:
+        logger.warning("only %d test samples are shared by every run (the smallest run has %d): intervals use those", len(shared), smallest)
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(len(shared), np.full(len(shared), 1.0 / len(shared)), size=resamples).T  # samples x B
     for i in present:

@@ -114,6 +114,13 @@ def landmark_panel_size():
         return int(handle["var"]["landmark"][:].sum())
 
 
+def store_n_vars():
+    """Number of genes in the store (known once preprocess has run)."""
+    store = checkpoints.preprocess.get().output.store
+    with h5py.File(store, "r") as handle:
+        return int(handle["var"]["landmark"].shape[0])
+
+
 def panel_sizes():
     """config panel_sizes, plus the landmark count and +-25% of it (reference.sizes_around_landmarks;
     known once preprocess has run)."""
@@ -121,7 +128,8 @@ def panel_sizes():
     if config["reference"]["sizes_around_landmarks"]:
         n_landmarks = landmark_panel_size()
         if n_landmarks:
-            sizes |= {n_landmarks, max(1, round(0.75 * n_landmarks)), round(1.25 * n_landmarks)}
+            n_vars = store_n_vars()
+            sizes |= {k for k in (n_landmarks, max(1, round(0.75 * n_landmarks)), round(1.25 * n_landmarks)) if k < n_vars}
     return sorted(sizes)
 
 
