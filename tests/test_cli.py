@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+
+import pytest
 import sys
 
 
@@ -17,3 +19,19 @@ def test_method_table_matches_the_registered_selectors():
 
     for method in available_methods():
         assert get_selector_class(method).method == method
+
+
+def test_select_help_teaches_the_methods_and_their_params(capsys):
+    from genesel.cli.main import main
+    from genesel.selectors.methods import METHOD_MODULES, METHOD_SUMMARIES
+
+    assert set(METHOD_SUMMARIES) == set(METHOD_MODULES)
+    with pytest.raises(SystemExit):
+        main(["select", "--help"])
+    text = capsys.readouterr().out
+    for method, line in METHOD_SUMMARIES.items():
+        assert f"  {method:<17} {line}" in text
+    assert main(["select", "--method", "greedy", "--help-params"]) == 0
+    params = capsys.readouterr().out
+    assert "--param ridge=" in params and "--param criterion=" in params
+    assert main(["-q", "select", "--method", "cae"]) == 1  # --data, --n-genes, --out missing: one clear error

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from genesel.cli.common import add_training_arguments, loader_config, parse_params, trainer_config
-from genesel.selectors.methods import available_methods
+from genesel.selectors.methods import METHOD_SUMMARIES, available_methods
 
 logger = logging.getLogger(__name__)
 
@@ -18,15 +18,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "select",
         help="select a gene panel",
         description=(
-            "Select K genes from a preprocessed store. Writes DIR/panel.tsv (rank, gene id, symbol, "
-            "landmark flag), DIR/history.tsv, DIR/config.json and DIR/model.pt for trained methods."
+            "Select K genes from a preprocessed store. Writes DIR/panel.tsv (rank, gene id, symbol,\n"
+            "landmark flag), DIR/history.tsv, DIR/config.json and DIR/model.pt for trained methods.\n\nmethods:\n"
+            + "\n".join(f"  {name:<17} {line}" for name, line in METHOD_SUMMARIES.items())
+            + "\n\n`genesel select --method M --help-params` lists M's --param keys with their defaults."
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
-    parser.add_argument("--method", required=True, choices=available_methods(), help="selection method")
-    parser.add_argument("--n-genes", "-k", type=int, required=True, help="panel size K")
+    parser.add_argument("--data", help="preprocessed store (.h5ad from genesel preprocess); required")
+    parser.add_argument("--method", required=True, choices=available_methods(), help="selection method (see above)")
+    parser.add_argument("--help-params", action="store_true", help="print the --param keys of --method with their defaults, and exit")
+    parser.add_argument("--n-genes", "-k", type=int, help="panel size K; required")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", help="output directory; required")
     parser.add_argument(
         "--param",
         action="append",
@@ -68,8 +72,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def method_params(method: str) -> list[tuple[str, object]]:
+    """The ``--param`` keys of ``method`` with their defaults (from its selector's signature)."""
+    import inspect
+
+    from genesel.selectors.base import get_selector_class
+
+    signature = inspect.signature(get_selector_class(method).__init__)
+    return [(name, p.default) for name, p in signature.parameters.items() if name not in ("self", "n_genes", "seed")]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel select``."""
+    from genesel.errors import ConfigError
+
+    if args.help_params:
+        params = method_params(args.method)
+        print(f"{args.method}: {METHOD_SUMMARIES[args.method]}")
+        print("\n".join(f"  --param {name}={default!r}" for name, default in params) or "  (no parameters)")
+        return 0
+    missing = [flag for flag, value in (("--data", args.data), ("--n-genes", args.n_genes), ("--out", args.out)) if value is None]
+    if missing:
+        raise ConfigError(f"genesel select needs {', '.join(missing)} (or --help-params to list the method's parameters)")
     import inspect
 
     from genesel.io.lock import guarded_output
