@@ -243,8 +243,10 @@ def _sections(
             ReportSection(
                 "Unconverged selectors",
                 paragraphs=[
-                    "These trained panels ended before their selector converged (see docs/methods.md): their genes "
-                    "are closer to a random draw than to the method's choice. Give them more steps or epochs."
+                    "These trained panels ended before their selector met its convergence rule (docs/methods.md; "
+                    "CAE/IP-CAE: mean max selection probability >= 0.99 with distinct genes; logitNormal: exactly K gates "
+                    "open): each is the method's best guess so far, and may be far from its choice. Compare them with "
+                    "random panels above, and give them more steps or epochs."
                 ],
                 tables={"": flagged},
             )
