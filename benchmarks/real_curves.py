@@ -41,7 +41,6 @@ from genesel.loader import LoaderConfig
 from genesel.moments import compute_moments, open_moments
 from genesel.report.curves import summarize_curves
 from genesel.report.headline import headline, match_landmarks, random_comparison
-from genesel.report.uncertainty import run_replicates
 from genesel.selectors.base import select_panel
 from genesel.selectors.methods import available_methods
 from genesel.store import Store
@@ -146,8 +145,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             rows.append(_row(method, k, seed, "mlp", evaluation.metrics, extra.get((method, k, seed), {})))
             per_sample.append(evaluation.per_sample["mse_imputed"])
     runs = pd.DataFrame(rows)
-    replicates = run_replicates(runs["mse_imputed"].to_numpy(float), per_sample, runs["n_samples"].to_numpy(int))
-    curves = summarize_curves(runs, metric="mse_imputed", replicates=replicates)
+    curves = summarize_curves(runs, metric="mse_imputed", per_sample=per_sample)
     matches = match_landmarks(curves)
     versus = random_comparison(curves)
     out = args.out / path.stem

@@ -166,7 +166,7 @@ def test_gcv_without_validation_rows_does_not_interpolate(tmp_path):
     train, fresh = z[:n_train], z[n_train:]
     panel = np.arange(k)
     stats = PanelStatistics(n_train, train.sum(0), train[:, panel].T @ train, (train**2).sum(0), panel)
-    choice = RidgeProblem(stats).choose("auto", None)
+    choice = RidgeProblem(stats).choose(None)
     assert choice.criterion == "gcv" and choice.ridge > 0
     coef, intercept = RidgeProblem(stats).coefficients(choice.ridge)
     imputed = np.setdiff1d(np.arange(n_genes), panel)

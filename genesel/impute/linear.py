@@ -170,7 +170,7 @@ def solve_validated(
         solution.ridge_choice = RidgeChoice(float(ridge), "fixed")
         return solution
     problem = RidgeProblem(train)
-    choice = problem.choose(AUTO, validation)
+    choice = problem.choose(validation)
     coef, intercept = problem.coefficients(choice.ridge)
     seconds = {"solve": time.perf_counter() - started}
     return LinearSolution(coef, intercept, int(train.n), choice.ridge, "eigh", seconds, choice)

@@ -176,11 +176,8 @@ class RidgeProblem:
             errors.append(self.n * max(rss, 0.0) / residual_dof**2 if residual_dof > 1e-6 else np.inf)
         return np.asarray(errors) / imputed.sum()
 
-    def choose(self, ridge: float | str, validation: PanelStatistics | None, *, grid: tuple[float, ...] = RIDGE_GRID) -> RidgeChoice:
-        """Resolve ``ridge`` (a number or ``"auto"``) to a :class:`RidgeChoice`."""
-        if ridge != AUTO:
-            value = _as_ridge(ridge)
-            return RidgeChoice(value, "fixed")
+    def choose(self, validation: PanelStatistics | None, *, grid: tuple[float, ...] = RIDGE_GRID) -> RidgeChoice:
+        """The penalty of 0 and ``grid`` with the lowest validation error (GCV without validation rows)."""
         candidates = np.asarray((0.0, *grid))
         if validation is not None and validation.n > 0:
             errors, criterion = self.validation_errors(validation, candidates), "validation"

@@ -19,7 +19,7 @@ from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, Curves, summa
 from genesel.report.figures import curves_figure, decoder_order, figure_png, runtime_figure, training_figure
 from genesel.report.headline import genes_text, headline, match_landmarks, random_comparison
 from genesel.report.html import ReportSection, render_report
-from genesel.report.uncertainty import LEVEL, RESAMPLES, run_replicates
+from genesel.report.uncertainty import LEVEL, RESAMPLES
 from genesel.report.layout import ResultsLayout
 from genesel.report.runtime import rule_times, step_times
 
@@ -117,12 +117,8 @@ def build_report(
         tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir))
     metric = choose_metric(tables.runs, metric)
     runs = tables.runs.reset_index(drop=True)
-    replicates = None
-    if metric == HEADLINE_METRIC:
-        per_sample = read_per_sample(layout, runs, metric=metric)
-        n_split = pd.to_numeric(runs.get("n_samples", pd.Series(0, index=runs.index)), errors="coerce").fillna(0).astype(int)
-        replicates = run_replicates(runs[metric].to_numpy(float), per_sample, n_split.to_numpy())
-    curves = summarize_curves(runs, metric=metric, replicates=replicates)
+    per_sample = read_per_sample(layout, runs, metric=metric) if metric == HEADLINE_METRIC else None
+    curves = summarize_curves(runs, metric=metric, per_sample=per_sample)
     decoders = decoder_order(runs["decoder"].unique())
     if metric == HEADLINE_METRIC:  # the matching rule, the ceiling and the wording assume this error metric
         matches = match_landmarks(curves)
@@ -151,7 +147,7 @@ def build_report(
     write_table(versus_random, outputs.random_tsv)
     if aggregated:
         write_table(tables.runs, outputs.runs_tsv)
-    sections = _sections(tables, curves, matches, versus_random, curves_png, metric=metric, sentences=sentences, bootstrapped=replicates is not None)
+    sections = _sections(tables, curves, matches, versus_random, curves_png, metric=metric, sentences=sentences, bootstrapped=per_sample is not None)
     subtitle = f"{layout.root} · {len(tables.runs)} evaluated models · built {datetime.now():%Y-%m-%d %H:%M}"
     page = render_report(title or f"genesel report: {layout.root.name}", sections, subtitle=subtitle)
     with atomic_output(outputs.index) as tmp:

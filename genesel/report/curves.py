@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from genesel.errors import ConfigError
-from genesel.report.uncertainty import group_replicates, groups_of, interval
+from genesel.report.uncertainty import group_replicates, groups_of, interval, run_replicates
 
 #: The method whose panel is the reference point.
 REFERENCE_METHOD = "landmarks"
 #: The method whose panels form the random-panel band.
 RANDOM_METHOD = "random"
+#: Panel sizes added around the landmark count, as fractions of it (the landmark count itself and +-25 %).
+LANDMARK_SIZE_FACTORS = (0.75, 1.0, 1.25)
 #: Quantiles of the random-panel band.
 BAND_QUANTILES = (0.1, 0.5, 0.9)
 
@@ -62,7 +65,14 @@ class Curves:
     replicates: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
 
 
-def summarize_curves(runs: pd.DataFrame, *, metric: str, replicates: np.ndarray | None = None) -> Curves:
+def sizes_around_landmarks(n_landmarks: int, n_vars: int) -> set[int]:
+    """Panel sizes at the landmark count and +-25 % of it (below ``n_vars``); none without landmarks."""
+    if not n_landmarks:
+        return set()
+    return {k for k in (max(1, round(f * n_landmarks)) for f in LANDMARK_SIZE_FACTORS) if k < n_vars}
+
+
+def summarize_curves(runs: pd.DataFrame, *, metric: str, per_sample: Sequence[pd.Series | None] | None = None) -> Curves:
     """Mean over seeds, bootstrap interval and spread of ``metric`` per method, decoder and size.
 
     Parameters
@@ -72,10 +82,10 @@ def summarize_curves(runs: pd.DataFrame, *, metric: str, replicates: np.ndarray 
         the ``metric`` column (and optionally ``landmark_overlap``, ``mse_mean_predictor``).
     metric
         Column to summarise.
-    replicates
-        Runs x resamples bootstrap replicates of ``metric``
-        (:func:`genesel.report.uncertainty.run_replicates`); without them the interval is
-        the range over seeds.
+    per_sample
+        Each run's per-sample errors of ``metric`` (aligned with ``runs``; ``None`` for a run
+        without them), bootstrapped by :func:`genesel.report.uncertainty.run_replicates`;
+        without them the interval is the range over seeds.
 
     Returns
     -------
@@ -88,6 +98,10 @@ def summarize_curves(runs: pd.DataFrame, *, metric: str, replicates: np.ndarray 
         raise ConfigError(f"metric {metric!r} is not in the results; available: {', '.join(numeric)}")
     runs = runs.reset_index(drop=True)
     values = pd.to_numeric(runs[metric], errors="coerce").to_numpy(np.float64)
+    replicates = None
+    if per_sample is not None:
+        n_split = pd.to_numeric(runs.get("n_samples", pd.Series(0, index=runs.index)), errors="coerce").fillna(0).astype(int)
+        replicates = run_replicates(values, per_sample, n_split.to_numpy())
     overlap = pd.to_numeric(runs.get("landmark_overlap", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
     predictor = pd.to_numeric(runs.get("mse_mean_predictor", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
     rows, stored = [], {}

@@ -169,9 +169,8 @@ def headline(matches: pd.DataFrame, curves: Curves, *, decoder: str) -> str:
         return f"With the {decoder} decoder, the landmark panel was not evaluated, so no method is compared with it."
     first = rows.iloc[0]
     landmarks = int(first["landmark_genes"])
-    split = "test"
     target = (
-        f"the {landmarks} L1000 landmarks' imputed-gene {split} MSE ({first['landmark_error']:.3g}, "
+        f"the {landmarks} L1000 landmarks' imputed-gene test MSE ({first['landmark_error']:.3g}, "
         f"95% interval {first['landmark_low']:.3g}-{first['landmark_high']:.3g})"
     )
     reached = rows[rows["matching_genes"].notna()].sort_values("matching_genes")

@@ -14,7 +14,7 @@ from genesel.errors import ConfigError
 from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
 from genesel.impute.curve import DEFAULT_RANDOM_PANELS
-from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD
+from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, sizes_around_landmarks
 from genesel.selectors.base import select_panel
 from genesel.store import Store
 from genesel.tl._prepare import ensure_store
@@ -139,19 +139,15 @@ def panel_curve(
 def curve_summary(frame: pd.DataFrame, per_sample: pd.DataFrame | None, *, metric: str = "mse_imputed"):
     """:class:`~genesel.report.curves.Curves` of a :func:`panel_curve` table, bootstrapped when per-sample errors are given."""
     from genesel.report.curves import summarize_curves
-    from genesel.report.uncertainty import run_replicates
 
-    replicates = None
+    series = None
     if per_sample is not None and metric == "mse_imputed" and per_sample.shape[1] == len(frame):
         series = [per_sample.iloc[:, i].dropna() for i in range(per_sample.shape[1])]
-        replicates = run_replicates(frame[metric].to_numpy(float), series, frame["n_samples"].to_numpy(int))
-    return summarize_curves(frame, metric=metric, replicates=replicates)
+    return summarize_curves(frame, metric=metric, per_sample=series)
 
 
 def _with_landmark_sizes(sizes: Sequence[int], store: Store) -> list[int]:
-    n_landmarks = int(store.landmark_mask.sum())
-    extra = {n_landmarks, max(1, round(0.75 * n_landmarks)), round(1.25 * n_landmarks)} if n_landmarks else set()
-    return sorted({int(k) for k in sizes} | {k for k in extra if k < store.n_vars})
+    return sorted({int(k) for k in sizes} | sizes_around_landmarks(int(store.landmark_mask.sum()), store.n_vars))
 
 
 def _seeds_of(method: str, seeds: Sequence[int], decoder: str, random_panels: int) -> list[int]:

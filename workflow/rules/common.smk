@@ -7,6 +7,8 @@ import shlex
 
 import h5py
 
+from genesel.report.curves import sizes_around_landmarks
+
 TRAINED_METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
 BASELINE_METHODS = ("landmarks", "random", "hvg", "qr", "greedy")
 #: The method whose panel size is fixed by the data (all L1000 landmarks in it).
@@ -126,10 +128,7 @@ def panel_sizes():
     known once preprocess has run)."""
     sizes = set(config["panel_sizes"])
     if config["reference"]["sizes_around_landmarks"]:
-        n_landmarks = landmark_panel_size()
-        if n_landmarks:
-            n_vars = store_n_vars()
-            sizes |= {k for k in (n_landmarks, max(1, round(0.75 * n_landmarks)), round(1.25 * n_landmarks)) if k < n_vars}
+        sizes |= sizes_around_landmarks(landmark_panel_size(), store_n_vars())
     return sorted(sizes)
 
 
