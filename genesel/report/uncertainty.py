@@ -59,6 +59,7 @@ def run_replicates(
     shared = per_sample[present[0]].index
     for i in present[1:]:
         shared = shared.intersection(per_sample[i].index, sort=False)
+    shared = shared.sort_values()  # the same resamples whatever order the runs come in
     missing = len(per_sample) - len(present)
     if missing:
         logger.warning("%d of %d runs have no per-sample errors: their intervals show no sampling noise", missing, len(per_sample))
