@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -196,8 +198,21 @@ def warn_if_not_log_normalised(matrix: Any, rows: np.ndarray, mean: np.ndarray, 
                 "log-normalised values: run sc.pp.normalize_total and sc.pp.log1p first (or pass layer=...)"
             )
     if message is not None:
-        warnings.warn(message, UserWarning, stacklevel=4)
+        warnings.warn(message, UserWarning, stacklevel=_caller_level())
     return message
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised by this module's caller that points at the user's line.
+
+    Counts the frames inside the genesel package (the ``tl`` function called, ``prepare``,
+    ...) above the function calling this helper, so the warning names the user's line.
+    """
+    package = Path(__file__).resolve().parents[1]
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def train_statistics(matrix: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
