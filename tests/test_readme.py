@@ -156,6 +156,7 @@ def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
     measured = anndata.read_h5ad(tour / "measured.h5ad")
     assert measured.shape == (100, 50) and full.shape == (100, 1000)
     assert int(full.var["measured"].sum()) == 50
+    assert "# converged=true" in (tour / "panels" / "cae_k50" / "panel.tsv").read_text(), "the README says the CAE converges"
     metrics = json.loads((tour / "metrics" / "cae_k50" / "metrics.json").read_text())
     assert 0 < metrics["mse_imputed"] < 1, "the panel must beat predicting each gene's mean"
     assert (tour / "curve" / "linear_runs.tsv").stat().st_size > 0
