@@ -39,7 +39,7 @@ FLAGS = (
     "--disable-sync",
 )
 WINDOW = (1200, 3000)
-IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*([\"'])(.*?)\1", re.I | re.S)
+IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*([\"'])(.*?)\1", re.IGNORECASE | re.DOTALL)
 #: Marks every image on the page after load: how many there are and how many did not decode.
 IMAGE_PROBE = """<script>window.addEventListener('load', function () {
   var images = Array.prototype.slice.call(document.images);
