@@ -31,6 +31,22 @@ STORE_VERSION = 1
 SPLITS = ("train", "validation", "test")
 #: Columns every store's ``var`` carries.
 REQUIRED_VAR_COLUMNS = ("symbol", "landmark", "mean", "std")
+#: Prefix of the columns :func:`genesel.tl.prepare` writes into an AnnData's ``obs``/``var``
+#: (``genesel_split``, ``genesel_mean``, ...), so that they never collide with scanpy's own
+#: (``sc.pp.scale`` writes ``var["mean"]`` and ``var["std"]``).
+ANNDATA_PREFIX = "genesel_"
+
+
+def anndata_column(columns: pd.Index, name: str) -> str | None:
+    """The column holding store annotation ``name`` in an AnnData's ``obs`` or ``var``.
+
+    The prefixed column (``genesel_<name>``, written by :func:`genesel.tl.prepare`) when
+    there is one, else the store's own unprefixed column, else ``None``.
+    """
+    for candidate in (ANNDATA_PREFIX + name, name):
+        if candidate in columns:
+            return candidate
+    return None
 
 
 class StoreWriter:
@@ -238,22 +254,27 @@ class Store:
 
     @classmethod
     def from_anndata(cls, adata: Any, *, layer: str | None = None) -> Store:
-        """Wrap an AnnData (in memory or backed) that carries store annotation."""
+        """Wrap an AnnData (in memory or backed) that carries store annotation.
+
+        The annotation is read from the prefixed columns :func:`genesel.tl.prepare` writes
+        (``var["genesel_mean"]``, ..., ``obs["genesel_split"]``), or, for a store read with
+        ``anndata.read_h5ad``, from the store's own ``var["mean"]``, ..., ``obs["split"]``.
+        """
         X = adata.layers[layer] if layer else adata.X
-        var = adata.var
-        missing = [c for c in REQUIRED_VAR_COLUMNS if c not in var.columns]
+        where = getattr(adata, "filename", None) or "<AnnData>"
+        var_names = {c: anndata_column(adata.var.columns, c) for c in REQUIRED_VAR_COLUMNS}
+        missing = [c for c, name in var_names.items() if name is None]
         if missing:
-            raise InputFileError(
-                getattr(adata, "filename", None) or "<AnnData>",
-                f"var lacks columns {missing}",
-                "compute them with genesel.tl.prepare(adata)",
-            )
-        if "split" not in adata.obs.columns:
-            raise InputFileError(getattr(adata, "filename", None) or "<AnnData>", "obs lacks a 'split' column")
+            raise InputFileError(where, f"var lacks columns {[ANNDATA_PREFIX + c for c in missing]}", "compute them with genesel.tl.prepare(adata)")
+        split_name = anndata_column(adata.obs.columns, "split")
+        if split_name is None:
+            raise InputFileError(where, f"obs lacks a {ANNDATA_PREFIX}split column", "compute it with genesel.tl.prepare(adata)")
         # a repeated gene id would make panel look-ups silently take its first column
-        check_unique(getattr(adata, "filename", None) or "<AnnData>", pd.Index(var.index.astype(str)), "gene")
+        check_unique(where, pd.Index(adata.var.index.astype(str)), "gene")
+        var = pd.DataFrame({c: adata.var[name].to_numpy() for c, name in var_names.items()}, index=adata.var.index)
+        obs = pd.DataFrame({"split": adata.obs[split_name].to_numpy()}, index=adata.obs.index)
         info = dict(adata.uns.get("genesel", {})) if hasattr(adata, "uns") else {}
-        return cls(X, var=var, obs=adata.obs, uns=info)
+        return cls(X, var=var, obs=obs, uns=info)
 
     # -- shape and annotation ----------------------------------------------
     @property
