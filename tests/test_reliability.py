@@ -1,4 +1,4 @@
-"""No silent wrong result: one-line errors, nothing left behind, one writer per output."""
+"""No silent wrong result: fingerprinted resume, one-line errors, nothing left behind, one writer per output."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ import pandas as pd
 import pytest
 
 import genesel.cli.main as cli
+from genesel.errors import InputFileError
+from genesel.impute import fit_imputer
 from genesel.io.atomic import removing_new_folders
 from genesel.io.lock import OutputLockedError, lock_path, output_lock
+from genesel.loader import LoaderConfig
+from genesel.selectors.base import select_panel
+from genesel.store import SPLITS, Store, StoreWriter
+from genesel.training import TrainerConfig
+from tests.conftest import planted_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +56,109 @@ def hold_lock(out: Path, kind: str, seconds: float) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout.readline().strip() == "held"
     return process
+
+
+# -- 1: resume only what this run started ------------------------------------------------------
+
+
+def quick(epochs: int = 1, **options) -> dict:
+    """Trainer and loader of a quick CPU selection (the fixed epoch budget, no convergence rule)."""
+    options = {"learning_rate": 0.02, "device": "cpu", "progress": False, "min_steps": 0, "stop_when_converged": False, **options}
+    trainer = TrainerConfig(max_epochs=epochs, **options)
+    return {"trainer": trainer, "loader": LoaderConfig(batch_size=32)}
+
+
+def write_permuted_store(path: Path, X: np.ndarray, order: np.ndarray) -> Path:
+    """The planted store's samples and splits with its genes (ids and values together) in ``order``."""
+    splits = np.random.default_rng(0).choice(np.array(SPLITS), size=X.shape[0], p=[0.7, 0.15, 0.15])
+    ids = np.array([f"ENSG{j:011d}" for j in range(X.shape[1])])[order]
+    var = pd.DataFrame({"symbol": [f"GENE{j}" for j in order], "landmark": False}, index=pd.Index(ids, name="gene_id"))
+    with StoreWriter(path, var=var, split_sizes={name: int((splits == name).sum()) for name in SPLITS}) as writer:
+        writer.write_block(X[:, order], splits, [f"sample{i}" for i in range(X.shape[0])])
+        writer.close(uns={})
+    return path
+
+
+@pytest.mark.parametrize("method", ["cae", "logitnormal"])
+def test_a_selector_resumed_on_a_store_with_permuted_genes_refuses(planted_store, tmp_path, method):
+    store, _ = planted_store
+    select_panel(store, method=method, n_genes=5, out_dir=tmp_path / "sel", **quick())
+    checkpoint = tmp_path / "sel" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    X, _ = planted_matrix(600, 40, 5, seed=3)  # the planted store's values
+    order = np.random.default_rng(1).permutation(40)
+    with Store.open(write_permuted_store(tmp_path / "permuted.h5ad", X, order)) as permuted:
+        assert sorted(permuted.gene_ids) == sorted(store.gene_ids) and permuted.n_obs == store.n_obs
+        with pytest.raises(InputFileError, match=r"other inputs \(checkpoint -> this run: store content \(gene ids, gene statistics or splits\) differs\)"):
+            select_panel(permuted, method=method, n_genes=5, out_dir=tmp_path / "sel", resume=True, **quick())
+    assert checkpoint.read_bytes() == before, "a refused resume leaves the checkpoint as it was"
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"loader": LoaderConfig(batch_size=64)}, "batch_size 32 -> 64"),
+        ({"params": {"start_temperature": 5.0}}, "start_temperature 10.0 -> 5.0"),
+        ({"trainer": quick(2)["trainer"]}, "max_epochs 1 -> 2"),
+        ({"trainer": quick(1, learning_rate=0.01)["trainer"]}, "learning_rate 0.02 -> 0.01"),
+        ({"trainer": quick(1, seed=3)["trainer"], "seed": 3}, "seed 0 -> 3"),
+    ],
+)
+def test_a_selection_resumed_with_other_options_refuses_naming_them(planted_store, tmp_path, change, named):
+    store, _ = planted_store
+    select_panel(store, method="cae", n_genes=5, out_dir=tmp_path, **quick())
+    options = {**quick(), "seed": 0, **change}
+    with pytest.raises(InputFileError, match=rf"checkpoint was made with other inputs \(checkpoint -> this run: {named}\) \(start afresh: drop --resume"):
+        select_panel(store, method="cae", n_genes=5, out_dir=tmp_path, resume=True, **options)
+
+
+def test_a_checkpoint_without_a_fingerprint_is_refused(planted_store, tmp_path):
+    import torch
+
+    store, _ = planted_store
+    select_panel(store, method="cae", n_genes=5, out_dir=tmp_path, **quick())
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["fingerprint"]  # as written before genesel recorded one
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(InputFileError, match="checkpoint has no run fingerprint .written by an older genesel."):
+        select_panel(store, method="cae", n_genes=5, out_dir=tmp_path, resume=True, **quick())
+
+
+def test_an_mlp_resumed_with_another_panel_or_architecture_refuses(planted_store, panel_file, tmp_path, caplog):
+    store, drivers = planted_store
+    args = ["impute", "fit", "--data", store.path, "--decoder", "mlp", "--hidden", 16, "--device", "cpu", "--batch-size", 64]
+    out = tmp_path / "mlp"
+    assert run(*args, "--panel", panel_file, "--out", out, "--epochs", 1, "--keep-checkpoint") == 0
+    (out / "model.json").unlink()
+    other = tmp_path / "other.tsv"
+    others = [j for j in range(store.n_vars) if j not in drivers][:5]
+    pd.DataFrame({"rank": np.arange(1, 6), "gene_id": store.gene_ids[others]}).to_csv(other, sep="\t", index=False)
+    with caplog.at_level(logging.ERROR, logger="genesel"):
+        assert run(*args, "--panel", other, "--out", out, "--epochs", 2, "--resume") == 1
+        assert run(*args[:-4], "--hidden", 8, *args[-4:], "--panel", panel_file, "--out", out, "--epochs", 2, "--resume") == 1
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 2 and all("\n" not in line and line.startswith(f"{out / 'checkpoint.pt'}: checkpoint was made with other inputs") for line in lines)
+    assert "panel (5 of 5 entries differ)" in lines[0]
+    assert "hidden [16] -> [8]" in lines[1]
+    assert not (out / "model.json").exists() and (out / "checkpoint.pt").exists()
+    # the same panel and architecture continue (the MLP may take a larger budget: it follows no schedule over it)
+    assert run(*args, "--panel", panel_file, "--out", out, "--epochs", 2, "--resume") == 0
+    assert json_of(out / "model.json")["training"]["resumed_from_epoch"] == 1
+
+
+def test_an_mlp_checkpoint_past_the_budget_is_refused(planted_store, tmp_path):
+    store, drivers = planted_store
+    options = dict(decoder="mlp", hidden=(16,), loader=LoaderConfig(batch_size=64), work_dir=tmp_path, progress=False)
+    trainer = TrainerConfig(max_epochs=3, device="cpu", progress=False, lr_decay=0.95)
+    fit_imputer(store, drivers.tolist(), trainer=trainer, **options)
+    with pytest.raises(InputFileError, match=r"checkpoint has trained 3 epochs .* more than this run's budget .*resume with at least 3 epochs"):
+        fit_imputer(store, drivers.tolist(), trainer=TrainerConfig(max_epochs=2, device="cpu", progress=False, lr_decay=0.95), resume=True, **options)
+
+
+def json_of(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
 
 
 # -- 5: one-line errors --------------------------------------------------------------------

@@ -261,6 +261,14 @@ class PanelSelector(ABC):
         names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "n_genes", "seed")]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this selector's run besides data and trainer: method, panel size, hyperparameters.
+
+        Trainers record it in their checkpoints (see :func:`genesel.training.run_fingerprint`),
+        so ``resume`` refuses a checkpoint made with other values.
+        """
+        return {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
+
 
 def training_loaders(
     store: Store, *, trainer: TrainerConfig, loader: LoaderConfig, method: str
