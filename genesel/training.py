@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from genesel.errors import ConfigError, InputFileError
+from genesel.errors import CheckpointMismatchError, ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import MinibatchLoader
 from genesel.store import store_fingerprint
@@ -208,17 +208,17 @@ def fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
 
 
 def check_fingerprint(path: Path, saved: Mapping[str, Any] | None, current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> None:
-    """Raise :class:`InputFileError` unless checkpoint ``path`` (fingerprint ``saved``) was made by this run.
+    """Raise :class:`~genesel.errors.CheckpointMismatchError` unless checkpoint ``path`` (fingerprint ``saved``) was made by this run.
 
     A checkpoint without a fingerprint (written before genesel recorded one) is refused:
     nothing shows that it was made from the same inputs.
     """
     if not isinstance(saved, Mapping):
-        raise InputFileError(path, "checkpoint has no run fingerprint (written by an older genesel), so it cannot be checked against this run", START_AFRESH)
+        raise CheckpointMismatchError(path, "checkpoint has no run fingerprint (written by an older genesel), so it cannot be checked against this run", START_AFRESH)
     differences = fingerprint_differences(saved, current, ignore=ignore)
     if differences:
         shown = differences[:8] + ([f"and {len(differences) - 8} more"] if len(differences) > 8 else [])
-        raise InputFileError(path, f"checkpoint was made with other inputs (checkpoint -> this run: {'; '.join(shown)})", START_AFRESH)
+        raise CheckpointMismatchError(path, f"checkpoint was made with other inputs (checkpoint -> this run: {'; '.join(shown)})", START_AFRESH)
 
 
 _ABSENT = object()
@@ -398,10 +398,11 @@ class Trainer:
         epoch) stops training with :class:`FloatingPointError`.
 
         With ``resume``, an existing checkpoint is continued only when its fingerprint
-        matches this run's (:func:`run_fingerprint`); otherwise :class:`InputFileError`
-        names the differing fields. A task without a schedule over the budget (no
-        :data:`SCHEDULE_HOOKS`) may be resumed with another budget
-        (:data:`BUDGET_FIELDS`) as long as it has not trained past it.
+        matches this run's (:func:`run_fingerprint`); otherwise
+        :class:`~genesel.errors.CheckpointMismatchError` names the differing fields, before
+        anything is trained or written. A task without a schedule over the budget (no
+        :data:`SCHEDULE_HOOKS`) may be resumed with another budget (:data:`BUDGET_FIELDS`)
+        as long as it has not trained past it.
         """
         cfg = self.config
         use_amp = cfg.mixed_precision and self.device.type == "cuda"
@@ -606,7 +607,7 @@ class Trainer:
         saved_budget = {key: state["fingerprint"]["trainer"].get(key) for key in BUDGET_FIELDS}
         trained = (state["epoch"] + 1) * budget.steps_per_epoch
         if saved_budget != {key: getattr(self.config, key) for key in BUDGET_FIELDS} and trained > budget.step_limit:
-            raise InputFileError(
+            raise CheckpointMismatchError(
                 self.checkpoint_path,
                 f"checkpoint has trained {state['epoch'] + 1} epochs ({trained} steps), more than this run's budget of {budget.step_limit} steps",
                 f"resume with at least {state['epoch'] + 1} epochs, or {START_AFRESH}",

@@ -155,6 +155,26 @@ def test_an_mlp_checkpoint_past_the_budget_is_refused(planted_store, tmp_path):
         fit_imputer(store, drivers.tolist(), trainer=TrainerConfig(max_epochs=2, device="cpu", progress=False, lr_decay=0.95), resume=True, **options)
 
 
+def test_resume_if_same_continues_a_matching_checkpoint_and_restarts_on_another(planted_store, tmp_path, caplog):
+    store, _ = planted_store
+    args = ["select", "--data", store.path, "--method", "cae", "-k", 5, "--device", "cpu", "--batch-size", 32, "--min-steps", 0,
+            "--no-stop-when-converged", "--keep-checkpoint"]
+    assert run(*args, "--out", tmp_path / "fresh", "--epochs", 2) == 0
+    assert run(*args, "--out", tmp_path / "a", "--epochs", 2) == 0
+    assert run(*args, "--out", tmp_path / "a", "--epochs", 2, "--resume-if-same") == 0  # what the workflow passes
+    assert json_of(tmp_path / "a" / "config.json")["extra"]["resumed_from_epoch"] == 2
+    # a checkpoint of another budget (the schedule would differ) is deleted, and the run starts afresh
+    assert run(*args, "--out", tmp_path / "b", "--epochs", 1) == 0
+    with caplog.at_level(logging.WARNING, logger="genesel"):
+        assert run(*args, "--out", tmp_path / "b", "--epochs", 2, "--resume-if-same") == 0
+    assert "other inputs (checkpoint -> this run: max_epochs 1 -> 2); deleting it and starting afresh" in caplog.text
+    assert json_of(tmp_path / "b" / "config.json")["extra"]["resumed_from_epoch"] is None
+    assert (tmp_path / "b" / "panel.tsv").read_text() == (tmp_path / "fresh" / "panel.tsv").read_text()
+    assert (tmp_path / "b" / "model.pt").read_bytes() == (tmp_path / "fresh" / "model.pt").read_bytes()
+    with pytest.raises(SystemExit, match="2"):  # one or the other
+        run(*args, "--out", tmp_path / "c", "--epochs", 2, "--resume", "--resume-if-same")
+
+
 def json_of(path: Path) -> dict:
     import json
 

@@ -118,16 +118,12 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def guarded_output(
-    out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False, lock: bool = True
-) -> Iterator[None]:
-    """Lock output ``out`` (unless ``lock=False``) and, on error, remove the folders the block created empty.
+def guarded_output(out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False) -> Iterator[None]:
+    """Lock output ``out`` and, on error, remove the folders the block created empty.
 
     This is what a command wraps its work in: ``with guarded_output(args.out, kind="dir", wait=args.wait):``.
     """
     from genesel.io.atomic import removing_new_folders
 
-    with removing_new_folders(out), contextlib.ExitStack() as stack:
-        if lock:
-            stack.enter_context(output_lock(out, kind=kind, wait=wait))
+    with removing_new_folders(out), output_lock(out, kind=kind, wait=wait):
         yield
