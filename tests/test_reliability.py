@@ -257,6 +257,34 @@ def test_a_second_run_on_a_locked_output_refuses_at_once(planted_store, panel_fi
     assert (out / "model.json").exists() and not lock_path(out, "dir").exists()
 
 
+@pytest.mark.parametrize("command", ["evaluate", "impute apply", "simulate", "report"])
+def test_every_writing_command_refuses_a_locked_output(planted_store, panel_file, tmp_path, caplog, command):
+    store, drivers = planted_store
+    model, measured = tmp_path / "model", tmp_path / "measured.csv"
+    if command in ("evaluate", "impute apply"):
+        assert run("impute", "fit", "--data", store.path, "--panel", panel_file, "--decoder", "knn", "--out", model) == 0
+        rows = store.split_indices("test")[:20]
+        pd.DataFrame(store.read_rows(rows)[:, drivers], columns=store.gene_ids[drivers]).to_csv(measured)
+    argv, out, kind = {
+        "evaluate": (["evaluate", "--data", store.path, "--model", model, "--out", tmp_path / "m.json"], tmp_path / "m.json", "file"),
+        "impute apply": (["impute", "apply", "--model", model, "--input", measured, "--out", tmp_path / "x.h5ad"], tmp_path / "x.h5ad", "file"),
+        "simulate": (["simulate", "--out", tmp_path / "sim.h5ad", "--n-obs", 40, "--n-genes", 30], tmp_path / "sim.h5ad", "file"),
+        "report": (["report", "--results", tmp_path / "results", "--out", tmp_path / "report"], tmp_path / "report", "dir"),
+    }[command]
+    holder = hold_lock(out, kind, 30)
+    try:
+        with caplog.at_level(logging.ERROR, logger="genesel"):
+            assert run(*argv) == 1
+        assert f"{out}: another genesel run (PID {holder.pid} on " in caplog.text and "--wait" in caplog.text
+        assert not out.exists() if kind == "file" else [p.name for p in out.iterdir()] == [".genesel.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    if command != "report":  # (a report needs a results folder)
+        assert run(*argv) == 0
+        assert out.exists() and not lock_path(out, kind).exists()
+
+
 def test_wait_queues_behind_the_other_run(tmp_path):
     out = tmp_path / "moments.h5"
     holder = hold_lock(out, "file", 1.0)

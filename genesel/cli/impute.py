@@ -110,6 +110,7 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-rows", type=int, default=4096, help="samples imputed at a time (default 4096)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_wait_argument(parser)
     parser.set_defaults(func=run_apply)
 
 
@@ -167,7 +168,7 @@ def run_apply(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = read_measured(args.input, model, orientation=args.orientation)
     try:
-        with guarded_output(args.out, kind="file", lock=False):
+        with guarded_output(args.out, kind="file", wait=args.wait):
             result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
             result.file.close()
     finally:
