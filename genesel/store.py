@@ -147,16 +147,16 @@ class StoreWriter:
         logger.info("wrote store %s (%d samples x %d genes)", path, self.n_obs, len(self.var))
         return path
 
-    def abort(self) -> None:
-        """Drop the partially written store."""
-        self._writer.abort()
+    def abort(self, error: BaseException | None = None) -> None:
+        """Drop the partially written store (``error``: what stopped it; see :meth:`DenseH5adWriter.abort`)."""
+        self._writer.abort(error)
 
     def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is not None:
-            self.abort()
+            self.abort(exc)
 
 
 class Store:

@@ -490,30 +490,37 @@ class Trainer:
             converged = _call(task, "converged", metrics)
             # with stop_when_converged a converged state beats any unconverged one
             rank = (not converged) if budget.stop_when_converged and converged is not None else False
-            if (rank, val_loss) < (best_rank, best_loss):
-                best_loss, best_rank, best_epoch, epochs_since_best = val_loss, rank, epoch, 0
-                if self.checkpoint_path is None:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+            new_best = None  # best weights written this epoch, which no checkpoint refers to yet
+            try:
+                if (rank, val_loss) < (best_rank, best_loss):
+                    best_loss, best_rank, best_epoch, epochs_since_best = val_loss, rank, epoch, 0
+                    if self.checkpoint_path is None:
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+                    else:
+                        best_state, best_file = None, self._save_best(task, epoch)
+                        new_best = best_file
                 else:
-                    best_state, best_file = None, self._save_best(task, epoch)
-            else:
-                epochs_since_best += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
-            if budget.stop_when_converged and converged:
-                stopped, finished = "converged", True
-            elif cfg.patience is not None and epochs_since_best >= cfg.patience:
-                stopped, finished = "patience", True
-            elif steps_done >= planned_steps and not (budget.stop_when_converged and converged is False):
-                stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
-            elif steps_done >= step_limit:
-                stopped, finished = "unconverged", True
-            _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
-            self._save_checkpoint(
-                task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
-                # a run that used up its budget continues when resumed with a larger one
-                finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
-            )
+                    epochs_since_best += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
+                if budget.stop_when_converged and converged:
+                    stopped, finished = "converged", True
+                elif cfg.patience is not None and epochs_since_best >= cfg.patience:
+                    stopped, finished = "patience", True
+                elif steps_done >= planned_steps and not (budget.stop_when_converged and converged is False):
+                    stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
+                elif steps_done >= step_limit:
+                    stopped, finished = "unconverged", True
+                _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
+                self._save_checkpoint(
+                    task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
+                    # a run that used up its budget continues when resumed with a larger one
+                    finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
+                )
+            except BaseException:  # e.g. a full disk: leave no best weights without their checkpoint
+                if new_best is not None:
+                    self.checkpoint_path.with_name(new_best).unlink(missing_ok=True)
+                raise
             self._remove_best_files(keep=best_file)
         bar.close()
         if converged is None and rows:

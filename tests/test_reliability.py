@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import genesel.cli.main as cli
 from genesel.errors import InputFileError
@@ -209,6 +210,111 @@ def test_a_full_disk_names_the_path_and_leaves_nothing(planted_store, panel_file
     assert "disk full at " in caplog.text and "model.pt" in caplog.text
     assert not (tmp_path / "new").exists()
     assert cli.describe_error(RuntimeError("x").with_traceback(None)) == "genesel failed: RuntimeError: x (rerun with --debug for the traceback)"
+
+
+# -- a really full disk: a small tmpfs -----------------------------------------------------------
+
+#: Size of the tmpfs the disk-full test writes to.
+SMALL_DISK = 1 << 20
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs mounted at ``tmp_path/disk`` (root only; skipped where mounting is not permitted)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_DISK}", "tmpfs", str(disk)], capture_output=True, text=True)
+    except OSError as error:  # no mount command
+        pytest.skip(f"cannot mount a tmpfs here ({error})")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill ``disk`` until about ``leave`` bytes are free."""
+    stat = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * max(stat.f_bavail * stat.f_frsize - leave, 0))
+
+
+def leftovers(disk: Path) -> list[str]:
+    """Everything on ``disk`` but the filler, as paths relative to it (folders end in /)."""
+    return sorted(str(p.relative_to(disk)) + ("/" if p.is_dir() else "") for p in disk.rglob("*") if p.name != "filler")
+
+
+@pytest.mark.parametrize("leave", [0, 24 << 10, 96 << 10, 320 << 10])
+def test_a_full_disk_stops_preprocess_select_and_fit_with_one_line_and_nothing_half_written(planted_store, panel_file, small_disk, caplog, leave):
+    store, _ = planted_store
+    X, _ = planted_matrix(600, 40, 5, seed=3)
+    matrix = small_disk.parent / "matrix.csv"  # 600 x 40: a store of it needs more than 320 KiB
+    pd.DataFrame(X, index=[f"s{i}" for i in range(600)], columns=store.gene_ids).to_csv(matrix)
+    commands = {
+        "preprocess": ["preprocess", matrix, "--log2", "no", "--out", small_disk / "store" / "store.h5ad"],
+        "select": ["select", "--data", store.path, "--method", "cae", "-k", 5, "--epochs", 3, "--min-steps", 0, "--device", "cpu",
+                   "--param", "decoder_hidden=[64]", "--out", small_disk / "panel"],
+        "impute fit": ["impute", "fit", "--data", store.path, "--panel", panel_file, "--decoder", "mlp", "--hidden", 256, "--epochs", 2,
+                       "--device", "cpu", "--out", small_disk / "model", "--metrics", small_disk / "model" / "metrics.json"],
+    }
+    for name, argv in commands.items():
+        for path in small_disk.iterdir():
+            subprocess.run(["rm", "-rf", str(path)], check=True)
+        fill(small_disk, leave)
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="genesel"):
+            code = run(*argv)
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        left = leftovers(small_disk)
+        if code == 0:  # it fitted: complete outputs only
+            assert not lines, (name, lines)
+            continue
+        assert code == 1 and len(lines) == 1 and "\n" not in lines[0], (name, lines)
+        assert lines[0].startswith(f"disk full at {small_disk}/") and "No space left on device" in lines[0], (name, lines[0])
+        assert not [p for p in left if ".tmp-" in p], (name, left)  # no temporary files
+        # nothing half-written, no empty folder: at most a checkpoint to resume from, with the best weights it refers to
+        for folder in {p.split("/")[0] for p in left}:
+            files = [p for p in left if p.startswith(f"{folder}/") and not p.endswith("/")]
+            assert folder in ("panel", "model") and files, (name, left)
+            state = torch.load(small_disk / folder / "checkpoint.pt", weights_only=True)
+            assert sorted(files) == sorted([f"{folder}/checkpoint.pt", f"{folder}/{state['best_file']}"]), (name, left)
+
+
+@pytest.mark.parametrize("stage", ["panel", "model", "metrics"])
+def test_a_disk_that_fills_up_before_the_results_leaves_none_of_them(planted_store, panel_file, small_disk, caplog, monkeypatch, stage):
+    from genesel.evaluate import Evaluation
+    from genesel.impute.model import ImputationModel
+    from genesel.selectors.base import PanelResult
+
+    store, _ = planted_store
+    cls, method = {"panel": (PanelResult, "write"), "model": (ImputationModel, "save"), "metrics": (Evaluation, "write")}[stage]
+    original = getattr(cls, method)
+
+    def fill_then_write(self, *args, **kwargs):
+        fill(small_disk, 4 << 10)  # room for a small table, not for the weights or all the tables
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, fill_then_write)
+    if stage == "panel":
+        argv = ["select", "--data", store.path, "--method", "cae", "-k", 5, "--epochs", 1, "--min-steps", 0, "--device", "cpu", "--out", small_disk / "panel"]
+    else:
+        argv = ["impute", "fit", "--data", store.path, "--panel", panel_file, "--decoder", "mlp", "--hidden", 64, "--epochs", 1, "--device", "cpu",
+                "--out", small_disk / "model", "--metrics", small_disk / "metrics" / "metrics.json"]
+    with caplog.at_level(logging.ERROR, logger="genesel"):
+        assert run(*argv) == 1
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and lines[0].startswith(f"disk full at {small_disk}/"), lines
+    left = [p for p in leftovers(small_disk) if not p.endswith("/")]
+    folder = "panel" if stage == "panel" else "model"
+    complete_model = ["model/history.tsv", "model/model.json", "model/model.pt"] if stage == "metrics" else []
+    state = torch.load(small_disk / folder / "checkpoint.pt", weights_only=True)  # kept for --resume
+    assert sorted(left) == sorted([f"{folder}/checkpoint.pt", f"{folder}/{state['best_file']}", *complete_model]), left
+    if complete_model:  # written whole before the metrics failed: it loads (its weights match their digest)
+        from genesel.impute import load_model
+
+        assert load_model(small_disk / "model").n_panel == 5
 
 
 # -- 6: no empty output folders --------------------------------------------------------------

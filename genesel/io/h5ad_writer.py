@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from types import TracebackType
@@ -11,11 +12,14 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from genesel.io.atomic import _remove, temporary_path
+from genesel.io.atomic import DISK_FULL_ERRNOS, _remove, disk_full_error, temporary_path
 
 #: Rows per HDF5 chunk of ``X`` unless told otherwise: small enough for random
 #: minibatch reads, large enough that a sequential read stays at disk speed.
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
+#: Disk space reserved for a file beyond ``X``: per sample and gene (names, annotation) and in all.
+RESERVE_BYTES_PER_ROW = 1024
+RESERVE_MARGIN_BYTES = 1 << 20
 
 
 def _write_elem(group: h5py.Group, key: str, value: Any) -> None:
@@ -37,6 +41,11 @@ class DenseH5adWriter:
     The file is written under a temporary name and renamed onto ``path`` by
     :meth:`close` (or when the ``with`` block ends without error). If the block
     raises, the temporary file is deleted and ``path`` is untouched.
+
+    The disk space of the whole file is reserved when it is created (``posix_fallocate``;
+    skipped where the file system cannot), so that a full disk stops the writer at once
+    with ``OSError(ENOSPC)`` naming ``path``: HDF5 itself reports a full disk as a
+    ``RuntimeError`` and can crash when it later releases the file it failed to flush.
 
     Parameters
     ----------
@@ -71,7 +80,19 @@ class DenseH5adWriter:
         self.var = var
         self._tmp = temporary_path(self.path)
         _remove(self._tmp)
-        self._file = h5py.File(self._tmp, "w")
+        x_bytes = self.n_obs * len(var) * np.dtype(dtype).itemsize
+        self._reserved = False
+        try:
+            self._file = h5py.File(self._tmp, "w")
+            self._reserved = self._reserve(x_bytes + RESERVE_BYTES_PER_ROW * (self.n_obs + len(var)) + RESERVE_MARGIN_BYTES)
+        except BaseException as error:
+            full = disk_full_error(error, self.path)
+            with contextlib.suppress(Exception):
+                self._file.close()
+            _remove(self._tmp)
+            if full is not None:
+                raise full from None
+            raise
         # Uncompressed X is stored contiguously: rows can then be written at any offset
         # without read-modify-write of partial chunks, and a row range reads in one go.
         chunks = None
@@ -102,18 +123,53 @@ class DenseH5adWriter:
         for key in ("obsm", "varm", "obsp", "varp", "layers"):
             _write_elem(f, key, {})
         f.close()
+        if self._reserved:  # give back what the file did not use: its end is HDF5's end of allocation
+            with h5py.File(self._tmp, "r") as written:
+                size = written.id.get_filesize()
+            os.truncate(self._tmp, size)
         os.replace(self._tmp, self.path)
         self._closed = True
         return self.path
 
-    def abort(self) -> None:
-        """Close and delete the temporary file without touching ``path``."""
-        if not self._closed:
-            try:
+    def _reserve(self, n_bytes: int) -> bool:
+        """Allocate ``n_bytes`` of disk to the temporary file; ``False`` where the file system cannot."""
+        fd = os.open(self._tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, n_bytes)
+        except OSError as error:
+            if error.errno in DISK_FULL_ERRNOS:
+                os.ftruncate(fd, 0)  # whatever was allocated: HDF5 needs room to close the file
+                raise
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def abort(self, error: BaseException | None = None) -> None:
+        """Close and delete the temporary file without touching ``path``.
+
+        Give the ``error`` that stopped the writing: when it came from a full disk, it is
+        raised again as ``OSError(ENOSPC)`` naming ``path`` (see
+        :func:`~genesel.io.atomic.disk_full_error`; HDF5 reports a full disk as a
+        ``RuntimeError``).
+        """
+        if self._closed:
+            return
+        full = None if error is None else disk_full_error(error, self.path)
+        try:
+            if full is not None:
+                # HDF5 cannot close a file it failed to flush, and crashes when it tries again
+                # at exit: free the file's space first, so that the close can complete
+                with contextlib.suppress(OSError):
+                    os.truncate(self._tmp, 0)
+            with contextlib.suppress(Exception):  # the file is dropped: the error that stopped it matters
                 self._file.close()
-            finally:
-                _remove(self._tmp)
-                self._closed = True
+            self.X = self._file = None  # release every HDF5 id of the file now, while it can be closed
+        finally:
+            _remove(self._tmp)
+            self._closed = True
+        if full is not None:
+            raise full from error
 
     def __enter__(self) -> DenseH5adWriter:
         return self
@@ -126,7 +182,7 @@ class DenseH5adWriter:
     ) -> None:
         if exc_type is not None or not self._closed:
             # close() was not reached: the output is incomplete, drop it.
-            self.abort()
+            self.abort(exc)
 
 
 def _stringify_index(frame: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from genesel.errors import InputFileError
+from genesel.io.atomic import DISK_FULL_ERRNOS
 
 #: Name of the lock file inside a directory output.
 LOCK_NAME = ".genesel.lock"
@@ -69,7 +70,11 @@ def output_lock(out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wa
     fd = _acquire(path, Path(out), wait=wait)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        try:
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except OSError as error:  # the owner's name is only for messages: a full disk stops the run at its first output
+            if error.errno not in DISK_FULL_ERRNOS:
+                raise
         yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
