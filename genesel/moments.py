@@ -21,7 +21,6 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import h5py
 import numpy as np

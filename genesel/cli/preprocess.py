@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from genesel.errors import ConfigError
 from genesel.cli.common import add_wait_argument
+from genesel.errors import ConfigError
 from genesel.io.lock import guarded_output
 from genesel.io.open import FORMATS
 

@@ -6,7 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from genesel.cli.common import add_training_arguments, add_wait_argument, loader_config, parse_params, resuming, trainer_config
+from genesel.cli.common import (
+    add_training_arguments,
+    add_wait_argument,
+    loader_config,
+    parse_params,
+    resuming,
+    trainer_config,
+)
 from genesel.selectors.methods import METHOD_SUMMARIES, available_methods
 
 logger = logging.getLogger(__name__)
