@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 from pathlib import Path
 from types import TracebackType
@@ -12,7 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from genesel.io.atomic import DISK_FULL_ERRNOS, _remove, disk_full_error, temporary_path
+from genesel.io.atomic import _remove, disk_full_error, temporary_path
 
 #: Rows per HDF5 chunk of ``X`` unless told otherwise: small enough for random
 #: minibatch reads, large enough that a sequential read stays at disk speed.
@@ -30,6 +32,27 @@ def _write_elem(group: h5py.Group, key: str, value: Any) -> None:
     write_elem(group, key, value)
 
 
+def _fallocate(fd: int, n_bytes: int) -> bool:
+    """Allocate the first ``n_bytes`` of file ``fd`` on disk with Linux ``fallocate(2)``.
+
+    Returns ``False`` where the file system or platform cannot (glibc's ``posix_fallocate``
+    would instead write a byte into every block, slow on network file systems). Raises
+    ``OSError`` for anything else, ``ENOSPC`` included.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fallocate(fd, 0, 0, n_bytes) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(code, os.strerror(code))
+
+
 def chunk_rows_for(n_vars: int, dtype: np.dtype | type = np.float32, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Return how many rows of ``n_vars`` values fit in one HDF5 chunk of ``chunk_bytes``."""
     return max(1, int(chunk_bytes // (max(n_vars, 1) * np.dtype(dtype).itemsize)))
@@ -42,8 +65,8 @@ class DenseH5adWriter:
     :meth:`close` (or when the ``with`` block ends without error). If the block
     raises, the temporary file is deleted and ``path`` is untouched.
 
-    The disk space of the whole file is reserved when it is created (``posix_fallocate``;
-    skipped where the file system cannot), so that a full disk stops the writer at once
+    The disk space of the whole file is reserved when it is created (``fallocate(2)``;
+    skipped where the file system or platform cannot), so that a full disk stops the writer at once
     with ``OSError(ENOSPC)`` naming ``path``: HDF5 itself reports a full disk as a
     ``RuntimeError`` and can crash when it later releases the file it failed to flush.
 
@@ -122,11 +145,11 @@ class DenseH5adWriter:
         _write_elem(f, "uns", uns or {})
         for key in ("obsm", "varm", "obsp", "varp", "layers"):
             _write_elem(f, key, {})
+        f.flush()
+        used = f.id.get_filesize()  # HDF5's end of allocation, before the file closes
         f.close()
-        if self._reserved:  # give back what the file did not use: its end is HDF5's end of allocation
-            with h5py.File(self._tmp, "r") as written:
-                size = written.id.get_filesize()
-            os.truncate(self._tmp, size)
+        if self._reserved and os.path.getsize(self._tmp) > used:  # give back the reserved space it did not use
+            os.truncate(self._tmp, used)
         os.replace(self._tmp, self.path)
         self._closed = True
         return self.path
@@ -135,15 +158,12 @@ class DenseH5adWriter:
         """Allocate ``n_bytes`` of disk to the temporary file; ``False`` where the file system cannot."""
         fd = os.open(self._tmp, os.O_RDWR)
         try:
-            os.posix_fallocate(fd, 0, n_bytes)
-        except OSError as error:
-            if error.errno in DISK_FULL_ERRNOS:
-                os.ftruncate(fd, 0)  # whatever was allocated: HDF5 needs room to close the file
-                raise
-            return False
+            return _fallocate(fd, n_bytes)
+        except OSError:
+            os.ftruncate(fd, 0)  # whatever was allocated: HDF5 needs room to close the file
+            raise
         finally:
             os.close(fd)
-        return True
 
     def abort(self, error: BaseException | None = None) -> None:
         """Close and delete the temporary file without touching ``path``.
