@@ -317,6 +317,13 @@ def test_a_disk_that_fills_up_before_the_results_leaves_none_of_them(planted_sto
         assert load_model(small_disk / "model").n_panel == 5
 
 
+def test_the_space_reserved_for_a_store_is_given_back(planted_store):
+    store, _ = planted_store
+    x_bytes = store.n_obs * store.n_vars * 4
+    # the writer reserved X + 1 KiB per sample and gene + 1 MiB (about 1.7 MB here) while writing
+    assert x_bytes < os.path.getsize(store.path) < x_bytes + (128 << 10)
+
+
 # -- 6: no empty output folders --------------------------------------------------------------
 
 
