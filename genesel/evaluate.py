@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from genesel.errors import InputFileError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.model import ImputationModel
-from genesel.io.atomic import atomic_output, write_json
+from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,12 @@ class Evaluation:
         out = Path(out)
         if out.suffix != ".json":
             out = out / "metrics.json"
-        for name, frame in (("per_gene", self.per_gene), ("per_sample", self.per_sample)):
-            table = out.with_name(f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv")
-            with atomic_output(table) as tmp:
-                frame.to_csv(tmp, sep="\t", float_format="%.8g")
-        write_json(out, self.metrics)
+        tables = {name: out.with_name(f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv") for name in ("per_gene", "per_sample")}
+        with removing_on_error(*tables.values(), out):  # all three or none (a full disk)
+            for name, frame in (("per_gene", self.per_gene), ("per_sample", self.per_sample)):
+                with atomic_output(tables[name]) as tmp:
+                    frame.to_csv(tmp, sep="\t", float_format="%.8g")
+            write_json(out, self.metrics)
         logger.info("wrote metrics to %s, per-gene and per-sample errors beside it", out)
         return out
 

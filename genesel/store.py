@@ -7,6 +7,7 @@ AnnData for the scanpy API.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -162,16 +163,16 @@ class StoreWriter:
         logger.info("wrote store %s (%d samples x %d genes)", path, self.n_obs, len(self.var))
         return path
 
-    def abort(self) -> None:
-        """Drop the partially written store."""
-        self._writer.abort()
+    def abort(self, error: BaseException | None = None) -> None:
+        """Drop the partially written store (``error``: what stopped it; see :meth:`DenseH5adWriter.abort`)."""
+        self._writer.abort(error)
 
     def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is not None:
-            self.abort()
+            self.abort(exc)
 
 
 class Store:
@@ -382,6 +383,22 @@ class Store:
     def __repr__(self) -> str:
         sizes = {name: int((self.obs["split"] == name).sum()) for name in SPLITS}
         return f"Store({self.path or 'in memory'}, {self.n_obs} samples x {self.n_vars} genes, splits={sizes})"
+
+
+def store_fingerprint(store: Store) -> dict[str, Any]:
+    """What identifies a store's content for derived files: shape, genes, splits, statistics.
+
+    ``sha256`` covers the gene ids (in order), the per-gene means and standard deviations
+    and every sample's split, so a store with permuted or other genes, other statistics or
+    other split sizes has another fingerprint. Moments files and training checkpoints
+    record it and refuse a store that does not match.
+    """
+    digest = hashlib.sha256()
+    digest.update("\n".join(store.gene_ids.astype(str)).encode())
+    digest.update(store.var["mean"].to_numpy(np.float64).tobytes())
+    digest.update(store.var["std"].to_numpy(np.float64).tobytes())
+    digest.update(store.obs["split"].astype(str).str.cat(sep=",").encode())
+    return {"n_obs": store.n_obs, "n_vars": store.n_vars, "sha256": digest.hexdigest()}
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:

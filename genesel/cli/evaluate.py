@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from genesel.io.atomic import removing_new_folders
+from genesel.cli.common import add_wait_argument
+from genesel.io.lock import guarded_output
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="metrics .json (or a directory for DIR/metrics.json)")
     parser.add_argument("--block-rows", type=int, default=2048, help="samples per block (default 2048)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_wait_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from genesel.impute import load_model
     from genesel.store import Store
 
-    with removing_new_folders(args.out):
+    # a .json names the metrics file (tables beside it); anything else is a folder for metrics.json
+    with guarded_output(args.out, kind="file" if Path(args.out).suffix == ".json" else "dir", wait=args.wait):
         model = load_model(args.model)
         with Store.open(args.data) as store:
             evaluation = evaluate_model(store, model, split=args.split, block_rows=args.block_rows, device=args.device, progress=args.progress)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genesel.cli.common import add_training_arguments, loader_config, trainer_config
+from genesel.cli.common import add_training_arguments, add_wait_argument, loader_config, resuming, trainer_config
 from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.lock import guarded_output
@@ -82,7 +82,7 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     knn = parser.add_argument_group("knn")
     knn.add_argument("--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)")
     knn.add_argument("--max-reference", type=int, default=10_000, help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)")
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    add_wait_argument(parser)
     add_training_arguments(parser, epochs=100)
     parser.set_defaults(func=run_fit)
 
@@ -110,6 +110,7 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-rows", type=int, default=4096, help="samples imputed at a time (default 4096)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_wait_argument(parser)
     parser.set_defaults(func=run_apply)
 
 
@@ -123,23 +124,26 @@ def run_fit(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     with guarded_output(out, kind="dir", wait=args.wait), Store.open(args.data) as store:
-        model = fit_imputer(
-            store,
-            args.panel,
-            decoder=args.decoder,
-            **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
-            precision=args.precision,
-            hidden=tuple(args.hidden),
-            activation=args.activation,
-            dropout=args.dropout,
-            n_neighbors=args.neighbors,
-            max_reference=args.max_reference or None,
-            trainer=trainer_config(args, seed=args.seed, lr_decay=DEFAULT_LR_DECAY),
-            loader=loader_config(args),
-            block_rows=args.block_rows,
-            work_dir=out,
-            resume=args.resume,
-            progress=args.progress,
+        model = resuming(
+            args,
+            lambda resume: fit_imputer(
+                store,
+                args.panel,
+                decoder=args.decoder,
+                **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
+                precision=args.precision,
+                hidden=tuple(args.hidden),
+                activation=args.activation,
+                dropout=args.dropout,
+                n_neighbors=args.neighbors,
+                max_reference=args.max_reference or None,
+                trainer=trainer_config(args, seed=args.seed, lr_decay=DEFAULT_LR_DECAY),
+                loader=loader_config(args),
+                block_rows=args.block_rows,
+                work_dir=out,
+                resume=resume,
+                progress=args.progress,
+            ),
         )
         model.training["panel"] = str(Path(args.panel))
         model.save(out)
@@ -164,7 +168,7 @@ def run_apply(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = read_measured(args.input, model, orientation=args.orientation)
     try:
-        with guarded_output(args.out, kind="file", lock=False):
+        with guarded_output(args.out, kind="file", wait=args.wait):
             result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
             result.file.close()
     finally:

@@ -27,7 +27,7 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, InputFileError
 from genesel.impute.genes import match_columns
 from genesel.impute.knn import NearestNeighborImputer
-from genesel.io.atomic import atomic_output, write_json
+from genesel.io.atomic import atomic_output, removing_on_error, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -269,9 +269,9 @@ class ImputationModel:
                 path = writer.close(obs=obs, uns=uns)
                 logger.info("imputed %d samples x %d genes into %s", n_obs, self.n_genes, path)
                 return anndata.read_h5ad(path, backed="r")
-        except BaseException:
+        except BaseException as error:
             if writer is not None:
-                writer.abort()
+                writer.abort(error)
             raise
         return anndata.AnnData(X=result, obs=obs, var=self.var(), uns=uns)
 
@@ -298,34 +298,35 @@ class ImputationModel:
         """Write ``model.pt``, ``model.json`` (and ``history.tsv``) into ``directory``.
 
         Each file is written atomically; ``model.json`` goes last, so its presence means
-        the model is complete.
+        the model is complete. Should a write fail (a full disk), all three are removed.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "model.json").unlink(missing_ok=True)
-        with atomic_output(directory / "model.pt") as tmp:
-            torch.save({k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}, tmp)
-            weights_sha256 = file_sha256(tmp)
-        if self.history is not None:
-            with atomic_output(directory / "history.tsv") as tmp:
-                self.history.to_csv(tmp, sep="\t", index=False)
-        write_json(
-            directory / "model.json",
-            {
-                "format_version": MODEL_FORMAT_VERSION,
-                "genesel_version": __version__,
-                "decoder": self.decoder,
-                "params": self.params,
-                "panel_gene_ids": self.panel_ids.tolist(),
-                "panel_symbols": self.panel_symbols.tolist(),
-                "gene_ids": self.gene_ids.tolist(),
-                "symbols": self.symbols.tolist(),
-                "mean": self.mean.tolist(),
-                "std": self.std.tolist(),
-                "training": self.training,
-                "weights_sha256": weights_sha256,
-            },
-        )
+        with removing_on_error(*(directory / name for name in ("model.pt", "history.tsv", "model.json"))):
+            with atomic_output(directory / "model.pt") as tmp:
+                torch.save({k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}, tmp)
+                weights_sha256 = file_sha256(tmp)
+            if self.history is not None:
+                with atomic_output(directory / "history.tsv") as tmp:
+                    self.history.to_csv(tmp, sep="\t", index=False)
+            write_json(
+                directory / "model.json",
+                {
+                    "format_version": MODEL_FORMAT_VERSION,
+                    "genesel_version": __version__,
+                    "decoder": self.decoder,
+                    "params": self.params,
+                    "panel_gene_ids": self.panel_ids.tolist(),
+                    "panel_symbols": self.panel_symbols.tolist(),
+                    "gene_ids": self.gene_ids.tolist(),
+                    "symbols": self.symbols.tolist(),
+                    "mean": self.mean.tolist(),
+                    "std": self.std.tolist(),
+                    "training": self.training,
+                    "weights_sha256": weights_sha256,
+                },
+            )
         logger.info("saved %s imputation model (%d -> %d genes) to %s", self.decoder, self.n_panel, self.n_genes, directory)
         return directory
 
