@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.evaluate import DEFAULT_STANDARDIZE, STANDARDIZE_CHOICES
 from genesel.io.atomic import removing_new_folders
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "when known), and per_gene.tsv and per_sample.tsv beside it."
         ),
     )
-    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="preprocessed store (.h5ad from genesel preprocess): the model's own, or another data set (a transfer: genes "
+        "matched by id, then symbol; panel genes must all be there, missing target genes are left out of the scores)",
+    )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test", help="rows to evaluate (default test)")
+    parser.add_argument(
+        "--standardize",
+        choices=STANDARDIZE_CHOICES,
+        default=DEFAULT_STANDARDIZE,
+        help="whose train mean and std define the standardised units: the model's, i.e. its training store's (default), "
+        "or the evaluated data's own",
+    )
     parser.add_argument("--out", required=True, help="metrics .json (or a directory for DIR/metrics.json)")
     parser.add_argument("--block-rows", type=int, default=2048, help="samples per block (default 2048)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -41,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     with removing_new_folders(args.out):
         model = load_model(args.model)
         with Store.open(args.data) as store:
-            evaluation = evaluate_model(store, model, split=args.split, block_rows=args.block_rows, device=args.device, progress=args.progress)
+            evaluation = evaluate_model(
+                store, model, split=args.split, standardize=args.standardize, block_rows=args.block_rows, device=args.device, progress=args.progress
+            )
         path = evaluation.write(args.out)
     logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
     return 0
