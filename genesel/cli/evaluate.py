@@ -28,7 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data",
         required=True,
         help="preprocessed store (.h5ad from genesel preprocess): the model's own, or another data set (a transfer: genes "
-        "matched by id, then symbol; panel genes must all be there, missing target genes are left out of the scores)",
+        "matched by id, then symbol; panel genes must all be there, missing target genes are left out of the scores). "
+        "Any other gene-level file (a CMap .gctx with Entrez gene ids as rows, .h5ad, .csv/.tsv) is evaluated whole, as "
+        "its test split",
     )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test", help="rows to evaluate (default test)")
@@ -40,6 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "or the evaluated data's own",
     )
     parser.add_argument("--out", required=True, help="metrics .json (or a directory for DIR/metrics.json)")
+    parser.add_argument(
+        "--orientation",
+        choices=("samples-by-genes", "genes-by-samples"),
+        default=None,
+        help="layout of a text or .gctx --data that is not a store (default: inferred)",
+    )
     parser.add_argument("--block-rows", type=int, default=2048, help="samples per block (default 2048)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.set_defaults(func=run)
@@ -47,13 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel evaluate``."""
-    from genesel.evaluate import describe_metrics, evaluate_model
+    from genesel.evaluate import describe_metrics, evaluate_model, open_evaluation_data
     from genesel.impute import load_model
-    from genesel.store import Store
 
     with removing_new_folders(args.out):
         model = load_model(args.model)
-        with Store.open(args.data) as store:
+        statistics = args.standardize == "data"
+        with open_evaluation_data(args.data, orientation=args.orientation, statistics=statistics, block_rows=args.block_rows) as store:
             evaluation = evaluate_model(
                 store, model, split=args.split, standardize=args.standardize, block_rows=args.block_rows, device=args.device, progress=args.progress
             )
