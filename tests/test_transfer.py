@@ -117,3 +117,15 @@ def test_evaluate_cli_standardize(compendia, monkeypatch):
     with Store.open(data) as store_b:
         expected = evaluate_model(store_b, model, standardize="data", progress=False).metrics
     assert metrics["transfer"]["standardize"] == "data" and metrics["mse_imputed"] == pytest.approx(expected["mse_imputed"])
+
+
+def test_tl_evaluate_on_another_anndata(compendia):
+    import genesel.tl as tl
+
+    root, _, shuffled, model = compendia
+    with Store.open(_store_b(compendia, "b_tl.h5ad", shuffled)) as store_b:
+        expected = evaluate_model(store_b, model, standardize="data", progress=False).metrics
+        adata = ad.AnnData(store_b.read_rows(slice(None), standardize=False), obs=store_b.obs.copy(), var=store_b.var.copy())
+    evaluation = tl.evaluate(adata, root / "model", standardize="data")
+    assert evaluation.metrics["mse_imputed"] == pytest.approx(expected["mse_imputed"], rel=1e-9)
+    assert evaluation.metrics["transfer"]["n_matched"] == expected["transfer"]["n_matched"]
