@@ -465,7 +465,7 @@ def open_evaluation_data(
     path = Path(path)
     if path.suffix.lower() == ".h5ad" and path.is_file():
         with h5py.File(path, "r") as handle:
-            is_store = "uns" in handle and "genesel" in handle["uns"]
+            is_store = "uns/genesel/store_version" in handle
         if is_store:
             return Store.open(path)
     source = open_source(path, orientation=orientation)

@@ -7,6 +7,7 @@ import logging
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import genesel.cli.main as cli
@@ -129,3 +130,26 @@ def test_tl_evaluate_on_another_anndata(compendia):
     evaluation = tl.evaluate(adata, root / "model", standardize="data")
     assert evaluation.metrics["mse_imputed"] == pytest.approx(expected["mse_imputed"], rel=1e-9)
     assert evaluation.metrics["transfer"]["n_matched"] == expected["transfer"]["n_matched"]
+
+
+def test_transfer_curve_and_report_section(compendia):
+    from genesel.report.transfer import OWN_LANDMARKS, transfer_curve, transfer_section
+
+    root, store_a, shuffled, model = compendia
+    with Store.open(store_a) as source, Store.open(_store_b(compendia, "b_curve.h5ad", shuffled)) as target:
+        only_a = source.var.index[~source.var.index.isin(target.var.index)][:2]
+        panels = {"landmarks": model.panel_ids.tolist(), "cae": [*model.panel_ids[:6], *only_a]}
+        paths = []
+        for method, genes in panels.items():
+            path = root / "panels" / method / f"k{len(genes)}" / "seed0" / "panel.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"rank": range(1, len(genes) + 1), "gene_id": genes}).to_csv(path, sep="\t", index=False)
+            paths.append(path)
+        table = transfer_curve(source, target, paths).set_index("method")
+        expected = evaluate_model(target, model, progress=False).metrics
+    assert table.loc["landmarks", "mse_imputed"] == pytest.approx(expected["mse_imputed"], rel=1e-9)
+    assert table.loc["landmarks", "n_missing_targets"] == expected["transfer"]["n_missing_targets"]
+    assert np.isnan(table.loc["cae", "mse_imputed"]) and "2 of 8 panel genes are missing" in table.loc["cae", "missing_panel_genes"]
+    assert table.loc[OWN_LANDMARKS, "n_genes"] == 54 and table.loc[OWN_LANDMARKS, "n_matched"] == expected["transfer"]["n_matched"]
+    section = transfer_section(table.reset_index())
+    assert section.figures["transfer"].startswith(b"\x89PNG") and len(section.tables) == 2

@@ -31,6 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--metric", default=None, help="metric plotted against panel size (default: mse_imputed, the imputed-gene test MSE in standardised units)")
     parser.add_argument("--title", default=None, help="page title")
+    parser.add_argument(
+        "--transfer",
+        default=None,
+        metavar="TSV",
+        help="a transfer table (the workflow's transfer step: this run's panels imputing another data set): adds a "
+        "'Transfer to another data set' section and OUT/transfer.tsv",
+    )
     parser.set_defaults(func=run)
 
 
@@ -40,7 +47,12 @@ def run(args: argparse.Namespace) -> int:
     from genesel.report.build import build_report
 
     runs = read_runs(args.runs) if args.runs else None
-    outputs = build_report(args.results, args.out, runs=runs, metric=args.metric, title=args.title)
+    transfer = None
+    if args.transfer:
+        from genesel.report.transfer import read_transfer
+
+        transfer = read_transfer(args.transfer)
+    outputs = build_report(args.results, args.out, runs=runs, metric=args.metric, title=args.title, transfer=transfer)
     for sentence in outputs.headline:
         print(sentence)
     logger.info("open %s in a browser", outputs.index)
