@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import anndata as ad
 import numpy as np
@@ -62,7 +63,7 @@ def _by_hand(store, model, *, standardize):
 
 @pytest.mark.parametrize("standardize", ["model", "data"])
 def test_transfer_equals_reordering_by_hand(compendia, standardize, caplog):
-    root, store_a, shuffled, model = compendia
+    _, store_a, shuffled, model = compendia
     with Store.open(_store_b(compendia, f"b_{standardize}.h5ad", shuffled)) as store_b, caplog.at_level(logging.WARNING):
         evaluation = evaluate_model(store_b, model, standardize=standardize, block_rows=37, progress=False)
         expected, n_shared = _by_hand(store_b, model, standardize=standardize)
@@ -103,9 +104,9 @@ def test_own_store_is_not_a_transfer(compendia):
 def test_missing_panel_gene_is_named(compendia):
     _, _, shuffled, model = compendia
     lacking = shuffled[:, ~shuffled.var_names.isin(model.panel_ids[:2])].copy()
-    with Store.open(_store_b(compendia, "b_lacking.h5ad", lacking)) as store_b:
-        with pytest.raises(InputFileError, match=rf"2 of {PANEL_SIZE} panel genes are missing: {model.panel_symbols[0]} \({model.panel_ids[0]}\)"):
-            evaluate_model(store_b, model, progress=False)
+    named = re.escape(f"{model.panel_symbols[0]} ({model.panel_ids[0]})")
+    with Store.open(_store_b(compendia, "b_lacking.h5ad", lacking)) as store_b, pytest.raises(InputFileError, match=rf"2 of {PANEL_SIZE} panel genes are missing: {named}"):
+        evaluate_model(store_b, model, progress=False)
 
 
 def test_evaluate_cli_standardize(compendia, monkeypatch):
@@ -121,7 +122,7 @@ def test_evaluate_cli_standardize(compendia, monkeypatch):
 
 
 def test_tl_evaluate_on_another_anndata(compendia):
-    import genesel.tl as tl
+    from genesel import tl
 
     root, _, shuffled, model = compendia
     with Store.open(_store_b(compendia, "b_tl.h5ad", shuffled)) as store_b:

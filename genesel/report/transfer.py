@@ -161,11 +161,13 @@ def transfer_section(table: pd.DataFrame, *, name: str | None = None) -> ReportS
     first = table.iloc[0] if len(table) else pd.Series({"matched_by": "-", "n_matched": 0, "n_missing_targets": 0, "standardize": "model"})
     where = f" ({name})" if name else ""
     paragraphs = [
-        f"The panels of this run, each with a linear decoder fitted on this run's train split, imputing the test split of "
-        f"another data set{where}. Genes are matched by {first['matched_by']}; {int(first['n_matched'])} of the model's "
-        f"genes were found there ({int(first['n_missing_targets'])} target genes missing, left out of the scores). "
-        f"Standardised with {'this run' if first['standardize'] == 'model' else 'the other data set'}'s train statistics. "
-        "Bars: 95% bootstrap intervals over the other data set's test samples (mean over seeds).",
+        (
+            f"The panels of this run, each with a linear decoder fitted on this run's train split, imputing the test split of "
+            f"another data set{where}. Genes are matched by {first['matched_by']}; {int(first['n_matched'])} of the model's "
+            f"genes were found there ({int(first['n_missing_targets'])} target genes missing, left out of the scores). "
+            f"Standardised with {'this run' if first['standardize'] == 'model' else 'the other data set'}'s train statistics. "
+            "Bars: 95% bootstrap intervals over the other data set's test samples (mean over seeds)."
+        ),
     ]
     if len(own):
         paragraphs.append(
