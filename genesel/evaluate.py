@@ -219,6 +219,12 @@ def evaluate_model(
     record = transfer_record(store, model, match, standardize=standardize)
     if record is not None:
         metrics["transfer"] = record
+        logger.info(
+            "%s: not the model's training store (%s): %d of its %d genes matched by %s, %d target genes missing; "
+            "standardised with the %s's train statistics",
+            store.path or "<store>", record["source_store"] or "unknown", record["n_matched"], model.n_genes,
+            record["matched_by"], record["n_missing_targets"], "model" if standardize == "model" else "data",
+        )
     logger.info("%s split: %s", split, describe_metrics(metrics))
     return Evaluation(metrics, per_gene, per_sample)
 

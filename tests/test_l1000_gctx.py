@@ -113,3 +113,16 @@ def test_evaluate_gctx(landmark_model, genesel, tmp_path):
     assert metrics["n_samples"] == new.shape[0]
     assert metrics["mse_imputed"] == pytest.approx(((predicted - truth)[:, imputed] ** 2).mean(), rel=1e-6)
     assert metrics["transfer"]["matched_by"] == "symbol" and metrics["transfer"]["n_matched"] == N_GENES
+
+
+def test_evaluate_gctx_in_its_own_units(landmark_model, tmp_path):
+    _, model, landmarks, new = landmark_model
+    gctx = _write_l1000_gctx(tmp_path / "own.gctx", new, landmarks["entrez_id"].tolist())
+    with open_evaluation_data(gctx, statistics=True, block_rows=7) as data:
+        metrics = evaluate_model(data, model, standardize="data", progress=False).metrics
+    values = new.astype(np.float64)
+    truth = (values - values.mean(axis=0)) / values.std(axis=0)  # the file's own statistics over all samples
+    predicted = model.predict_standardized(truth[:, model.panel_indices]).astype(np.float64)
+    imputed = ~model.measured_mask
+    assert metrics["mse_imputed"] == pytest.approx(((predicted - truth)[:, imputed] ** 2).mean(), rel=1e-6)
+    assert metrics["transfer"]["standardize"] == "data"
