@@ -6,6 +6,7 @@ names every gene that could not be found.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from genesel.errors import ConfigError, InputFileError
+
+logger = logging.getLogger(__name__)
 
 #: ``var`` columns of new data that may hold gene ids, besides ``var_names``.
 ID_COLUMNS = ("gene_id", "gene_ids", "ensembl_id", "ensembl", "gene_ensembl", "entrez_id")
@@ -205,6 +208,9 @@ def match_columns(
     """
     match = locate_columns(panel_ids, panel_symbols, var_names, var, source=source)
     require_panel(match, panel_ids, panel_symbols, source=source, var_names=var_names)
+    counts = match.counts()
+    if counts["gene_id"] < len(panel_ids):
+        logger.info("%s: panel genes found by %s", source, ", ".join(f"{name}: {n}" for name, n in counts.items() if n))
     return match.columns
 
 
