@@ -126,3 +126,10 @@ def test_evaluate_gctx_in_its_own_units(landmark_model, tmp_path):
     imputed = ~model.measured_mask
     assert metrics["mse_imputed"] == pytest.approx(((predicted - truth)[:, imputed] ** 2).mean(), rel=1e-6)
     assert metrics["transfer"]["standardize"] == "data"
+
+
+def test_entrez_rows_outside_the_landmarks_keep_their_id_as_symbol(tmp_path):
+    entrez = [*l1000_landmarks()["entrez_id"][:2], "90000001"]
+    with read_gctx(_write_l1000_gctx(tmp_path / "mixed.gctx", np.zeros((4, 3), np.float32), entrez)) as source:
+        assert list(source.var["symbol"]) == [*l1000_landmarks()["symbol"][:2], "90000001"]
+        assert list(source.var["entrez_id"]) == entrez

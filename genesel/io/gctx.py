@@ -116,7 +116,8 @@ def entrez_annotation(feature_ids: Sequence[str], var: pd.DataFrame, *, path: st
     """Add ``entrez_id`` and ``symbol`` to the row annotation when every row id is an Entrez id.
 
     The symbol is CMap's ``pr_gene_symbol`` where the file has one, else the shipped L1000
-    landmark table's for that Entrez id, else empty (such a row is found by id only).
+    landmark table's for that Entrez id, else the Entrez id itself (as for files without
+    symbols; such a row is found by id only).
     ``var`` is returned unchanged when the ids are not Entrez ids or it has a ``symbol``.
     """
     ids = pd.Index(np.asarray(feature_ids).astype(str))
@@ -130,13 +131,14 @@ def entrez_annotation(feature_ids: Sequence[str], var: pd.DataFrame, *, path: st
         symbols = np.where(np.isin(from_file, ["", "nan", "-666"]), from_table, from_file)
     else:
         symbols = from_table
+    known = symbols != ""
     var["entrez_id"] = ids.to_numpy()
-    var["symbol"] = symbols.astype(str)
+    var["symbol"] = np.where(known, symbols, ids.to_numpy()).astype(str)
     logger.info(
         "%s: %d rows named by Entrez gene id (%d L1000 landmarks); symbols from %s for %d of them",
         path, len(ids), int(ids.isin(landmarks.index).sum()),
         f"{CMAP_SYMBOL_FIELD} and the landmark table" if CMAP_SYMBOL_FIELD in var.columns else "the L1000 landmark table",
-        int((var["symbol"] != "").sum()),
+        int(known.sum()),
     )
     return var
 
