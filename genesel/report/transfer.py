@@ -90,6 +90,8 @@ def transfer_curve(
         try:
             on_target = evaluate_model(target, model, split=split, standardize=standardize, progress=progress).metrics
         except InputFileError as error:  # a panel gene the other data set lacks: recorded, not fatal to the curve
+            if "panel genes" not in error.problem:
+                raise
             logger.warning("%s: cannot transfer: %s", panel, error.problem)
             rows.append(keys | {"n_genes": model.n_panel, "mse_imputed_source": on_source[HEADLINE_METRIC], "standardize": standardize, "missing_panel_genes": error.problem})
             continue
