@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 
 PUBLIC = [(name, getattr(module, name)) for module in (genesel.tl, genesel.pl) for name in module.__all__]
 #: Functions whose second parameter may be positional, as scanpy's ``ingest(adata, adata_ref)``.
-SECOND_POSITIONAL = {"impute": "model"}
+SECOND_POSITIONAL = {"impute": "model", "evaluate": "model"}
 
 
 @pytest.mark.parametrize(("name", "function"), PUBLIC, ids=[name for name, _ in PUBLIC])

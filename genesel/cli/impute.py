@@ -14,7 +14,7 @@ from genesel.cli.common import add_training_arguments, add_wait_argument, loader
 from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.lock import guarded_output
-from genesel.io.source import check_unique
+from genesel.io.source import MatrixSource, check_unique
 
 logger = logging.getLogger(__name__)
 
@@ -92,21 +92,24 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
         "apply",
         help="impute the whole transcriptome of new samples",
         description=(
-            "Read samples measured on the panel genes (.h5ad, or .csv/.tsv with samples as rows or "
-            "columns), match the panel genes by gene id or symbol (any order; extra genes ignored) and "
+            "Read samples measured on the panel genes (.h5ad; .csv/.tsv with samples as rows or "
+            "columns; or a CMap .gctx, e.g. L1000 Level 3/4 profiles with Entrez gene ids as rows), match the "
+            "panel genes by gene id or symbol (Entrez rows through CMap's pr_gene_symbol or the shipped L1000 "
+            "landmark table; any order; extra genes ignored) and "
             "write all genes as .h5ad: var = gene id with symbol and a `measured` flag, values in the "
             "training data's units. The input must be in those units (e.g. log2, quantile-normalised)."
         ),
     )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
-    parser.add_argument("--input", required=True, help="measured samples: .h5ad or .csv/.tsv")
+    parser.add_argument("--input", required=True, help="measured samples: .h5ad, .csv/.tsv or .gctx")
     parser.add_argument("--out", required=True, help="output .h5ad")
     parser.add_argument("--layer", default=None, help="AnnData layer to read instead of X")
     parser.add_argument(
         "--orientation",
         choices=("samples-by-genes", "genes-by-samples"),
         default=None,
-        help="layout of a text input (default: the axis that names the panel genes)",
+        help="layout of a text input (default: the axis that names the panel genes), or how a .gctx stores its matrix "
+        "(default: from its row and column id counts; CMap's files are stored samples-by-genes)",
     )
     parser.add_argument("--batch-rows", type=int, default=4096, help="samples imputed at a time (default 4096)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -174,18 +177,24 @@ def run_apply(args: argparse.Namespace) -> int:
     finally:
         if getattr(data, "isbacked", False):
             data.file.close()
+        elif isinstance(data, MatrixSource):
+            data.close()
     logger.info("imputed %d samples x %d genes (%d measured) written to %s", result.n_obs, model.n_genes, model.n_panel, args.out)
     return 0
 
 
 def read_measured(path: str | Path, model: Any, *, orientation: str | None = None) -> Any:
-    """Open new samples for imputation: ``.h5ad`` backed, text as a samples x genes DataFrame."""
+    """Open new samples for imputation: ``.h5ad`` backed, ``.gctx`` lazily, text as a samples x genes DataFrame."""
     import anndata
 
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file")
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    if suffixes and suffixes[-1] == ".gctx":
+        from genesel.io.gctx import read_gctx
+
+        return read_gctx(path, orientation=orientation)  # type: ignore[arg-type]
     if suffixes and suffixes[-1] == ".h5ad":
         try:
             adata = anndata.read_h5ad(path, backed="r")
@@ -199,7 +208,7 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
             raise
         return adata
     if not suffixes or suffixes[-1] not in TEXT_SUFFIXES:
-        raise InputFileError(path, "unsupported input format", "give a .h5ad, .csv or .tsv file")
+        raise InputFileError(path, "unsupported input format", "give a .h5ad, .gctx, .csv or .tsv file")
     sep = TEXT_SUFFIXES[suffixes[-1]]
     try:
         table = pd.read_csv(path, sep=sep, index_col=0)

@@ -203,10 +203,12 @@ class ImputationModel:
         Parameters
         ----------
         data
-            AnnData (in memory or backed), a DataFrame (samples x genes) or an array whose
+            AnnData (in memory or backed), a DataFrame (samples x genes), a
+            :class:`~genesel.io.source.MatrixSource` (e.g. a CMap GCTX file opened with
+            :func:`genesel.io.gctx.read_gctx`, rows named by Entrez id) or an array whose
             columns are the panel genes in panel order. Genes are matched by gene id or
-            symbol (``var_names`` or a ``gene_id``/``symbol``-like ``var`` column), in any
-            order; extra genes are ignored. Values must be in the units of the training
+            symbol (``var_names`` or a ``gene_id``/``entrez_id``/``symbol``-like ``var``
+            column), in any order; extra genes are ignored. Values must be in the units of the training
             store (e.g. log2, quantile-normalised).
         layer
             AnnData layer to read instead of ``X``.
@@ -412,6 +414,12 @@ def load_model(directory: str | os.PathLike[str]) -> ImputationModel:
 
 def _as_matrix(data: Any, layer: str | None) -> tuple[Any, pd.DataFrame, str]:
     """Return a row-sliceable matrix, the sample annotation and a name for messages."""
+    from genesel.io.source import MatrixSource
+
+    if isinstance(data, MatrixSource):
+        if layer is not None:
+            raise ConfigError(f"layer={layer!r} applies to AnnData input only, not to {data.path}")
+        return data.data, pd.DataFrame(index=data.obs_names), str(data.path)
     if isinstance(data, pd.DataFrame):
         obs = pd.DataFrame(index=data.index.astype(str))
         return data.to_numpy(), obs, str(data.attrs.get("source", "<DataFrame>"))
@@ -435,6 +443,10 @@ def _as_matrix(data: Any, layer: str | None) -> tuple[Any, pd.DataFrame, str]:
 def _names(data: Any) -> tuple[pd.Index, pd.DataFrame | None]:
     if isinstance(data, pd.DataFrame):
         return pd.Index(data.columns.astype(str)), None
+    from genesel.io.source import MatrixSource
+
+    if isinstance(data, MatrixSource):  # e.g. a GCTX file
+        return data.var_names, data.var
     return pd.Index(data.var_names.astype(str)), data.var
 
 
