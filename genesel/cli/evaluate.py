@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from genesel.cli.common import add_wait_argument
-from genesel.evaluate import DEFAULT_STANDARDIZE, STANDARDIZE_CHOICES
 from genesel.io.lock import guarded_output
 
 logger = logging.getLogger(__name__)
@@ -38,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test", help="rows to evaluate (default test)")
     parser.add_argument(
         "--standardize",
-        choices=STANDARDIZE_CHOICES,
-        default=DEFAULT_STANDARDIZE,
+        default=None,
+        metavar="{model,data}",
         help="whose train mean and std define the standardised units: the model's, i.e. its training store's (default), "
         "or the evaluated data's own",
     )
@@ -64,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     # a .json names the metrics file (tables beside it); anything else is a folder for metrics.json
     with guarded_output(args.out, kind="file" if Path(args.out).suffix == ".json" else "dir", wait=args.wait):
         model = load_model(args.model)
+        # the core owns the default (the model's statistics) and checks the value
+        options = {} if args.standardize is None else {"standardize": args.standardize}
         statistics = args.standardize == "data"
         with open_evaluation_data(args.data, orientation=args.orientation, statistics=statistics, block_rows=args.block_rows) as store:
             evaluation = evaluate_model(
-                store, model, split=args.split, standardize=args.standardize, block_rows=args.block_rows, device=args.device, progress=args.progress
+                store, model, split=args.split, **options, block_rows=args.block_rows, device=args.device, progress=args.progress
             )
         path = evaluation.write(args.out)
     logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
