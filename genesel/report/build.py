@@ -249,8 +249,8 @@ def _sections(
                 "Unconverged selectors",
                 paragraphs=[
                     "These trained panels ended before their selector met its convergence rule (docs/methods.md; "
-                    "CAE/IP-CAE: mean max selection probability >= 0.99 with distinct genes; logitNormal: exactly K gates "
-                    "open): each is the method's best guess so far, and may be far from its choice. Compare them with "
+                    "CAE/IP-CAE: mean max selection probability >= 0.99 with distinct genes; logitNormal: K gates open "
+                    "at zero temperature, within 5%): each is the method's best guess so far, and may be far from its choice. Compare them with "
                     "random panels above, and give them more steps or epochs."
                 ],
                 tables={"": flagged},

@@ -62,7 +62,15 @@ logger = logging.getLogger(__name__)
 
 #: File name of the per-epoch checkpoint inside ``work_dir``.
 CHECKPOINT_NAME = "checkpoint.pt"
+#: The panel counts as converged when the genes the mask opens at zero temperature number
+#: ``K`` within this fraction (then at least 95 % of the panel is the mask's own decision).
+OPEN_TOLERANCE = 0.05
 _SQRT2 = math.sqrt(2.0)
+
+
+def mask_converged(n_open: int, n_panel: int, tolerance: float = OPEN_TOLERANCE) -> bool:
+    """Whether ``n_open`` genes open at zero temperature is ``n_panel`` within ``tolerance`` (at least one gene)."""
+    return abs(n_open - n_panel) <= max(1.0, tolerance * n_panel)
 
 
 def normal_cdf(x: torch.Tensor) -> torch.Tensor:
@@ -491,14 +499,14 @@ class LogitNormalSelector(PanelSelector):
             "seconds": float(fit.seconds),
             "n_open": int((probability > 0.5).sum()),
             "expected_open": float(probability.sum()),
-            # converged: the mask has decided exactly the panel (K genes open at zero temperature)
-            "converged": bool(int((probability > 0.5).sum()) == self.n_genes),
+            # converged: the mask has decided the panel (K genes open at zero temperature, within OPEN_TOLERANCE)
+            "converged": mask_converged(int((probability > 0.5).sum()), self.n_genes),
         }
         if not extra["converged"]:
             warn_unconverged(
                 self.method,
                 {"steps": fit.steps},
-                fix=f"the mask ended with {extra['n_open']} genes open instead of {self.n_genes}; train longer (--epochs / --min-steps)",
+                fix=f"the mask ended with {extra['n_open']} genes open instead of {self.n_genes} (+-{OPEN_TOLERANCE:.0%}); train longer (--epochs / --min-steps)",
             )
         if self.finetune_epochs > 0:
             config = replace(trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience, progress=False)
