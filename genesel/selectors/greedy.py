@@ -50,6 +50,7 @@ from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.moments import Moments, check_memory, compute_moments, open_moments
 from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.selectors.constraints import GeneConstraints
 from genesel.store import Store
 from genesel.training import TrainerConfig
 
@@ -316,10 +317,14 @@ def greedy_path(
     *,
     ridge: float = DEFAULT_GREEDY_RIDGE,
     start: Sequence[int] = (),
+    exclude: Sequence[int] = (),
     criterion: str | None = DEFAULT_CRITERION,
     progress: bool = True,
 ) -> GreedyPath:
-    """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first)."""
+    """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first).
+
+    Genes of ``exclude`` are never candidates.
+    """
     began = time.perf_counter()
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
@@ -336,9 +341,11 @@ def greedy_path(
         errors.append(float("nan"))
     if len(state.panel) > n_genes:
         raise ConfigError(f"greedy: {len(state.panel)} start genes exceed n_genes={n_genes}")
+    excluded = np.asarray(exclude, dtype=np.int64)
     with tqdm(total=n_genes, initial=len(state.panel), desc="greedy", unit="gene", disable=not progress, leave=False) as bar:
         while len(state.panel) < n_genes:
             scores = state.scores()
+            scores[excluded] = np.inf
             best = int(np.argmin(scores))
             if not np.isfinite(scores[best]):
                 raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
@@ -470,6 +477,8 @@ def refine_panel(
     max_swaps: int | None = None,
     tol: float = 1e-9,
     criterion: str | None = None,
+    fixed: Sequence[int] = (),
+    exclude: Sequence[int] = (),
     progress: bool = True,
 ) -> Refinement:
     """Swap panel genes for outside genes while a swap lowers the validated imputed-gene MSE.
@@ -479,6 +488,7 @@ def refine_panel(
     the error by more than ``tol`` (relative). Stops when no swap helps or after
     ``max_swaps`` swaps (default: the panel size). The error never increases. A swapped-in
     gene takes the position of the gene it replaces, so the panel order is otherwise kept.
+    Genes of ``fixed`` never leave the panel and genes of ``exclude`` never join it.
     """
     panel = [int(g) for g in panel]
     if len(set(panel)) != len(panel):
@@ -491,6 +501,7 @@ def refine_panel(
     for gene in panel:
         state.add(gene)
     state.flush()
+    excluded = np.asarray(exclude, dtype=np.int64)
     before = state.error()
     budget = len(panel) if max_swaps is None else int(max_swaps)
     swaps: list[dict[str, Any]] = []
@@ -501,6 +512,8 @@ def refine_panel(
         while len(swaps) < budget:
             rounds += 1
             errors, _ = swap_errors(moments, state)
+            errors[np.isin(state.panel, fixed)] = np.inf
+            errors[:, excluded] = np.inf
             s, j = np.unravel_index(int(np.argmin(errors)), errors.shape)
             best = float(errors[s, j])
             if not best < current * (1.0 - tol):
@@ -523,7 +536,8 @@ class GreedySelector(PanelSelector):
 
     The panel order is the greedy order, so a run at ``K`` holds every smaller greedy panel
     as a prefix (``extra["order"]`` / ``path_``); ``score`` is minus the validation
-    imputed-gene MSE reached when the gene was added (higher = better).
+    imputed-gene MSE reached when the gene was added (higher = better). Included genes
+    start the path (score NaN) and excluded genes are never candidates.
 
     Parameters
     ----------
@@ -580,8 +594,11 @@ class GreedySelector(PanelSelector):
         """Run the greedy path to ``n_genes`` genes."""
         self.check_panel_size(store)
         progress = trainer.progress if trainer is not None else True
+        fixed = self.constraints
         with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
-            path = greedy_path(moments, self.n_genes, ridge=self.ridge, criterion=self.criterion, progress=progress)
+            path = greedy_path(
+                moments, self.n_genes, ridge=self.ridge, start=fixed.include, exclude=fixed.exclude, criterion=self.criterion, progress=progress
+            )
         self.path_ = path
         logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", self.n_genes, path.seconds, path.criterion, path.ridge)
         return PanelResult(
@@ -611,14 +628,25 @@ def refine_result(
     moments: str | Path | None = None,
     work_dir: Path | None = None,
     max_memory_gib: float | None = None,
+    constraints: GeneConstraints | None = None,
     progress: bool = True,
 ) -> PanelResult:
     """:func:`refine_panel` applied to a selected panel; the result records the swaps in ``extra["refine"]``.
 
     Swapped-in genes keep the position (rank) of the gene they replace; their ``score`` is NaN.
+    Included genes of ``constraints`` stay and its excluded genes never come in.
     """
+    constraints = constraints or GeneConstraints()
     with store_moments(store, moments, work_dir=work_dir, max_memory_gib=max_memory_gib, progress=progress) as handle:
-        refinement = refine_panel(handle, result.gene_indices, ridge=ridge, max_swaps=max_swaps, progress=progress)
+        refinement = refine_panel(
+            handle,
+            result.gene_indices,
+            ridge=ridge,
+            max_swaps=max_swaps,
+            fixed=constraints.include,
+            exclude=constraints.exclude,
+            progress=progress,
+        )
     scores = None if result.scores is None else np.asarray(result.scores, dtype=float).copy()
     if scores is not None:
         scores[refinement.genes != result.gene_indices] = np.nan
