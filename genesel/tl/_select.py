@@ -78,10 +78,12 @@ def select_panel(
     refine
         Then swap panel genes for outside genes while that lowers the validated ridge
         imputation error (``True``, or options ``ridge``, ``max_swaps``, ``moments``).
-    include, exclude
-        Genes the panel must contain, and genes it must not (ids or symbols of
-        ``adata.var``: a list, a comma-separated string, a file, or ``"landmarks"``). Every
+    include
+        Genes the panel must contain (ids or symbols of ``adata.var``: a list, a
+        comma-separated string, a file, or ``"landmarks"``); ``n_genes`` counts them. Every
         method honours them natively; see :func:`genesel.selectors.select_panel`.
+    exclude
+        Genes the panel must not contain (same forms as ``include``).
     copy
         Work on a copy of ``adata`` and return it.
 
