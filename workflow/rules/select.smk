@@ -2,19 +2,6 @@
 # baselines are separate rules so that a profile can give only the former a GPU.
 
 
-def select_constraints(wildcards):
-    """--include / --exclude of genesel select: the method's own lists ([] for none), else the top-level ones."""
-    settings = config["methods"][wildcards.method]
-    options = []
-    for key in ("include", "exclude"):
-        genes = settings.get(key)
-        if genes is None:
-            genes = config.get(key)
-        if genes:
-            options += [f"--{key}", genes if isinstance(genes, str) else ",".join(genes)]
-    return shlex.join(options)
-
-
 rule train_panel:
     input:
         store=STORE,
