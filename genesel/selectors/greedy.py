@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.linalg
 import scipy.linalg.blas as blas
 from tqdm.auto import tqdm
 
@@ -268,6 +269,42 @@ class GreedyState:
             errors[ok] = np.where(dof < self.n_rows, errors[ok] / (1.0 - dof / self.n_rows) ** 2, np.inf)
         return errors
 
+    def add_many(self, genes: Sequence[int]) -> None:
+        """Add ``genes`` (in order) to an empty panel in one block update.
+
+        The state equals that of :meth:`add` called gene by gene (up to rounding), but the
+        Schur complement ``R <- R - R_S:^T R_SS^-1 R_S:`` and ``Q <- Q - B^T M - M^T B``
+        (``B = R_SS^-1 R_S:``, ``M = Q_S: - Q_SS B / 2``) are two blocked matrix products
+        (``O(D^2 |S|)`` flops at BLAS speed) instead of ``|S|`` memory-bound sweeps: what
+        makes a long ``include`` list cheap. A panel that is not empty falls back to :meth:`add`.
+        """
+        genes = np.asarray(genes, dtype=np.int64).ravel()
+        if genes.size == 0:
+            return
+        if self.panel or self._pending is not None or self._lower_stale:
+            for gene in genes:
+                self.add(int(gene))
+            return
+        if np.unique(genes).size != genes.size:
+            raise ValueError("genes added to the panel must be distinct")
+        r_rows = self.R[genes]  # |S| x D, R is whole (no pending update, lower triangle current)
+        try:
+            factor = scipy.linalg.cho_factor(r_rows[:, genes])
+        except np.linalg.LinAlgError:
+            raise ConfigError(f"the {genes.size} genes added are linearly dependent (their covariance is singular); use ridge > 0") from None
+        coef = scipy.linalg.cho_solve(factor, r_rows)  # B, |S| x D
+        q_rows = self.Q[genes]
+        half = q_rows - 0.5 * (q_rows[:, genes] @ coef)  # M
+        for start in range(0, self.n_vars, self._block):
+            stop = min(start + self._block, self.n_vars)
+            self.R[start:stop] -= r_rows[:, start:stop].T @ coef
+            self.Q[start:stop] -= coef[:, start:stop].T @ half + half[:, start:stop].T @ coef
+        if self._coef is not None:
+            self._coef = np.vstack([coef, np.zeros((max(16, genes.size), self.n_vars))])
+            self._trace_p = float(np.trace(scipy.linalg.cho_solve(factor, np.eye(genes.size))))
+        self.panel = [int(g) for g in genes]
+        self.in_panel[genes] = True
+
     def add(self, gene: int) -> None:
         """Add ``gene`` to the panel (its update is applied by the next pass)."""
         gene = int(gene)
@@ -335,10 +372,8 @@ def greedy_path(
         )
     if not 1 <= n_genes < state.n_vars:
         raise ConfigError(f"greedy: n_genes={n_genes} must be between 1 and {state.n_vars - 1}")
-    errors: list[float] = []
-    for gene in start:
-        state.add(int(gene))
-        errors.append(float("nan"))
+    state.add_many(start)
+    errors: list[float] = [float("nan")] * len(state.panel)
     if len(state.panel) > n_genes:
         raise ConfigError(f"greedy: {len(state.panel)} start genes exceed n_genes={n_genes}")
     excluded = np.asarray(exclude, dtype=np.int64)
@@ -498,8 +533,7 @@ def refine_panel(
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
         warnings.warn("refine: the moments hold no validation rows; swapping by the train error", stacklevel=2)
-    for gene in panel:
-        state.add(gene)
+    state.add_many(panel)
     state.flush()
     excluded = np.asarray(exclude, dtype=np.int64)
     before = state.error()
