@@ -12,13 +12,12 @@ In one run, back to back on the same store:
    ``/usr/bin/time -v`` (wall, CPU = user + system, peak RSS). The panels are seeded random
    gene sets written as ``panels/<method>/k<K>/seed<S>/panel.tsv`` + ``config.json`` (which
    genes does not change the cost). ``curve`` runs with its default ``--ridge auto``.
-2. **Per-panel path.** ``fit_imputer(decoder="linear", ridge=0)`` (one streaming pass over
-   the train split) + ``evaluate_model`` (one over the test split) in this process for one
+2. **Per-panel path.** ``fit_imputer(decoder="linear", ridge="auto")`` (one streaming pass
+   over the train split, one over the validation split; ``--per-panel-ridge 0`` for exact) + ``evaluate_model`` (one over the test split) in this process for one
    panel per size of ``--sample-sizes``; the 144-panel total is extrapolated as
    ``sum over sizes of (panels of that size) x (measured time at that size)``.
-3. **Ridge auto vs exact.** Right after the exact fit of each size in ``--auto-sizes``, the
-   same panel with ``ridge="auto"`` (adds a pass over the validation rows, an
-   eigendecomposition and a grid evaluation).
+3. **Ridge auto vs exact.** Right after the fit of each size in ``--auto-sizes``, the same
+   panel with ``ridge=0`` (no validation pass, no grid).
 
 Results: ``benchmarks/results/linear_curve_scale.json`` (rewritten after every stage), a
 markdown table on stdout, and with ``--record`` a block in docs/benchmarks.md. FLOP counts
@@ -45,6 +44,8 @@ from timing import measure  # noqa: E402
 
 from genesel.evaluate import evaluate_model  # noqa: E402
 from genesel.impute.fit import fit_imputer  # noqa: E402
+from genesel.impute.sweep import DEFAULT_INTERVAL_ROWS  # noqa: E402
+from genesel.impute.ridge import parse_ridge  # noqa: E402
 from genesel.io.atomic import write_json  # noqa: E402
 from genesel.selectors.base import PanelResult  # noqa: E402
 from genesel.store import Store  # noqa: E402
@@ -53,7 +54,7 @@ GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]
 #: Method names of config/geo.yaml that have a panel at every size (landmarks has one size).
 METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet", "random", "hvg", "qr")
 RESULTS = Path(__file__).resolve().parent / "results"
-INTERVAL_ROWS = 2000
+INTERVAL_ROWS = DEFAULT_INTERVAL_ROWS
 
 
 def load() -> list[float]:
@@ -80,10 +81,11 @@ def flops(n: dict[str, int], d: int, sizes: list[int], per_size: int) -> dict[st
     n_all = sum(n.values())
     ks = np.asarray(sizes, dtype=float)
     moments_pass = float(n_all) * d * d  # dsyrk: n D^2 per split (upper triangle, 2 FLOPs each)
-    # Per panel from the moments (ridge auto): V^T C_p (train), V^T C_p (validation), a a^T,
-    # the Cholesky solve with D right-hand sides, G_pp W in the test sums: about 10 K^2 D;
-    # eigh and V^T G V about 14 K^3; per-sample errors of the interval rows 2 m K D.
-    small = per_size * float(np.sum(10 * ks**2 * d + 14 * ks**3))
+    # Per panel from the moments (ridge auto, genesel.impute.ridge.RidgeProblem): P = C C'^T
+    # (2 K^2 D), Q = C C^T by dsyrk (K^2 D), W = H C (2 K^2 D), the test quadratic forms by a
+    # triangular product (K^2 D): 6 K^2 D; eigh and the K x K rotations about 14 K^3;
+    # per-sample errors of the interval rows 2 m K D.
+    small = per_size * float(np.sum(6 * ks**2 * d + 14 * ks**3))
     per_sample = per_size * float(np.sum(2 * min(INTERVAL_ROWS, n["test"]) * ks * d))
     fit = per_size * float(np.sum(2 * n["train"] * (ks + 1) * d))
     evaluation = per_size * float(np.sum(2 * n["test"] * ks * d))
@@ -105,7 +107,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 750, 943, 1000, 1500])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sample-sizes", type=int, nargs="*", default=None, help="sizes timed on the per-panel path (default: all)")
-    parser.add_argument("--auto-sizes", type=int, nargs="*", default=[943, 250], help="sizes timed with ridge auto vs 0")
+    parser.add_argument(
+        "--per-panel-ridge", default="auto",
+        help="ridge of the per-panel fits (default auto, what genesel curve and the workflow use: like against like)",
+    )
+    parser.add_argument("--auto-sizes", type=int, nargs="*", default=[], help="sizes also timed with ridge 0 (auto vs exact)")
     parser.add_argument("--skip-moments", action="store_true", help="reuse WORKDIR/moments.h5")
     parser.add_argument(
         "--stages", nargs="+", choices=("moments", "curve", "per-panel"), default=["moments", "curve", "per-panel"],
@@ -115,10 +121,6 @@ def main() -> None:
         "--curve-methods", type=int, default=len(METHODS),
         help="run genesel curve on the panels of the first N methods only and scale its time by 8 / N "
         "(every method has the same sizes and seeds, and random genes cost the same)",
-    )
-    parser.add_argument(
-        "--torch-einsum", action="store_true",
-        help="keep torch.einsum for the per-gene squares of the per-panel fit (default: replaced, see per_panel_stage)",
     )
     parser.add_argument("--merge", type=Path, default=None, help="take the moments and curve results of this earlier JSON")
     parser.add_argument("--out", type=Path, default=RESULTS / "linear_curve_scale.json")
@@ -144,6 +146,9 @@ def main() -> None:
         "panels": len(paths),
         "flops": flops(n, d, args.sizes, per_size),
         "load_start": load(),
+        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        "per_panel_ridge": args.per_panel_ridge,
+        "interval_rows": INTERVAL_ROWS,
     }
 
     if args.merge:
@@ -193,54 +198,27 @@ def curve(args, result, moments_file, metrics_dir, paths, log) -> None:
 
 
 def per_panel_stage(args, result, sample_sizes, per_size, save) -> None:
-    """2 and 3. Per-panel path, one panel per size, and ridge auto right after the exact fit.
-
-    Unless ``--torch-einsum``, the per-gene sums of squares in ``NormalEquations.update``
-    use ``(c * c).sum(0)`` instead of ``torch.einsum("ij,ij->j", c, c)`` (the same sums):
-    torch runs that einsum as 10,463 one-by-one batched products, 3x slower than the
-    product and sum on one thread and 170x slower (44 CPU-s per 2,048-row block) on two
-    threads on an oversubscribed machine, which would measure the machine, not the path.
-    """
-    if not args.torch_einsum:
-        import torch
-
-        from genesel.impute import linear
-
-        def squares(centred: torch.Tensor) -> torch.Tensor:
-            return (centred * centred).sum(0)
-
-        original = linear.NormalEquations.update
-
-        def update(self, block):  # type: ignore[no-untyped-def]
-            einsum = torch.einsum
-            torch.einsum = lambda spec, a, b: squares(a) if spec == "ij,ij->j" else einsum(spec, a, b)  # type: ignore[assignment]
-            try:
-                original(self, block)
-            finally:
-                torch.einsum = einsum
-
-        linear.NormalEquations.update = update  # type: ignore[method-assign]
-        result["per_panel_squares"] = "(c * c).sum(0) (torch.einsum replaced)"
+    """2 and 3. Per-panel path, one panel per size (and ridge 0 right after, for ``--auto-sizes``)."""
     per_panel = []
     with Store.open(args.data) as store:
         for size in sample_sizes:
             panel = args.workdir / "panels" / METHODS[0] / f"k{size}" / "seed0" / "panel.tsv"
             row: dict = {"K": size}
             start, cpu = time.perf_counter(), time.process_time()
-            model = fit_imputer(store, panel, decoder="linear", ridge=0.0, progress=False)
+            model = fit_imputer(store, panel, decoder="linear", ridge=parse_ridge(args.per_panel_ridge), progress=False)
             row["fit_s"], row["fit_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
             start, cpu = time.perf_counter(), time.process_time()
             evaluation = evaluate_model(store, model, split="test", progress=False)
             row["eval_s"], row["eval_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
             row["mse_imputed"] = evaluation.metrics["mse_imputed"]
+            row["ridge"] = model.params["ridge"]
             del model
             if size in args.auto_sizes:
                 start, cpu = time.perf_counter(), time.process_time()
-                auto = fit_imputer(store, panel, decoder="linear", ridge="auto", progress=False)
-                row["fit_auto_s"], row["fit_auto_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
-                row["auto_ridge"] = auto.params["ridge"]
-                row["auto_over_exact"] = row["fit_auto_s"] / row["fit_s"]
-                del auto
+                exact = fit_imputer(store, panel, decoder="linear", ridge=0.0, progress=False)
+                row["fit_exact_s"], row["fit_exact_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
+                row["fit_over_exact"] = row["fit_s"] / row["fit_exact_s"]
+                del exact
             row["cpu_total_s"] = row["fit_cpu_s"] + row["eval_cpu_s"]
             row["load_after"] = load()
             per_panel.append(row)
@@ -276,7 +254,7 @@ def report(args, result, paths) -> None:
         {"path": f"moments: genesel curve ({len(paths)} panels, ridge auto)", "wall s": result.get("curve", {}).get("seconds"),
          "CPU s": result.get("curve", {}).get("cpu_seconds"), "peak RSS GiB": result.get("curve", {}).get("peak_rss_gib"),
          "TFLOP": (f["curve_small_solves"] + f["curve_per_sample"]) / 1e12},
-        {"path": f"per panel: fit (ridge 0) + evaluate, {len(paths)} panels (extrapolated)",
+        {"path": f"per panel: fit (ridge {args.per_panel_ridge}) + evaluate, {len(paths)} panels (extrapolated)",
          "wall s": result.get("per_panel_extrapolated_s"), "CPU s": result.get("per_panel_extrapolated_cpu_s"),
          "peak RSS GiB": result.get("peak_rss_this_process_gib"), "TFLOP": f["per_panel_total"] / 1e12},
     ]

@@ -32,6 +32,11 @@ class InputFileError(GeneselError, ValueError):
         super().__init__(message)
 
 
+class CheckpointMismatchError(InputFileError):
+    """A training checkpoint that this run must not continue: made with other inputs or
+    options, without a run fingerprint, or trained past this run's budget."""
+
+
 class StoreVersionError(InputFileError):
     """A preprocessed store was written by an incompatible genesel version."""
 

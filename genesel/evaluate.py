@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from genesel.errors import InputFileError
+from genesel.errors import ConfigError, InputFileError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
+from genesel.impute.genes import MATCH_STAGES, MAX_LISTED, ColumnMatch, locate_columns, require_panel
 from genesel.impute.model import ImputationModel
-from genesel.io.atomic import atomic_output, write_json
+from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ HEADLINE_METRIC = "mse_imputed"
 BOOTSTRAP_RESAMPLES = 2000
 #: Coverage of the intervals.
 INTERVAL_LEVEL = 0.95
+#: Whose train mean and standard deviation define the standardised units of an evaluation:
+#: the model's (its training store's; the default) or the evaluated data's own.
+STANDARDIZE_CHOICES = ("model", "data")
+DEFAULT_STANDARDIZE = "model"
 
 
 @dataclass
@@ -68,11 +73,12 @@ class Evaluation:
         out = Path(out)
         if out.suffix != ".json":
             out = out / "metrics.json"
-        for name, frame in (("per_gene", self.per_gene), ("per_sample", self.per_sample)):
-            table = out.with_name(f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv")
-            with atomic_output(table) as tmp:
-                frame.to_csv(tmp, sep="\t", float_format="%.8g")
-        write_json(out, self.metrics)
+        tables = {name: out.with_name(f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv") for name in ("per_gene", "per_sample")}
+        with removing_on_error(*tables.values(), out):  # all three or none (a full disk)
+            for name, frame in (("per_gene", self.per_gene), ("per_sample", self.per_sample)):
+                with atomic_output(tables[name]) as tmp:
+                    frame.to_csv(tmp, sep="\t", float_format="%.8g")
+            write_json(out, self.metrics)
         logger.info("wrote metrics to %s, per-gene and per-sample errors beside it", out)
         return out
 
@@ -124,20 +130,32 @@ def evaluate_model(
     model: ImputationModel,
     *,
     split: str = "test",
+    standardize: str = DEFAULT_STANDARDIZE,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     device: str = "cpu",
     progress: bool = True,
 ) -> Evaluation:
     """Impute one split of ``store`` from its panel genes and measure the errors.
 
+    ``store`` may be another data set than the one the model was fitted on (a transfer):
+    its genes are matched to the model's by gene id, then by symbol, in any order. A panel
+    gene it lacks is an error naming every missing one; target genes it lacks are left out
+    of the scores (with a warning giving their count).
+
     Parameters
     ----------
     store
-        Data holding every gene of the model (matched by gene id).
+        Data holding the model's panel genes and (ideally) all its other genes.
     model
-        The imputation model; its own train mean/std define the standardised units.
+        The imputation model.
     split
         ``"test"`` (default), ``"validation"`` or ``"train"``.
+    standardize
+        ``"model"`` (default): standardise with the model's train mean and standard deviation
+        (those of the store it was fitted on); ``"data"``: with ``store``'s own train
+        statistics, which removes per-gene shifts and scalings between the two data sets.
+        Errors are in the chosen units; so is ``mse_mean_predictor``, the error of
+        predicting the chosen means.
     block_rows
         Samples per block.
     device
@@ -147,32 +165,45 @@ def evaluate_model(
 
     Returns
     -------
-    :class:`Evaluation`; its ``metrics`` are described by :func:`summary_metrics`.
+    :class:`Evaluation`; its ``metrics`` are described by :func:`summary_metrics`, plus a
+    ``transfer`` record (see :func:`transfer_record`) when ``store`` is not the model's
+    training store, its genes differ, or ``standardize="data"``.
     """
+    if standardize not in STANDARDIZE_CHOICES:
+        raise ConfigError(f"standardize={standardize!r} must be one of {', '.join(STANDARDIZE_CHOICES)}")
     rows = store.require_split(split)
-    columns = _model_columns(store, model)
-    identity = np.array_equal(columns, np.arange(store.n_vars))
-    mean, std = model.mean, model.std
-    measured = model.measured_mask
-    sums = _GeneSums(model.n_genes, ~measured)
+    match = match_model_genes(store, model)
+    kept = match.kept
+    columns = match.columns[kept]
+    identity = bool(kept.all()) and np.array_equal(columns, np.arange(store.n_vars))
+    if standardize == "model":
+        mean, std = model.mean[kept], model.std[kept]
+    else:
+        mean = store.var["mean"].to_numpy(np.float64)[columns]
+        std = store.var["std"].to_numpy(np.float64)[columns]
+    measured = model.measured_mask[kept]
+    panel = np.cumsum(kept)[model.panel_indices] - 1  # panel genes among the kept genes, in panel order
+    sums = _GeneSums(int(kept.sum()), ~measured)
     with tqdm(total=rows.size, desc=f"evaluate {split}", unit="rows", disable=not progress, leave=False) as bar:
         for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
             values = block if identity else block[:, columns]
             truth = (values.astype(np.float64) - mean) / std
-            panel_values = truth[:, model.panel_indices]
+            panel_values = truth[:, panel]
             predicted = model.predict_standardized(panel_values, batch_rows=block_rows, device=device).astype(np.float64)
-            predicted[:, model.panel_indices] = panel_values  # measured genes: exact, not rounded to float32
+            if not identity:
+                predicted = predicted[:, kept]
+            predicted[:, panel] = panel_values  # measured genes: exact, not rounded to float32
             sums.update(truth, predicted)
             bar.update(block.shape[0])
     n = sums.n
     per_gene = gene_table(
-        model.symbols,
+        model.symbols[kept],
         measured,
         mse=sums.sums["squared"] / n,
         mae=sums.sums["absolute"] / n,
         std=std,
         pearson=sums.pearson(),
-        index=model.gene_ids,
+        index=model.gene_ids[kept],
     )
     per_sample = pd.DataFrame({HEADLINE_METRIC: np.concatenate(sums.per_sample)}, index=pd.Index(store.obs.index[rows].astype(str), name="sample_id"))
     metrics = summary_metrics(
@@ -186,8 +217,129 @@ def evaluate_model(
         metrics["noise_floor"] = store.noise_floor
     if store.path is not None:
         metrics["store"] = str(store.path)
+    record = transfer_record(store, model, match, standardize=standardize)
+    if record is not None:
+        metrics["transfer"] = record
+        logger.info(
+            "%s: not the model's training store (%s): %d of its %d genes matched by %s, %d target genes missing; "
+            "standardised with the %s's train statistics",
+            store.path or "<store>", record["source_store"] or "unknown", record["n_matched"], model.n_genes,
+            record["matched_by"], record["n_missing_targets"], "model" if standardize == "model" else "data",
+        )
     logger.info("%s split: %s", split, describe_metrics(metrics))
     return Evaluation(metrics, per_gene, per_sample)
+
+
+@dataclass(frozen=True)
+class GeneMatch:
+    """The model's genes among a store's columns (see :func:`match_model_genes`).
+
+    Attributes
+    ----------
+    columns
+        Store column of each model gene (``-1``: not in the store, or ambiguous).
+    stages
+        How each gene was found: an index into :data:`genesel.impute.genes.MATCH_STAGES`.
+    missing_targets
+        Gene ids of the model's non-panel genes the store lacks.
+    """
+
+    columns: np.ndarray
+    stages: np.ndarray
+    missing_targets: pd.Index
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Boolean mask over the model's genes: those scored."""
+        return self.columns >= 0
+
+    @property
+    def by_id(self) -> int:
+        """Genes matched by gene id."""
+        return int((self.stages == 0).sum())
+
+    @property
+    def by_symbol(self) -> int:
+        """Genes matched by symbol (exactly or ignoring case)."""
+        return int((self.stages > 0).sum())
+
+    @property
+    def matched_by(self) -> str:
+        """``"gene_id"``, ``"symbol"`` or ``"gene_id and symbol"``: what found the genes."""
+        used = [name for name, count in (("gene_id", self.by_id), ("symbol", self.by_symbol)) if count]
+        return " and ".join(used) or "nothing"
+
+
+def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
+    """Find the model's genes among ``store``'s: by gene id, falling back to symbol.
+
+    Raises
+    ------
+    InputFileError
+        Naming the panel genes the store lacks (or holds in several columns).
+    """
+    source = store.path or "<store>"
+    match = locate_columns(model.gene_ids, model.symbols, store.var.index.astype(str), store.var, source=source)
+    columns, stages = match.columns.copy(), match.stages.copy()
+    # a column claimed twice (say by one gene's id and another's symbol) goes to the first claim by the earliest stage
+    order = np.lexsort((np.arange(columns.size), stages))
+    order = order[columns[order] >= 0]
+    taken = pd.Index(columns[order]).duplicated()
+    columns[order[taken]], stages[order[taken]] = -1, -1
+    panel = model.panel_indices
+    labels = [f"{model.symbols[k]} ({model.gene_ids[k]})" for k in panel[columns[panel] == -2]]
+    require_panel(
+        ColumnMatch(columns[panel], stages[panel], [a for a in match.ambiguous if a.split(" in columns ")[0] in labels]),
+        model.panel_ids,
+        model.panel_symbols,
+        source=source,
+        hint="the data must measure every panel gene of the model (matched by gene id, then symbol); evaluate on data "
+        "that has them, or select a panel among the genes both data sets share and refit",
+    )
+    columns[columns < 0] = -1
+    stages[columns < 0] = -1
+    missing = model.gene_ids[columns < 0]
+    if missing.size:
+        logger.warning(
+            "%s: %d of the model's %d genes are not in the data and are left out of the scores, e.g. %s",
+            source, missing.size, model.n_genes, missing[:MAX_LISTED].tolist(),
+        )
+    counts = {name: int((stages == k).sum()) for k, name in enumerate(MATCH_STAGES)}
+    if counts["gene_id"] < model.n_genes - missing.size:
+        logger.info("%s: model genes matched by %s", source, ", ".join(f"{name} {count}" for name, count in counts.items()))
+    return GeneMatch(columns, stages, missing)
+
+
+def transfer_record(store: Store, model: ImputationModel, match: GeneMatch, *, standardize: str) -> dict[str, Any] | None:
+    """What an evaluation on other data than the model's training store records, or ``None``.
+
+    ``None`` when ``store`` is the model's training store (same fingerprint, or the model
+    records none and every gene matched by id at its own position) and ``standardize`` is
+    ``"model"``. Otherwise: the source store and its fingerprint (from the model), the
+    evaluated data's, the standardisation, how genes were matched and the missing target genes.
+    """
+    from genesel.moments import store_fingerprint
+
+    fingerprint = store_fingerprint(store)
+    source_fingerprint = model.training.get("store_fingerprint")
+    same_genes = match.by_id == model.n_genes and np.array_equal(match.columns, np.arange(store.n_vars))
+    same_store = fingerprint == source_fingerprint if source_fingerprint is not None else same_genes
+    if same_store and same_genes and standardize == DEFAULT_STANDARDIZE:
+        return None
+    return {
+        "source_store": model.training.get("store"),
+        "source_fingerprint": source_fingerprint,
+        "data": str(store.path) if store.path is not None else None,
+        "data_fingerprint": fingerprint,
+        "standardize": standardize,
+        "matched_by": match.matched_by,
+        "n_model_genes": model.n_genes,
+        "n_matched": int(match.kept.sum()),
+        "n_matched_by_id": match.by_id,
+        "n_matched_by_symbol": match.by_symbol,
+        "n_missing_targets": int(match.missing_targets.size),
+        "missing_targets": match.missing_targets[:MAX_LISTED].tolist(),
+    }
 
 
 def gene_table(
@@ -285,19 +437,84 @@ def describe_metrics(metrics: dict[str, Any]) -> str:
     )
 
 
-def _model_columns(store: Store, model: ImputationModel) -> np.ndarray:
-    """Column of each model gene in the store, by gene id."""
-    store_ids = pd.Index(store.var.index.astype(str))
-    positions = store_ids.get_indexer(model.gene_ids)
-    missing = np.flatnonzero(positions < 0)
-    if missing.size:
-        shown = model.gene_ids[missing[:10]].tolist()
-        raise InputFileError(
-            store.path or "<store>",
-            f"{missing.size} of the model's {model.n_genes} genes are not in the store, e.g. {shown}",
-            "evaluate on a store with the same gene universe as the training store",
-        )
-    return positions
+def open_evaluation_data(
+    path: str | os.PathLike[str],
+    *,
+    orientation: str | None = None,
+    statistics: bool = False,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> Store:
+    """Open data to evaluate a model on: a genesel store, or any gene-level matrix file.
+
+    A store written by ``genesel preprocess`` opens as it is. Any other file that
+    :func:`genesel.io.open.open_source` reads (a CMap ``.gctx`` of L1000 profiles with
+    Entrez gene ids as rows, an ``.h5ad``, a ``.csv``/``.tsv``) opens as one split named
+    ``"test"`` holding every sample, its genes named as the file names them (GCTX rows by
+    Entrez id get ``entrez_id`` and ``symbol`` columns, see
+    :func:`genesel.io.gctx.entrez_annotation`).
+
+    Parameters
+    ----------
+    path
+        The file.
+    orientation
+        ``"samples-by-genes"`` or ``"genes-by-samples"`` for text and GCTX files (``None``: inferred).
+    statistics
+        Compute each gene's mean and standard deviation over all samples (one more pass;
+        what ``standardize="data"`` uses for such a file); otherwise they are NaN.
+    block_rows
+        Samples per block of that pass.
+    """
+    import h5py
+
+    from genesel.io.open import open_source
+
+    path = Path(path)
+    if path.suffix.lower() == ".h5ad" and path.is_file():
+        with h5py.File(path, "r") as handle:
+            is_store = "uns/genesel/store_version" in handle
+        if is_store:
+            return Store.open(path)
+    source = open_source(path, orientation=orientation)
+    try:
+        if source.feature_kind != "gene":
+            raise InputFileError(path, "its features are microarray probes, not genes", "average them into genes with `genesel preprocess` first")
+        var = source.var.copy()
+        if "symbol" not in var.columns:
+            from genesel.io.gene_maps import symbols_of
+
+            var["symbol"] = symbols_of(source.var_names, source.var).to_numpy()
+        var["landmark"] = var["landmark"].astype(bool) if "landmark" in var.columns else False
+        mean, std = np.full(source.n_vars, np.nan), np.full(source.n_vars, np.nan)
+        if statistics:
+            mean, std = _column_statistics(source.data, block_rows=block_rows)
+        var["mean"], var["std"] = mean, std
+        var.index = pd.Index(source.var_names, name="gene_id")
+        obs = pd.DataFrame({"split": "test"}, index=source.obs_names)
+        logger.info("%s: not a genesel store; evaluating all %d samples as the test split", path, source.n_obs)
+        return Store(source.data, var=var, obs=obs, uns=source.uns, path=path, file=source)  # type: ignore[arg-type]
+    except BaseException:
+        source.close()
+        raise
+
+
+def _column_statistics(matrix: Any, *, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (ddof 0; 1 for a constant column, as stores keep it) of a
+    row-sliceable matrix, summed in float64 about the first row (no cancellation for large means)."""
+    n = int(matrix.shape[0])
+    total = np.zeros(int(matrix.shape[1]))
+    squares = np.zeros_like(total)
+    shift = None
+    for start in range(0, n, block_rows):
+        block = np.asarray(matrix[start : start + block_rows], dtype=np.float64)
+        shift = block[0].copy() if shift is None else shift
+        block -= shift
+        total += block.sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    std[std == 0] = 1.0
+    return mean + shift, std
 
 
 def _nan_to_none(value: float) -> float | None:

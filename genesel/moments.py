@@ -15,14 +15,12 @@ D = 10,463); reading a panel touches only its ``K`` rows of each matrix.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import h5py
 import numpy as np
@@ -35,7 +33,7 @@ from genesel.errors import ConfigError, InputFileError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.ridge import PanelStatistics
 from genesel.io.atomic import atomic_output
-from genesel.store import SPLITS, Store
+from genesel.store import SPLITS, Store, store_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +45,6 @@ PRECISIONS = ("float64", "float32")
 SYMMETRIZE_BLOCK = 512
 #: Default memory budget for the ``D x D`` matrices (GiB): half the machine's memory.
 DEFAULT_MEMORY_FRACTION = 0.5
-
-
-def store_fingerprint(store: Store) -> dict[str, Any]:
-    """What identifies a store's content for derived files: shape, genes, splits, statistics."""
-    digest = hashlib.sha256()
-    digest.update("\n".join(store.gene_ids.astype(str)).encode())
-    digest.update(store.var["mean"].to_numpy(np.float64).tobytes())
-    digest.update(store.var["std"].to_numpy(np.float64).tobytes())
-    digest.update(store.obs["split"].astype(str).str.cat(sep=",").encode())
-    return {"n_obs": store.n_obs, "n_vars": store.n_vars, "sha256": digest.hexdigest()}
 
 
 def machine_memory_bytes() -> int:

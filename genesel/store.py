@@ -7,6 +7,7 @@ AnnData for the scanpy API.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,22 @@ STORE_VERSION = 1
 SPLITS = ("train", "validation", "test")
 #: Columns every store's ``var`` carries.
 REQUIRED_VAR_COLUMNS = ("symbol", "landmark", "mean", "std")
+#: Prefix of the columns :func:`genesel.tl.prepare` writes into an AnnData's ``obs``/``var``
+#: (``genesel_split``, ``genesel_mean``, ...), so that they never collide with scanpy's own
+#: (``sc.pp.scale`` writes ``var["mean"]`` and ``var["std"]``).
+ANNDATA_PREFIX = "genesel_"
+
+
+def anndata_column(columns: pd.Index, name: str) -> str | None:
+    """The column holding store annotation ``name`` in an AnnData's ``obs`` or ``var``.
+
+    The prefixed column (``genesel_<name>``, written by :func:`genesel.tl.prepare`) when
+    there is one, else the store's own unprefixed column, else ``None``.
+    """
+    for candidate in (ANNDATA_PREFIX + name, name):
+        if candidate in columns:
+            return candidate
+    return None
 
 
 class StoreWriter:
@@ -146,16 +163,16 @@ class StoreWriter:
         logger.info("wrote store %s (%d samples x %d genes)", path, self.n_obs, len(self.var))
         return path
 
-    def abort(self) -> None:
-        """Drop the partially written store."""
-        self._writer.abort()
+    def abort(self, error: BaseException | None = None) -> None:
+        """Drop the partially written store (``error``: what stopped it; see :meth:`DenseH5adWriter.abort`)."""
+        self._writer.abort(error)
 
     def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is not None:
-            self.abort()
+            self.abort(exc)
 
 
 class Store:
@@ -238,22 +255,27 @@ class Store:
 
     @classmethod
     def from_anndata(cls, adata: Any, *, layer: str | None = None) -> Store:
-        """Wrap an AnnData (in memory or backed) that carries store annotation."""
+        """Wrap an AnnData (in memory or backed) that carries store annotation.
+
+        The annotation is read from the prefixed columns :func:`genesel.tl.prepare` writes
+        (``var["genesel_mean"]``, ..., ``obs["genesel_split"]``), or, for a store read with
+        ``anndata.read_h5ad``, from the store's own ``var["mean"]``, ..., ``obs["split"]``.
+        """
         X = adata.layers[layer] if layer else adata.X
-        var = adata.var
-        missing = [c for c in REQUIRED_VAR_COLUMNS if c not in var.columns]
+        where = getattr(adata, "filename", None) or "<AnnData>"
+        var_names = {c: anndata_column(adata.var.columns, c) for c in REQUIRED_VAR_COLUMNS}
+        missing = [c for c, name in var_names.items() if name is None]
         if missing:
-            raise InputFileError(
-                getattr(adata, "filename", None) or "<AnnData>",
-                f"var lacks columns {missing}",
-                "compute them with genesel.tl.prepare(adata)",
-            )
-        if "split" not in adata.obs.columns:
-            raise InputFileError(getattr(adata, "filename", None) or "<AnnData>", "obs lacks a 'split' column")
+            raise InputFileError(where, f"var lacks columns {[ANNDATA_PREFIX + c for c in missing]}", "compute them with genesel.tl.prepare(adata)")
+        split_name = anndata_column(adata.obs.columns, "split")
+        if split_name is None:
+            raise InputFileError(where, f"obs lacks a {ANNDATA_PREFIX}split column", "compute it with genesel.tl.prepare(adata)")
         # a repeated gene id would make panel look-ups silently take its first column
-        check_unique(getattr(adata, "filename", None) or "<AnnData>", pd.Index(var.index.astype(str)), "gene")
+        check_unique(where, pd.Index(adata.var.index.astype(str)), "gene")
+        var = pd.DataFrame({c: adata.var[name].to_numpy() for c, name in var_names.items()}, index=adata.var.index)
+        obs = pd.DataFrame({"split": adata.obs[split_name].to_numpy()}, index=adata.obs.index)
         info = dict(adata.uns.get("genesel", {})) if hasattr(adata, "uns") else {}
-        return cls(X, var=var, obs=adata.obs, uns=info)
+        return cls(X, var=var, obs=obs, uns=info)
 
     # -- shape and annotation ----------------------------------------------
     @property
@@ -361,6 +383,22 @@ class Store:
     def __repr__(self) -> str:
         sizes = {name: int((self.obs["split"] == name).sum()) for name in SPLITS}
         return f"Store({self.path or 'in memory'}, {self.n_obs} samples x {self.n_vars} genes, splits={sizes})"
+
+
+def store_fingerprint(store: Store) -> dict[str, Any]:
+    """What identifies a store's content for derived files: shape, genes, splits, statistics.
+
+    ``sha256`` covers the gene ids (in order), the per-gene means and standard deviations
+    and every sample's split, so a store with permuted or other genes, other statistics or
+    other split sizes has another fingerprint. Moments files and training checkpoints
+    record it and refuse a store that does not match.
+    """
+    digest = hashlib.sha256()
+    digest.update("\n".join(store.gene_ids.astype(str)).encode())
+    digest.update(store.var["mean"].to_numpy(np.float64).tobytes())
+    digest.update(store.var["std"].to_numpy(np.float64).tobytes())
+    digest.update(store.obs["split"].astype(str).str.cat(sep=",").encode())
+    return {"n_obs": store.n_obs, "n_vars": store.n_vars, "sha256": digest.hexdigest()}
 
 
 def open_store(path: str | os.PathLike[str]) -> Store:

@@ -5,16 +5,19 @@ A *task* is a ``torch.nn.Module`` that implements :class:`TrainingTask`. The
 optimiser and learning-rate schedule, the best-validation weights, the per-epoch
 checkpoint (written atomically) and resuming from it. Randomness is drawn from
 streams seeded by ``(seed, epoch)``, so a resumed run is identical to an uninterrupted one
-on the CPU.
+on the CPU. Every checkpoint records the run's fingerprint (:func:`run_fingerprint`: the
+store, how batches are cut, the trainer options and the task's own options); resuming
+refuses a checkpoint whose fingerprint differs from the run's, naming the fields.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -24,9 +27,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from genesel.errors import ConfigError, InputFileError
+from genesel.errors import CheckpointMismatchError, ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import MinibatchLoader
+from genesel.store import store_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,9 @@ class TrainingTask(Protocol):
     ``on_step_start(step, total_steps)``, ``after_optimizer_step()``,
     ``epoch_metrics() -> dict``, ``converged(metrics) -> bool``, ``on_epoch_end(metrics)``
     (after the best weights are kept, before the checkpoint is written),
-    ``configure_optimizer(lr) -> torch.optim.Optimizer``.
+    ``configure_optimizer(lr) -> torch.optim.Optimizer``. A task with ``on_epoch_start`` or
+    ``on_step_start`` follows a schedule over the planned budget, so a resumed run must keep
+    the budget (see :data:`BUDGET_FIELDS`).
     """
 
     def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -140,6 +146,113 @@ class TrainingResult:
     planned_steps: int = 0
     #: Whether the task reported convergence after the last epoch (``None``: it has no such notion).
     converged: bool | None = None
+
+
+#: Trainer options that change how a run executes, not what it computes; a resumed run may
+#: change them (it then continues correctly, though not bit for bit on another device).
+EXECUTION_FIELDS = ("device", "mixed_precision", "progress")
+#: Budget options a resumed run may change when its task follows no schedule over the
+#: budget (no hook in :data:`SCHEDULE_HOOKS`) and has not trained past the new budget: the
+#: result then equals an uninterrupted run with the new budget.
+BUDGET_FIELDS = ("max_epochs", "min_steps", "max_steps")
+#: Task hooks that receive the planned budget (annealing schedules depend on it).
+SCHEDULE_HOOKS = ("on_epoch_start", "on_step_start")
+#: What to do about a checkpoint that cannot be resumed.
+START_AFRESH = "start afresh: drop --resume (the checkpoint is then overwritten) or delete the checkpoint"
+
+
+def run_fingerprint(train: MinibatchLoader, config: TrainerConfig, task: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the data, the batches, the options.
+
+    Parameters
+    ----------
+    train
+        The training loader: its store and how it cuts batches.
+    config
+        The trainer options; all but :data:`EXECUTION_FIELDS` are recorded.
+    task
+        The task's own options that change the result (a selector's method, panel size
+        and hyperparameters; a decoder's panel genes and architecture).
+
+    Returns
+    -------
+    dict
+        JSON-like groups ``store`` (:func:`genesel.store.store_fingerprint`: shape and a
+        hash of the gene ids, gene statistics and splits), ``loader`` (batch size, last
+        batch, batch order), ``trainer`` and ``task``.
+    """
+    loader = train.config
+    order = "resident" if train.is_resident else f"pools of {loader.blocks_per_pool} blocks of {loader.block_rows} rows"
+    return _plain(
+        {
+            "store": store_fingerprint(train.store),
+            "loader": {"batch_size": loader.batch_size, "drop_last": loader.drop_last, "batch_order": order},
+            "trainer": {key: value for key, value in asdict(config).items() if key not in EXECUTION_FIELDS},
+            "task": dict(task or {}),
+        }
+    )
+
+
+def fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> list[str]:
+    """The fields in which two run fingerprints differ, described for a message (``name old -> new``).
+
+    ``ignore`` holds the fields not compared, as ``group.name`` (e.g. ``trainer.max_epochs``).
+    """
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    differences = []
+    for key in [*flat_saved, *(k for k in flat_current if k not in flat_saved)]:
+        if key in ignore or flat_saved.get(key, _ABSENT) == flat_current.get(key, _ABSENT):
+            continue
+        differences.append(_describe(key, flat_saved.get(key, _ABSENT), flat_current.get(key, _ABSENT)))
+    return differences
+
+
+def check_fingerprint(path: Path, saved: Mapping[str, Any] | None, current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> None:
+    """Raise :class:`~genesel.errors.CheckpointMismatchError` unless checkpoint ``path`` (fingerprint ``saved``) was made by this run.
+
+    A checkpoint without a fingerprint (written before genesel recorded one) is refused:
+    nothing shows that it was made from the same inputs.
+    """
+    if not isinstance(saved, Mapping):
+        raise CheckpointMismatchError(path, "checkpoint has no run fingerprint (written by an older genesel), so it cannot be checked against this run", START_AFRESH)
+    differences = fingerprint_differences(saved, current, ignore=ignore)
+    if differences:
+        shown = differences[:8] + ([f"and {len(differences) - 8} more"] if len(differences) > 8 else [])
+        raise CheckpointMismatchError(path, f"checkpoint was made with other inputs (checkpoint -> this run: {'; '.join(shown)})", START_AFRESH)
+
+
+_ABSENT = object()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON types (lists, not tuples; Python numbers), so fingerprints compare and load safely."""
+    def convert(item: Any) -> Any:
+        if isinstance(item, np.generic):
+            return item.item()
+        if isinstance(item, np.ndarray):
+            return item.tolist()
+        return str(item)
+
+    return json.loads(json.dumps(value, default=convert, sort_keys=True))
+
+
+def _flatten(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{group}.{key}": value for group, fields in fingerprint.items() for key, value in (fields or {}).items()}
+
+
+def _describe(key: str, saved: Any, current: Any) -> str:
+    group, _, name = key.partition(".")
+    if group == "store":
+        name = "store content (gene ids, gene statistics or splits)" if name == "sha256" else f"store {name}"
+        if name.startswith("store content"):
+            return f"{name} differs"
+    if saved is _ABSENT or current is _ABSENT:
+        return f"{name} {'not recorded' if saved is _ABSENT else 'recorded'} in the checkpoint{'' if saved is _ABSENT else ' but not set now'}"
+    if isinstance(saved, list) and isinstance(current, list) and len(str(saved)) + len(str(current)) > 60:
+        if len(saved) != len(current):
+            return f"{name} ({len(saved)} -> {len(current)} entries)"
+        return f"{name} ({sum(a != b for a, b in zip(saved, current, strict=True))} of {len(saved)} entries differ)"
+    return f"{name} {saved!r} -> {current!r}"
 
 
 def configure_precision(device: str | torch.device = "auto") -> None:
@@ -247,12 +360,24 @@ class Trainer:
         Training options.
     checkpoint_path
         Where the per-epoch checkpoint goes; ``None`` keeps nothing on disk.
+    fingerprint
+        The task's options that change the result (see :func:`run_fingerprint`), recorded
+        in the checkpoint with the store, loader and trainer options; resuming refuses a
+        checkpoint made with any other.
     """
 
-    def __init__(self, config: TrainerConfig | None = None, *, checkpoint_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainerConfig | None = None,
+        *,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
+    ) -> None:
         self.config = config or TrainerConfig()
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.device = resolve_device(self.config.device)
+        self.fingerprint = dict(fingerprint or {})
+        self._run_fingerprint: dict[str, Any] | None = None
 
     def fit(
         self,
@@ -271,6 +396,13 @@ class Trainer:
         The step loop never reads a device value on the host: losses are summed on the
         device and read once per epoch, where a non-finite sum (a non-finite loss in that
         epoch) stops training with :class:`FloatingPointError`.
+
+        With ``resume``, an existing checkpoint is continued only when its fingerprint
+        matches this run's (:func:`run_fingerprint`); otherwise
+        :class:`~genesel.errors.CheckpointMismatchError` names the differing fields, before
+        anything is trained or written. A task without a schedule over the budget (no
+        :data:`SCHEDULE_HOOKS`) may be resumed with another budget (:data:`BUDGET_FIELDS`)
+        as long as it has not trained past it.
         """
         cfg = self.config
         use_amp = cfg.mixed_precision and self.device.type == "cuda"
@@ -286,8 +418,10 @@ class Trainer:
         best_loss, best_epoch, start_epoch, resumed = math.inf, -1, 0, None
         best_rank = True  # (unconverged, validation loss) of the best weights; see below
         finished = False
+        if self.checkpoint_path is not None:
+            self._run_fingerprint = run_fingerprint(train, cfg, self.fingerprint)
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            state = self._load_checkpoint()
+            state = self._load_checkpoint(task, budget)
             task.load_state_dict(state["task"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
@@ -356,30 +490,37 @@ class Trainer:
             converged = _call(task, "converged", metrics)
             # with stop_when_converged a converged state beats any unconverged one
             rank = (not converged) if budget.stop_when_converged and converged is not None else False
-            if (rank, val_loss) < (best_rank, best_loss):
-                best_loss, best_rank, best_epoch, epochs_since_best = val_loss, rank, epoch, 0
-                if self.checkpoint_path is None:
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+            new_best = None  # best weights written this epoch, which no checkpoint refers to yet
+            try:
+                if (rank, val_loss) < (best_rank, best_loss):
+                    best_loss, best_rank, best_epoch, epochs_since_best = val_loss, rank, epoch, 0
+                    if self.checkpoint_path is None:
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+                    else:
+                        best_state, best_file = None, self._save_best(task, epoch)
+                        new_best = best_file
                 else:
-                    best_state, best_file = None, self._save_best(task, epoch)
-            else:
-                epochs_since_best += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
-            if budget.stop_when_converged and converged:
-                stopped, finished = "converged", True
-            elif cfg.patience is not None and epochs_since_best >= cfg.patience:
-                stopped, finished = "patience", True
-            elif steps_done >= planned_steps and not (budget.stop_when_converged and converged is False):
-                stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
-            elif steps_done >= step_limit:
-                stopped, finished = "unconverged", True
-            _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
-            self._save_checkpoint(
-                task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
-                # a run that used up its budget continues when resumed with a larger one
-                finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
-            )
+                    epochs_since_best += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val_loss:.4g}")
+                if budget.stop_when_converged and converged:
+                    stopped, finished = "converged", True
+                elif cfg.patience is not None and epochs_since_best >= cfg.patience:
+                    stopped, finished = "patience", True
+                elif steps_done >= planned_steps and not (budget.stop_when_converged and converged is False):
+                    stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
+                elif steps_done >= step_limit:
+                    stopped, finished = "unconverged", True
+                _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
+                self._save_checkpoint(
+                    task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
+                    # a run that used up its budget continues when resumed with a larger one
+                    finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
+                )
+            except BaseException:  # e.g. a full disk: leave no best weights without their checkpoint
+                if new_best is not None:
+                    self.checkpoint_path.with_name(new_best).unlink(missing_ok=True)
+                raise
             self._remove_best_files(keep=best_file)
         bar.close()
         if converged is None and rows:
@@ -454,23 +595,30 @@ class Trainer:
             "finished": finished,
             "stopped": stopped,
             "config": asdict(self.config),
+            "fingerprint": self._run_fingerprint,
         }
         with atomic_output(self.checkpoint_path) as tmp:
             torch.save(payload, tmp)
 
-    def _load_checkpoint(self) -> dict[str, Any]:
+    def _load_checkpoint(self, task: torch.nn.Module, budget: StepBudget) -> dict[str, Any]:
+        """Read the checkpoint and refuse it unless it was made by this run (see :meth:`fit`)."""
         try:
             state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         except Exception as error:  # corrupt or foreign file
             raise InputFileError(self.checkpoint_path, f"cannot read checkpoint ({error})", "delete it to start over") from None
-        saved = state.get("config", {})
-        for key in ("seed", "learning_rate", "lr_decay"):
-            if key in saved and saved[key] != getattr(self.config, key):
-                raise InputFileError(
-                    self.checkpoint_path,
-                    f"checkpoint was made with {key}={saved[key]!r}, this run uses {getattr(self.config, key)!r}",
-                    "resume with the same options or delete the checkpoint",
-                )
+        if not isinstance(state, dict) or "task" not in state:
+            raise InputFileError(self.checkpoint_path, "not a genesel training checkpoint", START_AFRESH)
+        scheduled = any(callable(getattr(task, hook, None)) for hook in SCHEDULE_HOOKS)
+        ignore = () if scheduled else [f"trainer.{key}" for key in BUDGET_FIELDS]
+        check_fingerprint(self.checkpoint_path, state.get("fingerprint"), self._run_fingerprint, ignore=ignore)
+        saved_budget = {key: state["fingerprint"]["trainer"].get(key) for key in BUDGET_FIELDS}
+        trained = (state["epoch"] + 1) * budget.steps_per_epoch
+        if saved_budget != {key: getattr(self.config, key) for key in BUDGET_FIELDS} and trained > budget.step_limit:
+            raise CheckpointMismatchError(
+                self.checkpoint_path,
+                f"checkpoint has trained {state['epoch'] + 1} epochs ({trained} steps), more than this run's budget of {budget.step_limit} steps",
+                f"resume with at least {state['epoch'] + 1} epochs, or {START_AFRESH}",
+            )
         return state
 
 

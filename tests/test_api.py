@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from pathlib import Path
 
 import anndata
@@ -20,7 +21,7 @@ matplotlib.use("Agg")
 
 PUBLIC = [(name, getattr(module, name)) for module in (genesel.tl, genesel.pl) for name in module.__all__]
 #: Functions whose second parameter may be positional, as scanpy's ``ingest(adata, adata_ref)``.
-SECOND_POSITIONAL = {"impute": "model"}
+SECOND_POSITIONAL = {"impute": "model", "evaluate": "model"}
 
 
 @pytest.mark.parametrize(("name", "function"), PUBLIC, ids=[name for name, _ in PUBLIC])
@@ -66,16 +67,72 @@ def test_prepare_adds_only_what_it_documents(pbmc: anndata.AnnData) -> None:
     before_obs, before_var, before_uns = set(adata.obs), set(adata.var), set(adata.uns)
     X_before = adata.X.copy()
     genesel.tl.prepare(adata, seed=3)
-    assert set(adata.obs) - before_obs == {"split"}
-    assert set(adata.var) - before_var == {"mean", "std", "symbol", "landmark"}
+    assert set(adata.obs) - before_obs == {"genesel_split"}
+    assert set(adata.var) - before_var == {"genesel_mean", "genesel_std", "genesel_symbol", "genesel_landmark"}
     assert set(adata.uns) - before_uns == {"genesel"}
     assert (adata.X != X_before).nnz == 0
-    train = adata[adata.obs["split"] == "train"].X.toarray()
-    np.testing.assert_allclose(adata.var["mean"], train.mean(axis=0), rtol=1e-5, atol=1e-6)
-    assert adata.obs["split"].value_counts()["train"] == pytest.approx(0.79 * adata.n_obs, abs=5)
+    train = adata[adata.obs["genesel_split"] == "train"].X.toarray()
+    np.testing.assert_allclose(adata.var["genesel_mean"], train.mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert adata.obs["genesel_split"].value_counts()["train"] == pytest.approx(0.79 * adata.n_obs, abs=5)
     again = genesel.tl.prepare(pbmc, seed=3, copy=True)
-    assert (again.obs["split"] == adata.obs["split"]).all()
-    assert "split" not in pbmc.obs
+    assert (again.obs["genesel_split"] == adata.obs["genesel_split"]).all()
+    assert "genesel_split" not in pbmc.obs
+
+
+def test_tl_writes_only_prefixed_columns_and_records_accumulate(pbmc: anndata.AnnData) -> None:
+    """scanpy manners: nothing unprefixed in obs/var (``sc.pp.scale`` owns ``var["mean"]``), no record overwritten."""
+    adata = pbmc.copy()
+    adata.var["mean"] = -1.0  # as sc.pp.scale leaves it: must survive untouched
+    before_obs, before_var = set(adata.obs), set(adata.var)
+    genesel.tl.prepare(adata, seed=0)
+    prepared = dict(adata.uns["genesel"]["prepare"])
+    genesel.tl.select_panel(adata, n_genes=10, method="hvg", progress=False)
+    genesel.tl.select_panel(adata, n_genes=12, method="random", key_added="genesel_random", progress=False)
+    model = genesel.tl.fit_imputer(adata, panel_key="genesel_random", progress=False)
+    genesel.tl.impute(adata[:, adata.var["genesel_random_selected"].to_numpy()], model, progress=False)
+    genesel.tl.panel_curve(adata, sizes=(10,), methods=("hvg",), sizes_around_landmarks=False, progress=False)
+    new = {f"obs[{c!r}]" for c in set(adata.obs) - before_obs} | {f"var[{c!r}]" for c in set(adata.var) - before_var}
+    assert new and all(name[5:].startswith("genesel_") for name in new), sorted(new)
+    assert (adata.var["mean"] == -1.0).all()
+    assert adata.uns["genesel"]["prepare"] == prepared, "select_panel must keep prepare's record"
+    assert adata.uns["genesel"]["method"] == "hvg" and adata.uns["genesel_random"]["method"] == "random"
+    assert {"genesel", "genesel_random", "genesel_curve", "genesel_curve_per_sample"} <= set(adata.uns)
+    genesel.tl.select_panel(adata, n_genes=10, method="cae", epochs=1, min_steps=0, progress=False)
+    genesel.tl.select_panel(adata, n_genes=10, method="random", progress=False)
+    assert "history" not in adata.uns["genesel"], "a repeated call must not leave the previous call's entries"
+    assert adata.uns["genesel"]["prepare"] == prepared
+    with pytest.raises(ConfigError, match="another key_added"):
+        genesel.tl.panel_curve(adata, sizes=(10,), methods=("hvg",), key_added="genesel", progress=False)
+    with pytest.raises(ConfigError, match="another key_added"):
+        genesel.tl.select_panel(adata, n_genes=10, method="hvg", key_added="genesel_curve", progress=False)
+    assert adata.uns["genesel"]["prepare"] == prepared
+
+
+def test_prepared_data_from_an_older_genesel_or_a_store_still_reads(pbmc: anndata.AnnData) -> None:
+    adata = pbmc.copy()
+    genesel.tl.prepare(adata, seed=2)
+    legacy = adata.copy()
+    legacy.obs = legacy.obs.rename(columns={"genesel_split": "split"})
+    legacy.var = legacy.var.rename(columns=lambda c: c.removeprefix("genesel_"))
+    genesel.tl.select_panel(legacy, n_genes=8, method="hvg", progress=False)
+    genesel.tl.select_panel(adata, n_genes=8, method="hvg", progress=False)
+    assert "genesel_split" not in legacy.obs, "legacy annotation is read, not redone"
+    assert list(legacy.uns["genesel"]["panel"]) == list(adata.uns["genesel"]["panel"])
+
+
+def test_scaled_input_gets_one_clear_warning() -> None:
+    scaled = sc.datasets.pbmc68k_reduced()  # X is sc.pp.scale's output
+    with pytest.warns(UserWarning, match=r"centred and scaled.*adata\.raw\.to_adata\(\)") as record:
+        genesel.tl.select_panel(scaled, n_genes=5, method="random", progress=False)
+    ours = [w for w in record if "scaled" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__, "one warning, pointing at the caller's line"
+    counts = anndata.AnnData(np.random.default_rng(0).poisson(100.0, size=(60, 8)).astype(np.float32))
+    with pytest.warns(UserWarning, match="raw counts"):
+        genesel.tl.prepare(counts)
+    logged = anndata.AnnData(np.log1p(counts.X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        genesel.tl.prepare(logged)
 
 
 def test_select_panel_writes_var_and_uns(pbmc: anndata.AnnData, tmp_path: Path) -> None:
@@ -99,7 +156,7 @@ def test_select_panel_copy_and_errors(pbmc: anndata.AnnData) -> None:
     adata = pbmc.copy()
     copied = genesel.tl.select_panel(adata, n_genes=10, method="random", copy=True)
     assert copied.var["genesel_selected"].sum() == 10
-    assert "genesel_selected" not in adata.var and "split" not in adata.obs
+    assert "genesel_selected" not in adata.var and "genesel_split" not in adata.obs
     with pytest.raises(ConfigError, match="no parameter"):
         genesel.tl.select_panel(adata, n_genes=10, method="random", params={"nope": 1})
     with pytest.raises(ConfigError, match="unknown method"):
@@ -133,10 +190,10 @@ def test_impute_returns_the_full_transcriptome(pbmc: anndata.AnnData, tmp_path: 
     panel = full.var["measured"].to_numpy()
     assert panel.sum() == 40
     np.testing.assert_allclose(full.X[:, panel], adata.X[:, panel].toarray(), rtol=1e-6)
-    test = (adata.obs["split"] == "test").to_numpy()
+    test = (adata.obs["genesel_split"] == "test").to_numpy()
     truth = adata.X.toarray()[test][:, ~panel]
     error = np.mean((full.X[test][:, ~panel] - truth) ** 2)
-    assert error < np.mean((truth - adata.var["mean"].to_numpy()[~panel]) ** 2), "must beat predicting the mean"
+    assert error < np.mean((truth - adata.var["genesel_mean"].to_numpy()[~panel]) ** 2), "must beat predicting the mean"
     model.save(tmp_path / "model")
     again = genesel.tl.impute(measured, tmp_path / "model")
     np.testing.assert_allclose(again.X, full.X, rtol=1e-5, atol=1e-6)
@@ -148,10 +205,10 @@ def test_panel_curve_and_its_plot(pbmc: anndata.AnnData, tmp_path: Path) -> None
         adata, sizes=(10, 40), methods=("random", "landmarks"), seeds=(0, 1), decoder="linear", random_panels=4, sizes_around_landmarks=False
     )
     assert isinstance(frame, pd.DataFrame) and adata.uns["genesel_curve"] is frame
-    n_landmarks = int(adata.var["landmark"].sum())
+    n_landmarks = int(adata.var["genesel_landmark"].sum())
     assert set(frame.loc[frame["method"] == "landmarks", "n_genes"]) == {n_landmarks}
     assert len(frame) == 2 * 4 + 2  # 4 random panels per size (the band), landmarks with 2 seeds
-    assert adata.uns["genesel_curve_per_sample"].shape == (int((adata.obs["split"] == "test").sum()), len(frame))
+    assert adata.uns["genesel_curve_per_sample"].shape == (int((adata.obs["genesel_split"] == "test").sum()), len(frame))
     assert (frame.loc[frame["method"] == "landmarks", "landmark_overlap"] == n_landmarks).all()
     random_mse = frame[frame["method"] == "random"].groupby("n_genes")["mse_imputed"].mean()
     assert random_mse[40] < random_mse[10], "more genes must impute better"

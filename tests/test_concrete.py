@@ -235,8 +235,8 @@ def test_resume_after_kill_reproduces_uninterrupted_run(planted_store, tmp_path,
 def test_resume_refuses_a_checkpoint_of_another_model(planted_store, tmp_path):
     store, _ = planted_store
     select_panel(store, method="ipcae", n_genes=5, seed=0, out_dir=tmp_path, **fast_trainer(1))
-    with pytest.raises(InputFileError, match="different model"):
-        select_panel(store, method="ipcae", n_genes=6, seed=0, out_dir=tmp_path, resume=True, **fast_trainer(2))
+    with pytest.raises(InputFileError, match=r"other inputs \(checkpoint -> this run: n_genes 5 -> 6\)"):
+        select_panel(store, method="ipcae", n_genes=6, seed=0, out_dir=tmp_path, resume=True, **fast_trainer(1))
 
 
 def test_duplicates_are_resolved_logged_and_never_reach_panel_tsv(planted_store, tmp_path, caplog):
@@ -314,14 +314,17 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     config = read_panel_config(out)
     assert config["method"] == "ipcae" and config["config"]["params"]["embedding_dim"] == 6
     first = pd.read_csv(out / "history.tsv", sep="\t")
-    assert genesel_main([*common, "--epochs", "4", "--resume", "--no-stop-when-converged"]) == 0
+    # another budget moves IP-CAE's temperature schedule: refused, the checkpoint is kept
+    assert genesel_main([*common, "--epochs", "4", "--resume", "--no-stop-when-converged"]) == 1
+    assert (out / "checkpoint.pt").exists()
+    assert genesel_main([*common, "--epochs", "2", "--resume", "--no-stop-when-converged"]) == 0
     history = pd.read_csv(out / "history.tsv", sep="\t")
-    assert len(history) == 4
+    assert len(history) == 2
     assert not list(out.glob("checkpoint*")), "the checkpoint and its best weights are removed once the panel is written"
     assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is False
     assert genesel_main([*common, "--epochs", "1"]) == 0  # on by default for CAE/IP-CAE
     assert read_panel_config(out)["config"]["trainer"]["stop_when_converged"] is True
-    pd.testing.assert_frame_equal(history.iloc[:2].drop(columns=TIMING_COLUMNS), first.drop(columns=TIMING_COLUMNS))
+    pd.testing.assert_frame_equal(history.drop(columns=TIMING_COLUMNS), first.drop(columns=TIMING_COLUMNS))
     assert genesel_main(["-q", "select", "--data", str(store.path), "--method", "cae", "-k", "5", "--out", str(tmp_path / "bad"), "--param", "nope=1"]) == 1
 
 

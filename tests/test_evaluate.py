@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -71,12 +72,14 @@ def test_write_puts_per_gene_table_beside_the_metrics(planted_store, tmp_path):
     assert (tmp_path / "linear_test.per_gene.tsv").exists()
 
 
-def test_evaluation_needs_the_model_genes(planted_store, tmp_path):
+def test_evaluation_needs_the_model_panel_genes(planted_store, tmp_path):
     store, drivers = planted_store
     model = fit_imputer(store, drivers.tolist(), progress=False)
     X, _ = planted_matrix(50, 20, 3)
+    lacking = [f"GENE{j} (ENSG{j:011d})" for j in drivers if j >= 20]
+    assert lacking  # the fixture's drivers reach past the other store's 20 genes
     with Store.open(write_store(tmp_path / "other.h5ad", X)) as other:
-        with pytest.raises(InputFileError, match="20 of the model's 40 genes are not in the store"):
+        with pytest.raises(InputFileError, match=rf"{len(lacking)} of 5 panel genes are missing: {re.escape(lacking[0])}.*every panel gene"):
             evaluate_model(other, model, progress=False)
 
 

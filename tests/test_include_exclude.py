@@ -213,3 +213,11 @@ def test_workflow_config_validates_and_passes_the_lists_through(tmp_path: Path):
     assert set(commands) == {"random", "cae"}, result.stdout[-2000:] + result.stderr[-2000:]
     assert "--include landmarks --exclude GENE_C " in commands["random"]
     assert "--include landmarks --exclude GENE_A,GENE_B " in commands["cae"]
+
+
+@pytest.mark.parametrize("method", ["cae", "lassonet"])
+def test_resume_refuses_a_checkpoint_of_other_gene_lists(store, method, tmp_path):
+    options = {"method": method, "n_genes": K, "params": PARAMS[method], "trainer": TRAINER, "loader": LoaderConfig(batch_size=32), "out_dir": tmp_path}
+    select_panel(store, include=INCLUDE, **options)
+    with pytest.raises(InputFileError, match="constraints"):
+        select_panel(store, include=INCLUDE[:2], resume=True, **options)

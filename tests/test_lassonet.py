@@ -151,7 +151,7 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
     result = resumed.select(store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True)
     np.testing.assert_array_equal(result.gene_indices, first.gene_indices)
     np.testing.assert_allclose(result.history["lambda"], first.history["lambda"])
-    with pytest.raises(InputFileError, match="other lassonet parameters"):
+    with pytest.raises(InputFileError, match=r"other inputs \(checkpoint -> this run: hierarchy 10.0 -> 3.0\)"):
         LassoNetSelector(n_genes=K, seed=0, stop_at=2, **{**FAST, "hierarchy": 3.0}).select(
             store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
         )

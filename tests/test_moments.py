@@ -96,7 +96,7 @@ def test_moments_path_equals_streaming_path(data, ridge, request):
         model = fit_imputer(store, panel.tolist(), decoder="linear", ridge=ridge, progress=False)
         streamed = evaluate_model(store, model, progress=False)
         swept = results[k].evaluation
-        assert results[k].solution.ridge == pytest.approx(model.params["ridge"], rel=1e-12)
+        assert results[k].ridge == pytest.approx(model.params["ridge"], rel=1e-12)
         for name in ("mse_imputed", "mse", "mse_imputed_original", "mse_mean_predictor", "pearson_r_mean"):
             assert swept.metrics[name] == pytest.approx(streamed.metrics[name], rel=1e-6), name
         np.testing.assert_allclose(swept.per_gene["mse"], streamed.per_gene["mse"], rtol=1e-5, atol=1e-9)

@@ -111,6 +111,8 @@ def test_schema_violation_fails_the_workflow_naming_the_key(tmp_path: Path) -> N
         ({"decoders": {"mlp": {"hidden": [64], "epoch": 3}}}, "'epoch' was unexpected"),
         ({"threads": 4}, "'threads' was unexpected"),
         ({"methods": {"cae": {"epochs": "many"}}}, "epochs"),
+        ({"transfer": {"path": "b.h5ad", "standardize": "both"}}, "standardize"),
+        ({"transfer": {"standardize": "data"}}, "'path' is a required property"),
     ],
 )
 def test_schema_violation_names_the_key(change: dict, named: str) -> None:
@@ -119,6 +121,17 @@ def test_schema_violation_names_the_key(change: dict, named: str) -> None:
     with pytest.raises(WorkflowError) as error:
         validate_config({**TINY_CONFIG, **change})
     assert named in str(error.value) + str(error.value.__cause__ or "") + "".join(map(str, error.value.args))
+
+
+def test_transfer_is_planned_only_when_configured(tmp_path: Path) -> None:
+    from tests.conftest import planted_matrix, write_store
+
+    other = write_store(tmp_path / "other.h5ad", planted_matrix(60, 20, 3)[0])  # a genesel store: used as it is
+    config = {**TINY_CONFIG, "decoders": {"linear": {}}, "transfer": {"path": str(other)}}
+    assert validate_config(dict(config))["transfer"] == {"path": str(other), "format": None, "standardize": "model"}
+    jobs = planned_jobs(snakemake(tmp_path, "-n", config=config).stdout)
+    assert jobs["transfer"] == 1 and "preprocess_transfer" not in jobs and jobs["report"] == 1
+    assert "transfer" not in validate_config(dict(TINY_CONFIG))  # unset: no rule, the plan of the other dry runs
 
 
 def test_input_needs_exactly_one_source(tmp_path: Path) -> None:

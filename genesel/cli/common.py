@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from genesel.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported when a command runs, not when the parser is built
     from genesel.loader import LoaderConfig
     from genesel.training import TrainerConfig
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--wait``: queue behind another genesel run writing the same ``--out`` (see :mod:`genesel.io.lock`)."""
+    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, learning_rate: float = 1e-3, batch_size: int = 256) -> None:
@@ -43,7 +54,41 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, lear
         default=None,
         help="keep a split in device memory when it is at most this many GiB (default: 0.25 on CPU, 80%% of free GPU memory)",
     )
-    group.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output directory")
+    resume = group.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in the output directory; refused (exit 1, naming the fields) when it was made "
+        "with other data, panel or options",
+    )
+    resume.add_argument(
+        "--resume-if-same",
+        action="store_true",
+        help="continue from the checkpoint when it was made with the same data, panel and options, else delete it and "
+        "start afresh with a warning (what the workflow passes)",
+    )
+
+
+def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
+    """Run ``work(resume)`` as ``--resume`` or ``--resume-if-same`` ask.
+
+    A checkpoint that this run must not continue (made with other data or options, written
+    before run fingerprints, or trained past the budget:
+    :class:`~genesel.errors.CheckpointMismatchError`, raised before anything is trained)
+    stops ``--resume`` with that error; ``--resume-if-same`` logs it as a warning, deletes
+    the checkpoint and calls ``work(False)``.
+    """
+    from genesel.errors import CheckpointMismatchError
+    from genesel.training import remove_checkpoint
+
+    try:
+        return work(args.resume or args.resume_if_same)
+    except CheckpointMismatchError as error:
+        if not args.resume_if_same:
+            raise
+        logger.warning("%s: %s; deleting it and starting afresh (--resume-if-same)", error.path, error.problem)
+        remove_checkpoint(Path(error.path))
+        return work(False)
 
 
 def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any) -> TrainerConfig:

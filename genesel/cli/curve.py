@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.cli.common import add_wait_argument
 from genesel.io.lock import guarded_output
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ridge", default=None, help="'auto' (default: validated per panel) or a fixed penalty")
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="rows to score (default test)")
     parser.add_argument("--out", required=True, help="metrics folder (results/<run>/metrics in the workflow)")
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    add_wait_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from genesel.io.atomic import removing_new_folders
+from genesel.cli.common import add_wait_argument
+from genesel.io.lock import guarded_output
 
 logger = logging.getLogger(__name__)
 
@@ -23,25 +25,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "when known), and per_gene.tsv and per_sample.tsv beside it."
         ),
     )
-    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="preprocessed store (.h5ad from genesel preprocess): the model's own, or another data set (a transfer: genes "
+        "matched by id, then symbol; panel genes must all be there, missing target genes are left out of the scores). "
+        "Any other gene-level file (a CMap .gctx with Entrez gene ids as rows, .h5ad, .csv/.tsv) is evaluated whole, as "
+        "its test split",
+    )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test", help="rows to evaluate (default test)")
+    parser.add_argument(
+        "--standardize",
+        default=None,
+        metavar="{model,data}",
+        help="whose train mean and std define the standardised units: the model's, i.e. its training store's (default), "
+        "or the evaluated data's own",
+    )
     parser.add_argument("--out", required=True, help="metrics .json (or a directory for DIR/metrics.json)")
+    parser.add_argument(
+        "--orientation",
+        choices=("samples-by-genes", "genes-by-samples"),
+        default=None,
+        help="layout of a text or .gctx --data that is not a store (default: inferred)",
+    )
     parser.add_argument("--block-rows", type=int, default=2048, help="samples per block (default 2048)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_wait_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel evaluate``."""
-    from genesel.evaluate import describe_metrics, evaluate_model
+    from genesel.evaluate import describe_metrics, evaluate_model, open_evaluation_data
     from genesel.impute import load_model
-    from genesel.store import Store
 
-    with removing_new_folders(args.out):
+    # a .json names the metrics file (tables beside it); anything else is a folder for metrics.json
+    with guarded_output(args.out, kind="file" if Path(args.out).suffix == ".json" else "dir", wait=args.wait):
         model = load_model(args.model)
-        with Store.open(args.data) as store:
-            evaluation = evaluate_model(store, model, split=args.split, block_rows=args.block_rows, device=args.device, progress=args.progress)
+        # the core owns the default (the model's statistics) and checks the value
+        options = {} if args.standardize is None else {"standardize": args.standardize}
+        statistics = args.standardize == "data"
+        with open_evaluation_data(args.data, orientation=args.orientation, statistics=statistics, block_rows=args.block_rows) as store:
+            evaluation = evaluate_model(
+                store, model, split=args.split, **options, block_rows=args.block_rows, device=args.device, progress=args.progress
+            )
         path = evaluation.write(args.out)
     logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
     return 0

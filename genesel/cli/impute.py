@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genesel.cli.common import add_training_arguments, loader_config, trainer_config
+from genesel.cli.common import add_training_arguments, add_wait_argument, loader_config, resuming, trainer_config
 from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.lock import guarded_output
-from genesel.io.source import check_unique
+from genesel.io.source import MatrixSource, check_unique
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     knn = parser.add_argument_group("knn")
     knn.add_argument("--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)")
     knn.add_argument("--max-reference", type=int, default=10_000, help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)")
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    add_wait_argument(parser)
     add_training_arguments(parser, epochs=100)
     parser.set_defaults(func=run_fit)
 
@@ -92,24 +92,28 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
         "apply",
         help="impute the whole transcriptome of new samples",
         description=(
-            "Read samples measured on the panel genes (.h5ad, or .csv/.tsv with samples as rows or "
-            "columns), match the panel genes by gene id or symbol (any order; extra genes ignored) and "
+            "Read samples measured on the panel genes (.h5ad; .csv/.tsv with samples as rows or "
+            "columns; or a CMap .gctx, e.g. L1000 Level 3/4 profiles with Entrez gene ids as rows), match the "
+            "panel genes by gene id or symbol (Entrez rows through CMap's pr_gene_symbol or the shipped L1000 "
+            "landmark table; any order; extra genes ignored) and "
             "write all genes as .h5ad: var = gene id with symbol and a `measured` flag, values in the "
             "training data's units. The input must be in those units (e.g. log2, quantile-normalised)."
         ),
     )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
-    parser.add_argument("--input", required=True, help="measured samples: .h5ad or .csv/.tsv")
+    parser.add_argument("--input", required=True, help="measured samples: .h5ad, .csv/.tsv or .gctx")
     parser.add_argument("--out", required=True, help="output .h5ad")
     parser.add_argument("--layer", default=None, help="AnnData layer to read instead of X")
     parser.add_argument(
         "--orientation",
         choices=("samples-by-genes", "genes-by-samples"),
         default=None,
-        help="layout of a text input (default: the axis that names the panel genes)",
+        help="layout of a text input (default: the axis that names the panel genes), or how a .gctx stores its matrix "
+        "(default: from its row and column id counts; CMap's files are stored samples-by-genes)",
     )
     parser.add_argument("--batch-rows", type=int, default=4096, help="samples imputed at a time (default 4096)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_wait_argument(parser)
     parser.set_defaults(func=run_apply)
 
 
@@ -123,23 +127,26 @@ def run_fit(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     with guarded_output(out, kind="dir", wait=args.wait), Store.open(args.data) as store:
-        model = fit_imputer(
-            store,
-            args.panel,
-            decoder=args.decoder,
-            **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
-            precision=args.precision,
-            hidden=tuple(args.hidden),
-            activation=args.activation,
-            dropout=args.dropout,
-            n_neighbors=args.neighbors,
-            max_reference=args.max_reference or None,
-            trainer=trainer_config(args, seed=args.seed, lr_decay=DEFAULT_LR_DECAY),
-            loader=loader_config(args),
-            block_rows=args.block_rows,
-            work_dir=out,
-            resume=args.resume,
-            progress=args.progress,
+        model = resuming(
+            args,
+            lambda resume: fit_imputer(
+                store,
+                args.panel,
+                decoder=args.decoder,
+                **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
+                precision=args.precision,
+                hidden=tuple(args.hidden),
+                activation=args.activation,
+                dropout=args.dropout,
+                n_neighbors=args.neighbors,
+                max_reference=args.max_reference or None,
+                trainer=trainer_config(args, seed=args.seed, lr_decay=DEFAULT_LR_DECAY),
+                loader=loader_config(args),
+                block_rows=args.block_rows,
+                work_dir=out,
+                resume=resume,
+                progress=args.progress,
+            ),
         )
         model.training["panel"] = str(Path(args.panel))
         model.save(out)
@@ -164,24 +171,30 @@ def run_apply(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = read_measured(args.input, model, orientation=args.orientation)
     try:
-        with guarded_output(args.out, kind="file", lock=False):
+        with guarded_output(args.out, kind="file", wait=args.wait):
             result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
             result.file.close()
     finally:
         if getattr(data, "isbacked", False):
             data.file.close()
+        elif isinstance(data, MatrixSource):
+            data.close()
     logger.info("imputed %d samples x %d genes (%d measured) written to %s", result.n_obs, model.n_genes, model.n_panel, args.out)
     return 0
 
 
 def read_measured(path: str | Path, model: Any, *, orientation: str | None = None) -> Any:
-    """Open new samples for imputation: ``.h5ad`` backed, text as a samples x genes DataFrame."""
+    """Open new samples for imputation: ``.h5ad`` backed, ``.gctx`` lazily, text as a samples x genes DataFrame."""
     import anndata
 
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "no such file")
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    if suffixes and suffixes[-1] == ".gctx":
+        from genesel.io.gctx import read_gctx
+
+        return read_gctx(path, orientation=orientation)  # type: ignore[arg-type]
     if suffixes and suffixes[-1] == ".h5ad":
         try:
             adata = anndata.read_h5ad(path, backed="r")
@@ -195,7 +208,7 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
             raise
         return adata
     if not suffixes or suffixes[-1] not in TEXT_SUFFIXES:
-        raise InputFileError(path, "unsupported input format", "give a .h5ad, .csv or .tsv file")
+        raise InputFileError(path, "unsupported input format", "give a .h5ad, .gctx, .csv or .tsv file")
     sep = TEXT_SUFFIXES[suffixes[-1]]
     try:
         table = pd.read_csv(path, sep=sep, index_col=0)

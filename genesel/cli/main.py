@@ -8,7 +8,6 @@ registers its parser (with ``help`` and ``description``) and sets ``func=run`` w
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import os
@@ -17,14 +16,13 @@ from collections.abc import Sequence
 
 from genesel import __version__
 from genesel.errors import GeneselError
+from genesel.io.atomic import DISK_FULL_ERRNOS
 
 #: Subcommands in the order ``genesel --help`` lists them.
 SUBCOMMANDS = ("simulate", "preprocess", "moments", "select", "impute", "evaluate", "curve", "report")
 
 logger = logging.getLogger("genesel")
 
-#: ``errno`` values reported as a full disk.
-DISK_FULL_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.cli.common import add_wait_argument
 from genesel.io.lock import guarded_output
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--block-rows", type=int, default=2048, help="rows per block (default 2048)")
     parser.add_argument("--max-memory-gib", type=float, default=None, help="memory budget for the matrices (default: half the machine's)")
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    add_wait_argument(parser)
     parser.set_defaults(func=run)
 
 

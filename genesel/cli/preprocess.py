@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from genesel.cli.common import add_wait_argument
 from genesel.errors import ConfigError
 from genesel.io.lock import guarded_output
 from genesel.io.open import FORMATS
@@ -53,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--sizes", type=int, nargs="+", default=None, metavar="N", help="train and validation sizes [and test] (default: D-GEX's)"
     )
     parser.add_argument("--block-rows", type=int, default=None, help="samples per block (default: about 64 MiB)")
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    add_wait_argument(parser)
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.cli.common import add_wait_argument
+from genesel.io.lock import guarded_output
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,6 +34,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--metric", default=None, help="metric plotted against panel size (default: mse_imputed, the imputed-gene test MSE in standardised units)")
     parser.add_argument("--title", default=None, help="page title")
+    add_wait_argument(parser)
+    parser.add_argument(
+        "--transfer",
+        default=None,
+        metavar="TSV",
+        help="a transfer table (the workflow's transfer step: this run's panels imputing another data set): adds a "
+        "'Transfer to another data set' section and OUT/transfer.tsv",
+    )
     parser.set_defaults(func=run)
 
 
@@ -38,9 +49,17 @@ def run(args: argparse.Namespace) -> int:
     """Run ``genesel report``."""
     from genesel.report.aggregate import read_runs
     from genesel.report.build import build_report
+    from genesel.report.layout import ResultsLayout
 
-    runs = read_runs(args.runs) if args.runs else None
-    outputs = build_report(args.results, args.out, runs=runs, metric=args.metric, title=args.title)
+    out = args.out if args.out is not None else ResultsLayout.at(args.results).report_dir
+    with guarded_output(out, kind="dir", wait=args.wait):
+        runs = read_runs(args.runs) if args.runs else None
+        transfer = None
+        if args.transfer:
+            from genesel.report.transfer import read_transfer
+
+            transfer = read_transfer(args.transfer)
+        outputs = build_report(args.results, out, runs=runs, metric=args.metric, title=args.title, transfer=transfer)
     for sentence in outputs.headline:
         print(sentence)
     logger.info("open %s in a browser", outputs.index)

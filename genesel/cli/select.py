@@ -6,7 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from genesel.cli.common import add_training_arguments, loader_config, parse_params, trainer_config
+from genesel.cli.common import (
+    add_training_arguments,
+    add_wait_argument,
+    loader_config,
+    parse_params,
+    resuming,
+    trainer_config,
+)
 from genesel.selectors.methods import METHOD_SUMMARIES, available_methods
 
 logger = logging.getLogger(__name__)
@@ -78,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "completion); default: STORE.moments.h5 beside the store if present, else computed into DIR",
     )
     parser.add_argument("--keep-checkpoint", action="store_true", help="keep the resume checkpoint in DIR after the panel is written")
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    add_wait_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -116,21 +123,24 @@ def run(args: argparse.Namespace) -> int:
     if args.moments is not None and accepts_moments:
         params.setdefault("moments", args.moments)
     with guarded_output(args.out, kind="dir", wait=args.wait), Store.open(args.data) as store:
-        result = select_panel(
-            store,
-            method=args.method,
-            n_genes=args.n_genes,
-            seed=args.seed,
-            params=params,
-            trainer=trainer_config(
-                args, seed=args.seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
+        result = resuming(
+            args,
+            lambda resume: select_panel(
+                store,
+                method=args.method,
+                n_genes=args.n_genes,
+                seed=args.seed,
+                params=params,
+                trainer=trainer_config(
+                    args, seed=args.seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
+                ),
+                loader=loader_config(args),
+                out_dir=args.out,
+                resume=resume,
+                refine=refine_options(args),
+                include=args.include,
+                exclude=args.exclude,
             ),
-            loader=loader_config(args),
-            out_dir=args.out,
-            resume=args.resume,
-            refine=refine_options(args),
-            include=args.include,
-            exclude=args.exclude,
         )
         if not args.keep_checkpoint:
             for name in get_selector_class(args.method).checkpoint_files:

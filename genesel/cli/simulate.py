@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from genesel.cli.common import add_wait_argument
+from genesel.io.lock import guarded_output
 from genesel.simulate import GEO_N_OBS, SimulationParams, simulate_compendium
 
 _DEFAULTS = SimulationParams()
@@ -31,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of everything (default 0)")
     parser.add_argument("--block-rows", type=int, default=4096, help="rows written at a time; sets memory use only, not the values (default 4096)")
+    add_wait_argument(parser)
     model = parser.add_argument_group("model")
     model.add_argument("--n-clusters", type=int, default=_DEFAULTS.n_clusters, help=f"tissue-like sample clusters (default {_DEFAULTS.n_clusters})")
     model.add_argument("--rank", type=int, default=_DEFAULTS.rank, help=f"latent factors (default {_DEFAULTS.rank})")
@@ -67,20 +70,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel simulate``."""
-    simulate_compendium(
-        args.out,
-        n_obs=args.n_obs,
-        n_genes=args.n_genes,
-        seed=args.seed,
-        block_rows=args.block_rows,
-        progress=getattr(args, "progress", True),
-        n_clusters=args.n_clusters,
-        rank=args.rank,
-        n_programs=args.n_programs,
-        noise_df=args.noise_df,
-        noise_fraction=args.noise_fraction,
-        nonlinear_share=args.nonlinear_share,
-        tissue_share=args.tissue_share,
-        cluster_separation=args.cluster_separation,
-    )
+    with guarded_output(args.out, kind="file", wait=args.wait):
+        simulate_compendium(
+            args.out,
+            n_obs=args.n_obs,
+            n_genes=args.n_genes,
+            seed=args.seed,
+            block_rows=args.block_rows,
+            progress=getattr(args, "progress", True),
+            n_clusters=args.n_clusters,
+            rank=args.rank,
+            n_programs=args.n_programs,
+            noise_df=args.noise_df,
+            noise_fraction=args.noise_fraction,
+            nonlinear_share=args.nonlinear_share,
+            tissue_share=args.tissue_share,
+            cluster_separation=args.cluster_separation,
+        )
     return 0

@@ -97,7 +97,9 @@ def fit_imputer(
     device = resolve_device(trainer.device)
     started = time.perf_counter()
     n_train = int(store.require_split("train").size)
-    training: dict[str, Any] = {"n_train": n_train, "store": str(store.path) if store.path else None}
+    from genesel.moments import store_fingerprint  # here: genesel.moments imports genesel.impute
+
+    training: dict[str, Any] = {"n_train": n_train, "store": str(store.path) if store.path else None, "store_fingerprint": store_fingerprint(store)}
     history = None
     if decoder == "linear":
         solution = fit_linear(store, panel_indices, ridge=ridge, block_rows=block_rows, device=device, precision=precision, progress=progress)

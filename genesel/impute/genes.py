@@ -6,8 +6,10 @@ names every gene that could not be found.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,14 @@ import pandas as pd
 
 from genesel.errors import ConfigError, InputFileError
 
+logger = logging.getLogger(__name__)
+
 #: ``var`` columns of new data that may hold gene ids, besides ``var_names``.
-ID_COLUMNS = ("gene_id", "gene_ids", "ensembl_id", "ensembl", "gene_ensembl")
-#: ``var`` columns of new data that may hold gene symbols.
-SYMBOL_COLUMNS = ("symbol", "gene_symbol", "gene_symbols", "feature_name", "gene_name", "Symbol")
+ID_COLUMNS = ("gene_id", "gene_ids", "ensembl_id", "ensembl", "gene_ensembl", "entrez_id")
+#: ``var`` columns of new data that may hold gene symbols (``pr_gene_symbol``: CMap's GCTX row field).
+SYMBOL_COLUMNS = ("symbol", "gene_symbol", "gene_symbols", "feature_name", "gene_name", "Symbol", "pr_gene_symbol")
+#: How :func:`locate_columns` found a gene, by its stage code.
+MATCH_STAGES = ("gene_id", "symbol", "symbol ignoring case")
 #: How many missing genes an error message lists before abbreviating.
 MAX_LISTED = 25
 
@@ -97,6 +103,86 @@ def resolve_panel(panel: Any, var: pd.DataFrame) -> np.ndarray:
     return result
 
 
+@dataclass(frozen=True)
+class ColumnMatch:
+    """Where each of a list of genes sits among the columns of some data.
+
+    Attributes
+    ----------
+    columns
+        Column of each gene; ``-1`` when not found, ``-2`` when several columns match.
+    stages
+        How each gene was found: an index into :data:`MATCH_STAGES` (``-1`` when not found).
+    ambiguous
+        ``"SYMBOL (ID) in columns [...]"`` for every gene that several columns match.
+    """
+
+    columns: np.ndarray
+    stages: np.ndarray
+    ambiguous: list[str]
+
+    @property
+    def found(self) -> np.ndarray:
+        """Boolean mask of the genes found in exactly one column."""
+        return self.columns >= 0
+
+    def counts(self) -> dict[str, int]:
+        """Genes found at each stage, by stage name."""
+        return {name: int((self.stages == k).sum()) for k, name in enumerate(MATCH_STAGES)}
+
+
+def locate_columns(
+    gene_ids: Sequence[str],
+    symbols: Sequence[str],
+    var_names: Sequence[str],
+    var: pd.DataFrame | None = None,
+    *,
+    source: str | os.PathLike[str] = "<input>",
+) -> ColumnMatch:
+    """Find genes among the columns of data, by gene id, then symbol, then symbol ignoring case.
+
+    A gene matches a column whose name (``var_names`` or an id column of ``var``, see
+    :data:`ID_COLUMNS`) equals its id; failing that, a column whose name or symbol column
+    (:data:`SYMBOL_COLUMNS`) equals its symbol, first exactly, then ignoring case. Unlike
+    :func:`match_columns` it raises only for repeated column names, and reports the genes it
+    could not place in the result.
+    """
+    var_names = pd.Index(np.asarray(var_names).astype(str))
+    if not var_names.is_unique:
+        repeated = var_names[var_names.duplicated()].unique().tolist()
+        raise InputFileError(
+            source,
+            f"{len(repeated)} column name(s) occur more than once: {_listing(repeated)}",
+            "give one column per gene (average repeated probes first, e.g. with genesel preprocess)",
+        )
+    id_sources = [var_names] + _columns(var, ID_COLUMNS)
+    symbol_sources = [var_names] + _columns(var, SYMBOL_COLUMNS)
+    result = np.full(len(gene_ids), -1, dtype=np.int64)
+    stage_of = np.full(len(gene_ids), -1, dtype=np.int64)
+    ambiguous: list[str] = []
+    stages = ((id_sources, gene_ids, False), (symbol_sources, symbols, False), (symbol_sources, symbols, True))
+    for stage, (sources, keys, fold) in enumerate(stages):
+        todo = np.flatnonzero(result == -1)
+        if not todo.size:
+            break
+        for names in sources:
+            positions = _positions(names, fold=fold)
+            for k in todo:
+                if result[k] != -1:
+                    continue
+                key = str(keys[k]).upper() if fold else str(keys[k])
+                found = positions.get(key)
+                if found is None or key in ("", "NAN"):
+                    continue
+                if len(found) > 1:
+                    ambiguous.append(f"{symbols[k]} ({gene_ids[k]}) in columns {[str(var_names[i]) for i in found[:3]]}")
+                    result[k] = -2
+                else:
+                    result[k] = found[0]
+                    stage_of[k] = stage
+    return ColumnMatch(result, stage_of, ambiguous)
+
+
 def match_columns(
     panel_ids: Sequence[str],
     panel_symbols: Sequence[str],
@@ -120,53 +206,40 @@ def match_columns(
     InputFileError
         Naming every panel gene that is missing, or matched by several columns.
     """
-    var_names = pd.Index(np.asarray(var_names).astype(str))
-    if not var_names.is_unique:
-        repeated = var_names[var_names.duplicated()].unique().tolist()
+    match = locate_columns(panel_ids, panel_symbols, var_names, var, source=source)
+    require_panel(match, panel_ids, panel_symbols, source=source, var_names=var_names)
+    counts = match.counts()
+    if counts["gene_id"] < len(panel_ids):
+        logger.info("%s: panel genes found by %s", source, ", ".join(f"{name}: {n}" for name, n in counts.items() if n))
+    return match.columns
+
+
+def require_panel(
+    match: ColumnMatch,
+    panel_ids: Sequence[str],
+    panel_symbols: Sequence[str],
+    *,
+    source: str | os.PathLike[str],
+    var_names: Sequence[str] | None = None,
+    hint: str = "the input must measure every panel gene; columns are matched by gene id or symbol",
+) -> None:
+    """Raise an :class:`InputFileError` naming the panel genes ``match`` did not place once.
+
+    With ``var_names``, a matched column ``G`` beside ``G.1`` (pandas' name for a second ``G``
+    column) is refused too.
+    """
+    if match.ambiguous:
         raise InputFileError(
             source,
-            f"{len(repeated)} column name(s) occur more than once: {_listing(repeated)}",
-            "give one column per gene (average repeated probes first, e.g. with genesel preprocess)",
-        )
-    id_sources = [var_names] + _columns(var, ID_COLUMNS)
-    symbol_sources = [var_names] + _columns(var, SYMBOL_COLUMNS)
-    result = np.full(len(panel_ids), -1, dtype=np.int64)
-    ambiguous: list[str] = []
-    stages = ((id_sources, panel_ids, False), (symbol_sources, panel_symbols, False), (symbol_sources, panel_symbols, True))
-    for sources, keys, fold in stages:
-        todo = np.flatnonzero(result < 0)
-        if not todo.size:
-            break
-        for names in sources:
-            positions = _positions(names, fold=fold)
-            for k in todo:
-                if result[k] >= 0:
-                    continue
-                key = str(keys[k]).upper() if fold else str(keys[k])
-                found = positions.get(key)
-                if found is None or key in ("", "NAN"):
-                    continue
-                if len(found) > 1:
-                    ambiguous.append(f"{panel_symbols[k]} ({panel_ids[k]}) in columns {[str(var_names[i]) for i in found[:3]]}")
-                    result[k] = -2
-                else:
-                    result[k] = found[0]
-    if ambiguous:
-        raise InputFileError(
-            source,
-            f"{len(ambiguous)} panel genes match several columns: {'; '.join(ambiguous[:MAX_LISTED])}",
+            f"{len(match.ambiguous)} panel genes match several columns: {'; '.join(match.ambiguous[:MAX_LISTED])}",
             "give one column per gene (average probes into genes first, e.g. with genesel preprocess)",
         )
-    _check_renamed_duplicates(source, result, var_names)
-    missing = np.flatnonzero(result < 0)
+    if var_names is not None:
+        _check_renamed_duplicates(source, match.columns, pd.Index(np.asarray(var_names).astype(str)))
+    missing = np.flatnonzero(match.columns < 0)
     if missing.size:
         listed = [f"{panel_symbols[k]} ({panel_ids[k]})" for k in missing]
-        raise InputFileError(
-            source,
-            f"{missing.size} of {len(panel_ids)} panel genes are missing: {_listing(listed)}",
-            "the input must measure every panel gene; columns are matched by gene id or symbol",
-        )
-    return result
+        raise InputFileError(source, f"{missing.size} of {len(panel_ids)} panel genes are missing: {_listing(listed)}", hint)
 
 
 def _check_renamed_duplicates(source: str | os.PathLike[str], result: np.ndarray, var_names: pd.Index) -> None:

@@ -152,7 +152,7 @@ def solve_statistics(train: PanelStatistics, *, ridge: float = 0.0) -> LinearSol
 
 
 def solve_validated(
-    train: PanelStatistics, validation: PanelStatistics | None, *, ridge: float | str = AUTO
+    train: PanelStatistics, validation: PanelStatistics | None, *, ridge: float | str = AUTO, overwrite: bool = False
 ) -> LinearSolution:
     """Solve with ``ridge`` given, or chosen on ``validation`` when ``ridge="auto"``.
 
@@ -161,7 +161,9 @@ def solve_validated(
     there are no validation rows), and takes the weights from the same eigendecomposition
     (``method="eigh"``; minimum-norm when the chosen penalty is 0 and the panel is
     rank-deficient); see :class:`~genesel.impute.ridge.RidgeProblem`. A fixed penalty is
-    solved by Cholesky (:func:`solve_normal_equations`).
+    solved by Cholesky (:func:`solve_normal_equations`). With ``overwrite`` the automatic
+    choice centres the cross-products of ``train`` and ``validation`` in place (a caller
+    that reads them fresh and drops them after saves two ``K x D`` copies).
     """
     started = time.perf_counter()
     ridge = parse_ridge(ridge)
@@ -169,7 +171,7 @@ def solve_validated(
         solution = solve_statistics(train, ridge=float(ridge))
         solution.ridge_choice = RidgeChoice(float(ridge), "fixed")
         return solution
-    problem = RidgeProblem(train)
+    problem = RidgeProblem(train, overwrite=overwrite)
     choice = problem.choose(validation)
     coef, intercept = problem.coefficients(choice.ridge)
     seconds = {"solve": time.perf_counter() - started}

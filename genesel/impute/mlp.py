@@ -103,7 +103,10 @@ def fit_mlp(
     work_dir
         Directory for ``checkpoint.pt`` (written every epoch); ``None`` keeps none.
     resume
-        Continue from ``work_dir/checkpoint.pt`` when it exists.
+        Continue from ``work_dir/checkpoint.pt`` when it exists. The checkpoint records the
+        panel genes, the architecture and the store, trainer and loader options
+        (:func:`genesel.training.run_fingerprint`); one made with any other is refused,
+        except that the epoch budget may change (the MLP follows no schedule over it).
     """
     hidden = check_hidden(hidden)
     trainer = trainer or TrainerConfig(lr_decay=DEFAULT_LR_DECAY)
@@ -116,7 +119,14 @@ def fit_mlp(
     seed_everything(trainer.seed, -2)
     decoder = build_decoder(len(panel), store.n_vars, hidden=hidden, activation=activation, dropout=dropout)
     task = PanelDecoderTask(decoder, panel)
-    runner = Trainer(trainer, checkpoint_path=checkpoint)
+    identity = {
+        "decoder": "mlp",
+        "panel": store.gene_ids[np.asarray(panel)].astype(str).tolist(),
+        "hidden": list(hidden),
+        "activation": activation,
+        "dropout": float(dropout),
+    }
+    runner = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=identity)
     train_loader = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=runner.device)
     validation_loader = None
     if store.split_indices("validation").size:

@@ -27,7 +27,7 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, InputFileError
 from genesel.impute.genes import match_columns
 from genesel.impute.knn import NearestNeighborImputer
-from genesel.io.atomic import atomic_output, write_json
+from genesel.io.atomic import atomic_output, removing_on_error, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -203,10 +203,12 @@ class ImputationModel:
         Parameters
         ----------
         data
-            AnnData (in memory or backed), a DataFrame (samples x genes) or an array whose
+            AnnData (in memory or backed), a DataFrame (samples x genes), a
+            :class:`~genesel.io.source.MatrixSource` (e.g. a CMap GCTX file opened with
+            :func:`genesel.io.gctx.read_gctx`, rows named by Entrez id) or an array whose
             columns are the panel genes in panel order. Genes are matched by gene id or
-            symbol (``var_names`` or a ``gene_id``/``symbol``-like ``var`` column), in any
-            order; extra genes are ignored. Values must be in the units of the training
+            symbol (``var_names`` or a ``gene_id``/``entrez_id``/``symbol``-like ``var``
+            column), in any order; extra genes are ignored. Values must be in the units of the training
             store (e.g. log2, quantile-normalised).
         layer
             AnnData layer to read instead of ``X``.
@@ -269,9 +271,9 @@ class ImputationModel:
                 path = writer.close(obs=obs, uns=uns)
                 logger.info("imputed %d samples x %d genes into %s", n_obs, self.n_genes, path)
                 return anndata.read_h5ad(path, backed="r")
-        except BaseException:
+        except BaseException as error:
             if writer is not None:
-                writer.abort()
+                writer.abort(error)
             raise
         return anndata.AnnData(X=result, obs=obs, var=self.var(), uns=uns)
 
@@ -298,34 +300,35 @@ class ImputationModel:
         """Write ``model.pt``, ``model.json`` (and ``history.tsv``) into ``directory``.
 
         Each file is written atomically; ``model.json`` goes last, so its presence means
-        the model is complete.
+        the model is complete. Should a write fail (a full disk), all three are removed.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "model.json").unlink(missing_ok=True)
-        with atomic_output(directory / "model.pt") as tmp:
-            torch.save({k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}, tmp)
-            weights_sha256 = file_sha256(tmp)
-        if self.history is not None:
-            with atomic_output(directory / "history.tsv") as tmp:
-                self.history.to_csv(tmp, sep="\t", index=False)
-        write_json(
-            directory / "model.json",
-            {
-                "format_version": MODEL_FORMAT_VERSION,
-                "genesel_version": __version__,
-                "decoder": self.decoder,
-                "params": self.params,
-                "panel_gene_ids": self.panel_ids.tolist(),
-                "panel_symbols": self.panel_symbols.tolist(),
-                "gene_ids": self.gene_ids.tolist(),
-                "symbols": self.symbols.tolist(),
-                "mean": self.mean.tolist(),
-                "std": self.std.tolist(),
-                "training": self.training,
-                "weights_sha256": weights_sha256,
-            },
-        )
+        with removing_on_error(*(directory / name for name in ("model.pt", "history.tsv", "model.json"))):
+            with atomic_output(directory / "model.pt") as tmp:
+                torch.save({k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}, tmp)
+                weights_sha256 = file_sha256(tmp)
+            if self.history is not None:
+                with atomic_output(directory / "history.tsv") as tmp:
+                    self.history.to_csv(tmp, sep="\t", index=False)
+            write_json(
+                directory / "model.json",
+                {
+                    "format_version": MODEL_FORMAT_VERSION,
+                    "genesel_version": __version__,
+                    "decoder": self.decoder,
+                    "params": self.params,
+                    "panel_gene_ids": self.panel_ids.tolist(),
+                    "panel_symbols": self.panel_symbols.tolist(),
+                    "gene_ids": self.gene_ids.tolist(),
+                    "symbols": self.symbols.tolist(),
+                    "mean": self.mean.tolist(),
+                    "std": self.std.tolist(),
+                    "training": self.training,
+                    "weights_sha256": weights_sha256,
+                },
+            )
         logger.info("saved %s imputation model (%d -> %d genes) to %s", self.decoder, self.n_panel, self.n_genes, directory)
         return directory
 
@@ -411,6 +414,12 @@ def load_model(directory: str | os.PathLike[str]) -> ImputationModel:
 
 def _as_matrix(data: Any, layer: str | None) -> tuple[Any, pd.DataFrame, str]:
     """Return a row-sliceable matrix, the sample annotation and a name for messages."""
+    from genesel.io.source import MatrixSource
+
+    if isinstance(data, MatrixSource):
+        if layer is not None:
+            raise ConfigError(f"layer={layer!r} applies to AnnData input only, not to {data.path}")
+        return data.data, pd.DataFrame(index=data.obs_names), str(data.path)
     if isinstance(data, pd.DataFrame):
         obs = pd.DataFrame(index=data.index.astype(str))
         return data.to_numpy(), obs, str(data.attrs.get("source", "<DataFrame>"))
@@ -434,6 +443,10 @@ def _as_matrix(data: Any, layer: str | None) -> tuple[Any, pd.DataFrame, str]:
 def _names(data: Any) -> tuple[pd.Index, pd.DataFrame | None]:
     if isinstance(data, pd.DataFrame):
         return pd.Index(data.columns.astype(str)), None
+    from genesel.io.source import MatrixSource
+
+    if isinstance(data, MatrixSource):  # e.g. a GCTX file
+        return data.var_names, data.var
     return pd.Index(data.var_names.astype(str)), data.var
 
 

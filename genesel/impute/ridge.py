@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.linalg
+import scipy.linalg.blas
 
 from genesel.errors import ConfigError
 
@@ -64,10 +66,22 @@ class PanelStatistics:
     squares: np.ndarray
     panel: np.ndarray
 
-    def shifted(self, center: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cross-products, panel Gram matrix and sums of squares of ``z - center``."""
-        c_p = center[self.panel]
-        cross = self.cross - np.outer(self.total[self.panel], center) - np.outer(c_p, self.total) + self.n * np.outer(c_p, center)
+    def shifted(self, center: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cross-products, panel Gram matrix and sums of squares of ``z - center``.
+
+        ``sum (z_p - c_p)(z - c)^T = S - u_p c^T - c_p u^T`` with ``u = t - n c / 2``: two
+        rank-one updates of a copy of ``S`` (no ``K x D`` temporaries), or of ``S`` itself
+        with ``overwrite`` (``self.cross`` then holds the shifted sums: do not reuse it).
+        """
+        center = np.asarray(center, dtype=np.float64)
+        u = self.total - 0.5 * self.n * center
+        cross = self.cross
+        if not (overwrite and cross.dtype == np.float64 and cross.flags.c_contiguous and cross.flags.writeable):
+            cross = np.array(cross, dtype=np.float64, order="C", copy=True)
+        if cross.size:
+            # cross.T is a Fortran-ordered D x K view: dger updates it in place.
+            scipy.linalg.blas.dger(-1.0, center, u[self.panel], a=cross.T, overwrite_a=1)
+            scipy.linalg.blas.dger(-1.0, u, center[self.panel], a=cross.T, overwrite_a=1)
         squares = self.squares - 2.0 * center * self.total + self.n * center**2
         return cross, cross[:, self.panel], squares
 
@@ -101,33 +115,53 @@ class RidgeChoice:
 class RidgeProblem:
     """The eigendecomposition of one panel's train Gram matrix, reused for every penalty.
 
+    With ``C`` the centred train cross-products (``K x D``), ``G = C[:, panel]`` and
+    ``G = V diag(s) V^T``, the decoder of penalty ``lambda`` is ``W = H C`` with
+    ``H = V diag(1 / (s + lambda n)) V^T``. Errors on the imputed genes ``U`` need only
+    ``K x K`` products of ``C_U``: ``Q = C_U C_U^T`` (for the train residuals and GCV) and,
+    for a validation split with centred cross-products ``C'``, ``P = C_U C'_U^T``; each is
+    one pass over ``K x D`` (``Q`` by ``dsyrk``), after which every penalty of the grid
+    costs ``O(K^2)``.
+
     Parameters
     ----------
     train
         Train-split statistics of the panel.
+    overwrite
+        Centre the cross-products of ``train`` (and of the validation statistics given to
+        :meth:`choose`) in place instead of in copies; they are not usable afterwards.
     """
 
-    def __init__(self, train: PanelStatistics) -> None:
+    def __init__(self, train: PanelStatistics, *, overwrite: bool = False) -> None:
         if train.n < 2:
             raise ConfigError(f"a linear imputer needs at least 2 training samples, got {train.n}")
         self.train = train
         self.panel = np.asarray(train.panel, dtype=np.int64)
         self.mean = train.total / train.n
-        cross, gram, squares = train.shifted(self.mean)
+        self.overwrite = overwrite
+        cross, gram, squares = train.shifted(self.mean, overwrite=overwrite)
         self.cross = cross
         self.residual_squares = squares
-        gram = 0.5 * (gram + gram.T)
-        values, vectors = np.linalg.eigh(gram)
+        self.gram = 0.5 * (gram + gram.T)
+        values, vectors = scipy.linalg.eigh(self.gram, check_finite=False, driver="evr")
         self.values = np.clip(values, 0.0, None)
         self.vectors = vectors
-        self.rotated = vectors.T @ cross  # K x D
         self.imputed = np.ones(train.total.size, dtype=bool)
         self.imputed[self.panel] = False
+        self._imputed_gram: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         """Train rows."""
         return self.train.n
+
+    def imputed_gram(self) -> np.ndarray:
+        """``Q = C_U C_U^T`` (``K x K``): the whole ``C C^T`` by ``dsyrk`` less the panel block ``G G``."""
+        if self._imputed_gram is None:
+            upper = scipy.linalg.blas.dsyrk(1.0, self.cross.T, trans=1)  # C C^T, upper triangle
+            full = np.triu(upper) + np.triu(upper, 1).T
+            self._imputed_gram = full - self.gram @ self.gram
+        return self._imputed_gram
 
     def shrinkage(self, ridge: float) -> np.ndarray:
         """``1 / (eigenvalue + ridge n)``, with zero for null directions when ``ridge == 0``."""
@@ -139,20 +173,27 @@ class RidgeProblem:
             return np.where(denominator > tolerance, 1.0 / denominator, 0.0)
 
     def coefficients(self, ridge: float) -> tuple[np.ndarray, np.ndarray]:
-        """``W`` (``K x D``) and the intercept ``b`` (``D``) for one penalty."""
-        coef = self.vectors @ (self.shrinkage(ridge)[:, None] * self.rotated)
+        """``W = H C`` (``K x D``) and the intercept ``b`` (``D``) for one penalty."""
+        inverse = (self.vectors * self.shrinkage(ridge)) @ self.vectors.T
+        coef = inverse @ self.cross
         intercept = self.mean - coef.T @ self.mean[self.panel]
         return coef, intercept
 
     def validation_errors(self, validation: PanelStatistics, grid: np.ndarray) -> np.ndarray:
-        """Imputed-gene MSE on ``validation`` for every penalty of ``grid``."""
-        cross_v, gram_v, squares_v = validation.shifted(self.mean)
+        """Imputed-gene MSE on ``validation`` for every penalty of ``grid``.
+
+        ``sum_U ||c'_j - G' w_j||`` expands to ``sum_U c'_jj - 2 tr(H P) + tr(H G' H Q)``;
+        in the eigenbasis ``tr(H P) = d . diag(V^T P V)`` and
+        ``tr(H G' H Q) = d^T (V^T G' V o V^T Q V) d`` with ``d`` the shrinkage.
+        """
+        cross_v, gram_v, squares_v = validation.shifted(self.mean, overwrite=self.overwrite)
         imputed = self.imputed
-        a = self.rotated[:, imputed]
-        b = self.vectors.T @ cross_v[:, imputed]
-        m = self.vectors.T @ gram_v @ self.vectors
-        linear = np.einsum("kj,kj->k", a, b)
-        quadratic = m * (a @ a.T)
+        vectors = self.vectors
+        product = self.cross @ cross_v.T - self.gram @ gram_v.T  # P = C_U C'_U^T
+        del cross_v
+        linear = np.einsum("ik,ik->k", vectors, product @ vectors)
+        rotated_gram = vectors.T @ (0.5 * (gram_v + gram_v.T)) @ vectors
+        quadratic = rotated_gram * (vectors.T @ self.imputed_gram() @ vectors)
         base = float(squares_v[imputed].sum())
         errors = []
         for ridge in grid:
@@ -163,8 +204,7 @@ class RidgeProblem:
     def gcv_errors(self, grid: np.ndarray) -> np.ndarray:
         """Generalised cross-validation of the imputed-gene train error for every penalty."""
         imputed = self.imputed
-        a = self.rotated[:, imputed]
-        energy = np.einsum("kj,kj->k", a, a)  # per direction: sum_j (V^T C)_kj^2
+        energy = np.einsum("ik,ik->k", self.vectors, self.imputed_gram() @ self.vectors)  # diag(V^T Q V)
         base = float(self.residual_squares[imputed].sum())
         errors = []
         for ridge in grid:
@@ -209,13 +249,15 @@ def prediction_sums(coef: np.ndarray, intercept: np.ndarray, stats: PanelStatist
 
     Returns ``squared_error`` (``sum (z - z_hat)^2``), ``predicted``, ``predicted2`` and
     ``cross`` (``sum z z_hat``), each of length ``D``; panel genes are predicted exactly.
+    The quadratic terms ``w_j^T G w_j`` are ``||L^T w_j||^2`` with ``G = L L^T`` (one
+    triangular product, half a general one), or ``w_j^T (G w_j)`` when ``G`` is singular.
     """
     n, total, panel = stats.n, stats.total, stats.panel
     gram = stats.cross[:, panel]
     gram = 0.5 * (gram + gram.T)
     t_p = total[panel]
     wx = np.einsum("kj,kj->j", coef, stats.cross)  # w_j^T sum z_p z_j
-    wgw = np.einsum("kj,kj->j", coef, gram @ coef)  # w_j^T G_pp w_j
+    wgw = _quadratic_forms(gram, coef)  # w_j^T G_pp w_j
     wt = coef.T @ t_p  # w_j^T sum z_p
     predicted = n * intercept + wt
     predicted2 = n * intercept**2 + 2.0 * intercept * wt + wgw
@@ -224,3 +266,16 @@ def prediction_sums(coef: np.ndarray, intercept: np.ndarray, stats: PanelStatist
     predicted[panel], predicted2[panel], cross[panel] = total[panel], stats.squares[panel], stats.squares[panel]
     squared_error[panel] = 0.0
     return {"squared_error": np.maximum(squared_error, 0.0), "predicted": predicted, "predicted2": predicted2, "cross": cross}
+
+
+def _quadratic_forms(gram: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``w_j^T G w_j`` for every column ``w_j`` of ``coef`` (``G`` symmetric positive semi-definite)."""
+    if coef.size == 0:
+        return np.zeros(coef.shape[1])
+    try:
+        factor = scipy.linalg.cholesky(gram, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.einsum("kj,kj->j", coef, gram @ coef)
+    # coef.T is a Fortran-ordered D x K view; W^T L = (L^T W)^T.
+    product = scipy.linalg.blas.dtrmm(1.0, np.asfortranarray(factor), coef.T, side=1, lower=1)
+    return np.einsum("jk,jk->j", product, product)

@@ -5,9 +5,14 @@ Every panel's ridge decoder is solved (its penalty validated, see
 (:mod:`genesel.moments`), with no pass over the data: the imputed-gene and all-gene MSE,
 per-gene MSE and Pearson r are exact. What the moments cannot give is each sample's error,
 which the report's bootstrap intervals need; those come from one read of the test rows,
-all of them up to ``interval_rows`` (default 2,000, so every small data set is covered
-exactly) and an evenly spaced subset beyond, whose bootstrap spread is rescaled to the
-full test split (``sqrt(m / n)``). MAE needs every row and is left out of this path.
+all of them up to ``max_interval_rows`` (default 1,000, so every small data set is
+covered exactly) and an evenly spaced subset beyond, whose bootstrap spread is rescaled
+to the full test split (``sqrt(m / n)``; 1,000 rows pin the interval's width to a few per
+cent). MAE needs every row and is left out of this path.
+
+Per panel the cost is about ``6 K^2 D`` (the validation grid from ``K x K`` products, the
+weights, the test sums; see :class:`~genesel.impute.ridge.RidgeProblem`) plus ``2 m K D``
+for the per-sample errors of ``m`` rows.
 """
 
 from __future__ import annotations
@@ -23,22 +28,27 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from genesel.evaluate import HEADLINE_METRIC, Evaluation, gene_table, pearson_from_sums, summary_metrics
-from genesel.impute.linear import LinearSolution, solve_validated
-from genesel.impute.ridge import DEFAULT_RIDGE, prediction_sums
+from genesel.impute.linear import solve_validated
+from genesel.impute.ridge import DEFAULT_RIDGE, RidgeChoice, prediction_sums
 from genesel.moments import Moments
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
 
 #: Test rows whose per-sample errors are computed (all of them up to this many).
-DEFAULT_INTERVAL_ROWS = 2000
+DEFAULT_INTERVAL_ROWS = 1000
 
 
 @dataclass
 class LinearPanelResult:
-    """The fit and the evaluation of one panel."""
+    """The evaluation of one panel's linear decoder and the penalty it used.
 
-    solution: LinearSolution
+    The decoder's weights (``K x D`` each) are not kept: a sweep over many panels would hold
+    all of them; :func:`genesel.impute.fit.fit_imputer` writes a panel's model.
+    """
+
+    ridge: float
+    ridge_choice: RidgeChoice | None
     evaluation: Evaluation
 
 
@@ -94,12 +104,17 @@ def evaluate_linear_panels(
     symbols = store.var["symbol"].astype(str).to_numpy() if "symbol" in store.var else store.gene_ids.astype(str).to_numpy()
     std = store.var["std"].to_numpy(np.float64)
     validation_rows = moments.n("validation")
+    train_mean = moments.mean("train")  # of z: about 0, as z is standardised with the train means
+    centred = values - train_mean  # the rows about the train means of z
+    del values
     results: dict[Any, LinearPanelResult] = {}
     for key, panel in tqdm(panels.items(), desc="linear panels", unit="panel", disable=not progress, leave=False):
         panel = np.asarray(panel, dtype=np.int64)
         train = moments.panel_statistics("train", panel)
         validation = moments.panel_statistics("validation", panel) if validation_rows else None
-        solution = solve_validated(train, validation, ridge=ridge)
+        # both are read fresh for this panel and only their n and totals are used after: centre in place
+        solution = solve_validated(train, validation, ridge=ridge, overwrite=True)
+        del train, validation
         test = moments.panel_statistics(split, panel)
         sums = prediction_sums(solution.coef, solution.intercept, test)
         measured = np.zeros(store.n_vars, dtype=bool)
@@ -113,11 +128,13 @@ def evaluate_linear_panels(
             pearson=pearson_from_sums(test.n, test.total, test.squares, sums["predicted"], sums["predicted2"], sums["cross"]),
             index=store.gene_ids.astype(str),
         )
-        train_mean = train.total / train.n
         mean_predictor = (test.squares - 2.0 * train_mean * test.total + test.n * train_mean**2) / test.n
-        predicted = solution.intercept + values[:, panel] @ solution.coef
-        error = (predicted - values)[:, ~measured]
-        per_sample_errors = np.einsum("ij,ij->i", error, error) / max((~measured).sum(), 1)
+        # z_hat - z = W^T (z_p - m_p) - (z - m); panel genes are measured (no error)
+        residual = centred[:, panel] @ solution.coef
+        residual -= centred
+        residual[:, panel] = 0.0
+        per_sample_errors = np.einsum("ij,ij->i", residual, residual) / max((~measured).sum(), 1)
+        del residual
         metrics = summary_metrics(per_gene, per_sample_errors, mean_predictor=mean_predictor, split=split, decoder="linear")
         metrics["n_samples"] = int(test.n)
         metrics["n_interval_samples"] = int(rows.size)
@@ -131,5 +148,6 @@ def evaluate_linear_panels(
         if store.noise_floor is not None:
             metrics["noise_floor"] = store.noise_floor
         per_sample = pd.DataFrame({HEADLINE_METRIC: per_sample_errors}, index=sample_ids)
-        results[key] = LinearPanelResult(solution, Evaluation(metrics, per_gene, per_sample))
+        results[key] = LinearPanelResult(solution.ridge, solution.ridge_choice, Evaluation(metrics, per_gene, per_sample))
+        del solution
     return results

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from genesel.errors import GeneselError
+
+#: ``errno`` values of a full disk (``EDQUOT``: over quota).
+DISK_FULL_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+#: A failed write counts as a full disk when fewer bytes than this remain free beside the
+#: output: torch and HDF5 report a full disk as a ``RuntimeError`` without its ``errno``.
+FULL_DISK_BYTES = 1 << 20
 
 
 def temporary_path(path: str | os.PathLike[str]) -> Path:
@@ -17,12 +26,40 @@ def temporary_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def disk_full_error(error: BaseException, path: str | os.PathLike[str]) -> OSError | None:
+    """``OSError(ENOSPC)`` naming ``path`` when writing it failed with ``error`` for lack of space, else ``None``.
+
+    That is an ``ENOSPC``/``EDQUOT`` anywhere in ``error``'s chain of causes, or any other
+    failure (torch's ``unexpected pos``, HDF5's ``file write failed``) while fewer than
+    :data:`FULL_DISK_BYTES` remain free in ``path``'s folder; check before removing the
+    partial file. Interrupts and genesel's own errors are never taken for a full disk.
+    """
+    if not isinstance(error, Exception) or isinstance(error, GeneselError):
+        return None
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return OSError(current.errno, os.strerror(current.errno), str(path))
+        current = current.__cause__ or current.__context__
+    try:
+        stat = os.statvfs(Path(path).parent)
+    except OSError:
+        return None
+    if stat.f_bavail * stat.f_frsize >= FULL_DISK_BYTES:
+        return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path; move it onto ``path`` only if the block succeeds.
 
     Works for files and for directories (e.g. ``.zarr`` stores). On error the
-    temporary output is removed, so nothing half-written is ever left behind.
+    temporary output is removed, so nothing half-written is ever left behind; an error
+    from a full disk is raised as ``OSError(ENOSPC)`` naming ``path`` (see
+    :func:`disk_full_error`), whatever the writing library made of it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +67,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as error:
+        full = disk_full_error(error, path)
         _remove(tmp)
+        if full is not None:
+            raise full from error
         raise
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -61,6 +101,22 @@ def removing_new_folders(*paths: str | os.PathLike[str]) -> Iterator[None]:
             with contextlib.suppress(OSError):
                 if folder.is_dir() and not folder.is_symlink():
                     folder.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def removing_on_error(*paths: str | os.PathLike[str]) -> Iterator[None]:
+    """On error, delete ``paths``: files that make one result together, none of use without the others.
+
+    Each file is written atomically; this covers a failure between two of them (a full
+    disk), which would otherwise leave some of the new files beside old ones.
+    """
+    try:
+        yield
+    except BaseException:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                _remove(Path(path))
         raise
 
 

@@ -4,12 +4,19 @@ A GCTX holds ``/0/DATA/0/matrix`` with feature ids in ``/0/META/ROW/id`` and sam
 in ``/0/META/COL/id``. Following cmapPy, the HDF5 dataset is stored as
 (n samples, n features), i.e. transposed relative to the "rows are features" view; files
 written the other way round are read through a transposing adapter.
+
+CMap's L1000 files (Level 3/4: the 978 landmarks or 12,328 genes) name their rows by Entrez
+gene id. Such rows get an ``entrez_id`` column and a ``symbol``: CMap's own
+``pr_gene_symbol`` row field when the file has it, else the symbol of the shipped L1000
+landmark table (:func:`genesel.io.gene_maps.l1000_landmarks`), so that models whose genes
+are named by Ensembl id or symbol find them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +27,7 @@ import pandas as pd
 
 from genesel.errors import InputFileError
 from genesel.io.atomic import atomic_output
-from genesel.io.gene_maps import detect_feature_kind
+from genesel.io.gene_maps import detect_feature_kind, l1000_landmarks
 from genesel.io.source import MatrixSource, TransposedRows
 
 logger = logging.getLogger(__name__)
@@ -30,6 +37,11 @@ ROW_META = "0/META/ROW"
 COL_META = "0/META/COL"
 
 Orientation = Literal["samples-by-genes", "genes-by-samples"]
+
+#: CMap's GCTX row field with the gene symbol.
+CMAP_SYMBOL_FIELD = "pr_gene_symbol"
+#: An Entrez gene id: digits only.
+ENTREZ_ID_PATTERN = re.compile(r"^\d+$")
 
 
 def _decode_ids(dataset: h5py.Dataset) -> np.ndarray:
@@ -81,7 +93,7 @@ def read_gctx(
         sample_ids = _decode_ids(handle[f"{COL_META}/id"])
         stored = _stored_orientation(path, tuple(matrix.shape), len(sample_ids), len(feature_ids), orientation)
         data: Any = matrix if stored == "samples-by-genes" else TransposedRows(matrix)
-        var = _read_meta(handle[ROW_META], len(feature_ids))
+        var = entrez_annotation(feature_ids, _read_meta(handle[ROW_META], len(feature_ids)), path=path)
         obs = _read_meta(handle[COL_META], len(sample_ids))
         feature_kind = detect_feature_kind(feature_ids, gene_map)
         return MatrixSource(
@@ -98,6 +110,37 @@ def read_gctx(
     except BaseException:
         handle.close()
         raise
+
+
+def entrez_annotation(feature_ids: Sequence[str], var: pd.DataFrame, *, path: str | os.PathLike[str] = "<gctx>") -> pd.DataFrame:
+    """Add ``entrez_id`` and ``symbol`` to the row annotation when every row id is an Entrez id.
+
+    The symbol is CMap's ``pr_gene_symbol`` where the file has one, else the shipped L1000
+    landmark table's for that Entrez id, else the Entrez id itself (as for files without
+    symbols; such a row is found by id only).
+    ``var`` is returned unchanged when the ids are not Entrez ids or it has a ``symbol``.
+    """
+    ids = pd.Index(np.asarray(feature_ids).astype(str))
+    if not len(ids) or "symbol" in var.columns or not all(ENTREZ_ID_PATTERN.match(i) for i in ids):
+        return var
+    var = var.copy()
+    landmarks = l1000_landmarks().set_index("entrez_id")["symbol"]
+    from_table = landmarks.reindex(ids).fillna("").to_numpy(dtype=object)
+    if CMAP_SYMBOL_FIELD in var.columns:
+        from_file = var[CMAP_SYMBOL_FIELD].astype(str).to_numpy(dtype=object)
+        symbols = np.where(np.isin(from_file, ["", "nan", "-666"]), from_table, from_file)
+    else:
+        symbols = from_table
+    known = symbols != ""
+    var["entrez_id"] = ids.to_numpy()
+    var["symbol"] = np.where(known, symbols, ids.to_numpy()).astype(str)
+    logger.info(
+        "%s: %d rows named by Entrez gene id (%d L1000 landmarks); symbols from %s for %d of them",
+        path, len(ids), int(ids.isin(landmarks.index).sum()),
+        f"{CMAP_SYMBOL_FIELD} and the landmark table" if CMAP_SYMBOL_FIELD in var.columns else "the L1000 landmark table",
+        int(known.sum()),
+    )
+    return var
 
 
 def _stored_orientation(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from genesel.errors import InputFileError
+from genesel.io.atomic import DISK_FULL_ERRNOS
 
 #: Name of the lock file inside a directory output.
 LOCK_NAME = ".genesel.lock"
@@ -69,7 +70,11 @@ def output_lock(out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wa
     fd = _acquire(path, Path(out), wait=wait)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        try:
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except OSError as error:  # the owner's name is only for messages: a full disk stops the run at its first output
+            if error.errno not in DISK_FULL_ERRNOS:
+                raise
         yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -118,16 +123,12 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def guarded_output(
-    out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False, lock: bool = True
-) -> Iterator[None]:
-    """Lock output ``out`` (unless ``lock=False``) and, on error, remove the folders the block created empty.
+def guarded_output(out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False) -> Iterator[None]:
+    """Lock output ``out`` and, on error, remove the folders the block created empty.
 
     This is what a command wraps its work in: ``with guarded_output(args.out, kind="dir", wait=args.wait):``.
     """
     from genesel.io.atomic import removing_new_folders
 
-    with removing_new_folders(out), contextlib.ExitStack() as stack:
-        if lock:
-            stack.enter_context(output_lock(out, kind=kind, wait=wait))
+    with removing_new_folders(out), output_lock(out, kind=kind, wait=wait):
         yield

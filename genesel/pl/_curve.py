@@ -80,6 +80,7 @@ def panel_curve(
     ax.legend(frameon=False, fontsize="small")
     if save:
         path = Path("panel_curve.png") if save is True else Path(save)
+        path.parent.mkdir(parents=True, exist_ok=True)
         ax.figure.savefig(path, dpi=150)
         logger.info("saved figure to %s", path)
     if show or (show is None and not save and plt.isinteractive()):

@@ -86,6 +86,7 @@ def build_report(
     runs: pd.DataFrame | None = None,
     metric: str | None = None,
     title: str | None = None,
+    transfer: pd.DataFrame | None = None,
 ) -> ReportOutputs:
     """Aggregate a run directory and write its report.
 
@@ -102,6 +103,9 @@ def build_report(
         Column of the runs table plotted against panel size (default: standardised test MSE).
     title
         Page title (default: names the run directory).
+    transfer
+        A table from :func:`genesel.report.transfer.transfer_curve`: adds the section "Transfer
+        to another data set" and writes it as ``transfer.tsv`` beside the page.
 
     Returns
     -------
@@ -148,6 +152,11 @@ def build_report(
     if aggregated:
         write_table(tables.runs, outputs.runs_tsv)
     sections = _sections(tables, curves, matches, versus_random, curves_png, metric=metric, sentences=sentences, bootstrapped=per_sample is not None)
+    if transfer is not None and len(transfer):
+        from genesel.report.transfer import transfer_section
+
+        sections.insert(-1, transfer_section(transfer))  # before "Files"
+        write_table(transfer, out_dir / "transfer.tsv")
     subtitle = f"{layout.root} · {len(tables.runs)} evaluated models · built {datetime.now():%Y-%m-%d %H:%M}"
     page = render_report(title or f"genesel report: {layout.root.name}", sections, subtitle=subtitle)
     with atomic_output(outputs.index) as tmp:

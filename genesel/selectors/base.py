@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from genesel.errors import ConfigError, InputFileError
-from genesel.io.atomic import atomic_output, write_json
+from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.selectors.constraints import GeneConstraints, GeneSpec, resolve_constraints
 from genesel.selectors.methods import METHOD_MODULES, available_methods
@@ -33,6 +33,8 @@ _REGISTRY: dict[str, type[PanelSelector]] = {}
 PANEL_COLUMNS = ("rank", "gene_id", "symbol", "landmark", "score", "status")
 #: Values of ``panel.tsv``'s ``status``: a gene the user fixed (``include``) or one the method chose.
 PANEL_STATUSES = ("included", "selected")
+#: The files of a selection result in its folder (``panel.tsv`` is written last).
+RESULT_FILES = ("history.tsv", "model.pt", "config.json", "panel.tsv")
 #: Run facts written as ``# key=value`` lines above the header of ``panel.tsv`` (when known).
 PANEL_METADATA_KEYS = ("method", "n_genes", "n_included", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps")
 
@@ -156,25 +158,31 @@ class PanelResult:
         )
 
     def write(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``panel.tsv``, ``history.tsv``, ``config.json`` and ``model.pt`` (if trained)."""
+        """Write ``panel.tsv``, ``history.tsv``, ``config.json`` and ``model.pt`` (if trained).
+
+        ``panel.tsv`` goes last, so its presence means the result is complete; should a
+        write fail (a full disk), all four are removed rather than leave new files beside
+        old ones.
+        """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if self.history is not None:
-            with atomic_output(out_dir / "history.tsv") as tmp:
-                self.history.to_csv(tmp, sep="\t", index=False)
-        if self.state_dict is not None:
-            with atomic_output(out_dir / "model.pt") as tmp:
-                torch.save({k: v.detach().cpu() for k, v in self.state_dict.items()}, tmp)
-        write_json(
-            out_dir / "config.json",
-            {"method": self.method, "n_genes": self.n_genes, "seed": self.seed, "config": self.config, "extra": self.extra},
-        )
-        # panel.tsv last: its presence means the whole result is complete.
-        with atomic_output(out_dir / "panel.tsv") as tmp:
-            with open(tmp, "w", newline="") as handle:
-                for key, value in panel_metadata(self).items():
-                    handle.write(f"# {key}={_metadata_text(value)}\n")
-                self.table().to_csv(handle, sep="\t", index=False)
+        (out_dir / "panel.tsv").unlink(missing_ok=True)
+        with removing_on_error(*(out_dir / name for name in RESULT_FILES)):
+            if self.history is not None:
+                with atomic_output(out_dir / "history.tsv") as tmp:
+                    self.history.to_csv(tmp, sep="\t", index=False)
+            if self.state_dict is not None:
+                with atomic_output(out_dir / "model.pt") as tmp:
+                    torch.save({k: v.detach().cpu() for k, v in self.state_dict.items()}, tmp)
+            write_json(
+                out_dir / "config.json",
+                {"method": self.method, "n_genes": self.n_genes, "seed": self.seed, "config": self.config, "extra": self.extra},
+            )
+            with atomic_output(out_dir / "panel.tsv") as tmp:
+                with open(tmp, "w", newline="") as handle:
+                    for key, value in panel_metadata(self).items():
+                        handle.write(f"# {key}={_metadata_text(value)}\n")
+                    self.table().to_csv(handle, sep="\t", index=False)
         logger.info("wrote %s panel of %d genes to %s", self.method, self.n_genes, out_dir)
         return out_dir
 
@@ -291,6 +299,17 @@ class PanelSelector(ABC):
         """The keyword arguments this selector was built with."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "n_genes", "seed")]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this selector's run besides data and trainer: method, panel size, hyperparameters, gene constraints.
+
+        Trainers record it in their checkpoints (see :func:`genesel.training.run_fingerprint`),
+        so ``resume`` refuses a checkpoint made with other values.
+        """
+        values = {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
+        if not self.constraints.empty:  # resuming with other include/exclude lists is another run
+            values["constraints"] = {"include": self.constraints.include.tolist(), "exclude": self.constraints.exclude.tolist()}
+        return values
 
 
 def training_loaders(

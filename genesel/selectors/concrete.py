@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from genesel.errors import ConfigError, InputFileError
+from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders, warn_unconverged
 from genesel.selectors.concrete_layer import (
@@ -182,12 +182,9 @@ class ConcreteSelector(PanelSelector):
         train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
         model = self.build_model(store.n_vars, seed=trainer.seed)
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
-        if resume:
-            if checkpoint is None or not checkpoint.exists():
-                logger.info("%s: no checkpoint to resume from%s; starting afresh", self.method, "" if checkpoint is None else f" at {checkpoint}")
-            else:
-                _check_checkpoint_fits(checkpoint, model)
-        fit = Trainer(trainer, checkpoint_path=checkpoint).fit(model, train, validation, resume=resume)
+        if resume and (checkpoint is None or not checkpoint.exists()):
+            logger.info("%s: no checkpoint to resume from%s; starting afresh", self.method, "" if checkpoint is None else f" at {checkpoint}")
+        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(model, train, validation, resume=resume)
         self.model_ = model.eval()
         logits = model.logits().detach().cpu().numpy()
         argmax_genes = logits.argmax(axis=1)
@@ -339,19 +336,3 @@ class IndirectConcreteSelector(ConcreteSelector):
     def _model_options(self) -> dict[str, Any]:
         return {"embedding_dim": self.embedding_dim, "w_form": self.w_form, "gjsd_weight": self.gjsd_weight}
 
-
-def _check_checkpoint_fits(path: Path, model: torch.nn.Module) -> None:
-    """Fail clearly when a checkpoint was written for a differently shaped model."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        saved = {k: tuple(v.shape) for k, v in state["task"].items()}
-    except Exception as error:  # corrupt or foreign file
-        raise InputFileError(path, f"cannot read checkpoint ({error})", "delete it to start over") from None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if saved != expected:
-        differing = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
-        raise InputFileError(
-            path,
-            f"checkpoint was written for a different model ({', '.join(f'{k}: {saved.get(k)} vs {expected.get(k)}' for k in differing[:3])})",
-            "resume with the same --method, --n-genes and --param values, or delete the checkpoint",
-        )

@@ -39,7 +39,7 @@ from genesel.selectors.base import PanelResult, PanelSelector, register_selector
 from genesel.selectors.hier_prox import column_norms, hier_prox_factors
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, adam, resolve_device, seed_everything
+from genesel.training import Trainer, TrainerConfig, adam, check_fingerprint, resolve_device, run_fingerprint, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -553,10 +553,9 @@ class LassoNetSelector(PanelSelector):
         stop_at = max(stop_at, int(self.constraints.include.size))  # included genes never leave
         checkpoint = None if work_dir is None else Path(work_dir) / PATH_CHECKPOINT_NAME
         points: list[LassoNetPathPoint] = []
+        fingerprint = None if checkpoint is None else self._path_fingerprint(train, trainer)
         if resume and checkpoint is not None and checkpoint.exists():
-            points, lambda_start, self.path_learning_rate_ = self._load_path_checkpoint(checkpoint, model)
-            if self.path_learning_rate_ is None:  # a checkpoint from before the rate was saved
-                self.path_learning_rate_ = self._path_learning_rate(model, train, trainer, covariance_rule=None)
+            points, lambda_start, self.path_learning_rate_ = self._load_path_checkpoint(checkpoint, model, fingerprint)
             logger.info("lassonet: resuming the path after %d points from %s", len(points), checkpoint)
         else:
             covariance_rule = None
@@ -589,7 +588,7 @@ class LassoNetSelector(PanelSelector):
             bar.update(1)
             bar.set_postfix(lam=f"{lambda_:.3g}", genes=points[-1].n_selected, val=f"{points[-1].validation_loss:.4g}")
             if checkpoint is not None and (time.monotonic() - last_saved > 60 or points[-1].n_selected <= stop_at):
-                self._save_path_checkpoint(checkpoint, points, lambda_start, model)
+                self._save_path_checkpoint(checkpoint, points, lambda_start, model, fingerprint)
                 last_saved = time.monotonic()
         bar.close()
         train.seed = trainer.seed
@@ -606,13 +605,6 @@ class LassoNetSelector(PanelSelector):
             model.penalty_weights = weights
         if fixed.exclude.size:
             model.restrict_inputs(np.flatnonzero(~fixed.excluded_mask(n_vars)))
-
-    def _checkpoint_key(self) -> dict[str, Any]:
-        """What a path checkpoint must have been made with: the hyperparameters and the constraints."""
-        key = _jsonable({k: v for k, v in self.hyperparameters().items() if k not in ("refit_epochs", "refit_patience")})
-        if not self.constraints.empty:
-            key["constraints"] = {"include": self.constraints.include.tolist(), "exclude": self.constraints.exclude.tolist()}
-        return key
 
     def _path_learning_rate(self, model: LassoNetAutoencoder, train: MinibatchLoader, trainer: TrainerConfig, *, covariance_rule: float | None) -> float:
         """The path's step size: ``path_learning_rate``, or the ``"auto"`` rule at the dense fit.
@@ -787,9 +779,16 @@ class LassoNetSelector(PanelSelector):
             state_dict=state,
         )
 
-    def _save_path_checkpoint(self, path: Path, points: list[LassoNetPathPoint], lambda_start: float, model: nn.Module) -> None:
+    def _path_fingerprint(self, train: MinibatchLoader, trainer: TrainerConfig) -> dict[str, Any]:
+        """The run fingerprint of the path: data, batches, trainer and every option but the refit's."""
+        options = {k: v for k, v in self.fingerprint().items() if k not in ("refit_epochs", "refit_patience")}
+        return run_fingerprint(train, trainer, options)
+
+    def _save_path_checkpoint(
+        self, path: Path, points: list[LassoNetPathPoint], lambda_start: float, model: nn.Module, fingerprint: dict[str, Any]
+    ) -> None:
         payload = {
-            "hyperparameters": self._checkpoint_key(),
+            "fingerprint": fingerprint,
             "lambda_start": lambda_start,
             "path_learning_rate": self.path_learning_rate_,
             "model": model.state_dict(),
@@ -798,21 +797,19 @@ class LassoNetSelector(PanelSelector):
         with atomic_output(path) as tmp:
             torch.save(payload, tmp)
 
-    def _load_path_checkpoint(self, path: Path, model: nn.Module) -> tuple[list[LassoNetPathPoint], float, float | None]:
+    def _load_path_checkpoint(
+        self, path: Path, model: nn.Module, fingerprint: dict[str, Any]
+    ) -> tuple[list[LassoNetPathPoint], float, float]:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
             raise InputFileError(path, f"cannot read the LassoNet path checkpoint ({error})", "delete it to start over") from None
-        if payload.get("hyperparameters") != self._checkpoint_key():
-            raise InputFileError(
-                path, "the path checkpoint was made with other lassonet parameters", "resume with the same --param, --include and --exclude values or delete it"
-            )
+        check_fingerprint(path, payload.get("fingerprint") if isinstance(payload, dict) else None, fingerprint)
         model.load_state_dict(payload["model"])
         points = [
             LassoNetPathPoint(**{**p, "selected": p["selected"].numpy(), "group_norms": p["group_norms"].numpy()}) for p in payload["points"]
         ]
-        learning_rate = payload.get("path_learning_rate")
-        return points, float(payload["lambda_start"]), None if learning_rate is None else float(learning_rate)
+        return points, float(payload["lambda_start"]), float(payload["path_learning_rate"])
 
     # -- selection ------------------------------------------------------------------
     def select(
@@ -884,6 +881,3 @@ class LassoNetSelector(PanelSelector):
         device = model.input_mask.device
         return reconstruction_mse(model, store, split, units=units, batch_size=batch_size, device=device)
 
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

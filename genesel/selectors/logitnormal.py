@@ -504,7 +504,7 @@ class LogitNormalSelector(PanelSelector):
         train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
         model = self.build_model(store.n_vars, seed=trainer.seed)
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
-        fit = Trainer(trainer, checkpoint_path=checkpoint).fit(model, train, validation, resume=resume)
+        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(model, train, validation, resume=resume)
         history = fit.history
         probability = model.mask.open_probability().detach().cpu().numpy()
         logit = model.mask.ranking_logit().detach().cpu().numpy()

@@ -68,7 +68,8 @@ def panel_curve(
     split
         Split the errors are measured on (``test`` or ``validation``).
     key_added
-        Key of ``.uns`` the table is stored under.
+        Key of ``.uns`` the table is stored under (a table there is replaced; any other
+        record there is an error, so that no other call's record is overwritten).
     layer
         Layer to read instead of ``X``.
     params
@@ -89,7 +90,8 @@ def panel_curve(
     device
         ``auto``, ``cpu`` or ``cuda``.
     progress
-        Show a progress bar over the runs.
+        Show a progress bar over the runs (on by default, as on the command line: the
+        curve fits many panels and can take minutes).
 
     Returns
     -------
@@ -106,6 +108,9 @@ def panel_curve(
     unknown = sorted(set(params) - set(methods))
     if unknown:
         raise ConfigError(f"params given for methods not in methods: {unknown}")
+    for key in (key_added, f"{key_added}_per_sample"):
+        if key in adata.uns and not isinstance(adata.uns[key], pd.DataFrame):
+            raise ConfigError(f"adata.uns[{key!r}] holds a record of another call; pass another key_added")
     store = ensure_store(adata, seed=seeds[0], layer=layer)
     sizes = _with_landmark_sizes(sizes, store) if sizes_around_landmarks else [int(k) for k in sizes]
     plan = [(method, int(k), int(seed)) for method in methods for k in _sizes_of(method, sizes, store) for seed in _seeds_of(method, seeds, decoder, random_panels)]

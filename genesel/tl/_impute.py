@@ -42,7 +42,7 @@ def fit_imputer(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     device: str = "auto",
-    progress: bool = False,
+    progress: bool = True,
 ) -> ImputationModel:
     """Fit a model that imputes every gene of ``adata`` from a selected panel.
 
@@ -73,7 +73,7 @@ def fit_imputer(
     device
         ``auto``, ``cpu`` or ``cuda``.
     progress
-        Show progress bars.
+        Show progress bars (as the command line does).
 
     Returns
     -------
@@ -105,7 +105,7 @@ def impute(
     layer: str | None = None,
     batch_rows: int = 4096,
     device: str = "cpu",
-    progress: bool = False,
+    progress: bool = True,
 ) -> AnnData:
     """Impute the whole transcriptome of samples measured on a panel.
 
@@ -124,7 +124,7 @@ def impute(
     device
         Where the decoder runs.
     progress
-        Show a progress bar.
+        Show a progress bar (as the command line does).
 
     Returns
     -------

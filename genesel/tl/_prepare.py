@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +16,7 @@ from anndata import AnnData
 from genesel.errors import ConfigError
 from genesel.io.gene_maps import annotate_genes
 from genesel.split import SPLITS, assign_group_splits, assign_splits
-from genesel.store import REQUIRED_VAR_COLUMNS, Store
+from genesel.store import ANNDATA_PREFIX, REQUIRED_VAR_COLUMNS, Store
 from genesel.tl._utils import copy_or_self
 
 logger = logging.getLogger(__name__)
@@ -22,6 +25,16 @@ logger = logging.getLogger(__name__)
 BLOCK_ROWS = 4096
 #: Standard deviations below this count as constant genes (their std is set to 1).
 CONSTANT_STD = 1e-8
+#: The ``obs`` column of the split.
+SPLIT_COLUMN = f"{ANNDATA_PREFIX}split"
+#: The ``var`` column of each store annotation :func:`prepare` writes.
+VAR_COLUMNS = {name: f"{ANNDATA_PREFIX}{name}" for name in REQUIRED_VAR_COLUMNS}
+#: Data counts as scaled when the median |gene mean| and the median |gene std - 1| are below these
+#: (``sc.pp.scale`` clips at ``max_value``, which leaves standard deviations a little under 1).
+SCALED_TOLERANCE = (0.1, 0.15)
+#: Train rows checked for raw counts, and the largest value log-normalised data may reach.
+COUNT_CHECK_ROWS = 256
+COUNT_MAX = 50.0
 
 
 def prepare(
@@ -37,7 +50,10 @@ def prepare(
 
     Adds a seeded train/validation/test split and the per-gene mean and standard deviation
     of the train split, which every selector, imputer and metric uses to standardise.
-    Values are used as they are (log-normalised data works best; not scaled data).
+    Values are used as they are: pass log-normalised data, not scaled data (a warning says
+    so when ``X`` looks centred and scaled, as ``sc.pp.scale`` leaves it, or like raw counts).
+    Every column written carries the ``genesel_`` prefix, so nothing of scanpy's is
+    overwritten (``sc.pp.scale`` writes ``var["mean"]`` and ``var["std"]``).
 
     Parameters
     ----------
@@ -60,15 +76,16 @@ def prepare(
     -------
     ``None``, or the copy when ``copy=True``. Sets
 
-    ``adata.obs["split"]``
+    ``adata.obs["genesel_split"]``
         Categorical: ``train``, ``validation`` or ``test``.
-    ``adata.var["mean"]``, ``adata.var["std"]``
+    ``adata.var["genesel_mean"]``, ``adata.var["genesel_std"]``
         Train-split mean and standard deviation (ddof 0; 1 for constant genes).
-    ``adata.var["symbol"]``, ``adata.var["landmark"]``
-        Only when missing: gene symbols (from ``var_names``) and whether a gene is an
-        L1000 landmark.
-    ``adata.uns["genesel"]``
-        The seed, fractions and layer used.
+    ``adata.var["genesel_symbol"]``, ``adata.var["genesel_landmark"]``
+        Gene symbols (a ``symbol``-like ``var`` column, else ``var_names``) and whether a
+        gene is an L1000 landmark (a boolean ``var["landmark"]`` of your own is kept).
+    ``adata.uns["genesel"]["prepare"]``
+        The seed, fractions, group column and layer used; other entries of
+        ``adata.uns["genesel"]`` (a :func:`genesel.tl.select_panel` record) are kept.
     """
     adata = copy_or_self(adata, copy)
     if group_column is not None:
@@ -77,16 +94,16 @@ def prepare(
         labels = assign_group_splits(adata.obs[group_column].to_numpy(), seed=seed, fractions=fractions, column=group_column)
     else:
         labels = assign_splits(adata.n_obs, seed=seed, fractions=fractions)
-    adata.obs["split"] = pd.Categorical(labels, categories=list(SPLITS))
-    mean, std = train_statistics(_matrix(adata, layer), np.flatnonzero(labels == "train"))
-    adata.var["mean"] = mean
-    adata.var["std"] = np.where(std < CONSTANT_STD, 1.0, std)
+    matrix = _matrix(adata, layer)
+    train = np.flatnonzero(labels == "train")
+    mean, std = train_statistics(matrix, train)
+    warn_if_not_log_normalised(matrix, train, mean, std, layer=layer)
+    adata.obs[SPLIT_COLUMN] = pd.Categorical(labels, categories=list(SPLITS))
+    adata.var[VAR_COLUMNS["mean"]] = mean
+    adata.var[VAR_COLUMNS["std"]] = np.where(std < CONSTANT_STD, 1.0, std)
     annotation = annotate_genes(adata.var_names, adata.var)
-    added = []
     for column in ("symbol", "landmark"):
-        if column not in adata.var.columns:
-            adata.var[column] = annotation[column].to_numpy()
-            added.append(column)
+        adata.var[VAR_COLUMNS[column]] = annotation[column].to_numpy()
     info = dict(adata.uns.get("genesel", {}))
     info["prepare"] = {
         "seed": int(seed),
@@ -95,21 +112,33 @@ def prepare(
         "layer": layer or "X",
     }
     adata.uns["genesel"] = info
-    sizes = adata.obs["split"].value_counts().reindex(list(SPLITS)).to_dict()
+    sizes = adata.obs[SPLIT_COLUMN].value_counts().reindex(list(SPLITS)).to_dict()
     logger.info(
-        "added obs['split'] %s and var['mean'], var['std']%s",
+        "added obs[%r] %s, var%s and uns['genesel']['prepare']",
+        SPLIT_COLUMN,
         sizes,
-        "".join(f", var[{c!r}]" for c in added),
+        [VAR_COLUMNS[c] for c in ("mean", "std", "symbol", "landmark")],
     )
     return adata if copy else None
 
 
 def is_prepared(adata: AnnData, layer: str | None = None) -> bool:
-    """Whether ``adata`` carries the annotation :func:`prepare` adds (for this layer)."""
-    has_columns = all(c in adata.var.columns for c in REQUIRED_VAR_COLUMNS) and "split" in adata.obs.columns
-    if not has_columns:
+    """Whether ``adata`` carries the annotation :func:`prepare` adds (for this layer).
+
+    Also true for a genesel store read with ``anndata.read_h5ad`` (unprefixed columns and
+    ``uns["genesel"]["store_version"]``) and for data prepared by an older genesel, whose
+    :func:`prepare` wrote unprefixed columns.
+    """
+    info = adata.uns.get("genesel", {}) if hasattr(adata, "uns") else {}
+    prefixed = all(c in adata.var.columns for c in VAR_COLUMNS.values()) and SPLIT_COLUMN in adata.obs.columns
+    legacy = (
+        all(c in adata.var.columns for c in REQUIRED_VAR_COLUMNS)
+        and "split" in adata.obs.columns
+        and ("store_version" in info or "prepare" in info)
+    )
+    if not (prefixed or legacy):
         return False
-    prepared_layer = adata.uns.get("genesel", {}).get("prepare", {}).get("layer")
+    prepared_layer = info.get("prepare", {}).get("layer")
     if prepared_layer is not None and prepared_layer != (layer or "X"):
         raise ConfigError(
             f"adata was prepared on {prepared_layer!r} but layer={layer!r} was asked for; "
@@ -124,6 +153,66 @@ def ensure_store(adata: AnnData, *, seed: int, layer: str | None) -> Store:
         logger.info("adata has no genesel split/statistics yet: preparing it (seed %d)", seed)
         prepare(adata, seed=seed, layer=layer)
     return Store.from_anndata(adata, layer=layer)
+
+
+def warn_if_not_log_normalised(matrix: Any, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, *, layer: str | None) -> str | None:
+    """Warn once when the values look centred and scaled, or like raw counts.
+
+    Scaled data (``sc.pp.scale``: every gene mean about 0 and standard deviation about 1,
+    many negative values) has lost the genes' relative levels and spreads that the
+    selectors and decoders use; raw counts are dominated by a few highly expressed genes.
+
+    Parameters
+    ----------
+    matrix
+        The values :func:`prepare` read.
+    rows
+        Train rows (a sample of them is checked for counts).
+    mean, std
+        Train-split per-gene statistics.
+    layer
+        The layer read (for the message).
+
+    Returns
+    -------
+    The warning's text, or ``None`` when the data looks log-normalised.
+    """
+    where = f"adata.layers[{layer!r}]" if layer else "adata.X"
+    varying = std > CONSTANT_STD
+    message = None
+    if varying.sum() >= 2:
+        centred = np.median(np.abs(mean[varying])) < SCALED_TOLERANCE[0]
+        unit = np.median(np.abs(std[varying] - 1.0)) < SCALED_TOLERANCE[1]
+        if centred and unit:
+            message = (
+                f"{where} looks centred and scaled (gene means about 0, standard deviations about 1), "
+                "as sc.pp.scale leaves it; genesel needs log-normalised values: pass adata.raw.to_adata() "
+                "or a layer of log-normalised values (layer=...)"
+            )
+    if message is None and rows.size:
+        block = matrix[rows[:COUNT_CHECK_ROWS]]
+        block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
+        if block.size and block.min() >= 0 and block.max() > COUNT_MAX and np.all(block == np.round(block)):
+            message = (
+                f"{where} looks like raw counts (non-negative integers up to {block.max():.0f}); genesel needs "
+                "log-normalised values: run sc.pp.normalize_total and sc.pp.log1p first (or pass layer=...)"
+            )
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=_caller_level())
+    return message
+
+
+def _caller_level() -> int:
+    """``stacklevel`` for a warning raised by this module's caller that points at the user's line.
+
+    Counts the frames inside the genesel package (the ``tl`` function called, ``prepare``,
+    ...) above the function calling this helper, so the warning names the user's line.
+    """
+    package = Path(__file__).resolve().parents[1]
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def train_statistics(matrix: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

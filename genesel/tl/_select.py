@@ -11,9 +11,13 @@ from anndata import AnnData
 from genesel.selectors.base import select_panel as _select_panel
 from genesel.selectors.constraints import GeneSpec
 from genesel.tl._prepare import ensure_store
-from genesel.tl._utils import copy_or_self, training_configs, uns_safe
+from genesel.tl._utils import add_record, copy_or_self, training_configs, uns_safe
 
 logger = logging.getLogger(__name__)
+
+#: Entries of ``uns[key_added]`` a call writes; a repeated call replaces them, other entries
+#: (:func:`genesel.tl.prepare`'s ``"prepare"`` record under the default key) stay.
+SELECT_RECORD_KEYS = ("method", "n_genes", "seed", "layer", "params", "panel", "converged", "mean_max_probability", "unique_percent", "history")
 
 
 def select_panel(
@@ -30,7 +34,7 @@ def select_panel(
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     device: str = "auto",
-    progress: bool = False,
+    progress: bool = True,
     refine: bool | dict[str, Any] = False,
     include: GeneSpec = None,
     exclude: GeneSpec = None,
@@ -39,7 +43,7 @@ def select_panel(
     """Select a panel of ``n_genes`` genes that best predicts all the others.
 
     The same selection as ``genesel select`` on a preprocessed store. An ``adata`` without
-    ``obs["split"]`` and ``var["mean"]``/``var["std"]`` is first annotated by
+    ``obs["genesel_split"]`` and ``var["genesel_mean"]``/``var["genesel_std"]`` is first annotated by
     :func:`genesel.tl.prepare` (with this ``seed`` and ``layer``). Works on in-memory and
     backed AnnData.
 
@@ -74,7 +78,7 @@ def select_panel(
     device
         ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     progress
-        Show a progress bar while training.
+        Show a progress bar while training (as the command line does).
     refine
         Then swap panel genes for outside genes while that lowers the validated ridge
         imputation error (``True``, or options ``ridge``, ``max_swaps``, ``moments``).
@@ -98,7 +102,8 @@ def select_panel(
     ``adata.var[f"{key_added}_included"]``
         Whether a panel gene was fixed by ``include`` rather than selected.
     ``adata.uns[key_added]``
-        ``method``, ``n_genes``, ``seed``, ``params`` (every hyperparameter), ``panel``
+        Added to what is there (under the default key, :func:`genesel.tl.prepare`'s
+        ``"prepare"`` record stays): ``method``, ``n_genes``, ``seed``, ``params`` (every hyperparameter), ``panel``
         (gene ids, best first) and, for trained methods, ``history`` (per-epoch losses) and
         ``converged`` (with ``mean_max_probability`` and ``unique_percent`` for CAE/IP-CAE; a
         warning is logged when training ended unconverged).
@@ -134,7 +139,7 @@ def select_panel(
             info[key] = uns_safe(result.extra[key])
     if result.history is not None:
         info["history"] = uns_safe(result.history)
-    adata.uns[key_added] = info
+    add_record(adata, key_added, info, replaces=SELECT_RECORD_KEYS)
     logger.info(
         "added var[%r], var[%r], var[%r] and uns[%r]: %d genes by %s",
         f"{key_added}_selected", f"{key_added}_rank", f"{key_added}_included", key_added, result.n_genes, method,

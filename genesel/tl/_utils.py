@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,33 @@ def uns_safe(value: Any) -> Any:
     if isinstance(value, pd.DataFrame):
         return value.reset_index(drop=True)
     return value
+
+
+def add_record(adata: Any, key: str, record: Mapping[str, Any], *, replaces: Sequence[str]) -> None:
+    """Write ``record`` into ``adata.uns[key]``, keeping what other calls left there.
+
+    Entries named in ``replaces`` (those the calling function writes) are dropped first, so
+    that a repeated call leaves no stale entry of the previous one; everything else, such as
+    :func:`genesel.tl.prepare`'s ``"prepare"`` record or a store's parameters, is kept.
+
+    Parameters
+    ----------
+    adata
+        The AnnData written to.
+    key
+        Key of ``adata.uns``.
+    record
+        The entries to write.
+    replaces
+        Every entry the calling function may write.
+    """
+    previous = adata.uns.get(key, {})
+    if not isinstance(previous, Mapping):
+        from genesel.errors import ConfigError
+
+        raise ConfigError(f"adata.uns[{key!r}] holds a {type(previous).__name__} from another call; pass another key_added")
+    kept = {k: v for k, v in previous.items() if k not in replaces}
+    adata.uns[key] = {**kept, **record}
 
 
 def copy_or_self(adata: Any, copy: bool) -> Any:

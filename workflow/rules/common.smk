@@ -281,3 +281,49 @@ def report_options(wildcards):
     """Options of genesel report: the metric plotted, when the config names one."""
     metric = config["evaluation"]["metric"]
     return "" if metric is None else shlex.join(["--metric", metric])
+
+
+# -- transfer to another data set (config transfer; workflow/rules/transfer.smk) -------------
+
+
+TRANSFER_STORE = f"{RESULTS}/data/transfer_store.h5ad"
+TRANSFER_TABLE = f"{RESULTS}/transfer/transfer.tsv"
+
+
+def is_genesel_store(path):
+    """Whether path is a store written by genesel preprocess (used as it is)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return "uns/genesel/store_version" in handle
+    except OSError:
+        return False
+
+
+def transfer_data(wildcards):
+    """The other data set's store: config transfer.path if it is a genesel store, else its preprocessed copy."""
+    path = config["transfer"]["path"]
+    return path if is_genesel_store(path) else TRANSFER_STORE
+
+
+def transfer_panels(wildcards):
+    """panel.tsv of every panel this run selects (random panels only where a decoder needs their files)."""
+    return panel_paths(sweep_panels() + landmark_panels())
+
+
+def transfer_preprocess_options(wildcards):
+    """genesel preprocess options for the other data set: this run's, with transfer.format."""
+    options = ["--seed", str(config["preprocess"]["seed"])]
+    if config["transfer"].get("format"):
+        options += ["--format", config["transfer"]["format"]]
+    options += cli_options(config["preprocess"]["options"])
+    return shlex.join(options)
+
+
+def transfer_tables(wildcards):
+    """The transfer table, when the config sets transfer."""
+    return [TRANSFER_TABLE] if "transfer" in config else []
+
+
+def transfer_report_options(wildcards):
+    """genesel report --transfer, when the config sets transfer."""
+    return shlex.join(["--transfer", TRANSFER_TABLE]) if "transfer" in config else ""

@@ -1,5 +1,7 @@
 # Imputation. The linear decoder: the store's moments once, then every panel's fit and test
-# errors in one job. Other decoders: fit each on each panel, then score it on the held-out split.
+# errors in one job. Other decoders: fit each on each panel, then score it on the held-out split
+# (--resume-if-same: a killed MLP fit continues from its checkpoint when it was made with the
+# same data, panel and options).
 
 
 rule moments:
@@ -66,4 +68,4 @@ rule fit_imputer:
     threads: 1
     shell:
         "genesel impute fit --data {input.store} --panel {input.panel} --decoder {wildcards.decoder} "
-        "--out {params.out_dir} --metrics {output.metrics} --split {params.split} {params.options} > {log} 2>&1"
+        "--out {params.out_dir} --metrics {output.metrics} --split {params.split} --resume-if-same {params.options} > {log} 2>&1"

@@ -23,6 +23,7 @@ rule aggregate:
 rule report:
     input:
         runs=f"{REPORT_DIR}/runs.tsv",
+        transfer=transfer_tables,
     output:
         index=report(f"{REPORT_DIR}/index.html", caption="../report/index.rst", category="Report"),
         curves_png=report(f"{REPORT_DIR}/curves.png", caption="../report/curves.rst", category="Report"),
@@ -34,6 +35,7 @@ rule report:
         results=subpath(output.index, ancestor=2),
         out_dir=subpath(output.index, parent=True),
         options=report_options,
+        transfer=transfer_report_options,
     log:
         f"{LOGS}/report/report.log",
     benchmark:
@@ -43,4 +45,4 @@ rule report:
     threads: 1
     shell:
         "genesel report --results {params.results} --runs {input.runs} --out {params.out_dir} "
-        "{params.options} > {log} 2>&1"
+        "{params.options} {params.transfer} > {log} 2>&1"

@@ -1,5 +1,8 @@
 # Panel selection: one job per method x panel size x seed. Trained selectors and
 # baselines are separate rules so that a profile can give only the former a GPU.
+# Trained selectors pass --resume-if-same: a killed job (rerun with --rerun-incomplete)
+# continues from the checkpoint left in its folder, unless the checkpoint was made with
+# other data or options (then it starts afresh; see docs/reliability.md).
 
 
 rule train_panel:
@@ -24,7 +27,7 @@ rule train_panel:
     threads: 1
     shell:
         "genesel select --data {input.store} --method {wildcards.method} --n-genes {wildcards.n_genes} "
-        "--seed {wildcards.seed} --out {params.out_dir} {params.options} {params.constraints} > {log} 2>&1"
+        "--seed {wildcards.seed} --out {params.out_dir} --resume-if-same {params.options} {params.constraints} > {log} 2>&1"
 
 
 rule select_baseline_panel:
