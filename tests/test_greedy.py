@@ -153,3 +153,23 @@ def test_gcv_criterion_equals_brute_force_on_pooled_rows(small):
         result = greedy_path(moments, 4, ridge=ridge, criterion="gcv", progress=False)
     assert result.genes.tolist() == panel
     np.testing.assert_allclose(result.errors, errors, rtol=1e-8)
+
+
+@pytest.mark.parametrize("criterion", ["validation", "gcv"])
+def test_adding_many_genes_at_once_equals_adding_them_one_by_one(small, criterion):
+    """The block update that starts a path from included genes leaves the same state (and path)."""
+    store, moments_path, _ = small
+    genes = [7, 3, 12, 0, 20]
+    with open_moments(moments_path, store) as moments:
+        one = GreedyState(moments, ridge=0.3, criterion=criterion)
+        for gene in genes:
+            one.add(gene)
+        one.full()
+        many = GreedyState(moments, ridge=0.3, criterion=criterion)
+        many.add_many(genes)
+        np.testing.assert_allclose(many.R, one.R, atol=1e-10)
+        np.testing.assert_allclose(many.Q, one.Q, atol=1e-10)
+        assert many.panel == one.panel and many.error() == pytest.approx(one.error(), rel=1e-10)
+        np.testing.assert_allclose(many.scores(), one.scores(), rtol=1e-9)
+        path = greedy_path(moments, 9, ridge=0.3, start=genes, criterion=criterion, progress=False)
+        assert path.genes[:5].tolist() == genes and np.isnan(path.errors[:5]).all()

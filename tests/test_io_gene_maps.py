@@ -109,3 +109,32 @@ def test_real_gpl96_gctx_averages_to_the_full_dgex_universe(gpl96, tmp_path):
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
     assert list(genes.var_names) == list(universe.index)
+
+
+def test_landmarks_by_entrez_id_then_current_then_2016_symbol():
+    # AARS (Entrez 16) was renamed AARS1, CD97 (976) ADGRE5; ABCF1 (23) kept its name
+    by_id = flag_l1000_landmarks(["whatever", "CD97", "ABCF1"], ["16", "1", ""])
+    assert by_id.tolist() == [True, False, True], "an Entrez id decides; a gene without one goes by symbol"
+    assert flag_l1000_landmarks(["AARS1", "adgre5", "ABCF1", "NOT_A_GENE"]).tolist() == [True, True, True, False]
+    # an old symbol counts only when the landmark was not found already under its current one
+    assert flag_l1000_landmarks(["AARS1", "AARS"]).tolist() == [True, False]
+    assert flag_l1000_landmarks(["AARS"]).tolist() == [True]
+    table = l1000_landmarks()
+    assert (table["symbol"] != table["symbol_current"]).sum() == 47 and table["symbol_current"].notna().all()
+
+
+@pytest.mark.parametrize("column", ["l1000_landmark", "is_landmark", "pr_is_lm", "Landmark"])
+@pytest.mark.parametrize("values", [[True, False, False], ["TRUE", "false", "NA"], [1, 0, 0]])
+def test_annotate_genes_reads_common_landmark_columns(column, values):
+    names = pd.Index(["16", "23", "999999"])
+    annotated = annotate_genes(names, pd.DataFrame({column: values, "symbol": ["AARS1", "ABCF1", "X"]}, index=names))
+    assert annotated["landmark"].tolist() == [True, False, False], "the input's own flag wins over the landmark table"
+
+
+def test_annotate_genes_matches_entrez_ids_before_symbols():
+    names = pd.Index(["16", "976", "4000", "23"])
+    symbols = ["AARS1", "ADGRE5", "CD97", "ABCF1"]  # 4000 is not CD97's gene: the old symbol must not flag it
+    annotated = annotate_genes(names, pd.DataFrame({"symbol": symbols}, index=names))
+    assert annotated["landmark"].tolist() == [True, True, False, True]
+    column = pd.DataFrame({"gene_symbol": symbols, "entrez_id": [16.0, 976.0, 4000.0, np.nan]}, index=pd.Index(symbols))
+    assert annotate_genes(column.index, column)["landmark"].tolist() == [True, True, False, True]

@@ -285,3 +285,18 @@ def test_output_must_differ_from_input(tmp_path):
     with open_source(tmp_path / "same.h5ad") as source:  # a source passed in stays open
         preprocess(source, tmp_path / "other.h5ad", progress=False)
         assert source.read_rows(0, 2).shape == (2, 30)
+
+
+def test_gene_level_input_keeps_its_landmark_column_and_matches_entrez_ids(tmp_path):
+    """A gene-level set indexed by Entrez id: its own l1000_landmark column wins; without one,
+    renamed landmarks (AARS1, ADGRE5) are found by Entrez id, not missed by the 2016 symbols."""
+    rng = np.random.default_rng(0)
+    names = ["16", "976", "23", "4000", "5000", "6000"]
+    symbols = ["AARS1", "ADGRE5", "ABCF1", "CD97", "G5", "G6"]
+    values = rng.normal(7, 1, size=(40, len(names))).astype(np.float32)
+    flagged = ad.AnnData(values, var=pd.DataFrame({"symbol": symbols, "l1000_landmark": [True, False, False, False, True, False]}, index=names))
+    store = read_store(preprocess(flagged, tmp_path / "flagged.h5ad", seed=0, progress=False))
+    assert store.var["landmark"].tolist() == [True, False, False, False, True, False]
+    plain = ad.AnnData(values, var=pd.DataFrame({"symbol": symbols}, index=names))
+    store = read_store(preprocess(plain, tmp_path / "plain.h5ad", seed=0, progress=False))
+    assert store.var["landmark"].tolist() == [True, True, True, False, False, False]

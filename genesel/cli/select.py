@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="select a gene panel",
         description=(
             "Select K genes from a preprocessed store. Writes DIR/panel.tsv (rank, gene id, symbol,\n"
-            "landmark flag), DIR/history.tsv, DIR/config.json and DIR/model.pt for trained methods.\n\nmethods:\n"
+            "landmark flag, score, status: included or selected), DIR/history.tsv, DIR/config.json and DIR/model.pt for trained methods.\n\nmethods:\n"
             + "\n".join(f"  {name:<17} {line}" for name, line in METHOD_SUMMARIES.items())
             + "\n\n`genesel select --method M --help-params` lists M's --param keys with their defaults."
         ),
@@ -35,7 +35,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="preprocessed store (.h5ad from genesel preprocess); required")
     parser.add_argument("--method", required=True, choices=available_methods(), help="selection method (see above)")
     parser.add_argument("--help-params", action="store_true", help="print the --param keys of --method with their defaults, and exit")
-    parser.add_argument("--n-genes", "-k", type=int, help="panel size K; required")
+    parser.add_argument("--n-genes", "-k", type=int, help="panel size K, included genes among them; required")
+    parser.add_argument(
+        "--include",
+        metavar="GENES",
+        default=None,
+        help="genes every panel contains (they lead panel.tsv, marked 'included'): gene ids or symbols as a comma list, "
+        "a file (one per line, or a table with a gene_id column such as an earlier panel.tsv), or the word 'landmarks'",
+    )
+    parser.add_argument(
+        "--exclude", metavar="GENES", default=None, help="genes no panel contains (same forms as --include); every method honours both"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", help="output directory; required")
     parser.add_argument(
@@ -128,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                 out_dir=args.out,
                 resume=resume,
                 refine=refine_options(args),
+                include=args.include,
+                exclude=args.exclude,
             ),
         )
         if not args.keep_checkpoint:

@@ -38,6 +38,15 @@ ENSEMBL_ID_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 
 #: Columns of ``var`` that may hold gene symbols, in order of preference.
 SYMBOL_COLUMNS = ("symbol", "gene_symbol", "gene_symbols", "feature_name", "gene_name", "Symbol")
+#: Columns of ``var`` that may flag the L1000 landmark genes, in order of preference (CMap's
+#: gene info calls it ``pr_is_lm``).
+LANDMARK_COLUMNS = ("landmark", "l1000_landmark", "is_landmark", "pr_is_lm", "is_lm", "lm", "landmark_gene")
+#: Columns of ``var`` that may hold Entrez gene ids, in order of preference (CMap: ``pr_gene_id``).
+ENTREZ_COLUMNS = ("entrez_id", "entrez", "entrezgene", "entrez_gene_id", "entrezgene_id", "pr_gene_id", "gene_id")
+#: Values of a landmark column read as true (case-insensitive); numbers count when non-zero.
+TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
+#: An Entrez gene id: digits only.
+ENTREZ_ID_PATTERN = re.compile(r"^\d+$")
 
 
 def _read_map_table(source: Any, landmark: bool, where: str) -> pd.DataFrame:
@@ -135,14 +144,87 @@ def _l1000_landmarks() -> pd.DataFrame:
 
 
 def l1000_landmarks() -> pd.DataFrame:
-    """Return the official 978 L1000 landmark genes (columns ``entrez_id``, ``symbol``)."""
+    """Return the official 978 L1000 landmark genes.
+
+    Columns ``entrez_id``, ``symbol`` (the LINCS 2016 symbol) and ``symbol_current`` (the
+    symbol of the Entrez id in org.Hs.eg.db 3.16; 47 landmarks were renamed since, e.g.
+    AARS -> AARS1, CD97 -> ADGRE5).
+    """
     return _l1000_landmarks().copy()
 
 
-def flag_l1000_landmarks(symbols: Iterable[Any]) -> np.ndarray:
-    """Return a bool array: which ``symbols`` are L1000 landmark genes (case-insensitive)."""
-    landmark_symbols = set(_l1000_landmarks()["symbol"].str.upper())
-    return np.array([str(s).upper() in landmark_symbols for s in symbols], dtype=bool)
+def flag_l1000_landmarks(symbols: Iterable[Any], entrez_ids: Iterable[Any] | None = None) -> np.ndarray:
+    """Return a bool array: which genes are L1000 landmark genes.
+
+    A gene with an Entrez id (``entrez_ids``; empty or non-numeric entries count as unknown)
+    is a landmark iff that id is one. A gene without one is matched by symbol
+    (case-insensitive): first against the landmarks' current symbols, then against their
+    2016 symbols for the landmarks not found yet, so that a landmark renamed since 2016 is
+    found under its new name and its old symbol, should another gene now bear it, is not
+    taken for it.
+    """
+    table = _l1000_landmarks()
+    symbols = [str(s).strip().upper() for s in symbols]
+    entrez = [""] * len(symbols) if entrez_ids is None else [_entrez_text(e) for e in entrez_ids]
+    if len(entrez) != len(symbols):
+        raise ValueError(f"{len(symbols)} symbols but {len(entrez)} Entrez ids")
+    flags = np.zeros(len(symbols), dtype=bool)
+    landmark_ids = set(table["entrez_id"].astype(str))
+    found: set[str] = set()  # landmarks (Entrez ids) already matched
+    for i, gene in enumerate(entrez):
+        if gene and gene in landmark_ids:
+            flags[i] = True
+            found.add(gene)
+    for column in ("symbol_current", "symbol"):
+        if column not in table.columns:
+            continue
+        by_symbol = dict(zip(table[column].str.upper(), table["entrez_id"].astype(str), strict=True))
+        matched = set()
+        for i, symbol in enumerate(symbols):
+            landmark = by_symbol.get(symbol)
+            if not entrez[i] and not flags[i] and landmark is not None and landmark not in found:
+                flags[i] = True
+                matched.add(landmark)
+        found |= matched
+    return flags
+
+
+def _entrez_text(value: Any) -> str:
+    """An Entrez id as digits (``"16"``, ``16``, ``16.0``), or ``""`` when unknown."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text if ENTREZ_ID_PATTERN.match(text) else ""
+
+
+def landmark_column(var: pd.DataFrame) -> str | None:
+    """The column of ``var`` that flags landmarks (see :data:`LANDMARK_COLUMNS`), if any."""
+    lowered = {str(c).lower(): c for c in var.columns}
+    return next((lowered[name] for name in LANDMARK_COLUMNS if name in lowered), None)
+
+
+def read_flags(values: pd.Series) -> np.ndarray:
+    """A landmark column as booleans: bools as they are, numbers non-zero, words in :data:`TRUE_WORDS`."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.fillna(False).astype(bool).to_numpy()
+    if pd.api.types.is_numeric_dtype(values):
+        return (values.fillna(0).to_numpy() != 0)
+    return values.astype(str).str.strip().str.lower().isin(TRUE_WORDS).to_numpy()
+
+
+def entrez_ids_of(var_names: pd.Index, var: pd.DataFrame) -> pd.Series | None:
+    """Entrez ids of the genes: an Entrez column (:data:`ENTREZ_COLUMNS`) or var names that are
+    mostly numeric; ``None`` when neither is there."""
+    lowered = {str(c).lower(): c for c in var.columns}
+    for name in ENTREZ_COLUMNS:
+        if name in lowered:
+            values = pd.Series([_entrez_text(v) for v in var[lowered[name]]], index=var_names)
+            if (values != "").mean() > 0.5:
+                return values
+    names = pd.Series([_entrez_text(v) for v in var_names], index=var_names)
+    return names if (names != "").mean() > 0.5 else None
 
 
 def symbols_of(var_names: pd.Index, var: pd.DataFrame) -> pd.Series:
@@ -156,13 +238,17 @@ def symbols_of(var_names: pd.Index, var: pd.DataFrame) -> pd.Series:
 def annotate_genes(var_names: pd.Index, var: pd.DataFrame) -> pd.DataFrame:
     """Return ``symbol`` and ``landmark`` for gene-level features.
 
-    A ``landmark`` column already in ``var`` is kept; else genes of the D-GEX universe
-    (matched by ``gene_id``) take its landmark flag; else landmarks are the L1000 genes,
-    matched by symbol.
+    A landmark column already in ``var`` (``landmark``, ``l1000_landmark``, ``is_landmark``,
+    ``pr_is_lm``, ...; see :data:`LANDMARK_COLUMNS`) is kept; else genes of the D-GEX
+    universe (matched by ``gene_id``) take its landmark flag; else landmarks are the L1000
+    genes matched by Entrez id (an Entrez column or numeric var names), then by current
+    symbol, then by 2016 symbol (:func:`flag_l1000_landmarks`).
     """
     symbols = symbols_of(var_names, var)
-    if "landmark" in var.columns:
-        landmark = var["landmark"].astype(bool).to_numpy()
+    column = landmark_column(var)
+    if column is not None:
+        landmark = read_flags(var[column])
+        logger.info("landmarks: %d genes flagged by the input's %r column", int(landmark.sum()), column)
     else:
         universe = _dgex_gene_map()
         known = var_names.isin(universe.index)
@@ -170,7 +256,8 @@ def annotate_genes(var_names: pd.Index, var: pd.DataFrame) -> pd.DataFrame:
             landmark = universe["landmark"].reindex(var_names).fillna(False).astype(bool).to_numpy()
             symbols = universe["symbol"].reindex(var_names).fillna(symbols)
         else:
-            landmark = flag_l1000_landmarks(symbols)
+            entrez = entrez_ids_of(var_names, var)
+            landmark = flag_l1000_landmarks(symbols, None if entrez is None else entrez.to_numpy())
     return pd.DataFrame({"symbol": symbols.to_numpy(), "landmark": landmark}, index=var_names)
 
 

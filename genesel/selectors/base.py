@@ -19,6 +19,7 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.selectors.constraints import GeneConstraints, GeneSpec, resolve_constraints
 from genesel.selectors.methods import METHOD_MODULES, available_methods
 from genesel.store import Store
 from genesel.training import TrainerConfig, resolve_device
@@ -29,11 +30,13 @@ logger = logging.getLogger(__name__)
 _REGISTRY: dict[str, type[PanelSelector]] = {}
 
 #: Columns of ``panel.tsv``.
-PANEL_COLUMNS = ("rank", "gene_id", "symbol", "landmark", "score")
+PANEL_COLUMNS = ("rank", "gene_id", "symbol", "landmark", "score", "status")
+#: Values of ``panel.tsv``'s ``status``: a gene the user fixed (``include``) or one the method chose.
+PANEL_STATUSES = ("included", "selected")
 #: The files of a selection result in its folder (``panel.tsv`` is written last).
 RESULT_FILES = ("history.tsv", "model.pt", "config.json", "panel.tsv")
 #: Run facts written as ``# key=value`` lines above the header of ``panel.tsv`` (when known).
-PANEL_METADATA_KEYS = ("method", "n_genes", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps")
+PANEL_METADATA_KEYS = ("method", "n_genes", "n_included", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps")
 
 
 def warn_unconverged(method: str, extra: dict[str, Any], *, fix: str) -> None:
@@ -55,6 +58,8 @@ def warn_unconverged(method: str, extra: dict[str, Any], *, fix: str) -> None:
 def panel_metadata(result: PanelResult) -> dict[str, Any]:
     """The ``# key=value`` facts of ``result`` written above the ``panel.tsv`` header."""
     known = {"method": result.method, "n_genes": result.n_genes, "seed": result.seed, **result.extra}
+    if result.included is not None and result.included.any():
+        known["n_included"] = int(result.included.sum())
     return {key: known[key] for key in PANEL_METADATA_KEYS if key in known}
 
 
@@ -104,6 +109,9 @@ class PanelResult:
         Every hyperparameter, for ``config.json``.
     extra
         Method-specific results (duplicates resolved, a LassoNet path, ...), also in ``config.json``.
+    included
+        Per panel gene, whether the user fixed it (``include``) rather than the method chose
+        it; ``None``: none was.
     """
 
     method: str
@@ -116,9 +124,13 @@ class PanelResult:
     state_dict: dict[str, torch.Tensor] | None = None
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    included: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.gene_indices = np.asarray(self.gene_indices, dtype=np.int64)
+        self.included = np.zeros(self.gene_indices.size, dtype=bool) if self.included is None else np.asarray(self.included, dtype=bool)
+        if self.included.shape != self.gene_indices.shape:
+            raise ValueError(f"{self.method}: 'included' has {self.included.size} flags for {self.gene_indices.size} panel genes")
         if len(np.unique(self.gene_indices)) != len(self.gene_indices):
             raise ValueError(f"{self.method}: panel has duplicate genes")
         if len(self.gene_indices) != self.n_genes:
@@ -141,6 +153,7 @@ class PanelResult:
                 "symbol": symbol.astype(str).to_numpy(),
                 "landmark": landmark.astype(bool).to_numpy(),
                 "score": np.full(self.n_genes, np.nan) if self.scores is None else np.asarray(self.scores, float),
+                "status": np.where(self.included, PANEL_STATUSES[0], PANEL_STATUSES[1]),
             }
         )
 
@@ -190,6 +203,8 @@ def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputFileError(path, f"panel table lacks columns {missing}", "expected the panel.tsv written by genesel select")
     if table["gene_id"].duplicated().any():
         raise InputFileError(path, f"duplicate genes in panel: {table.loc[table['gene_id'].duplicated(), 'gene_id'].tolist()[:5]}")
+    if "status" not in table.columns:  # written before include/exclude existed: every gene was selected
+        table["status"] = PANEL_STATUSES[1]
     return table.sort_values("rank").reset_index(drop=True)
 
 
@@ -240,6 +255,22 @@ class PanelSelector(ABC):
     def __init__(self, *, n_genes: int, seed: int = 0) -> None:
         self.n_genes = int(n_genes)
         self.seed = int(seed)
+        self.constraints = GeneConstraints()
+
+    def constrain(self, constraints: GeneConstraints) -> None:
+        """Make every panel contain ``constraints.include`` and none of ``constraints.exclude``.
+
+        :func:`select_panel` calls this with the resolved lists; each method honours them in
+        its own way (see docs/methods.md, "Include and exclude").
+        """
+        if constraints.include.size > self.n_genes:
+            raise ConfigError(f"{self.method}: {constraints.include.size} included genes exceed n_genes={self.n_genes}")
+        self.constraints = constraints
+
+    @property
+    def n_free(self) -> int:
+        """Panel genes the method chooses itself (``n_genes`` minus the included ones)."""
+        return self.n_genes - int(self.constraints.include.size)
 
     @abstractmethod
     def select(
@@ -270,12 +301,15 @@ class PanelSelector(ABC):
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies this selector's run besides data and trainer: method, panel size, hyperparameters.
+        """What identifies this selector's run besides data and trainer: method, panel size, hyperparameters, gene constraints.
 
         Trainers record it in their checkpoints (see :func:`genesel.training.run_fingerprint`),
         so ``resume`` refuses a checkpoint made with other values.
         """
-        return {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
+        values = {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
+        if not self.constraints.empty:  # resuming with other include/exclude lists is another run
+            values["constraints"] = {"include": self.constraints.include.tolist(), "exclude": self.constraints.exclude.tolist()}
+        return values
 
 
 def training_loaders(
@@ -320,6 +354,24 @@ def make_selector(method: str, *, n_genes: int, seed: int = 0, params: dict[str,
     return cls(n_genes=n_genes, seed=seed, **params)
 
 
+def check_constraints(result: PanelResult, constraints: GeneConstraints) -> np.ndarray:
+    """Whether each panel gene is included; raise if the method broke ``constraints``.
+
+    A guard, not a repair: every method honours the lists itself, so a failure here is a
+    bug of that method.
+    """
+    panel = result.gene_indices
+    missing = np.setdiff1d(constraints.include, panel)
+    present = np.intersect1d(constraints.exclude, panel)
+    if missing.size or present.size:
+        ids = result.var.index.astype(str)
+        raise RuntimeError(
+            f"{result.method} broke the gene constraints: included genes missing {ids[missing].tolist()[:10]}, "
+            f"excluded genes present {ids[present].tolist()[:10]} (a bug; please report it)"
+        )
+    return np.isin(panel, constraints.include)
+
+
 def select_panel(
     store: Store,
     *,
@@ -332,6 +384,8 @@ def select_panel(
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     refine: bool | dict[str, Any] = False,
+    include: GeneSpec = None,
+    exclude: GeneSpec = None,
 ) -> PanelResult:
     """Select a panel of ``n_genes`` genes with ``method`` and optionally write it to ``out_dir``.
 
@@ -339,6 +393,13 @@ def select_panel(
     ``refine`` (``True`` or options of :func:`genesel.selectors.greedy.refine_result`:
     ``ridge``, ``max_swaps``, ``moments``, ``max_memory_gib``) then swaps panel genes for
     outside genes while that lowers the validated ridge imputation error (any method).
+
+    ``include`` and ``exclude`` (gene ids or symbols: a list, a comma-separated string, a
+    file, or the word ``"landmarks"``; see :mod:`genesel.selectors.constraints`) fix genes
+    in the panel and keep genes out of it; ``n_genes`` counts the included genes. Every
+    method honours them natively; the included genes lead the panel and ``panel.tsv`` marks
+    them ``included`` (the others ``selected``). With as many included genes as
+    ``n_genes`` the panel is the included genes and no method runs.
     """
     if not isinstance(n_genes, int | np.integer) or n_genes < 1:
         raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
@@ -346,14 +407,25 @@ def select_panel(
         raise ConfigError(f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})")
     store.require_split("train")
     selector = make_selector(method, n_genes=int(n_genes), seed=seed, params=params)
+    constraints = resolve_constraints(store.var, int(n_genes), include=include, exclude=exclude)
+    selector.constrain(constraints)
     work_dir = None if out_dir is None else Path(out_dir)
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
     trainer = trainer or TrainerConfig(seed=seed)
     if trainer.seed != seed:
         trainer = TrainerConfig(**{**trainer.__dict__, "seed": seed})
-    result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
+    if selector.n_free == 0:
+        logger.info("%s: all %d panel genes are included; nothing to select", method, selector.n_genes)
+        result = PanelResult(
+            method=method, n_genes=selector.n_genes, seed=seed, gene_indices=constraints.include, var=store.var,
+            extra={"ranking": "the included genes, in the order given"},
+        )
+    else:
+        result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
     result.config = {"params": selector.hyperparameters(), "trainer": trainer.__dict__ if selector.trainable else None, **result.config}
+    if not constraints.empty:
+        result.config.update(constraints.record(store.var))
     if refine:
         from genesel.selectors.greedy import refine_result
 
@@ -361,8 +433,9 @@ def select_panel(
         unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})
         if unknown:
             raise ConfigError(f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib")
-        result = refine_result(store, result, work_dir=work_dir, progress=trainer.progress, **options)
+        result = refine_result(store, result, work_dir=work_dir, progress=trainer.progress, constraints=constraints, **options)
         result.config["refine"] = options or True
+    result.included = check_constraints(result, constraints)
     if work_dir is not None:
         result.write(work_dir)
     return result

@@ -25,6 +25,7 @@ import scipy.linalg
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.selectors.constraints import GeneConstraints
 from genesel.store import Store
 from genesel.training import TrainerConfig
 
@@ -38,6 +39,17 @@ def _ranked(scores: np.ndarray, n_genes: int) -> np.ndarray:
     """Indices of the ``n_genes`` highest scores (NaN last, ties by index)."""
     key = np.where(np.isnan(scores), -np.inf, scores)
     return np.lexsort((np.arange(key.size), -key))[:n_genes]
+
+
+def _completed(selector: PanelSelector, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The included genes, then the candidates of highest score up to ``n_genes``; and their scores.
+
+    Included genes score NaN (they were not ranked); excluded genes are never candidates.
+    """
+    genes = selector.constraints.complete(_ranked(scores, scores.size), selector.n_genes)
+    panel_scores = np.asarray(scores, dtype=float)[genes]
+    panel_scores[: selector.constraints.include.size] = np.nan
+    return genes, panel_scores
 
 
 def _result(selector: PanelSelector, store: Store, genes: np.ndarray, scores: np.ndarray, **extra: object) -> PanelResult:
@@ -56,7 +68,9 @@ def _result(selector: PanelSelector, store: Store, genes: np.ndarray, scores: np
 class LandmarkSelector(PanelSelector):
     """The genes marked ``var["landmark"]`` (method ``"landmarks"``); ``K`` must equal their number.
 
-    Panel genes are ranked by their train-split standard deviation (``score``).
+    Panel genes are ranked by their train-split standard deviation (``score``). With
+    ``include``/``exclude`` the panel is the included genes plus the landmarks neither
+    included nor excluded, and ``K`` must equal that number.
     """
 
     method: ClassVar[str] = "landmarks"
@@ -74,14 +88,19 @@ class LandmarkSelector(PanelSelector):
         landmarks = np.flatnonzero(store.landmark_mask)
         if landmarks.size == 0:
             raise ConfigError("landmarks: the data has no landmark genes (var['landmark'] is all False); choose another method")
-        if landmarks.size != self.n_genes:
-            raise ConfigError(
-                f"landmarks: the data has {landmarks.size} landmark genes (var['landmark']) but n_genes={self.n_genes}; "
-                f"use --n-genes {landmarks.size}"
-            )
-        spread = store.std[landmarks].astype(float)
-        order = np.lexsort((landmarks, -spread))
-        return _result(self, store, landmarks[order], spread[order], ranking="train standard deviation, descending")
+        fixed = self.constraints
+        landmarks = landmarks[fixed.candidate_mask(store.n_vars)[landmarks]]
+        if fixed.include.size + landmarks.size != self.n_genes:
+            what = f"{landmarks.size} landmark genes (var['landmark'])"
+            if not fixed.empty:
+                what = f"{fixed.include.size} included genes and {landmarks.size} other landmark genes that are not excluded"
+            raise ConfigError(f"landmarks: the data has {what} but n_genes={self.n_genes}; use --n-genes {fixed.include.size + landmarks.size}")
+        spread = store.std.astype(float)
+        order = np.lexsort((landmarks, -spread[landmarks]))
+        genes = np.concatenate([fixed.include, landmarks[order]])
+        scores = spread[genes]
+        scores[: fixed.include.size] = np.nan
+        return _result(self, store, genes, scores, ranking="train standard deviation, descending")
 
 
 @register_selector
@@ -102,8 +121,8 @@ class RandomSelector(PanelSelector):
         """Draw ``n_genes`` distinct genes."""
         self.check_panel_size(store)
         priority = np.random.default_rng(self.seed).random(store.n_vars)
-        genes = _ranked(priority, self.n_genes)
-        return _result(self, store, genes, priority[genes], ranking="seeded uniform priority")
+        genes, scores = _completed(self, priority)
+        return _result(self, store, genes, scores, ranking="seeded uniform priority")
 
 
 @register_selector
@@ -177,12 +196,12 @@ class HighlyVariableSelector(PanelSelector):
             adata.uns["log1p"] = {"base": self.log_base}
         table = sc.pp.highly_variable_genes(adata, flavor=self.flavor, n_bins=self.n_bins, n_top_genes=self.n_genes, inplace=False)
         dispersion = np.asarray(table["dispersions_norm"], dtype=float)
-        genes = _ranked(dispersion, self.n_genes)
+        genes, scores = _completed(self, dispersion)
         return _result(
             self,
             store,
             genes,
-            dispersion[genes],
+            scores,
             ranking=f"scanpy highly_variable_genes(flavor={self.flavor!r}) normalised dispersion, descending",
             n_rows=int(rows.size),
         )
@@ -307,22 +326,48 @@ class QRSelector(PanelSelector):
         basis = directions[:, :rank].T
         if self.weighted:
             basis = basis * np.sqrt(np.clip(values[:rank], 0.0, None))[:, None]
-        _, r_factor, pivots = scipy.linalg.qr(basis, mode="economic", pivoting=True)
-        genes = pivots[:rank]
-        scores = np.abs(np.diag(r_factor))[:rank]
+        genes, scores = constrained_pivots(basis, self.constraints, rank)
         info.update(n_components=int(rank), weighted=self.weighted)
-        if self.n_genes > rank:
+        if self.n_genes > genes.size:
             from genesel.selectors.greedy import DEFAULT_GREEDY_RIDGE, greedy_path, store_moments
 
             progress = trainer.progress if trainer is not None else True
             with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
                 ridge = DEFAULT_GREEDY_RIDGE if self.ridge is None else self.ridge
-                path = greedy_path(moments, self.n_genes, ridge=ridge, start=genes.tolist(), progress=progress)
+                path = greedy_path(
+                    moments, self.n_genes, ridge=ridge, start=genes.tolist(), exclude=self.constraints.exclude, progress=progress
+                )
+            completed = self.n_genes - genes.size
+            scores = np.concatenate([scores, -path.errors[genes.size :]])
             genes = path.genes
-            scores = np.concatenate([scores, -path.errors[rank:]])
-            info.update(completed=int(self.n_genes - rank), completion="greedy (genesel.selectors.greedy defaults)", ridge=ridge)
-        ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (", then greedy completion" if self.n_genes > rank else "")
+            info.update(completed=int(completed), completion="greedy (genesel.selectors.greedy defaults)", ridge=ridge)
+        ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (", then greedy completion" if info.get("completed") else "")
         return _result(self, store, genes, scores, ranking=ranking, **info)
+
+
+def constrained_pivots(basis: np.ndarray, constraints: GeneConstraints, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q-DEIM pivots of ``basis`` (directions x genes) after the included genes, never an excluded one.
+
+    The included genes come first; the directions they already pin down are projected out
+    of the basis (Gram-Schmidt against their columns), and a pivoted QR of the remaining
+    candidate columns chooses ``rank`` minus the included genes more (none when the
+    included genes are as many as ``rank``). Returns the genes and their scores: NaN for
+    the included genes, ``|R_ii|`` for the pivots. Without constraints this is the plain
+    pivoted QR's first ``rank`` pivots.
+    """
+    include = constraints.include
+    candidates = np.flatnonzero(constraints.candidate_mask(basis.shape[1]))
+    n_pivots = max(0, min(rank, candidates.size) - include.size)
+    residual = basis
+    if include.size:
+        fixed, _ = np.linalg.qr(basis[:, include])
+        residual = basis - fixed @ (fixed.T @ basis)
+    if n_pivots == 0:
+        return include.copy(), np.full(include.size, np.nan)
+    _, r_factor, pivots = scipy.linalg.qr(residual[:, candidates], mode="economic", pivoting=True)
+    genes = np.concatenate([include, candidates[pivots[:n_pivots]]])
+    scores = np.concatenate([np.full(include.size, np.nan), np.abs(np.diag(r_factor))[:n_pivots]])
+    return genes, scores
 
 
 def marchenko_pastur_median(beta: float) -> float:

@@ -140,12 +140,16 @@ class ConcreteSelector(PanelSelector):
         return {}
 
     def build_model(self, n_genes_total: int, *, seed: int) -> ConcreteAutoencoder:
-        """Build the untrained network for ``n_genes_total`` genes, initialised from ``seed``."""
+        """Build the untrained network for ``n_genes_total`` genes, initialised from ``seed``.
+
+        Included genes (:meth:`constrain`) are fixed decoder inputs ahead of ``n_genes`` minus
+        their number concrete nodes; neither they nor excluded genes can be a node's choice.
+        """
         with torch.random.fork_rng(devices=[]):
             seed_everything(seed, -2)
             return ConcreteAutoencoder(
                 n_genes_total,
-                self.n_genes,
+                self.n_free,
                 indirect=self.indirect,
                 decoder_hidden=self.decoder_hidden,
                 activation=self.activation,
@@ -156,6 +160,8 @@ class ConcreteSelector(PanelSelector):
                 gumbel_noise=self.gumbel_noise,
                 selector_lr=self.selector_lr,
                 block_duplicates=self.block_duplicates,
+                fixed_genes=self.constraints.include,
+                excluded_genes=self.constraints.exclude,
                 **self._model_options(),
             )
 
@@ -183,7 +189,8 @@ class ConcreteSelector(PanelSelector):
         logits = model.logits().detach().cpu().numpy()
         argmax_genes = logits.argmax(axis=1)
         node_genes, order, n_resolved = resolve_duplicate_selections(logits)
-        self.node_genes_ = node_genes
+        include = self.constraints.include
+        self.node_genes_ = np.concatenate([include, node_genes])  # the decoder's inputs, in order
         max_probability = softmax_max_probability(logits)
         resolved_nodes = np.flatnonzero(node_genes != argmax_genes)
         if n_resolved:
@@ -191,11 +198,11 @@ class ConcreteSelector(PanelSelector):
                 "%s: %d of %d nodes chose an already selected gene; gave them their next-best unused gene (nodes %s)",
                 self.method,
                 n_resolved,
-                self.n_genes,
+                self.n_free,
                 resolved_nodes.tolist()[:20],
             )
         history = fit.history
-        unique_percent = 100.0 * len(np.unique(argmax_genes)) / self.n_genes
+        unique_percent = 100.0 * len(np.unique(argmax_genes)) / self.n_free
         converged = bool(float(max_probability.mean()) >= CONVERGED_MEAN_MAX_PROBABILITY and unique_percent == 100.0)
         final_temperature = float(history["temperature"].iloc[-1]) if "temperature" in history and len(history) else model.temperature
         extra = {
@@ -227,9 +234,9 @@ class ConcreteSelector(PanelSelector):
             n_genes=self.n_genes,
             seed=int(trainer.seed),
             config={"trainer": asdict(trainer)},
-            gene_indices=node_genes[order],
+            gene_indices=np.concatenate([include, node_genes[order]]),
             var=store.var,
-            scores=max_probability[order],
+            scores=np.concatenate([np.full(include.size, np.nan), max_probability[order]]),
             history=history,
             state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
             extra=extra,
@@ -247,7 +254,7 @@ class ConcreteSelector(PanelSelector):
             raise ConfigError(f"{self.method}: call select() before reconstruction_mse()")
         model = self.model_.eval()
         device = next(model.parameters()).device
-        genes = self.node_genes_ if resolve_duplicates else model.selected_genes().cpu().numpy()
+        genes = self.node_genes_ if resolve_duplicates else model.input_genes().cpu().numpy()
         genes_t = torch.as_tensor(genes, device=device)
         loader = MinibatchLoader(store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device=device)
         total, count = 0.0, 0

@@ -32,6 +32,9 @@ GUMBEL_NOISE_MODES = ("step", "sample")
 MAX_PER_SAMPLE_ELEMENTS = 1 << 28
 #: The CAE stopping rule: stop once the mean (over nodes) max probability reaches this.
 CONVERGED_MEAN_MAX_PROBABILITY = 0.99
+#: Logit of a gene no node may choose (included in the panel already, or excluded). Finite, so
+#: that the softmax gives it exactly zero probability without NaNs in the GJSD or the gradients.
+MASKED_LOGIT = -1e30
 
 
 def annealed_temperature(progress: float, *, start: float, end: float) -> float:
@@ -215,6 +218,11 @@ class ConcreteAutoencoder(nn.Module):
         Weight of the diversity reward: the loss is ``MSE - gjsd_weight * GJSD``.
     gumbel_noise
         ``"step"`` (one noise sample per step) or ``"sample"`` (one per sample).
+    fixed_genes
+        Genes the panel includes whatever the training does: the decoder reads them first,
+        before the ``n_nodes`` concrete nodes, and no node may choose them.
+    excluded_genes
+        Genes no node may choose (their logits are masked).
     """
 
     def __init__(
@@ -235,6 +243,8 @@ class ConcreteAutoencoder(nn.Module):
         gumbel_noise: str = "step",
         selector_lr: float | None = None,
         block_duplicates: bool = False,
+        fixed_genes: Sequence[int] = (),
+        excluded_genes: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if gumbel_noise not in GUMBEL_NOISE_MODES:
@@ -255,7 +265,17 @@ class ConcreteAutoencoder(nn.Module):
             self.selector = IndirectLogits(n_nodes, n_genes, embedding_dim=embedding_dim, w_form=w_form)
         else:
             self.selector = DirectLogits(n_nodes, n_genes)
-        self.decoder = build_decoder(n_nodes, n_genes, hidden=tuple(decoder_hidden), activation=activation, dropout=dropout)
+        fixed = torch.as_tensor(np.asarray(fixed_genes, dtype=np.int64))
+        masked = torch.zeros(n_genes, dtype=torch.bool)
+        masked[fixed] = True
+        masked[torch.as_tensor(np.asarray(excluded_genes, dtype=np.int64))] = True
+        if int((~masked).sum()) < n_nodes:
+            raise ConfigError(f"{n_nodes} concrete nodes but only {int((~masked).sum())} genes neither included nor excluded")
+        # not persistent: they are the selector's constraints, not learned state (checkpoints keep their layout)
+        self.register_buffer("fixed_genes", fixed, persistent=False)
+        self.register_buffer("masked_genes", masked, persistent=False)
+        self._any_masked = bool(masked.any())
+        self.decoder = build_decoder(n_nodes + fixed.numel(), n_genes, hidden=tuple(decoder_hidden), activation=activation, dropout=dropout)
         self.start_temperature = float(start_temperature)
         self.end_temperature = float(end_temperature)
         self.anneal = anneal
@@ -273,6 +293,8 @@ class ConcreteAutoencoder(nn.Module):
         """The ``K x D`` node logits, in float32 even under autocast."""
         with torch.autocast(self._device_type(), enabled=False):
             logits = self.selector().float()
+        if self._any_masked:
+            logits = logits.masked_fill(self.masked_genes, MASKED_LOGIT)
         if self.block_duplicates:
             logits = logits.masked_fill(self.blocked, -math.inf)
         return logits
@@ -282,19 +304,30 @@ class ConcreteAutoencoder(nn.Module):
         """Argmax gene of every node (may contain duplicates)."""
         return self.logits().argmax(dim=1)
 
+    @torch.no_grad()
+    def input_genes(self) -> torch.Tensor:
+        """The genes the decoder reads in eval mode: the fixed genes, then every node's argmax."""
+        return torch.cat([self.fixed_genes, self.selected_genes()])
+
+    def _with_fixed(self, batch: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """``selected`` (``B x K``) preceded by the fixed genes' values."""
+        if self.fixed_genes.numel() == 0:
+            return selected
+        return torch.cat([batch.index_select(1, self.fixed_genes).to(selected.dtype), selected], dim=1)
+
     def select(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return the ``B x K`` selected values (and the logits when training)."""
+        """Return the ``B x (fixed + K)`` decoder inputs (and the logits when training)."""
         if not self.training:
             if self._eval_genes is None:
-                self._eval_genes = self.selected_genes()
+                self._eval_genes = self.input_genes()
             return batch.index_select(1, self._eval_genes), None
         logits = self.logits()
         if self.gumbel_noise == "sample":
-            return self._select_per_sample(batch, logits), logits
+            return self._with_fixed(batch, self._select_per_sample(batch, logits)), logits
         gumbel = -torch.empty_like(logits).exponential_().log()
         weights = torch.softmax((logits + gumbel) / self.temperature, dim=1)
         with torch.autocast(self._device_type(), enabled=False):
-            return batch.float() @ weights.t(), logits
+            return self._with_fixed(batch, batch.float() @ weights.t()), logits
 
     def _select_per_sample(self, batch: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Selected values with an independent Gumbel draw for every sample (``B x K x D``)."""
@@ -311,7 +344,7 @@ class ConcreteAutoencoder(nn.Module):
             return torch.bmm(weights, batch.float().unsqueeze(2)).squeeze(2)
 
     def reconstruct(self, panel_values: torch.Tensor) -> torch.Tensor:
-        """Decode ``B x K`` panel values (node order) to ``B x D`` genes."""
+        """Decode ``B x (fixed + K)`` panel values (fixed genes, then node order) to ``B x D`` genes."""
         return self.decoder(panel_values)
 
     # -- TrainingTask ------------------------------------------------------------

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.linalg
 import scipy.linalg.blas as blas
 from tqdm.auto import tqdm
 
@@ -50,6 +51,7 @@ from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.moments import Moments, check_memory, compute_moments, open_moments
 from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.selectors.constraints import GeneConstraints
 from genesel.store import Store
 from genesel.training import TrainerConfig
 
@@ -267,6 +269,42 @@ class GreedyState:
             errors[ok] = np.where(dof < self.n_rows, errors[ok] / (1.0 - dof / self.n_rows) ** 2, np.inf)
         return errors
 
+    def add_many(self, genes: Sequence[int]) -> None:
+        """Add ``genes`` (in order) to an empty panel in one block update.
+
+        The state equals that of :meth:`add` called gene by gene (up to rounding), but the
+        Schur complement ``R <- R - R_S:^T R_SS^-1 R_S:`` and ``Q <- Q - B^T M - M^T B``
+        (``B = R_SS^-1 R_S:``, ``M = Q_S: - Q_SS B / 2``) are two blocked matrix products
+        (``O(D^2 |S|)`` flops at BLAS speed) instead of ``|S|`` memory-bound sweeps: what
+        makes a long ``include`` list cheap. A panel that is not empty falls back to :meth:`add`.
+        """
+        genes = np.asarray(genes, dtype=np.int64).ravel()
+        if genes.size == 0:
+            return
+        if self.panel or self._pending is not None or self._lower_stale:
+            for gene in genes:
+                self.add(int(gene))
+            return
+        if np.unique(genes).size != genes.size:
+            raise ValueError("genes added to the panel must be distinct")
+        r_rows = self.R[genes]  # |S| x D, R is whole (no pending update, lower triangle current)
+        try:
+            factor = scipy.linalg.cho_factor(r_rows[:, genes])
+        except np.linalg.LinAlgError:
+            raise ConfigError(f"the {genes.size} genes added are linearly dependent (their covariance is singular); use ridge > 0") from None
+        coef = scipy.linalg.cho_solve(factor, r_rows)  # B, |S| x D
+        q_rows = self.Q[genes]
+        half = q_rows - 0.5 * (q_rows[:, genes] @ coef)  # M
+        for start in range(0, self.n_vars, self._block):
+            stop = min(start + self._block, self.n_vars)
+            self.R[start:stop] -= r_rows[:, start:stop].T @ coef
+            self.Q[start:stop] -= coef[:, start:stop].T @ half + half[:, start:stop].T @ coef
+        if self._coef is not None:
+            self._coef = np.vstack([coef, np.zeros((max(16, genes.size), self.n_vars))])
+            self._trace_p = float(np.trace(scipy.linalg.cho_solve(factor, np.eye(genes.size))))
+        self.panel = [int(g) for g in genes]
+        self.in_panel[genes] = True
+
     def add(self, gene: int) -> None:
         """Add ``gene`` to the panel (its update is applied by the next pass)."""
         gene = int(gene)
@@ -316,10 +354,14 @@ def greedy_path(
     *,
     ridge: float = DEFAULT_GREEDY_RIDGE,
     start: Sequence[int] = (),
+    exclude: Sequence[int] = (),
     criterion: str | None = DEFAULT_CRITERION,
     progress: bool = True,
 ) -> GreedyPath:
-    """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first)."""
+    """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first).
+
+    Genes of ``exclude`` are never candidates.
+    """
     began = time.perf_counter()
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
@@ -330,15 +372,15 @@ def greedy_path(
         )
     if not 1 <= n_genes < state.n_vars:
         raise ConfigError(f"greedy: n_genes={n_genes} must be between 1 and {state.n_vars - 1}")
-    errors: list[float] = []
-    for gene in start:
-        state.add(int(gene))
-        errors.append(float("nan"))
+    state.add_many(start)
+    errors: list[float] = [float("nan")] * len(state.panel)
     if len(state.panel) > n_genes:
         raise ConfigError(f"greedy: {len(state.panel)} start genes exceed n_genes={n_genes}")
+    excluded = np.asarray(exclude, dtype=np.int64)
     with tqdm(total=n_genes, initial=len(state.panel), desc="greedy", unit="gene", disable=not progress, leave=False) as bar:
         while len(state.panel) < n_genes:
             scores = state.scores()
+            scores[excluded] = np.inf
             best = int(np.argmin(scores))
             if not np.isfinite(scores[best]):
                 raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
@@ -470,6 +512,8 @@ def refine_panel(
     max_swaps: int | None = None,
     tol: float = 1e-9,
     criterion: str | None = None,
+    fixed: Sequence[int] = (),
+    exclude: Sequence[int] = (),
     progress: bool = True,
 ) -> Refinement:
     """Swap panel genes for outside genes while a swap lowers the validated imputed-gene MSE.
@@ -479,6 +523,7 @@ def refine_panel(
     the error by more than ``tol`` (relative). Stops when no swap helps or after
     ``max_swaps`` swaps (default: the panel size). The error never increases. A swapped-in
     gene takes the position of the gene it replaces, so the panel order is otherwise kept.
+    Genes of ``fixed`` never leave the panel and genes of ``exclude`` never join it.
     """
     panel = [int(g) for g in panel]
     if len(set(panel)) != len(panel):
@@ -488,9 +533,9 @@ def refine_panel(
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
         warnings.warn("refine: the moments hold no validation rows; swapping by the train error", stacklevel=2)
-    for gene in panel:
-        state.add(gene)
+    state.add_many(panel)
     state.flush()
+    excluded = np.asarray(exclude, dtype=np.int64)
     before = state.error()
     budget = len(panel) if max_swaps is None else int(max_swaps)
     swaps: list[dict[str, Any]] = []
@@ -501,6 +546,8 @@ def refine_panel(
         while len(swaps) < budget:
             rounds += 1
             errors, _ = swap_errors(moments, state)
+            errors[np.isin(state.panel, fixed)] = np.inf
+            errors[:, excluded] = np.inf
             s, j = np.unravel_index(int(np.argmin(errors)), errors.shape)
             best = float(errors[s, j])
             if not best < current * (1.0 - tol):
@@ -523,7 +570,8 @@ class GreedySelector(PanelSelector):
 
     The panel order is the greedy order, so a run at ``K`` holds every smaller greedy panel
     as a prefix (``extra["order"]`` / ``path_``); ``score`` is minus the validation
-    imputed-gene MSE reached when the gene was added (higher = better).
+    imputed-gene MSE reached when the gene was added (higher = better). Included genes
+    start the path (score NaN) and excluded genes are never candidates.
 
     Parameters
     ----------
@@ -580,8 +628,11 @@ class GreedySelector(PanelSelector):
         """Run the greedy path to ``n_genes`` genes."""
         self.check_panel_size(store)
         progress = trainer.progress if trainer is not None else True
+        fixed = self.constraints
         with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
-            path = greedy_path(moments, self.n_genes, ridge=self.ridge, criterion=self.criterion, progress=progress)
+            path = greedy_path(
+                moments, self.n_genes, ridge=self.ridge, start=fixed.include, exclude=fixed.exclude, criterion=self.criterion, progress=progress
+            )
         self.path_ = path
         logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", self.n_genes, path.seconds, path.criterion, path.ridge)
         return PanelResult(
@@ -611,14 +662,25 @@ def refine_result(
     moments: str | Path | None = None,
     work_dir: Path | None = None,
     max_memory_gib: float | None = None,
+    constraints: GeneConstraints | None = None,
     progress: bool = True,
 ) -> PanelResult:
     """:func:`refine_panel` applied to a selected panel; the result records the swaps in ``extra["refine"]``.
 
     Swapped-in genes keep the position (rank) of the gene they replace; their ``score`` is NaN.
+    Included genes of ``constraints`` stay and its excluded genes never come in.
     """
+    constraints = constraints or GeneConstraints()
     with store_moments(store, moments, work_dir=work_dir, max_memory_gib=max_memory_gib, progress=progress) as handle:
-        refinement = refine_panel(handle, result.gene_indices, ridge=ridge, max_swaps=max_swaps, progress=progress)
+        refinement = refine_panel(
+            handle,
+            result.gene_indices,
+            ridge=ridge,
+            max_swaps=max_swaps,
+            fixed=constraints.include,
+            exclude=constraints.exclude,
+            progress=progress,
+        )
     scores = None if result.scores is None else np.asarray(result.scores, dtype=float).copy()
     if scores is not None:
         scores[refinement.genes != result.gene_indices] = np.nan

@@ -42,14 +42,16 @@ def hier_prox_factors(
     group_norm: torch.Tensor,
     first_layer: torch.Tensor,
     *,
-    lambda_: float,
-    lambda_bar: float = 0.0,
+    lambda_: float | torch.Tensor,
+    lambda_bar: float | torch.Tensor = 0.0,
     hierarchy: float = 10.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Group-Hier-Prox given the skip columns' norms.
 
     Returns the factor ``(1, inputs)`` that scales each skip column and the new first-layer
-    weights, so that a caller can scale a large skip layer in place.
+    weights, so that a caller can scale a large skip layer in place. ``lambda_`` and
+    ``lambda_bar`` may be one threshold per input (a tensor of length ``inputs``; 0 leaves
+    that input unpenalised).
     """
     if group_norm.shape[0] != first_layer.shape[1]:
         raise ValueError(f"skip has {group_norm.shape[0]} inputs but the first layer has {first_layer.shape[1]}")

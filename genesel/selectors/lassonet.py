@@ -73,6 +73,9 @@ class LassoNetAutoencoder(nn.Module):
         self.skip = nn.Linear(n_genes, n_genes, bias=False)
         self.mlp = build_decoder(n_genes, n_genes, hidden=hidden, activation=activation, dropout=dropout)
         self.register_buffer("input_mask", torch.ones(n_genes))
+        #: Per-gene weight of the penalty (``None``: 1 for every gene); 0 leaves a gene
+        #: unpenalised, so it never leaves the path (included genes). Not learned state.
+        self.penalty_weights: torch.Tensor | None = None
 
     @property
     def first_layer(self) -> nn.Linear:
@@ -89,8 +92,9 @@ class LassoNetAutoencoder(nn.Module):
         return column_norms(self.skip.weight.detach())
 
     def penalty(self) -> torch.Tensor:
-        """``sum_j ||theta_j||``."""
-        return self.group_norms().sum()
+        """``sum_j w_j ||theta_j||`` (``w_j``: :attr:`penalty_weights`, default 1)."""
+        norms = self.group_norms()
+        return norms.sum() if self.penalty_weights is None else (norms * self.penalty_weights).sum()
 
     def ridge(self) -> torch.Tensor:
         """Squared norm of the MLP weights after the first layer (LassoNet's ``gamma`` term)."""
@@ -104,6 +108,8 @@ class LassoNetAutoencoder(nn.Module):
     @torch.no_grad()
     def prox(self, *, lambda_: float, lambda_bar: float = 0.0, hierarchy: float = 10.0) -> None:
         """Apply Group-Hier-Prox in place (thresholds already multiplied by the step size)."""
+        if self.penalty_weights is not None:
+            lambda_, lambda_bar = lambda_ * self.penalty_weights, lambda_bar * self.penalty_weights
         scale, first = hier_prox_factors(
             column_norms(self.skip.weight.data), self.first_layer.weight.data, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy
         )
@@ -326,6 +332,8 @@ def estimate_lambda_start(model: LassoNetAutoencoder, train: MinibatchLoader, *,
         rows += batch.shape[0]
     second_moment /= max(rows, 1)
     needed = 2.0 * model.group_norms().double() * second_moment
+    if model.penalty_weights is not None:  # unpenalised (included) genes never leave
+        needed = needed[model.penalty_weights.to(needed.device) > 0]
     needed = needed[needed > 0]
     if needed.numel() == 0:
         raise ConfigError("lassonet: the dense model uses no gene; check the data (all genes constant?)")
@@ -540,7 +548,9 @@ class LassoNetSelector(PanelSelector):
         with torch.random.fork_rng(devices=[]):
             seed_everything(trainer.seed, -2)
             model = LassoNetAutoencoder(store.n_vars, hidden=self.hidden, activation=self.activation, dropout=self.dropout).to(device)
+        self._apply_constraints(model, store.n_vars)
         stop_at = self.n_genes if self.stop_at is None else self.stop_at
+        stop_at = max(stop_at, int(self.constraints.include.size))  # included genes never leave
         checkpoint = None if work_dir is None else Path(work_dir) / PATH_CHECKPOINT_NAME
         points: list[LassoNetPathPoint] = []
         fingerprint = None if checkpoint is None else self._path_fingerprint(train, trainer)
@@ -585,6 +595,16 @@ class LassoNetSelector(PanelSelector):
         self.model_ = model
         self.path_ = LassoNetPath(points, self.path_multiplier)
         return self.path_
+
+    def _apply_constraints(self, model: LassoNetAutoencoder, n_vars: int) -> None:
+        """Included genes unpenalised (they stay on the whole path); excluded genes out of the inputs."""
+        fixed = self.constraints
+        if fixed.include.size:
+            weights = torch.ones(n_vars, device=model.input_mask.device)
+            weights[torch.as_tensor(fixed.include, device=weights.device)] = 0.0
+            model.penalty_weights = weights
+        if fixed.exclude.size:
+            model.restrict_inputs(np.flatnonzero(~fixed.excluded_mask(n_vars)))
 
     def _path_learning_rate(self, model: LassoNetAutoencoder, train: MinibatchLoader, trainer: TrainerConfig, *, covariance_rule: float | None) -> float:
         """The path's step size: ``path_learning_rate``, or the ``"auto"`` rule at the dense fit.
@@ -806,7 +826,7 @@ class LassoNetSelector(PanelSelector):
         self.check_panel_size(store)
         started = time.perf_counter()
         path = self.fit_path(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
-        panel = path.panel(self.n_genes)
+        panel = self.constraints.complete(path.ranking(), self.n_genes)
         refit = self.restore_panel_model(store, panel, trainer=trainer, loader=loader)
         scores = path.scores()
         summary = path.summary()
@@ -825,7 +845,7 @@ class LassoNetSelector(PanelSelector):
             seed=int(trainer.seed),
             gene_indices=panel,
             var=store.var,
-            scores=scores[panel],
+            scores=np.where(np.isin(panel, self.constraints.include), np.nan, scores[panel]),
             history=summary,
             state_dict={k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
             extra=extra,

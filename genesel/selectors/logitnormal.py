@@ -111,6 +111,10 @@ class LogitNormalMask(nn.Module):
         Bound on ``|b_i| / ||W_i||`` in the forward pass (gradients pass straight through;
         ``None``: unbounded). A gate far past the clip points gets no gradient from the
         reconstruction and a vanishing one from the penalty, so it could never close again.
+    forced_open, forced_closed
+        Genes whose gate is always 1 (included in the panel) or always 0 (excluded): their
+        masks, open probabilities and L0 terms are constants, and their parameters get no
+        gradient.
     """
 
     def __init__(
@@ -126,6 +130,8 @@ class LogitNormalMask(nn.Module):
         eta: float = 1.1,
         noise_scale: float | None = 1.0,
         max_logit: float | None = 3.0,
+        forced_open: Sequence[int] = (),
+        forced_closed: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.max_logit = None if max_logit is None else float(max_logit)
@@ -154,6 +160,23 @@ class LogitNormalMask(nn.Module):
                 weight, _ = self.weight_and_bias()
                 self.bias.copy_(offset * torch.linalg.vector_norm(weight, dim=1))
         self.register_buffer("temperature", torch.tensor(1.0))
+        # not persistent: the selector's constraints, not learned state (checkpoints keep their layout)
+        opened = torch.zeros(n_genes, dtype=torch.bool)
+        opened[torch.as_tensor(np.asarray(forced_open, dtype=np.int64))] = True
+        closed = torch.zeros(n_genes, dtype=torch.bool)
+        closed[torch.as_tensor(np.asarray(forced_closed, dtype=np.int64))] = True
+        if bool((opened & closed).any()):
+            raise ConfigError("a gate cannot be forced both open and closed")
+        self.register_buffer("forced_open", opened, persistent=False)
+        self.register_buffer("forced_closed", closed, persistent=False)
+        self._forced = bool(opened.any() or closed.any())
+
+    def _force(self, values: torch.Tensor, *, open_value: float, closed_value: float) -> torch.Tensor:
+        """``values`` (last axis: genes) with the forced gates' entries replaced by constants."""
+        if not self._forced:
+            return values
+        values = torch.where(self.forced_open, torch.full_like(values, open_value), values)
+        return torch.where(self.forced_closed, torch.full_like(values, closed_value), values)
 
     def weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``W`` (genes x d, rows of norm ``noise_scale``) and ``b`` (genes, ``|b_i| <=
@@ -180,12 +203,12 @@ class LogitNormalMask(nn.Module):
         weight, bias = self.weight_and_bias()
         z = torch.randn(n, self.latent_dim, device=weight.device, dtype=weight.dtype)
         y = torch.sigmoid((z @ weight.T + bias) / self.temperature)
-        return torch.clamp(self.gamma + (self.eta - self.gamma) * y, 0.0, 1.0)
+        return self._force(torch.clamp(self.gamma + (self.eta - self.gamma) * y, 0.0, 1.0), open_value=1.0, closed_value=0.0)
 
     def open_logit(self) -> torch.Tensor:
         """``b_i / ||W_i||``: the zero-temperature gate is open with probability ``Phi`` of it."""
         weight, bias = self.weight_and_bias()
-        return bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8)
+        return self._force(bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8), open_value=math.inf, closed_value=-math.inf)
 
     def open_probability(self) -> torch.Tensor:
         """``P(Y_i = 1)`` at zero temperature, ``Phi(b_i / ||W_i||) = 1 - Phi(-b_i / ||W_i||)``."""
@@ -195,7 +218,8 @@ class LogitNormalMask(nn.Module):
         """``P(m_i != 0)`` at the current temperature (differentiable)."""
         weight, bias = self.weight_and_bias()
         threshold = self.temperature * math.log(-self.gamma / self.eta)
-        return 1.0 - normal_cdf((threshold - bias) / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8))
+        probability = 1.0 - normal_cdf((threshold - bias) / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8))
+        return self._force(probability, open_value=1.0, closed_value=0.0)
 
     def expected_l0(self) -> torch.Tensor:
         """Expected number of non-zero gates."""
@@ -204,7 +228,7 @@ class LogitNormalMask(nn.Module):
     def ranking_logit(self) -> torch.Tensor:
         """``b_i / ||W_i||`` before the ``max_logit`` bound (orders gates tied at the bound)."""
         weight, bias = self.raw_weight_and_bias()
-        return bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8)
+        return self._force(bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8), open_value=math.inf, closed_value=-math.inf)
 
     def top_genes(self, k: int) -> torch.Tensor:
         """The ``k`` genes most likely open at zero temperature, most likely first."""
@@ -444,6 +468,8 @@ class LogitNormalSelector(PanelSelector):
     def build_model(self, n_genes_total: int, *, seed: int) -> LogitNormalAutoencoder:
         """The untrained mask + decoder for ``n_genes_total`` genes, initialised from ``seed``."""
         init_open = self.init_open if self.init_open is not None else self.n_genes / n_genes_total
+        # included gates stay open and excluded ones closed for the whole run
+        forced = {"forced_open": self.constraints.include, "forced_closed": self.constraints.exclude}
         with torch.random.fork_rng(devices=[]):
             seed_everything(seed, -2)
             mask = LogitNormalMask(
@@ -455,6 +481,7 @@ class LogitNormalSelector(PanelSelector):
                 eta=self.eta,
                 noise_scale=self.noise_scale,
                 max_logit=self.max_logit,
+                **forced,
                 **self._mask_options(),
             )
             decoder = build_decoder(n_genes_total, n_genes_total, hidden=self.decoder_hidden, activation=self.activation, dropout=self.dropout)
@@ -513,15 +540,17 @@ class LogitNormalSelector(PanelSelector):
             tuned = Trainer(config).fit(model, train, validation)
             extra.update(finetune_epochs=len(tuned.history), finetune_validation_loss=float(tuned.best_validation_loss))
         self.model_ = model.eval()
+        include = self.constraints.include
         genes = torch.nonzero(model.panel_mask).flatten().cpu().numpy()
-        genes = genes[np.lexsort((genes, -logit[genes]))]
+        genes = genes[~np.isin(genes, include)]
+        genes = np.concatenate([include, genes[np.lexsort((genes, -logit[genes]))]])
         return PanelResult(
             method=self.method,
             n_genes=self.n_genes,
             seed=int(trainer.seed),
             gene_indices=genes,
             var=store.var,
-            scores=probability[genes],
+            scores=np.where(np.isin(genes, include), np.nan, probability[genes]),
             history=history,
             state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
             extra=extra,

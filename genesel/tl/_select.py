@@ -9,6 +9,7 @@ import numpy as np
 from anndata import AnnData
 
 from genesel.selectors.base import select_panel as _select_panel
+from genesel.selectors.constraints import GeneSpec
 from genesel.tl._prepare import ensure_store
 from genesel.tl._utils import add_record, copy_or_self, training_configs, uns_safe
 
@@ -35,6 +36,8 @@ def select_panel(
     device: str = "auto",
     progress: bool = True,
     refine: bool | dict[str, Any] = False,
+    include: GeneSpec = None,
+    exclude: GeneSpec = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Select a panel of ``n_genes`` genes that best predicts all the others.
@@ -49,7 +52,8 @@ def select_panel(
     adata
         Samples x genes; log-normalised values (for scanpy's bundled data, ``adata.raw.to_adata()``).
     n_genes
-        Panel size K (``landmarks`` only accepts the number of landmark genes).
+        Panel size K, included genes among them (``landmarks`` only accepts the number of
+        landmark genes, plus any included ones).
     method
         ``cae``, ``ipcae``, ``lassonet``, ``logitnormal``, ``logitnormal-hnet``,
         ``landmarks``, ``random``, ``hvg``, ``qr`` or ``greedy``.
@@ -78,6 +82,12 @@ def select_panel(
     refine
         Then swap panel genes for outside genes while that lowers the validated ridge
         imputation error (``True``, or options ``ridge``, ``max_swaps``, ``moments``).
+    include
+        Genes the panel must contain (ids or symbols of ``adata.var``: a list, a
+        comma-separated string, a file, or ``"landmarks"``); ``n_genes`` counts them. Every
+        method honours them natively; see :func:`genesel.selectors.select_panel`.
+    exclude
+        Genes the panel must not contain (same forms as ``include``).
     copy
         Work on a copy of ``adata`` and return it.
 
@@ -89,6 +99,8 @@ def select_panel(
         Whether a gene is in the panel.
     ``adata.var[f"{key_added}_rank"]``
         Rank in the panel (1 = most important), NaN outside it.
+    ``adata.var[f"{key_added}_included"]``
+        Whether a panel gene was fixed by ``include`` rather than selected.
     ``adata.uns[key_added]``
         Added to what is there (under the default key, :func:`genesel.tl.prepare`'s
         ``"prepare"`` record stays): ``method``, ``n_genes``, ``seed``, ``params`` (every hyperparameter), ``panel``
@@ -103,12 +115,16 @@ def select_panel(
         min_steps=min_steps,
     )
     result = _select_panel(
-        store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader, refine=refine
+        store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader, refine=refine,
+        include=include, exclude=exclude,
     )
     rank = np.full(adata.n_vars, np.nan)
     rank[result.gene_indices] = np.arange(1, result.n_genes + 1)
     adata.var[f"{key_added}_selected"] = ~np.isnan(rank)
     adata.var[f"{key_added}_rank"] = rank
+    included = np.zeros(adata.n_vars, dtype=bool)
+    included[result.gene_indices[result.included]] = True
+    adata.var[f"{key_added}_included"] = included
     info: dict[str, Any] = {
         "method": method,
         "n_genes": int(n_genes),
@@ -116,6 +132,7 @@ def select_panel(
         "layer": layer or "X",
         "params": uns_safe(result.config),
         "panel": [str(g) for g in result.gene_ids],
+        "included": [str(g) for g in result.gene_ids[result.included]],
     }
     for key in ("converged", "mean_max_probability", "unique_percent"):  # trained selectors' convergence
         if key in result.extra and result.extra[key] is not None:
@@ -124,7 +141,7 @@ def select_panel(
         info["history"] = uns_safe(result.history)
     add_record(adata, key_added, info, replaces=SELECT_RECORD_KEYS)
     logger.info(
-        "added var[%r], var[%r] and uns[%r]: %d genes by %s",
-        f"{key_added}_selected", f"{key_added}_rank", key_added, result.n_genes, method,
+        "added var[%r], var[%r], var[%r] and uns[%r]: %d genes by %s",
+        f"{key_added}_selected", f"{key_added}_rank", f"{key_added}_included", key_added, result.n_genes, method,
     )
     return adata if copy else None

@@ -256,6 +256,19 @@ def select_options(wildcards):
     return shlex.join(options)
 
 
+def select_constraints(wildcards):
+    """--include / --exclude of genesel select: the method's own lists ([] for none), else the top-level ones."""
+    settings = config["methods"][wildcards.method]
+    options = []
+    for key in ("include", "exclude"):
+        genes = settings.get(key)
+        if genes is None:
+            genes = config.get(key)
+        if genes:
+            options += [f"--{key}", genes if isinstance(genes, str) else ",".join(genes)]
+    return shlex.join(options)
+
+
 def decoder_options(wildcards):
     """Options of genesel impute fit for one decoder, from config decoders.<decoder>."""
     settings = dict(config["decoders"][wildcards.decoder])

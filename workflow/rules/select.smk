@@ -14,6 +14,7 @@ rule train_panel:
         config=f"{PANEL_DIR}/config.json",
     params:
         options=select_options,
+        constraints=select_constraints,
         out_dir=subpath(output.panel, parent=True),
     log:
         f"{LOGS}/train_panel/{{method}}_k{{n_genes}}_seed{{seed}}.log",
@@ -26,7 +27,7 @@ rule train_panel:
     threads: 1
     shell:
         "genesel select --data {input.store} --method {wildcards.method} --n-genes {wildcards.n_genes} "
-        "--seed {wildcards.seed} --out {params.out_dir} --resume-if-same {params.options} > {log} 2>&1"
+        "--seed {wildcards.seed} --out {params.out_dir} --resume-if-same {params.options} {params.constraints} > {log} 2>&1"
 
 
 rule select_baseline_panel:
@@ -38,6 +39,7 @@ rule select_baseline_panel:
         config=f"{PANEL_DIR}/config.json",
     params:
         options=select_options,
+        constraints=select_constraints,
         out_dir=subpath(output.panel, parent=True),
     log:
         f"{LOGS}/select_baseline_panel/{{method}}_k{{n_genes}}_seed{{seed}}.log",
@@ -50,4 +52,4 @@ rule select_baseline_panel:
     threads: 1
     shell:
         "genesel select --data {input.store} --method {wildcards.method} --n-genes {wildcards.n_genes} "
-        "--seed {wildcards.seed} --out {params.out_dir} {params.options} > {log} 2>&1"
+        "--seed {wildcards.seed} --out {params.out_dir} {params.options} {params.constraints} > {log} 2>&1"
