@@ -178,7 +178,7 @@ def test_batched_workflow_runs_one_job_per_method_and_decoder(tmp_path: Path) ->
     assert listed == [f"results/tiny/panels/cae/k8/seed{seed}/panel.tsv" for seed in (0, 1)]
     assert all((tmp_path / path).exists() for path in listed)
     metrics = (run / "metrics" / "mlp_runs.txt").read_text().split()
-    assert len(metrics) == 5 and all((tmp_path / path).exists() for path in metrics)  # cae, random x 2 seeds, landmarks
+    assert len(metrics) == 6 and all((tmp_path / path).exists() for path in metrics)  # cae, random, landmarks x 2 seeds
     runs = pd.read_csv(run / "report" / "runs.tsv", sep="\t")
     assert set(zip(runs["method"], runs["seed"], runs["decoder"])) >= {("cae", 1, "mlp"), ("cae", 0, "linear"), ("landmarks", 0, "mlp")}
     assert (run / "benchmarks" / "select_method_panels" / "cae.tsv").exists()
