@@ -235,3 +235,37 @@ def test_report_cli(tmp_path: Path, capsys) -> None:
 def test_report_rejects_an_empty_results_dir(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="no metrics.json"):
         aggregate_results(tmp_path)
+
+
+def test_cpu_time_comes_from_the_job_log_when_the_command_wrote_it(tmp_path):
+    from genesel.report.aggregate import read_benchmarks
+    from genesel.usage import usage_line
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for job, sampled in (("cae", 4.9), ("qr", 1.5)):
+        path = tmp_path / "benchmarks" / "select" / f"{job}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"48.0\t0:00:48\t400\t900\t300\t310\t0\t1\t90\t{sampled}\n")
+    log = tmp_path / "logs" / "select" / "cae.log"
+    log.parent.mkdir(parents=True)
+    line = usage_line(48.0)
+    log.write_text("12:00:00 INFO genesel.selectors: training...\n12:00:48 INFO genesel: " + line.replace("cpu_s=", "cpu_s=4") + "\n")
+    table = read_benchmarks(tmp_path / "benchmarks", tmp_path / "logs").set_index("job")
+    assert table.loc["cae", "cpu_source"] == "genesel" and table.loc["cae", "cpu_seconds"] >= 40.0
+    assert table.loc["qr", "cpu_source"] == "snakemake" and table.loc["qr", "cpu_seconds"] == 1.5
+    assert table.loc["cae", "seconds"] == 48.0
+
+
+def test_every_command_logs_its_resource_usage(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "genesel.cli.main", "simulate", "--out", str(tmp_path / "c.h5ad"), "--n-obs", "50", "--n-genes", "20"],
+        capture_output=True, text=True, check=True,
+    )
+    from genesel.usage import read_usage
+
+    (tmp_path / "log").write_text(done.stderr)
+    usage = read_usage(tmp_path / "log")
+    assert usage is not None and usage["cpu_s"] > 0.1 and usage["wall_s"] > 0 and usage["max_rss_mb"] > 10

@@ -12,11 +12,13 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from genesel import __version__
 from genesel.errors import GeneselError
 from genesel.io.atomic import DISK_FULL_ERRNOS
+from genesel.usage import usage_line
 
 #: Subcommands in the order ``genesel --help`` lists them.
 SUBCOMMANDS = ("simulate", "preprocess", "moments", "select", "impute", "evaluate", "curve", "report")
@@ -58,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(verbose=args.verbose, quiet=args.quiet)
     args.progress = not args.quiet
+    started = time.perf_counter()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -70,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         logger.error("%s", describe_error(error, args.command))
         return 1
+    finally:
+        # the report reads this line from each workflow job's log (genesel.usage)
+        logger.info("%s", usage_line(time.perf_counter() - started))
 
 
 def describe_error(error: BaseException, command: str | None = None) -> str:

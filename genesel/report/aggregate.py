@@ -16,6 +16,7 @@ import pandas as pd
 from genesel.errors import InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.report.layout import ResultsLayout, RunKey, parse_metrics_path
+from genesel.usage import read_usage
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +150,14 @@ def read_histories(layout: ResultsLayout, panels: Iterable[tuple[str, int, int]]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def read_benchmarks(directory: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read Snakemake benchmark files ``<directory>/<rule>/<job>.tsv`` (mean over repeats)."""
+def read_benchmarks(directory: str | os.PathLike[str], logs: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Read Snakemake benchmark files ``<directory>/<rule>/<job>.tsv`` (mean over repeats).
+
+    Wall time and peak RSS come from Snakemake. CPU time comes from the job's log
+    ``<logs>/<rule>/<job>.log`` when the genesel command wrote its resource-usage line there
+    (:mod:`genesel.usage`: exact user + system time), else from Snakemake's ``cpu_time``,
+    which misses most of a short job; ``cpu_source`` says which.
+    """
     rows = []
     for path in sorted(Path(directory).glob("*/*.tsv")):
         try:
@@ -161,16 +168,18 @@ def read_benchmarks(directory: str | os.PathLike[str]) -> pd.DataFrame:
         if "s" not in table or not len(table):
             continue
         numeric = table.apply(pd.to_numeric, errors="coerce").mean()
+        usage = read_usage(Path(logs) / path.parent.name / f"{path.stem}.log") if logs is not None else None
         rows.append(
             {
                 "rule": path.parent.name,
                 "job": path.stem,
                 "seconds": float(numeric["s"]),
                 "max_rss_mb": float(numeric.get("max_rss", math.nan)),
-                "cpu_seconds": float(numeric.get("cpu_time", math.nan)),
+                "cpu_seconds": usage["cpu_s"] if usage and "cpu_s" in usage else float(numeric.get("cpu_time", math.nan)),
+                "cpu_source": "genesel" if usage and "cpu_s" in usage else "snakemake",
             }
         )
-    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds"])
+    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds", "cpu_source"])
 
 
 def aggregate_results(
@@ -206,7 +215,7 @@ def aggregate_results(
     triples = list(zip(runs["method"], runs["n_genes"], runs["seed"], strict=True))
     runs["landmark_overlap"] = [overlap[triple] for triple in triples]
     runs["converged"] = [converged[triple] for triple in triples]
-    tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir))
+    tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir))
     logger.info("collected %d evaluated models, %d benchmarked jobs from %s", len(runs), len(tables.benchmarks), layout.root)
     return tables
 

@@ -118,7 +118,7 @@ def build_report(
         tables = aggregate_results(layout.root)
     else:
         panels = list(runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None))
-        tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir))
+        tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir))
     metric = choose_metric(tables.runs, metric)
     runs = tables.runs.reset_index(drop=True)
     per_sample = read_per_sample(layout, runs, metric=metric) if metric == HEADLINE_METRIC else None
@@ -292,7 +292,7 @@ def _sections(
     if runtime is not None:
         tables_shown = {}
         if len(by_rule):
-            tables_shown["Wall and CPU time per workflow rule (Snakemake benchmark files):"] = by_rule
+            tables_shown["Wall time per workflow rule (Snakemake benchmark files) and CPU time (user + system, from each genesel command's own resource-usage line in its log; Snakemake's sampled figure where a log lacks it):"] = by_rule
         if len(by_step):
             tables_shown["Training speed per method (median over epochs; methods that record steps per second):"] = by_step
         sections.append(ReportSection("Runtime", figures={"runtime": _png(runtime)}, tables=tables_shown))

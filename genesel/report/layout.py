@@ -73,6 +73,11 @@ class ResultsLayout:
         return self.root / "benchmarks"
 
     @property
+    def logs_dir(self) -> Path:
+        """Folder of the jobs' logs (``<rule>/<job>.log``, beside their benchmark files)."""
+        return self.root / "logs"
+
+    @property
     def report_dir(self) -> Path:
         """Default folder of the report."""
         return self.root / "report"
