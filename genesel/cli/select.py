@@ -35,7 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="preprocessed store (.h5ad from genesel preprocess); required")
     parser.add_argument("--method", required=True, choices=available_methods(), help="selection method (see above)")
     parser.add_argument("--help-params", action="store_true", help="print the --param keys of --method with their defaults, and exit")
-    parser.add_argument("--n-genes", "-k", type=int, help="panel size K, included genes among them; required")
+    parser.add_argument(
+        "--n-genes", "-k", type=int, help="panel size K, included genes among them; required unless --budget is given"
+    )
     parser.add_argument(
         "--include",
         metavar="GENES",
@@ -45,6 +47,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--exclude", metavar="GENES", default=None, help="genes no panel contains (same forms as --include); every method honours both"
+    )
+    parser.add_argument(
+        "--gene-cost",
+        metavar="TSV",
+        default=None,
+        help="per-gene costs: a TSV with columns gene (id or symbol, as for --include) and cost (positive); greedy, "
+        "lassonet and logitnormal weigh genes by cost, panel.tsv gets a cost column; cae/ipcae refuse it",
+    )
+    parser.add_argument("--default-cost", type=float, default=None, help="cost of genes --gene-cost does not name (default 1)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="most the panel's genes may cost in all, included genes among them (with --gene-cost; without it every gene "
+        "costs --default-cost); alone: as many genes as fit, with --n-genes: exactly K genes within it",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", help="output directory; required")
@@ -108,9 +125,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.method}: {METHOD_SUMMARIES[args.method]}")
         print("\n".join(f"  --param {name}={default!r}" for name, default in params) or "  (no parameters)")
         return 0
-    missing = [flag for flag, value in (("--data", args.data), ("--n-genes", args.n_genes), ("--out", args.out)) if value is None]
+    size = args.budget if args.n_genes is None else args.n_genes
+    missing = [flag for flag, value in (("--data", args.data), ("--n-genes or --budget", size), ("--out", args.out)) if value is None]
     if missing:
         raise ConfigError(f"genesel select needs {', '.join(missing)} (or --help-params to list the method's parameters)")
+    costs: dict[str, object] = {"gene_cost": args.gene_cost, "budget": args.budget}
+    if args.default_cost is not None:
+        costs["default_cost"] = args.default_cost
     import inspect
 
     from genesel.io.lock import guarded_output
@@ -140,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
                 refine=refine_options(args),
                 include=args.include,
                 exclude=args.exclude,
+                **costs,
             ),
         )
         if not args.keep_checkpoint:

@@ -476,7 +476,9 @@ def select_panel(
     result.included = check_constraints(result, constraints)
     if constraints.costs is not None:
         result.costs = constraints.cost[result.gene_indices]
-        result.extra.update(total_cost=float(result.costs.sum()), gene_cost_sha256=constraints.costs.sha256)
+        result.extra["total_cost"] = float(result.costs.sum())
+        if constraints.costs.sha256 is not None:
+            result.extra["gene_cost_sha256"] = constraints.costs.sha256
         if constraints.budgeted:
             result.extra["budget"] = constraints.budget
             if not constraints.exact_size:

@@ -76,14 +76,15 @@ class GeneCosts:
         The cost file's path, or ``"series"`` / ``"dict"`` when given in memory.
     sha256
         SHA-256 of the cost file's bytes (of the ``gene<TAB>cost`` lines, sorted, when given
-        in memory), recorded so that a panel names the exact costs it was chosen with.
+        in memory), recorded so that a panel names the exact costs it was chosen with;
+        ``None`` without a cost table (every gene costs ``default_cost``).
     default_cost
         The cost of genes the table does not name.
     """
 
     values: np.ndarray
     source: str
-    sha256: str
+    sha256: str | None
     default_cost: float = DEFAULT_COST
 
 
@@ -366,7 +367,7 @@ def resolve_costs(var: pd.DataFrame, gene_cost: CostSpec = None, *, default_cost
         raise ConfigError(f"default_cost must be a positive finite number, got {default_cost}")
     if gene_cost is None:
         values = np.full(len(var), default_cost)
-        return GeneCosts(values, "none", hashlib.sha256(b"").hexdigest(), default_cost)
+        return GeneCosts(values, "none", None, default_cost)
     if isinstance(gene_cost, pd.Series | Mapping):
         table = pd.Series(gene_cost, dtype=object) if isinstance(gene_cost, Mapping) else gene_cost.astype(object)
         names = [str(name).strip() for name in table.index]
