@@ -4,7 +4,9 @@ one clear line naming the file and rows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +77,7 @@ def test_every_method_stays_within_the_budget(store, cost_file, method, n_genes,
     assert table["cost"].tolist() == expected.tolist()
     metadata = read_panel_metadata(tmp_path)
     assert metadata["budget"] == BUDGET and metadata["total_cost"] == pytest.approx(expected.sum())
-    assert metadata["gene_cost_sha256"] == __import__("hashlib").sha256(cost_file.read_bytes()).hexdigest()
+    assert metadata["gene_cost_sha256"] == hashlib.sha256(cost_file.read_bytes()).hexdigest()
     config = json.loads((tmp_path / "config.json").read_text())["config"]
     assert config["budget"] == BUDGET and config["gene_cost"] == str(cost_file) and config["default_cost"] == 2.0
 
@@ -204,3 +206,32 @@ def test_tl_select_panel_with_series_costs():
     record = adata.uns["genesel"]
     assert record["budget"] == 8.0 and record["total_cost"] == adata.var.loc[chosen, "genesel_cost"].sum()
     assert record["n_genes"] == int(chosen.sum())
+
+
+def test_workflow_config_validates_and_passes_costs_through(tmp_path: Path):
+    from snakemake.exceptions import WorkflowError
+
+    from tests.test_workflow import SNAKEMAKE, TINY_CONFIG, snakemake, validate_config
+
+    config = {
+        **TINY_CONFIG,
+        "gene_cost": "costs.tsv",
+        "budget": 50,
+        "methods": {"random": {"budget": 20, "default_cost": 2}, "cae": {"epochs": 1, "gene_cost": False, "budget": False}},
+    }
+    validated = validate_config(dict(config))
+    assert validated["budget"] == 50 and validated["methods"]["random"]["budget"] == 20
+    for bad in ({"budget": 0}, {"budget": "cheap"}, {"default_cost": -1}, {"gene_cost": ""}, {"methods": {"random": {"budget": True}}}):
+        with pytest.raises(WorkflowError):
+            validate_config({**TINY_CONFIG, **bad})
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake is not installed in this environment")
+    result = snakemake(tmp_path, "-n", "-p", "--forceall", config=config)
+    commands = {
+        re.search(r"--method (\S+)", line).group(1): line
+        for line in result.stdout.splitlines()
+        if line.startswith("Shell command: genesel select")
+    }
+    assert set(commands) == {"random", "cae"}, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "--gene-cost costs.tsv --default-cost 2 --budget 20 " in commands["random"]
+    assert "--gene-cost" not in commands["cae"] and "--budget" not in commands["cae"]
