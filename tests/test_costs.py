@@ -235,3 +235,13 @@ def test_workflow_config_validates_and_passes_costs_through(tmp_path: Path):
     assert set(commands) == {"random", "cae"}, result.stdout[-2000:] + result.stderr[-2000:]
     assert "--gene-cost costs.tsv --default-cost 2 --budget 20 " in commands["random"]
     assert "--gene-cost" not in commands["cae"] and "--budget" not in commands["cae"]
+
+
+@pytest.mark.parametrize("method", ["logitnormal", "lassonet"])
+def test_resume_refuses_a_checkpoint_of_other_costs_or_budget(store, method, tmp_path):
+    options = {"method": method, "n_genes": 6, "params": PARAMS[method], "trainer": TRAINER, "loader": LoaderConfig(batch_size=32), "out_dir": tmp_path}
+    select_panel(store, gene_cost=COSTS, budget=BUDGET, **options)
+    with pytest.raises(InputFileError, match="constraints"):
+        select_panel(store, gene_cost=COSTS, budget=BUDGET + 1, resume=True, **options)
+    with pytest.raises(InputFileError, match="constraints"):
+        select_panel(store, gene_cost={**COSTS, "ENSG00000000000": 9.0}, budget=BUDGET, resume=True, **options)
