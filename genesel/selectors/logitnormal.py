@@ -577,10 +577,11 @@ class LogitNormalSelector(PanelSelector):
             open_cost = float(fixed.cost[probability > 0.5].sum())
             extra["converged"] = abs(open_cost - fixed.budget) <= OPEN_TOLERANCE * fixed.budget
         if not extra["converged"]:
+            wanted = f"{self.n_genes}" if not fixed.budgeted else f"{self.n_genes} or genes costing the budget {fixed.budget:g}"
             warn_unconverged(
                 self.method,
                 {"steps": fit.steps},
-                fix=f"the mask ended with {extra['n_open']} genes open instead of {self.n_genes} (+-{OPEN_TOLERANCE:.0%}); train longer (--epochs / --min-steps)",
+                fix=f"the mask ended with {extra['n_open']} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer (--epochs / --min-steps)",
             )
         if self.finetune_epochs > 0:
             config = replace(trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience, progress=False)
