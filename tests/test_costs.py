@@ -245,3 +245,23 @@ def test_resume_refuses_a_checkpoint_of_other_costs_or_budget(store, method, tmp
         select_panel(store, gene_cost=COSTS, budget=BUDGET + 1, resume=True, **options)
     with pytest.raises(InputFileError, match="constraints"):
         select_panel(store, gene_cost={**COSTS, "ENSG00000000000": 9.0}, budget=BUDGET, resume=True, **options)
+
+
+def test_report_draws_the_error_against_total_cost_when_panels_have_costs(tmp_path: Path):
+    from genesel.report import build_report
+    from genesel.report.layout import ResultsLayout
+    from tests.test_report import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", decoders=("linear",), random_seeds=1)
+    plain = build_report(run, tmp_path / "plain").index.read_text()
+    assert "against total panel cost" not in plain, "no cost section without costs"
+    layout = ResultsLayout.at(run)
+    for panel in layout.root.rglob("panel.tsv"):
+        table = panel.read_text()
+        n_genes = len(table.splitlines()) - 1
+        panel.write_text(f"# total_cost={2.5 * n_genes}\n# budget=1000\n" + table)
+    outputs = build_report(run, tmp_path / "costed")
+    page = outputs.index.read_text()
+    assert "Imputation error against total panel cost" in page
+    runs = pd.read_csv(outputs.runs_tsv, sep="\t")
+    assert (runs["total_cost"] == 2.5 * runs["n_genes"]).all()
