@@ -128,6 +128,28 @@ def test_exact_size_reserves_room_for_the_cheapest_completion():
     assert loose.complete(np.array([0, 4, 3]), 3).tolist() == [0, 3], "budget-only panels may end short"
 
 
+def test_completion_within_the_budget_always_reaches_n_genes_when_some_panel_does():
+    """Random costs, lists, budgets and rankings: whenever a K-gene panel fits, the walk finds one."""
+    from genesel.selectors.constraints import max_panel_size
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    for _ in range(400):
+        n_vars = int(rng.integers(5, 30))
+        cost = rng.integers(1, 10, n_vars).astype(float)
+        include = rng.choice(n_vars, int(rng.integers(0, 3)), replace=False)
+        exclude = np.setdiff1d(rng.choice(n_vars, int(rng.integers(0, 4))), include)
+        n_genes, budget = int(rng.integers(include.size + 1, n_vars - exclude.size + 1)), float(rng.integers(1, 60))
+        if cost[include].sum() > budget or max_panel_size(cost, budget, include=include, exclude=exclude) < n_genes:
+            continue
+        fixed = GeneConstraints(include, exclude, costs=GeneCosts(cost, "dict", None), budget=budget, n_genes=n_genes)
+        panel = fixed.complete(rng.permutation(n_vars), n_genes)
+        assert panel.size == n_genes == np.unique(panel).size and cost[panel].sum() <= budget
+        assert panel[: include.size].tolist() == include.tolist() and not set(exclude) & set(panel.tolist())
+        checked += 1
+    assert checked > 100
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
