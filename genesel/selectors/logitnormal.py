@@ -371,11 +371,19 @@ class LogitNormalAutoencoder(nn.Module):
 
     # -- deterministic panel ----------------------------------------------------------------
     def deterministic_mask(self) -> torch.Tensor:
-        """0/1 mask of the top-``K`` genes (the fixed panel once frozen)."""
+        """0/1 mask of the top-``K`` genes (the fixed panel once frozen).
+
+        With a budget, the leading genes of that order while their running cost fits it
+        (the final panel also skips genes that do not fit; see :meth:`freeze_panel`).
+        """
         if self.fixed_panel:
             return self.panel_mask
         mask = torch.zeros_like(self.panel_mask)
-        mask[self.mask.top_genes(self.n_panel)] = 1.0
+        top = self.mask.top_genes(self.n_panel)
+        if self.budget is not None and self.gate_costs is not None:
+            spent = torch.cumsum(self.gate_costs[top], dim=0)
+            top = top[spent <= self.budget * (1.0 + 1e-6)]
+        mask[top] = 1.0
         return mask
 
     @torch.no_grad()
