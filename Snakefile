@@ -27,6 +27,7 @@ include: "workflow/rules/select.smk"
 include: "workflow/rules/impute.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/batch.smk"
 
 
 # The report, and every panel, imputer and metrics file: Snakemake ignores a deleted

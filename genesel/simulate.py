@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 from tqdm.auto import tqdm
 
 from genesel import __version__
@@ -405,6 +404,8 @@ def _draw_gene_responses(
         shares[rows] = rng.dirichlet(params.share_concentration * mean_shares[present], size=int((landmark == is_landmark).sum())).T
 
     # Noise share: logistic in gene brightness, lower for landmarks.
+    from scipy import special  # here, not at import: `genesel` imports this module for its --help
+
     brightness = calibration.genes["mean"].to_numpy()
     brightness = (brightness - np.median(brightness)) / brightness.std()
     logit = (
@@ -437,6 +438,8 @@ def _noise_quantile_table(df: float, levels: int = NOISE_QUANTILE_LEVELS) -> np.
     quantiles at 0.5 / levels and 1 - 0.5 / levels. Drawing U uniformly and interpolating
     linearly between knots gives noise of exactly unit variance (computed in closed form).
     """
+    from scipy import stats  # here, not at import (scipy.stats alone takes about a CPU-second)
+
     probabilities = np.arange(levels + 1) / levels
     probabilities[0], probabilities[-1] = 0.5 / levels, 1 - 0.5 / levels
     knots = stats.norm.ppf(probabilities) if math.isinf(df) else stats.t.ppf(probabilities, df)

@@ -328,6 +328,25 @@ def test_cli_select_writes_outputs_and_resumes(planted_store, tmp_path, monkeypa
     assert genesel_main(["-q", "select", "--data", str(store.path), "--method", "cae", "-k", "5", "--out", str(tmp_path / "bad"), "--param", "nope=1"]) == 1
 
 
+def test_cli_select_runs_several_sizes_and_seeds_in_one_process(planted_store, tmp_path, monkeypatch):
+    """--n-genes and --seed with several values: every size with every seed, each in the folder
+    --out names, with the same panel as a run of its own."""
+    store, _ = planted_store
+    monkeypatch.setattr("genesel.cli.main.SUBCOMMANDS", ("select",))
+    common = ["-q", "select", "--data", str(store.path), "--method", "cae", "--device", "cpu", "--batch-size", "32", "--epochs", "2", "--min-steps", "0"]
+    template = str(tmp_path / "k{n_genes}" / "seed{seed}")
+    assert genesel_main([*common, "-k", "4", "5", "--seed", "0", "1", "--out", template]) == 0
+    assert genesel_main([*common, "-k", "5", "--seed", "1", "--out", str(tmp_path / "alone")]) == 0
+    for k in (4, 5):
+        for seed in (0, 1):
+            config = read_panel_config(tmp_path / f"k{k}" / f"seed{seed}")
+            assert config["n_genes"] == k and config["seed"] == seed
+    pd.testing.assert_frame_equal(read_panel(tmp_path / "k5" / "seed1"), read_panel(tmp_path / "alone"))
+    assert genesel_main([*common, "-k", "4", "5", "--out", str(tmp_path / "k{n_genes}-only")]) == 0
+    assert genesel_main([*common, "-k", "4", "5", "--out", str(tmp_path / "one-folder")]) == 1  # {n_genes} missing
+    assert not (tmp_path / "one-folder").exists()
+
+
 # -- benchmark helpers ------------------------------------------------------------------------
 def _benchmark_module():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_reconstruction.py"

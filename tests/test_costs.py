@@ -287,3 +287,10 @@ def test_report_draws_the_error_against_total_cost_when_panels_have_costs(tmp_pa
     assert "Imputation error against total panel cost" in page
     runs = pd.read_csv(outputs.runs_tsv, sep="\t")
     assert (runs["total_cost"] == 2.5 * runs["n_genes"]).all()
+
+
+def test_cli_runs_of_a_budget_only_selection_are_named():
+    from genesel.cli.select import run_directories
+
+    assert run_directories("out", [None], [0]) == [(None, 0, "out")]
+    assert run_directories("p/k{n_genes}/seed{seed}", [None], [0, 1]) == [(None, 0, "p/kbudget/seed0"), (None, 1, "p/kbudget/seed1")]

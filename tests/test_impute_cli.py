@@ -111,3 +111,17 @@ def test_mlp_fit_resumes_and_cleans_its_checkpoint(genesel, planted_store, panel
     with Store.open(store.path) as reopened:
         z = reopened.read_rows(reopened.split_indices("test"))[:, resumed.panel_indices]
     np.testing.assert_array_equal(resumed.predict_standardized(z), load_model(tmp_path / "b").predict_standardized(z))
+
+
+def test_fit_several_panels_in_one_process(genesel, planted_store, panel_file, tmp_path):
+    """Several --panel values: one model (and metrics file) per panel, as separate runs give."""
+    store, drivers = planted_store
+    other = tmp_path / "other.tsv"
+    pd.read_csv(panel_file, sep="\t").iloc[:3].to_csv(other, sep="\t", index=False)
+    outs, metrics = [tmp_path / "a", tmp_path / "b"], [tmp_path / "a.json", tmp_path / "b.json"]
+    common = ["impute", "fit", "--data", store.path, "--decoder", "mlp", "--hidden", 8, "--epochs", 2]
+    assert genesel(*common, "--panel", panel_file, other, "--out", *outs, "--metrics", *metrics, "--seed", 3, 4) == 0
+    assert genesel(*common, "--panel", other, "--out", tmp_path / "alone", "--metrics", tmp_path / "alone.json", "--seed", 4) == 0
+    assert load_model(tmp_path / "a").n_panel == 5 and load_model(tmp_path / "b").n_panel == 3
+    assert json.loads((tmp_path / "b.json").read_text())["mse"] == json.loads((tmp_path / "alone.json").read_text())["mse"]
+    assert genesel(*common, "--panel", panel_file, other, "--out", tmp_path / "c") == 1  # one --out for two panels

@@ -127,7 +127,10 @@ def test_tl_evaluate_on_another_anndata(compendia):
     root, _, shuffled, model = compendia
     with Store.open(_store_b(compendia, "b_tl.h5ad", shuffled)) as store_b:
         expected = evaluate_model(store_b, model, standardize="data", progress=False).metrics
-        adata = ad.AnnData(store_b.read_rows(slice(None), standardize=False), obs=store_b.obs.copy(), var=store_b.var.copy())
+        # the store's split and statistics as genesel.tl.prepare would have written them (prefixed columns)
+        var = store_b.var.copy().rename(columns={c: f"genesel_{c}" for c in ("mean", "std", "symbol", "landmark", "constant")})
+        obs = pd.DataFrame({"genesel_split": store_b.obs["split"].to_numpy()}, index=store_b.obs.index)
+        adata = ad.AnnData(store_b.read_rows(slice(None), standardize=False), obs=obs, var=var)
     evaluation = tl.evaluate(adata, root / "model", standardize="data")
     assert evaluation.metrics["mse_imputed"] == pytest.approx(expected["mse_imputed"], rel=1e-9)
     assert evaluation.metrics["transfer"]["n_matched"] == expected["transfer"]["n_matched"]

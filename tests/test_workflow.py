@@ -172,3 +172,31 @@ def test_tiny_workflow_end_to_end(tmp_path: Path) -> None:
         "report": 1,
         "all": 1,
     }
+
+
+@pytest.mark.slow
+def test_batched_workflow_runs_one_job_per_method_and_decoder(tmp_path: Path) -> None:
+    """batch_runs (the demo's setting): one selection job per method for all its sizes and seeds,
+    one MLP job for every panel; the same files as the per-panel jobs, and a rerun does nothing."""
+    config = {**TINY_CONFIG, "seeds": [0, 1], "batch_runs": True}
+    planned = snakemake(tmp_path, "-n", config=config)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    jobs = planned_jobs(planned.stdout)
+    assert "train_panel" not in jobs and "fit_imputer" not in jobs
+    result = snakemake(tmp_path, "--profile", str(REPO / "profiles" / "local"), "--cores", "2", config=config)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "localrule" not in result.stdout + result.stderr, "the local profile prints no per-job rule blocks"
+    run = tmp_path / "results" / "tiny"
+    listed = (run / "panels" / "cae" / "panels.txt").read_text().split()
+    assert listed == [f"results/tiny/panels/cae/k8/seed{seed}/panel.tsv" for seed in (0, 1)]
+    assert all((tmp_path / path).exists() for path in listed)
+    metrics = (run / "metrics" / "mlp_runs.txt").read_text().split()
+    assert len(metrics) == 6 and all((tmp_path / path).exists() for path in metrics)  # cae, random, landmarks x 2 seeds
+    runs = pd.read_csv(run / "report" / "runs.tsv", sep="\t")
+    assert set(zip(runs["method"], runs["seed"], runs["decoder"])) >= {("cae", 1, "mlp"), ("cae", 0, "linear"), ("landmarks", 0, "mlp")}
+    assert (run / "benchmarks" / "select_method_panels" / "cae.tsv").exists()
+    assert planned_jobs(snakemake(tmp_path, "-n", config=config).stdout) == {}, "a second run must have nothing to do"
+
+    (run / "panels" / "random" / "panels.txt").unlink()
+    rerun = snakemake(tmp_path, "-n", config=config)
+    assert planned_jobs(rerun.stdout) == {"select_method_panels": 1, "fit_decoder_panels": 1, "aggregate": 1, "report": 1, "all": 1}

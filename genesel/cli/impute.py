@@ -51,14 +51,24 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
-    parser.add_argument("--panel", required=True, help="panel.tsv from genesel select, or its directory")
+    parser.add_argument(
+        "--panel",
+        required=True,
+        nargs="+",
+        help="panel.tsv from genesel select, or its directory; several: one model per panel, fitted in one process "
+        "(the data read and torch imported once), with as many --out (and --metrics) values in the same order",
+    )
     parser.add_argument("--decoder", choices=("linear", "mlp", "knn"), default="linear", help="model kind (default linear)")
-    parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", required=True, nargs="+", help="model directory to write (one per --panel)")
+    parser.add_argument(
+        "--seed", type=int, nargs="+", default=[0], help="random seed (default 0; one value, or one per --panel)"
+    )
     parser.add_argument(
         "--metrics",
         default=None,
-        help="also score the fitted model (as `genesel evaluate` does) and write its metrics JSON here, in the same process",
+        nargs="+",
+        help="also score the fitted model (as `genesel evaluate` does) and write its metrics JSON here, in the same "
+        "process (one per --panel)",
     )
     parser.add_argument("--split", choices=("test", "validation"), default="test", help="rows --metrics scores (default test)")
     linear = parser.add_argument_group("linear")
@@ -125,41 +135,59 @@ def run_fit(args: argparse.Namespace) -> int:
     from genesel.store import Store
     from genesel.training import remove_checkpoint
 
-    out = Path(args.out)
-    with guarded_output(out, kind="dir", wait=args.wait), Store.open(args.data) as store:
-        model = resuming(
-            args,
-            lambda resume: fit_imputer(
-                store,
-                args.panel,
-                decoder=args.decoder,
-                **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
-                precision=args.precision,
-                hidden=tuple(args.hidden),
-                activation=args.activation,
-                dropout=args.dropout,
-                n_neighbors=args.neighbors,
-                max_reference=args.max_reference or None,
-                trainer=trainer_config(args, seed=args.seed, lr_decay=DEFAULT_LR_DECAY),
-                loader=loader_config(args),
-                block_rows=args.block_rows,
-                work_dir=out,
-                resume=resume,
-                progress=args.progress,
-            ),
-        )
-        model.training["panel"] = str(Path(args.panel))
-        model.save(out)
-        if args.metrics is not None:
-            from genesel.evaluate import describe_metrics, evaluate_model
+    fits = fit_runs(args.panel, args.out, args.metrics, args.seed)
+    with Store.open(args.data) as store:
+        for panel, out, metrics, seed in fits:
+            with guarded_output(out, kind="dir", wait=args.wait):
+                model = resuming(
+                    args,
+                    lambda resume, panel=panel, out=out, seed=seed: fit_imputer(
+                        store,
+                        panel,
+                        decoder=args.decoder,
+                        **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
+                        precision=args.precision,
+                        hidden=tuple(args.hidden),
+                        activation=args.activation,
+                        dropout=args.dropout,
+                        n_neighbors=args.neighbors,
+                        max_reference=args.max_reference or None,
+                        trainer=trainer_config(args, seed=seed, lr_decay=DEFAULT_LR_DECAY),
+                        loader=loader_config(args),
+                        block_rows=args.block_rows,
+                        work_dir=out,
+                        resume=resume,
+                        progress=args.progress,
+                    ),
+                )
+                model.training["panel"] = str(Path(panel))
+                model.save(out)
+                if metrics is not None:
+                    from genesel.evaluate import describe_metrics, evaluate_model
 
-            evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
-            path = evaluation.write(args.metrics)
-            logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
-        if args.decoder == "mlp" and not args.keep_checkpoint:
-            remove_checkpoint(out / CHECKPOINT_NAME)
-    logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)
+                    evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
+                    path = evaluation.write(metrics)
+                    logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
+                if args.decoder == "mlp" and not args.keep_checkpoint:
+                    remove_checkpoint(out / CHECKPOINT_NAME)
+            logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)
     return 0
+
+
+def fit_runs(
+    panels: list[str], outs: list[str], metrics: list[str] | None, seeds: list[int]
+) -> list[tuple[str, Path, str | None, int]]:
+    """``(panel, out, metrics, seed)`` of each fit: the lists of ``impute fit`` matched by position."""
+    counts = {"--out": len(outs), "--metrics": len(panels) if metrics is None else len(metrics)}
+    counts["--seed"] = len(panels) if len(seeds) == 1 else len(seeds)
+    wrong = [f"{flag} ({count})" for flag, count in counts.items() if count != len(panels)]
+    if wrong:
+        raise ConfigError(f"{len(panels)} --panel values need as many {', '.join(wrong)} values")
+    if len(set(outs)) != len(outs):
+        raise ConfigError("every --out value must be a different directory")
+    metrics = metrics or [None] * len(panels)
+    seeds = seeds * len(panels) if len(seeds) == 1 else seeds
+    return [(panel, Path(out), m, int(seed)) for panel, out, m, seed in zip(panels, outs, metrics, seeds, strict=True)]
 
 
 def run_apply(args: argparse.Namespace) -> int:

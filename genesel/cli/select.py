@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, choices=available_methods(), help="selection method (see above)")
     parser.add_argument("--help-params", action="store_true", help="print the --param keys of --method with their defaults, and exit")
     parser.add_argument(
-        "--n-genes", "-k", type=int, help="panel size K, included genes among them; required unless --budget is given"
+        "--n-genes", "-k", type=int, nargs="+",
+        help="panel size K, included genes among them; required unless --budget is given (several: one run per size, see --out)",
     )
     parser.add_argument(
         "--include",
@@ -63,8 +64,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="most the panel's genes may cost in all, included genes among them (with --gene-cost; without it every gene "
         "costs --default-cost); alone: as many genes as fit, with --n-genes: exactly K genes within it",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--out", help="output directory; required")
+    parser.add_argument(
+        "--seed", type=int, nargs="+", default=[0], help="random seed (default 0; several: one run per seed, see --out)"
+    )
+    parser.add_argument(
+        "--out",
+        help="output directory; required. With several --n-genes or --seed values every run (each size x each seed, "
+        "in one process: the data is read and torch imported once) writes its own directory, so OUT names them "
+        "with {n_genes} and {seed}, e.g. panels/cae/k{n_genes}/seed{seed}",
+    )
     parser.add_argument(
         "--param",
         action="append",
@@ -143,33 +151,60 @@ def run(args: argparse.Namespace) -> int:
     accepts_moments = "moments" in inspect.signature(get_selector_class(args.method).__init__).parameters
     if args.moments is not None and accepts_moments:
         params.setdefault("moments", args.moments)
-    with guarded_output(args.out, kind="dir", wait=args.wait), Store.open(args.data) as store:
-        result = resuming(
-            args,
-            lambda resume: select_panel(
-                store,
-                method=args.method,
-                n_genes=args.n_genes,
-                seed=args.seed,
-                params=params,
-                trainer=trainer_config(
-                    args, seed=args.seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
-                ),
-                loader=loader_config(args),
-                out_dir=args.out,
-                resume=resume,
-                refine=refine_options(args),
-                include=args.include,
-                exclude=args.exclude,
-                **costs,
-            ),
-        )
-        if not args.keep_checkpoint:
-            for name in get_selector_class(args.method).checkpoint_files:
-                remove_checkpoint(Path(args.out) / name)
-    overlap = int(result.table()["landmark"].sum())
-    logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, args.out)
+    runs = run_directories(args.out, args.n_genes or [None], args.seed)  # [None]: only a budget, as many genes as fit
+    with Store.open(args.data) as store:
+        for n_genes, seed, out in runs:
+            with guarded_output(out, kind="dir", wait=args.wait):
+                result = resuming(
+                    args,
+                    lambda resume, n_genes=n_genes, seed=seed, out=out: select_panel(
+                        store,
+                        method=args.method,
+                        n_genes=n_genes,
+                        seed=seed,
+                        params=dict(params),
+                        trainer=trainer_config(
+                            args, seed=seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
+                        ),
+                        loader=loader_config(args),
+                        out_dir=out,
+                        resume=resume,
+                        refine=refine_options(args),
+                        include=args.include,
+                        exclude=args.exclude,
+                        **costs,
+                    ),
+                )
+                if not args.keep_checkpoint:
+                    for name in get_selector_class(args.method).checkpoint_files:
+                        remove_checkpoint(Path(out) / name)
+            overlap = int(result.table()["landmark"].sum())
+            logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, out)
     return 0
+
+
+def run_directories(out: str, sizes: list[int | None], seeds: list[int]) -> list[tuple[int | None, int, str]]:
+    """``(n_genes, seed, directory)`` of every run: each size with each seed, in that order.
+
+    One run writes to ``out`` as given (its ``{n_genes}`` and ``{seed}`` filled in, if named);
+    several need ``{n_genes}`` and/or ``{seed}`` in ``out`` so that each gets its own directory.
+    A size ``None`` (only ``--budget``) names its directory ``{n_genes}`` as ``budget``.
+    """
+    from genesel.errors import ConfigError
+
+    pairs = [(None if k is None else int(k), int(s)) for k in sizes for s in seeds]
+    if len(set(pairs)) != len(pairs):
+        raise ConfigError(f"--n-genes {sizes} --seed {seeds}: repeated values")
+    if len(pairs) == 1 and "{n_genes}" not in out and "{seed}" not in out:
+        return [(*pairs[0], out)]
+    fields = {"n_genes": len(set(sizes)) > 1, "seed": len(set(seeds)) > 1}
+    lacking = [f"{{{name}}}" for name, needed in fields.items() if needed and f"{{{name}}}" not in out]
+    if lacking:
+        raise ConfigError(f"--out {out!r} must contain {' and '.join(lacking)} to give each of the {len(pairs)} runs its own directory")
+    try:
+        return [(k, s, out.format(n_genes="budget" if k is None else k, seed=s)) for k, s in pairs]
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(f"--out {out!r}: only {{n_genes}} and {{seed}} may be named in braces ({error})") from None
 
 
 def refine_options(args: argparse.Namespace) -> bool | dict[str, object]:

@@ -30,6 +30,12 @@ LINEAR_TABLE = f"{RESULTS}/metrics/linear_runs.tsv"
 REPORT_DIR = f"{RESULTS}/report"
 #: The file `genesel impute fit` writes last into a model directory.
 IMPUTER_FILE = "model.json"
+#: config batch_runs: one job per method selects all its panels, one job per decoder fits them all.
+BATCH_RUNS = config.get("batch_runs", False)
+#: What a batched selection job writes last: the panel.tsv files of its method, one a line.
+PANEL_LIST = f"{RESULTS}/panels/{{method}}/panels.txt"
+#: What a batched decoder job writes last: the metrics.json files of its decoder, one a line.
+DECODER_LIST = f"{RESULTS}/metrics/{{decoder}}_runs.txt"
 
 
 def method_pattern(methods):
@@ -164,19 +170,49 @@ def panel_paths(chosen):
     return [f"{PANEL_DIR}/panel.tsv".format(method=m, n_genes=k, seed=s) for m, k, s in chosen]
 
 
+def panel_files(chosen):
+    """The files that stand for the given panels in the DAG: their panel.tsv, or with batch_runs
+    the panel list of each method (its batched job writes all of the method's panels)."""
+    if BATCH_RUNS:
+        return sorted({PANEL_LIST.format(method=m) for m, _, _ in chosen})
+    return panel_paths(chosen)
+
+
+def method_runs(method):
+    """(sizes, seeds) of a batched selection job: every size with every seed of the method."""
+    chosen = [p for p in sweep_panels() + landmark_panels() if p[0] == method]
+    return sorted({k for _, k, _ in chosen}), sorted({s for _, _, s in chosen})
+
+
+def batch_panel_paths(wildcards):
+    """panel.tsv of every panel of one batched selection job, in the order genesel select runs them."""
+    sizes, seeds = method_runs(wildcards.method)
+    return panel_paths([(wildcards.method, k, s) for k in sizes for s in seeds])
+
+
 def sweep_panel_files(wildcards):
     """panel.tsv of every panel but the landmark panel (targets of rule all)."""
-    return panel_paths(sweep_panels())
+    return panel_files(sweep_panels())
 
 
 def landmark_panel_files(wildcards):
     """panel.tsv of the landmark panel."""
-    return panel_paths(landmark_panels())
+    return panel_files(landmark_panels())
+
+
+def linear_panels():
+    """(method, n_genes, seed) of every panel the linear curve scores (random panels are drawn in the job)."""
+    return [p for p in sweep_panels() + landmark_panels() if p[0] != "random"]
 
 
 def linear_curve_panels(wildcards):
-    """panel.tsv of every panel the linear curve scores (random panels are drawn in the job)."""
-    return panel_paths([p for p in sweep_panels() + landmark_panels() if p[0] != "random"])
+    """Input files of the linear curve: its panels (or with batch_runs their methods' panel lists)."""
+    return panel_files(linear_panels())
+
+
+def linear_curve_panel_paths(wildcards):
+    """panel.tsv of every panel the linear curve scores, as `genesel curve --panels` takes them."""
+    return panel_paths(linear_panels())
 
 
 def decoder_files_of(chosen):
@@ -189,21 +225,43 @@ def decoder_files_of(chosen):
     return sorted(set(files))
 
 
+def decoder_lists():
+    """With batch_runs, the metrics list of each per-panel decoder's one job."""
+    return [DECODER_LIST.format(decoder=d) for d in trained_decoders()]
+
+
 def sweep_decoder_files(wildcards):
     """Imputer and metrics files of the per-panel decoders, landmark panel aside: targets of
     rule all, so that deleting one (say a panel.tsv) reruns it and what depends on it."""
-    return decoder_files_of(sweep_panels())
+    return decoder_lists() if BATCH_RUNS else decoder_files_of(sweep_panels())
 
 
 def landmark_decoder_files(wildcards):
     """Imputer and metrics files of the per-panel decoders on the landmark panel."""
-    return decoder_files_of(landmark_panels())
+    return [] if BATCH_RUNS else decoder_files_of(landmark_panels())
 
 
-def decoder_metrics(wildcards):
+def decoder_metrics_paths(wildcards):
     """metrics.json of every per-panel decoder run."""
     files = decoder_files_of(sweep_panels()) + decoder_files_of(landmark_panels())
     return [f for f in files if f.endswith("metrics.json")]
+
+
+def decoder_metrics(wildcards):
+    """Input files of the aggregation for the per-panel decoders: their metrics.json (or with
+    batch_runs each decoder's metrics list)."""
+    return decoder_lists() if BATCH_RUNS else decoder_metrics_paths(wildcards)
+
+
+def batch_decoder_runs(wildcards):
+    """(panel.tsv, model directory, metrics.json, seed) of every fit of one batched decoder job."""
+    runs = []
+    for method, n_genes, seed in sweep_panels() + landmark_panels():
+        keys = dict(method=method, n_genes=n_genes, seed=seed, decoder=wildcards.decoder)
+        runs.append(
+            (f"{PANEL_DIR}/panel.tsv".format(**keys), IMPUTER_DIR.format(**keys), f"{METRICS_DIR}/metrics.json".format(**keys), seed)
+        )
+    return runs
 
 
 def linear_curve_tables(wildcards):
@@ -279,12 +337,32 @@ def select_constraints(wildcards):
     return shlex.join(options)
 
 
-def decoder_options(wildcards):
-    """Options of genesel impute fit for one decoder, from config decoders.<decoder>."""
-    settings = dict(config["decoders"][wildcards.decoder])
+def decoder_settings(decoder):
+    """Options of genesel impute fit from config decoders.<decoder> (the seed aside)."""
+    settings = dict(config["decoders"][decoder])
     if "learning_rate" in settings:
         settings["lr"] = settings.pop("learning_rate")
-    return shlex.join(["--seed", wildcards.seed, *cli_options(settings)])
+    return cli_options(settings)
+
+
+def decoder_options(wildcards):
+    """Options of genesel impute fit for one decoder, from config decoders.<decoder>."""
+    return shlex.join(["--seed", wildcards.seed, *decoder_settings(wildcards.decoder)])
+
+
+def batch_decoder_options(wildcards):
+    """Options of one batched genesel impute fit: every panel with its model directory,
+    metrics file and seed, then the decoder's settings."""
+    panels, outs, metrics, seeds = zip(*batch_decoder_runs(wildcards))
+    options = ["--panel", *panels, "--out", *outs, "--metrics", *metrics, "--seed", *map(str, seeds)]
+    return shlex.join(options + decoder_settings(wildcards.decoder))
+
+
+def batch_select_options(wildcards):
+    """--n-genes, --seed and --out of one batched genesel select (--out names each run's folder)."""
+    sizes, seeds = method_runs(wildcards.method)
+    out = PANEL_DIR.replace("{method}", wildcards.method)
+    return shlex.join(["--n-genes", *map(str, sizes), "--seed", *map(str, seeds), "--out", out])
 
 
 def report_options(wildcards):

@@ -28,6 +28,7 @@ rule linear_curve:
     output:
         table=LINEAR_TABLE,
     params:
+        panels=linear_curve_panel_paths,
         random=random_options,
         options=linear_options,
         split=config["evaluation"]["split"],
@@ -40,7 +41,7 @@ rule linear_curve:
         "../../envs/genesel.yaml"
     threads: 1
     shell:
-        "genesel curve --data {input.store} --moments {input.moments} --panels {input.panels} {params.random} "
+        "genesel curve --data {input.store} --moments {input.moments} --panels {params.panels} {params.random} "
         "--split {params.split} --out {params.out_dir} {params.options} > {log} 2>&1"
 
 
