@@ -78,7 +78,8 @@ def test_only_marked_blocks_outside_the_tour_are_left_out() -> None:
     blocks = [b for b in readme_blocks(README.read_text()) if b.shell or b.language == "python"]
     skipped = [b for b in blocks if b.skip_reason is not None]
     assert all(b.skip_reason for b in skipped), "say why a block is not run"
-    assert len(skipped) <= 4, [b.body for b in skipped]
+    # set-up, the full make demo, GEO + GPU, a CMap GCTX file, SLURM: nothing else is left out
+    assert len(skipped) <= 5, [b.body for b in skipped]
     in_tour = [b for b in skipped if "tour" in b.section.lower()]
     assert all("make demo" in b.body for b in in_tour), "every block of the tour runs, but the full `make demo` run"
     tour = [b for b in blocks if "tour" in b.section.lower() and b.skip_reason is None]
