@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--help-params", action="store_true", help="print the --param keys of --method with their defaults, and exit")
     parser.add_argument(
         "--n-genes", "-k", type=int, nargs="+",
-        help="panel size K, included genes among them; required (several: one run per size, see --out)",
+        help="panel size K, included genes among them; required unless --budget is given (several: one run per size, see --out)",
     )
     parser.add_argument(
         "--include",
@@ -48,6 +48,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--exclude", metavar="GENES", default=None, help="genes no panel contains (same forms as --include); every method honours both"
+    )
+    parser.add_argument(
+        "--gene-cost",
+        metavar="TSV",
+        default=None,
+        help="per-gene costs: a TSV with columns gene (id or symbol, as for --include) and cost (positive); greedy, "
+        "lassonet and logitnormal weigh genes by cost, panel.tsv gets a cost column; cae/ipcae refuse it",
+    )
+    parser.add_argument("--default-cost", type=float, default=None, help="cost of genes --gene-cost does not name (default 1)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="most the panel's genes may cost in all, included genes among them (with --gene-cost; without it every gene "
+        "costs --default-cost); alone: as many genes as fit, with --n-genes: exactly K genes within it",
     )
     parser.add_argument(
         "--seed", type=int, nargs="+", default=[0], help="random seed (default 0; several: one run per seed, see --out)"
@@ -118,9 +133,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.method}: {METHOD_SUMMARIES[args.method]}")
         print("\n".join(f"  --param {name}={default!r}" for name, default in params) or "  (no parameters)")
         return 0
-    missing = [flag for flag, value in (("--data", args.data), ("--n-genes", args.n_genes), ("--out", args.out)) if value is None]
+    size = args.budget if args.n_genes is None else args.n_genes
+    missing = [flag for flag, value in (("--data", args.data), ("--n-genes or --budget", size), ("--out", args.out)) if value is None]
     if missing:
         raise ConfigError(f"genesel select needs {', '.join(missing)} (or --help-params to list the method's parameters)")
+    costs: dict[str, object] = {"gene_cost": args.gene_cost, "budget": args.budget}
+    if args.default_cost is not None:
+        costs["default_cost"] = args.default_cost
     import inspect
 
     from genesel.io.lock import guarded_output
@@ -132,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     accepts_moments = "moments" in inspect.signature(get_selector_class(args.method).__init__).parameters
     if args.moments is not None and accepts_moments:
         params.setdefault("moments", args.moments)
-    runs = run_directories(args.out, args.n_genes, args.seed)
+    runs = run_directories(args.out, args.n_genes or [None], args.seed)  # [None]: only a budget, as many genes as fit
     with Store.open(args.data) as store:
         for n_genes, seed, out in runs:
             with guarded_output(out, kind="dir", wait=args.wait):
@@ -153,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
                         refine=refine_options(args),
                         include=args.include,
                         exclude=args.exclude,
+                        **costs,
                     ),
                 )
                 if not args.keep_checkpoint:
@@ -163,15 +183,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_directories(out: str, sizes: list[int], seeds: list[int]) -> list[tuple[int, int, str]]:
+def run_directories(out: str, sizes: list[int | None], seeds: list[int]) -> list[tuple[int | None, int, str]]:
     """``(n_genes, seed, directory)`` of every run: each size with each seed, in that order.
 
     One run writes to ``out`` as given (its ``{n_genes}`` and ``{seed}`` filled in, if named);
     several need ``{n_genes}`` and/or ``{seed}`` in ``out`` so that each gets its own directory.
+    A size ``None`` (only ``--budget``) names its directory ``{n_genes}`` as ``budget``.
     """
     from genesel.errors import ConfigError
 
-    pairs = [(int(k), int(s)) for k in sizes for s in seeds]
+    pairs = [(None if k is None else int(k), int(s)) for k in sizes for s in seeds]
     if len(set(pairs)) != len(pairs):
         raise ConfigError(f"--n-genes {sizes} --seed {seeds}: repeated values")
     if len(pairs) == 1 and "{n_genes}" not in out and "{seed}" not in out:
@@ -181,7 +202,7 @@ def run_directories(out: str, sizes: list[int], seeds: list[int]) -> list[tuple[
     if lacking:
         raise ConfigError(f"--out {out!r} must contain {' and '.join(lacking)} to give each of the {len(pairs)} runs its own directory")
     try:
-        return [(k, s, out.format(n_genes=k, seed=s)) for k, s in pairs]
+        return [(k, s, out.format(n_genes="budget" if k is None else k, seed=s)) for k, s in pairs]
     except (KeyError, IndexError, ValueError) as error:
         raise ConfigError(f"--out {out!r}: only {{n_genes}} and {{seed}} may be named in braces ({error})") from None
 

@@ -119,6 +119,24 @@ def panel_converged(layout: ResultsLayout, method: str, n_genes: int, seed: int)
     return None if value is None else bool(value)
 
 
+def panel_total_cost(layout: ResultsLayout, method: str, n_genes: int, seed: int) -> float:
+    """A panel's total gene cost (``panel.tsv``'s ``# total_cost=`` line); NaN without costs."""
+    path = layout.panel_dir(method, n_genes, seed) / "panel.tsv"
+    if not path.exists():
+        return math.nan
+    with open(path) as handle:  # the "# key=value" lines above the header (no torch import for the report)
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            key, _, value = line[1:].strip().partition("=")
+            if key.strip() == "total_cost":
+                try:
+                    return float(value)
+                except ValueError:
+                    return math.nan
+    return math.nan
+
+
 def read_per_sample(layout: ResultsLayout, runs: pd.DataFrame, *, metric: str = "mse_imputed") -> list[pd.Series | None]:
     """Each run's per-sample errors (``per_sample.tsv`` beside its metrics), aligned with ``runs``."""
     series: list[pd.Series | None] = []
@@ -200,7 +218,8 @@ def aggregate_results(
 
     Returns
     -------
-    The tables; ``runs`` has a ``landmark_overlap`` column (landmarks in the panel).
+    The tables; ``runs`` has a ``landmark_overlap`` column (landmarks in the panel) and a
+    ``total_cost`` column (the panel's total gene cost; NaN when selected without costs).
     """
     layout = ResultsLayout.at(results_dir)
     if not layout.root.is_dir():
@@ -212,9 +231,11 @@ def aggregate_results(
     panels = list(runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None))
     overlap = {panel: panel_overlap(layout, *panel) for panel in panels}
     converged = {panel: panel_converged(layout, *panel) for panel in panels}
+    total_cost = {panel: panel_total_cost(layout, *panel) for panel in panels}
     triples = list(zip(runs["method"], runs["n_genes"], runs["seed"], strict=True))
     runs["landmark_overlap"] = [overlap[triple] for triple in triples]
     runs["converged"] = [converged[triple] for triple in triples]
+    runs["total_cost"] = [total_cost[triple] for triple in triples]
     tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir))
     logger.info("collected %d evaluated models, %d benchmarked jobs from %s", len(runs), len(tables.benchmarks), layout.root)
     return tables

@@ -16,7 +16,7 @@ from genesel.io.atomic import atomic_output
 from genesel.evaluate import HEADLINE_METRIC
 from genesel.report.aggregate import ResultTables, aggregate_results, read_benchmarks, read_histories, read_per_sample, write_table
 from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, Curves, summarize_curves
-from genesel.report.figures import curves_figure, decoder_order, figure_png, runtime_figure, training_figure
+from genesel.report.figures import cost_figure, curves_figure, decoder_order, figure_png, runtime_figure, training_figure
 from genesel.report.headline import genes_text, headline, match_landmarks, random_comparison
 from genesel.report.html import ReportSection, render_report
 from genesel.report.uncertainty import LEVEL, RESAMPLES
@@ -152,6 +152,20 @@ def build_report(
     if aggregated:
         write_table(tables.runs, outputs.runs_tsv)
     sections = _sections(tables, curves, matches, versus_random, curves_png, metric=metric, sentences=sentences, bootstrapped=per_sample is not None)
+    costs = cost_figure(runs, metric=metric, metric_label=metric_label, decoders=decoders)
+    if costs is not None:  # panels chosen with gene costs: the error against what they cost
+        sections.insert(
+            2,
+            ReportSection(
+                "Imputation error against total panel cost",
+                paragraphs=[
+                    "Panels selected with per-gene costs (--gene-cost / --budget): each point is one method at one panel "
+                    "size, placed at the mean total cost of its panels (panel.tsv's total_cost) and their mean error over "
+                    "seeds. Methods that choose by cost (greedy, lassonet, logitnormal) should reach a given error for less."
+                ],
+                figures={"cost": figure_png(costs)},
+            ),
+        )
     if transfer is not None and len(transfer):
         from genesel.report.transfer import transfer_section
 

@@ -131,6 +131,34 @@ def curves_figure(
     return figure
 
 
+def cost_figure(runs: pd.DataFrame, *, metric: str, metric_label: str, decoders: Sequence[str] | None = None) -> Figure | None:
+    """Error against the panel's total gene cost, one plot per decoder; ``None`` without costs.
+
+    Each point is one method at one panel size: the mean total cost and the mean error over
+    its seeds; a method's points are joined in order of cost.
+    """
+    if "total_cost" not in runs or not np.isfinite(pd.to_numeric(runs["total_cost"], errors="coerce")).any():
+        return None
+    costed = runs.assign(total_cost=pd.to_numeric(runs["total_cost"], errors="coerce")).dropna(subset=["total_cost", metric])
+    decoders = list(decoders) if decoders is not None else decoder_order(costed["decoder"].unique())
+    figure = Figure(figsize=(5.8 * max(len(decoders), 1) + 2.2, 4.6), layout="constrained")
+    axes = figure.subplots(1, max(len(decoders), 1), squeeze=False)[0]
+    for ax, decoder in zip(axes, decoders, strict=False):
+        subset = costed[costed["decoder"] == decoder]
+        points = subset.groupby(["method", "n_genes"], sort=True)[["total_cost", metric]].mean().reset_index()
+        for method, curve in points.groupby("method", sort=True):
+            curve = curve.sort_values("total_cost")
+            ax.plot(curve["total_cost"], curve[metric], marker="o", markersize=4, linewidth=1.5, color=method_color(method), label=method)
+        ax.set_xlabel("total panel cost")
+        ax.set_ylabel(metric_label)
+        ax.set_title(f"{decoder} decoder")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside right center", frameon=False)
+    return figure
+
+
 def decoder_order(decoders: Sequence[str]) -> list[str]:
     """Decoders in report order: linear (the default) first, then the others by name."""
     return sorted(decoders, key=lambda d: (d != "linear", d))

@@ -19,7 +19,7 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.constraints import GeneConstraints, GeneSpec, resolve_constraints
+from genesel.selectors.constraints import DEFAULT_COST, CostSpec, GeneConstraints, GeneSpec, resolve_constraints, resolve_costs
 from genesel.selectors.methods import METHOD_MODULES, available_methods
 from genesel.store import Store
 from genesel.training import TrainerConfig, resolve_device
@@ -36,7 +36,10 @@ PANEL_STATUSES = ("included", "selected")
 #: The files of a selection result in its folder (``panel.tsv`` is written last).
 RESULT_FILES = ("history.tsv", "model.pt", "config.json", "panel.tsv")
 #: Run facts written as ``# key=value`` lines above the header of ``panel.tsv`` (when known).
-PANEL_METADATA_KEYS = ("method", "n_genes", "n_included", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps")
+PANEL_METADATA_KEYS = (
+    "method", "n_genes", "n_included", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps",
+    "total_cost", "budget", "gene_cost_sha256",
+)
 
 
 def warn_unconverged(method: str, extra: dict[str, Any], *, fix: str) -> None:
@@ -112,6 +115,8 @@ class PanelResult:
     included
         Per panel gene, whether the user fixed it (``include``) rather than the method chose
         it; ``None``: none was.
+    costs
+        Per panel gene, its cost (``None``: no costs were given); ``panel.tsv``'s ``cost`` column.
     """
 
     method: str
@@ -125,6 +130,7 @@ class PanelResult:
     config: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     included: np.ndarray | None = None
+    costs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.gene_indices = np.asarray(self.gene_indices, dtype=np.int64)
@@ -154,6 +160,7 @@ class PanelResult:
                 "landmark": landmark.astype(bool).to_numpy(),
                 "score": np.full(self.n_genes, np.nan) if self.scores is None else np.asarray(self.scores, float),
                 "status": np.where(self.included, PANEL_STATUSES[0], PANEL_STATUSES[1]),
+                **({} if self.costs is None else {"cost": np.asarray(self.costs, dtype=float)}),
             }
         )
 
@@ -251,6 +258,8 @@ class PanelSelector(ABC):
     trainable: ClassVar[bool] = False
     #: Files this method writes into ``work_dir`` to resume from; useless once the panel is written.
     checkpoint_files: ClassVar[tuple[str, ...]] = ()
+    #: Whether the method honours per-gene costs and a budget (``GeneConstraints.costs``/``budget``).
+    supports_costs: ClassVar[bool] = True
 
     def __init__(self, *, n_genes: int, seed: int = 0) -> None:
         self.n_genes = int(n_genes)
@@ -265,6 +274,10 @@ class PanelSelector(ABC):
         """
         if constraints.include.size > self.n_genes:
             raise ConfigError(f"{self.method}: {constraints.include.size} included genes exceed n_genes={self.n_genes}")
+        if constraints.costs is not None and not self.supports_costs:
+            raise ConfigError(
+                f"{self.method} is not supported with --budget/--gene-cost (budget/gene_cost); use greedy, lassonet or logitnormal"
+            )
         self.constraints = constraints
 
     @property
@@ -307,8 +320,9 @@ class PanelSelector(ABC):
         so ``resume`` refuses a checkpoint made with other values.
         """
         values = {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
-        if not self.constraints.empty:  # resuming with other include/exclude lists is another run
-            values["constraints"] = {"include": self.constraints.include.tolist(), "exclude": self.constraints.exclude.tolist()}
+        constraints = self.constraints.fingerprint()
+        if constraints:  # resuming with other include/exclude lists, costs or budget is another run
+            values["constraints"] = constraints
         return values
 
 
@@ -363,6 +377,13 @@ def check_constraints(result: PanelResult, constraints: GeneConstraints) -> np.n
     panel = result.gene_indices
     missing = np.setdiff1d(constraints.include, panel)
     present = np.intersect1d(constraints.exclude, panel)
+    over = constraints.budgeted and constraints.panel_cost(panel) > constraints.budget * (1 + 1e-6)
+    short = constraints.budgeted and constraints.exact_size and panel.size != constraints.n_genes
+    if over or short:
+        raise RuntimeError(
+            f"{result.method} broke the budget: {panel.size} genes costing {constraints.panel_cost(panel):g} for the budget "
+            f"{constraints.budget:g}{f' and n_genes={constraints.n_genes}' if constraints.exact_size else ''} (a bug; please report it)"
+        )
     if missing.size or present.size:
         ids = result.var.index.astype(str)
         raise RuntimeError(
@@ -376,7 +397,7 @@ def select_panel(
     store: Store,
     *,
     method: str,
-    n_genes: int,
+    n_genes: int | None = None,
     seed: int = 0,
     params: dict[str, Any] | None = None,
     trainer: TrainerConfig | None = None,
@@ -386,6 +407,9 @@ def select_panel(
     refine: bool | dict[str, Any] = False,
     include: GeneSpec = None,
     exclude: GeneSpec = None,
+    gene_cost: CostSpec = None,
+    default_cost: float = DEFAULT_COST,
+    budget: float | None = None,
 ) -> PanelResult:
     """Select a panel of ``n_genes`` genes with ``method`` and optionally write it to ``out_dir``.
 
@@ -400,14 +424,29 @@ def select_panel(
     method honours them natively; the included genes lead the panel and ``panel.tsv`` marks
     them ``included`` (the others ``selected``). With as many included genes as
     ``n_genes`` the panel is the included genes and no method runs.
+
+    ``gene_cost`` (a TSV file with columns ``gene`` and ``cost``, a Series or a dict; genes it
+    does not name cost ``default_cost``) and ``budget`` bound the panel's total cost: the
+    included genes count towards it. With ``budget`` and no ``n_genes`` the panel has as
+    many genes as the method fits within it; with both, exactly ``n_genes`` genes within
+    it. greedy, lassonet and logitnormal use the costs natively (also without a budget);
+    see docs/methods.md, "Costs and budgets". ``panel.tsv`` then gets a ``cost`` column and
+    the total cost, budget and cost table hash in its header.
     """
-    if not isinstance(n_genes, int | np.integer) or n_genes < 1:
-        raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
-    if n_genes >= store.n_vars:
-        raise ConfigError(f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})")
+    if n_genes is None and budget is None:
+        raise ConfigError("n_genes is required (or a budget, to fit as many genes as it allows)")
+    if n_genes is not None:
+        if not isinstance(n_genes, int | np.integer) or n_genes < 1:
+            raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
+        if n_genes >= store.n_vars:
+            raise ConfigError(f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})")
+    if budget is not None and refine:
+        raise ConfigError("refine is not supported with a budget (a swap may break it); drop refine or the budget")
     store.require_split("train")
-    selector = make_selector(method, n_genes=int(n_genes), seed=seed, params=params)
-    constraints = resolve_constraints(store.var, int(n_genes), include=include, exclude=exclude)
+    costs = None if gene_cost is None and budget is None else resolve_costs(store.var, gene_cost, default_cost=default_cost)
+    constraints = resolve_constraints(store.var, n_genes, include=include, exclude=exclude, costs=costs, budget=budget)
+    n_genes = int(constraints.n_genes)
+    selector = make_selector(method, n_genes=n_genes, seed=seed, params=params)
     selector.constrain(constraints)
     work_dir = None if out_dir is None else Path(out_dir)
     if work_dir is not None:
@@ -424,8 +463,7 @@ def select_panel(
     else:
         result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
     result.config = {"params": selector.hyperparameters(), "trainer": trainer.__dict__ if selector.trainable else None, **result.config}
-    if not constraints.empty:
-        result.config.update(constraints.record(store.var))
+    result.config.update(constraints.record(store.var))
     if refine:
         from genesel.selectors.greedy import refine_result
 
@@ -436,6 +474,15 @@ def select_panel(
         result = refine_result(store, result, work_dir=work_dir, progress=trainer.progress, constraints=constraints, **options)
         result.config["refine"] = options or True
     result.included = check_constraints(result, constraints)
+    if constraints.costs is not None:
+        result.costs = constraints.cost[result.gene_indices]
+        result.extra["total_cost"] = float(result.costs.sum())
+        if constraints.costs.sha256 is not None:
+            result.extra["gene_cost_sha256"] = constraints.costs.sha256
+        if constraints.budgeted:
+            result.extra["budget"] = constraints.budget
+            if not constraints.exact_size:
+                logger.info("%s: %d genes fit the budget %g (total cost %g)", method, result.n_genes, constraints.budget, result.extra["total_cost"])
     if work_dir is not None:
         result.write(work_dir)
     return result

@@ -45,6 +45,7 @@ def _completed(selector: PanelSelector, scores: np.ndarray) -> tuple[np.ndarray,
     """The included genes, then the candidates of highest score up to ``n_genes``; and their scores.
 
     Included genes score NaN (they were not ranked); excluded genes are never candidates.
+    With a budget, candidates that do not fit are skipped (the panel may end shorter).
     """
     genes = selector.constraints.complete(_ranked(scores, scores.size), selector.n_genes)
     panel_scores = np.asarray(scores, dtype=float)[genes]
@@ -55,7 +56,7 @@ def _completed(selector: PanelSelector, scores: np.ndarray) -> tuple[np.ndarray,
 def _result(selector: PanelSelector, store: Store, genes: np.ndarray, scores: np.ndarray, **extra: object) -> PanelResult:
     return PanelResult(
         method=selector.method,
-        n_genes=selector.n_genes,
+        n_genes=int(np.asarray(genes).size),
         seed=selector.seed,
         gene_indices=genes,
         var=store.var,
@@ -90,7 +91,7 @@ class LandmarkSelector(PanelSelector):
             raise ConfigError("landmarks: the data has no landmark genes (var['landmark'] is all False); choose another method")
         fixed = self.constraints
         landmarks = landmarks[fixed.candidate_mask(store.n_vars)[landmarks]]
-        if fixed.include.size + landmarks.size != self.n_genes:
+        if fixed.include.size + landmarks.size != self.n_genes and (fixed.exact_size or not fixed.budgeted):
             what = f"{landmarks.size} landmark genes (var['landmark'])"
             if not fixed.empty:
                 what = f"{fixed.include.size} included genes and {landmarks.size} other landmark genes that are not excluded"
@@ -98,6 +99,11 @@ class LandmarkSelector(PanelSelector):
         spread = store.std.astype(float)
         order = np.lexsort((landmarks, -spread[landmarks]))
         genes = np.concatenate([fixed.include, landmarks[order]])
+        if fixed.budgeted and fixed.panel_cost(genes) > fixed.budget * (1.0 + 1e-9):
+            raise ConfigError(
+                f"landmarks: the landmark panel of {genes.size} genes costs {fixed.panel_cost(genes):g}, more than the budget "
+                f"{fixed.budget:g}; raise the budget or use greedy, lassonet or logitnormal to choose within it"
+            )
         scores = spread[genes]
         scores[: fixed.include.size] = np.nan
         return _result(self, store, genes, scores, ranking="train standard deviation, descending")
@@ -326,7 +332,13 @@ class QRSelector(PanelSelector):
         basis = directions[:, :rank].T
         if self.weighted:
             basis = basis * np.sqrt(np.clip(values[:rank], 0.0, None))[:, None]
-        genes, scores = constrained_pivots(basis, self.constraints, rank)
+        fixed = self.constraints
+        if fixed.budgeted:  # the pivots in Q-DEIM order, skipping those that do not fit, up to rank genes
+            pivots, pivot_scores = constrained_pivots(basis, fixed, basis.shape[0] + fixed.include.size)
+            genes = fixed.complete_within_budget(pivots[fixed.include.size :], self.n_genes, stop_at=rank)
+            scores = pd.Series(pivot_scores, index=pivots).reindex(genes).to_numpy(float)
+        else:
+            genes, scores = constrained_pivots(basis, fixed, rank)
         info.update(n_components=int(rank), weighted=self.weighted)
         if self.n_genes > genes.size:
             from genesel.selectors.greedy import DEFAULT_GREEDY_RIDGE, greedy_path, store_moments
@@ -335,9 +347,15 @@ class QRSelector(PanelSelector):
             with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
                 ridge = DEFAULT_GREEDY_RIDGE if self.ridge is None else self.ridge
                 path = greedy_path(
-                    moments, self.n_genes, ridge=ridge, start=genes.tolist(), exclude=self.constraints.exclude, progress=progress
+                    moments,
+                    self.n_genes,
+                    ridge=ridge,
+                    start=genes.tolist(),
+                    exclude=self.constraints.exclude,
+                    progress=progress,
+                    limits=fixed if fixed.budgeted else None,
                 )
-            completed = self.n_genes - genes.size
+            completed = path.genes.size - genes.size
             scores = np.concatenate([scores, -path.errors[genes.size :]])
             genes = path.genes
             info.update(completed=int(completed), completion="greedy (genesel.selectors.greedy defaults)", ridge=ridge)

@@ -90,6 +90,8 @@ class ConcreteSelector(PanelSelector):
     """
 
     method: ClassVar[str] = "cae"
+    #: No native cost form: the K selector nodes each pick one gene whatever it costs.
+    supports_costs: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
     checkpoint_files: ClassVar[tuple[str, ...]] = (CHECKPOINT_NAME,)
     #: Whether the logits are indirectly parameterised (IP-CAE).

@@ -357,10 +357,15 @@ def greedy_path(
     exclude: Sequence[int] = (),
     criterion: str | None = DEFAULT_CRITERION,
     progress: bool = True,
+    limits: GeneConstraints | None = None,
 ) -> GreedyPath:
     """Greedy forward selection up to ``n_genes`` genes (after the genes of ``start``, kept first).
 
-    Genes of ``exclude`` are never candidates.
+    Genes of ``exclude`` are never candidates. With per-gene costs in ``limits`` the next
+    gene is the one of largest criterion drop per unit cost (while no gene lowers the
+    criterion: of smallest rise times cost), among the genes that still fit its budget
+    (:meth:`GeneConstraints.fitting`); the path then ends at ``n_genes`` genes or when no
+    gene fits.
     """
     began = time.perf_counter()
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
@@ -377,11 +382,20 @@ def greedy_path(
     if len(state.panel) > n_genes:
         raise ConfigError(f"greedy: {len(state.panel)} start genes exceed n_genes={n_genes}")
     excluded = np.asarray(exclude, dtype=np.int64)
+    cost = None if limits is None else limits.cost
     with tqdm(total=n_genes, initial=len(state.panel), desc="greedy", unit="gene", disable=not progress, leave=False) as bar:
         while len(state.panel) < n_genes:
             scores = state.scores()
             scores[excluded] = np.inf
-            best = int(np.argmin(scores))
+            if cost is not None:
+                fits = limits.fitting(state.panel, n_genes) & np.isfinite(scores)
+                if not fits.any():
+                    if limits.budgeted:
+                        break  # nothing more fits the budget
+                    raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
+                best = cost_effective(scores, state.error(), cost, fits)
+            else:
+                best = int(np.argmin(scores))
             if not np.isfinite(scores[best]):
                 raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
             state.add(best)
@@ -390,6 +404,18 @@ def greedy_path(
     return GreedyPath(
         np.asarray(state.panel, dtype=np.int64), np.asarray(errors), state.ridge, state.criterion, time.perf_counter() - began, list(start)
     )
+
+
+def cost_effective(errors: np.ndarray, current: float, cost: np.ndarray, allowed: np.ndarray) -> int:
+    """The allowed gene of largest error drop per unit cost (``current - errors``) / ``cost``.
+
+    When no allowed gene lowers the error, the one whose rise times its cost is smallest
+    (a rise divided by the cost would favour expensive genes). Ties go to the lower index.
+    """
+    drop = current - errors
+    key = np.where(drop > 0, drop / cost, drop * cost)
+    key = np.where(allowed, key, -np.inf)
+    return int(np.argmax(key))
 
 
 @dataclass
@@ -631,19 +657,27 @@ class GreedySelector(PanelSelector):
         fixed = self.constraints
         with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
             path = greedy_path(
-                moments, self.n_genes, ridge=self.ridge, start=fixed.include, exclude=fixed.exclude, criterion=self.criterion, progress=progress
+                moments,
+                self.n_genes,
+                ridge=self.ridge,
+                start=fixed.include,
+                exclude=fixed.exclude,
+                criterion=self.criterion,
+                progress=progress,
+                limits=fixed if fixed.costs is not None else None,
             )
         self.path_ = path
-        logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", self.n_genes, path.seconds, path.criterion, path.ridge)
+        logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", path.genes.size, path.seconds, path.criterion, path.ridge)
         return PanelResult(
             method=self.method,
-            n_genes=self.n_genes,
+            n_genes=int(path.genes.size),
             seed=self.seed,
             gene_indices=path.genes,
             var=store.var,
             scores=-path.errors,
             extra={
-                "ranking": "greedy order (every prefix is the greedy panel of its size)",
+                "ranking": "greedy order (every prefix is the greedy panel of its size)"
+                + ("; criterion drop per unit cost" if fixed.costs is not None else ""),
                 "order": [int(g) for g in path.genes],
                 "errors": [float(e) for e in path.errors],
                 "criterion": path.criterion,

@@ -573,7 +573,7 @@ class LassoNetSelector(PanelSelector):
         logger.info("lassonet: dense model uses %d genes; path starts at lambda=%.4g", points[0].n_selected, lambda_start)
         bar = tqdm(desc="lassonet path", unit="lambda", disable=not trainer.progress, leave=False)
         last_saved = time.monotonic()
-        while points[-1].n_selected > stop_at and points[-1].n_selected > 0:
+        while not self._path_done(points[-1], stop_at):
             lambda_ = self.next_lambda(points, lambda_start)
             task, fit = self._train_lambda(model, lambda_, len(points), train, validation, trainer)
             points.append(self._point(task, fit, validation))
@@ -587,7 +587,7 @@ class LassoNetSelector(PanelSelector):
             )
             bar.update(1)
             bar.set_postfix(lam=f"{lambda_:.3g}", genes=points[-1].n_selected, val=f"{points[-1].validation_loss:.4g}")
-            if checkpoint is not None and (time.monotonic() - last_saved > 60 or points[-1].n_selected <= stop_at):
+            if checkpoint is not None and (time.monotonic() - last_saved > 60 or self._path_done(points[-1], stop_at)):
                 self._save_path_checkpoint(checkpoint, points, lambda_start, model, fingerprint)
                 last_saved = time.monotonic()
         bar.close()
@@ -596,11 +596,26 @@ class LassoNetSelector(PanelSelector):
         self.path_ = LassoNetPath(points, self.path_multiplier)
         return self.path_
 
-    def _apply_constraints(self, model: LassoNetAutoencoder, n_vars: int) -> None:
-        """Included genes unpenalised (they stay on the whole path); excluded genes out of the inputs."""
+    def _path_done(self, point: LassoNetPathPoint, stop_at: int) -> bool:
+        """Whether the path ends at ``point``: at most ``stop_at`` genes, within the budget if any, or none left."""
         fixed = self.constraints
-        if fixed.include.size:
+        over = fixed.budgeted and fixed.panel_cost(np.flatnonzero(point.selected)) > fixed.budget * (1.0 + 1e-9)
+        return point.n_selected == 0 or (point.n_selected <= stop_at and not over)
+
+    def _apply_constraints(self, model: LassoNetAutoencoder, n_vars: int) -> None:
+        """Included genes unpenalised (they stay on the whole path); excluded genes out of the inputs.
+
+        With per-gene costs each gene's penalty weight is its cost relative to the mean cost
+        of the candidates, so ``lambda`` prices a gene's group norm in cost units and
+        expensive genes leave the path first unless they carry more signal.
+        """
+        fixed = self.constraints
+        if fixed.include.size or fixed.costs is not None:
             weights = torch.ones(n_vars, device=model.input_mask.device)
+            if fixed.costs is not None:
+                cost = fixed.cost
+                relative = cost / cost[fixed.candidate_mask(n_vars)].mean()
+                weights = torch.as_tensor(relative, dtype=weights.dtype, device=weights.device)
             weights[torch.as_tensor(fixed.include, device=weights.device)] = 0.0
             model.penalty_weights = weights
         if fixed.exclude.size:
@@ -841,7 +856,7 @@ class LassoNetSelector(PanelSelector):
         }
         return PanelResult(
             method=self.method,
-            n_genes=self.n_genes,
+            n_genes=int(panel.size),
             seed=int(trainer.seed),
             gene_indices=panel,
             var=store.var,

@@ -276,6 +276,8 @@ class LogitNormalAutoencoder(nn.Module):
         start_temperature: float = 0.3,
         end_temperature: float = 0.1,
         mask_learning_rate: float | None = None,
+        gate_costs: torch.Tensor | np.ndarray | None = None,
+        budget: float | None = None,
     ) -> None:
         super().__init__()
         self.mask = mask
@@ -293,6 +295,12 @@ class LogitNormalAutoencoder(nn.Module):
         self.target_open = float(self.initial_open)
         self.total_steps = 1
         self.fixed_panel = False
+        # per-gene costs of the cost-weighted L0 (relative to the candidates' mean; None: plain L0)
+        # and the budget the controller keeps the open gates' expected cost within; not
+        # persistent: the selector's constraints, not learned state (checkpoints keep their layout)
+        costs = None if gate_costs is None else torch.as_tensor(np.asarray(gate_costs, dtype=np.float32))
+        self.register_buffer("gate_costs", costs, persistent=False)
+        self.budget = None if budget is None else float(budget)
 
     # -- trainer hooks ----------------------------------------------------------------
     def configure_optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
@@ -316,7 +324,17 @@ class LogitNormalAutoencoder(nn.Module):
             return ((self.decoder(batch * self.panel_mask) - batch) ** 2).mean()
         gates = self.mask.sample(batch.shape[0])
         reconstruction = ((self.decoder(batch * gates) - batch) ** 2).mean()
-        return reconstruction + self.log_l0_weight.exp() * self.mask.expected_l0() / self.mask.n_genes
+        return reconstruction + self.log_l0_weight.exp() * self.penalised_l0() / self.mask.n_genes
+
+    def penalised_l0(self) -> torch.Tensor:
+        """The expected L0 norm, each gate weighted by its relative cost when costs are given."""
+        if self.gate_costs is None:
+            return self.mask.expected_l0()
+        return (self.mask.nonzero_probability() * self.gate_costs).sum()
+
+    def expected_cost(self, probability: torch.Tensor) -> torch.Tensor:
+        """Expected cost of the genes open at zero temperature (relative cost units)."""
+        return (probability * self.gate_costs).sum()
 
     def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
         return ((self.decoder(batch * self.deterministic_mask()) - batch) ** 2).mean()
@@ -326,8 +344,16 @@ class LogitNormalAutoencoder(nn.Module):
         if self.fixed_panel or self.controller_range <= 0:
             return
         # on the device, in float64 as the host arithmetic was: no host read per step
-        expected_open = self.mask.open_probability().sum().double().clamp_min(1e-3)
-        error = torch.log(expected_open / max(self.target_open, 1e-3)).clamp(-1.0, 1.0)
+        probability = self.mask.open_probability()
+        expected_open = probability.sum().double().clamp_min(1e-3)
+        error = torch.log(expected_open / max(self.target_open, 1e-3))
+        if self.budget is not None and self.gate_costs is not None:
+            # the tighter of the two: K genes open, and their expected cost within the budget
+            # (annealed as the count target is); the weight is the budget's Lagrange multiplier
+            target_cost = self.budget * self.target_open / max(float(self.n_panel), 1.0)
+            over = torch.log(self.expected_cost(probability).double().clamp_min(1e-3) / max(target_cost, 1e-3))
+            error = torch.maximum(error, over)
+        error = error.clamp(-1.0, 1.0)
         step = self.controller_range / self.total_steps * error
         self.log_l0_weight.add_(step.to(self.log_l0_weight.dtype)).clamp_(-20.0, 20.0)
 
@@ -345,17 +371,29 @@ class LogitNormalAutoencoder(nn.Module):
 
     # -- deterministic panel ----------------------------------------------------------------
     def deterministic_mask(self) -> torch.Tensor:
-        """0/1 mask of the top-``K`` genes (the fixed panel once frozen)."""
+        """0/1 mask of the top-``K`` genes (the fixed panel once frozen).
+
+        With a budget, the leading genes of that order while their running cost fits it
+        (the final panel also skips genes that do not fit; see :meth:`freeze_panel`).
+        """
         if self.fixed_panel:
             return self.panel_mask
         mask = torch.zeros_like(self.panel_mask)
-        mask[self.mask.top_genes(self.n_panel)] = 1.0
+        top = self.mask.top_genes(self.n_panel)
+        if self.budget is not None and self.gate_costs is not None:
+            spent = torch.cumsum(self.gate_costs[top], dim=0)
+            top = top[spent <= self.budget * (1.0 + 1e-6)]
+        mask[top] = 1.0
         return mask
 
     @torch.no_grad()
-    def freeze_panel(self) -> None:
-        """Fix the mask to the current top-``K`` genes and stop training the gates."""
-        self.panel_mask.copy_(self.deterministic_mask())
+    def freeze_panel(self, genes: np.ndarray | None = None) -> None:
+        """Fix the mask to ``genes`` (default: the current top-``K`` genes) and stop training the gates."""
+        if genes is None:
+            self.panel_mask.copy_(self.deterministic_mask())
+        else:
+            self.panel_mask.zero_()
+            self.panel_mask[torch.as_tensor(np.asarray(genes, dtype=np.int64), device=self.panel_mask.device)] = 1.0
         self.fixed_panel = True
         self.mask.requires_grad_(False)
 
@@ -495,7 +533,16 @@ class LogitNormalSelector(PanelSelector):
             start_temperature=self.start_temperature,
             end_temperature=self.end_temperature,
             mask_learning_rate=self.mask_learning_rate,
+            **self._cost_options(n_genes_total),
         )
+
+    def _cost_options(self, n_genes_total: int) -> dict[str, Any]:
+        """Gate costs relative to the candidates' mean cost, and the budget in those units."""
+        fixed = self.constraints
+        if fixed.costs is None:
+            return {}
+        scale = float(fixed.cost[fixed.candidate_mask(n_genes_total)].mean())
+        return {"gate_costs": fixed.cost / scale, "budget": None if fixed.budget is None else fixed.budget / scale}
 
     def select(
         self,
@@ -516,7 +563,12 @@ class LogitNormalSelector(PanelSelector):
         history = fit.history
         probability = model.mask.open_probability().detach().cpu().numpy()
         logit = model.mask.ranking_logit().detach().cpu().numpy()
-        model.freeze_panel()
+        fixed = self.constraints
+        if fixed.budgeted:  # genes by open probability (ranking logit), taken while they fit
+            panel = fixed.complete_within_budget(np.lexsort((np.arange(logit.size), -logit)), self.n_genes)
+            model.freeze_panel(panel)
+        else:
+            model.freeze_panel()
         extra: dict[str, Any] = {
             "ranking": "zero-temperature open probability Phi(b_i / ||W_i||), descending",
             "best_epoch": int(fit.best_epoch),
@@ -529,11 +581,15 @@ class LogitNormalSelector(PanelSelector):
             # converged: the mask has decided the panel (K genes open at zero temperature, within OPEN_TOLERANCE)
             "converged": mask_converged(int((probability > 0.5).sum()), self.n_genes),
         }
+        if fixed.budgeted and not extra["converged"]:  # or: the open genes' cost is the budget, within OPEN_TOLERANCE
+            open_cost = float(fixed.cost[probability > 0.5].sum())
+            extra["converged"] = abs(open_cost - fixed.budget) <= OPEN_TOLERANCE * fixed.budget
         if not extra["converged"]:
+            wanted = f"{self.n_genes}" if not fixed.budgeted else f"{self.n_genes} or genes costing the budget {fixed.budget:g}"
             warn_unconverged(
                 self.method,
                 {"steps": fit.steps},
-                fix=f"the mask ended with {extra['n_open']} genes open instead of {self.n_genes} (+-{OPEN_TOLERANCE:.0%}); train longer (--epochs / --min-steps)",
+                fix=f"the mask ended with {extra['n_open']} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer (--epochs / --min-steps)",
             )
         if self.finetune_epochs > 0:
             config = replace(trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience, progress=False)
@@ -546,7 +602,7 @@ class LogitNormalSelector(PanelSelector):
         genes = np.concatenate([include, genes[np.lexsort((genes, -logit[genes]))]])
         return PanelResult(
             method=self.method,
-            n_genes=self.n_genes,
+            n_genes=int(genes.size),
             seed=int(trainer.seed),
             gene_indices=genes,
             var=store.var,

@@ -9,7 +9,7 @@ import numpy as np
 from anndata import AnnData
 
 from genesel.selectors.base import select_panel as _select_panel
-from genesel.selectors.constraints import GeneSpec
+from genesel.selectors.constraints import DEFAULT_COST, CostSpec, GeneSpec
 from genesel.tl._prepare import ensure_store
 from genesel.tl._utils import add_record, copy_or_self, training_configs, uns_safe
 
@@ -17,13 +17,16 @@ logger = logging.getLogger(__name__)
 
 #: Entries of ``uns[key_added]`` a call writes; a repeated call replaces them, other entries
 #: (:func:`genesel.tl.prepare`'s ``"prepare"`` record under the default key) stay.
-SELECT_RECORD_KEYS = ("method", "n_genes", "seed", "layer", "params", "panel", "converged", "mean_max_probability", "unique_percent", "history")
+SELECT_RECORD_KEYS = (
+    "method", "n_genes", "seed", "layer", "params", "panel", "included", "converged", "mean_max_probability", "unique_percent",
+    "history", "total_cost", "budget", "gene_cost_sha256",
+)
 
 
 def select_panel(
     adata: AnnData,
     *,
-    n_genes: int,
+    n_genes: int | None = None,
     method: str,
     key_added: str = "genesel",
     seed: int = 0,
@@ -38,6 +41,9 @@ def select_panel(
     refine: bool | dict[str, Any] = False,
     include: GeneSpec = None,
     exclude: GeneSpec = None,
+    gene_cost: CostSpec = None,
+    default_cost: float = DEFAULT_COST,
+    budget: float | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Select a panel of ``n_genes`` genes that best predicts all the others.
@@ -53,7 +59,8 @@ def select_panel(
         Samples x genes; log-normalised values (for scanpy's bundled data, ``adata.raw.to_adata()``).
     n_genes
         Panel size K, included genes among them (``landmarks`` only accepts the number of
-        landmark genes, plus any included ones).
+        landmark genes, plus any included ones); ``None`` with a ``budget``: as many genes
+        as fit within it.
     method
         ``cae``, ``ipcae``, ``lassonet``, ``logitnormal``, ``logitnormal-hnet``,
         ``landmarks``, ``random``, ``hvg``, ``qr`` or ``greedy``.
@@ -88,6 +95,15 @@ def select_panel(
         method honours them natively; see :func:`genesel.selectors.select_panel`.
     exclude
         Genes the panel must not contain (same forms as ``include``).
+    gene_cost
+        Per-gene costs: a TSV path (columns ``gene``, ``cost``), a :class:`pandas.Series`
+        or a dict (genes: ids or symbols of ``adata.var``). greedy, lassonet and
+        logitnormal weigh genes by cost; cae/ipcae refuse costs.
+    default_cost
+        Cost of the genes ``gene_cost`` does not name.
+    budget
+        Most the panel's genes may cost in all, included genes among them; see
+        :func:`genesel.selectors.select_panel` and docs/methods.md, "Costs and budgets".
     copy
         Work on a copy of ``adata`` and return it.
 
@@ -101,12 +117,15 @@ def select_panel(
         Rank in the panel (1 = most important), NaN outside it.
     ``adata.var[f"{key_added}_included"]``
         Whether a panel gene was fixed by ``include`` rather than selected.
+    ``adata.var[f"{key_added}_cost"]``
+        With ``gene_cost`` or ``budget``: each panel gene's cost (NaN outside the panel).
     ``adata.uns[key_added]``
         Added to what is there (under the default key, :func:`genesel.tl.prepare`'s
         ``"prepare"`` record stays): ``method``, ``n_genes``, ``seed``, ``params`` (every hyperparameter), ``panel``
         (gene ids, best first) and, for trained methods, ``history`` (per-epoch losses) and
         ``converged`` (with ``mean_max_probability`` and ``unique_percent`` for CAE/IP-CAE; a
-        warning is logged when training ended unconverged).
+        warning is logged when training ended unconverged), and with costs ``total_cost``,
+        ``budget`` and ``gene_cost_sha256``.
     """
     adata = copy_or_self(adata, copy)
     store = ensure_store(adata, seed=seed, layer=layer)
@@ -116,7 +135,7 @@ def select_panel(
     )
     result = _select_panel(
         store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader, refine=refine,
-        include=include, exclude=exclude,
+        include=include, exclude=exclude, gene_cost=gene_cost, default_cost=default_cost, budget=budget,
     )
     rank = np.full(adata.n_vars, np.nan)
     rank[result.gene_indices] = np.arange(1, result.n_genes + 1)
@@ -127,14 +146,18 @@ def select_panel(
     adata.var[f"{key_added}_included"] = included
     info: dict[str, Any] = {
         "method": method,
-        "n_genes": int(n_genes),
+        "n_genes": int(result.n_genes),
         "seed": int(seed),
         "layer": layer or "X",
         "params": uns_safe(result.config),
         "panel": [str(g) for g in result.gene_ids],
         "included": [str(g) for g in result.gene_ids[result.included]],
     }
-    for key in ("converged", "mean_max_probability", "unique_percent"):  # trained selectors' convergence
+    if result.costs is not None:
+        cost = np.full(adata.n_vars, np.nan)
+        cost[result.gene_indices] = result.costs
+        adata.var[f"{key_added}_cost"] = cost
+    for key in ("converged", "mean_max_probability", "unique_percent", "total_cost", "budget", "gene_cost_sha256"):
         if key in result.extra and result.extra[key] is not None:
             info[key] = uns_safe(result.extra[key])
     if result.history is not None:

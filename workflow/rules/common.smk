@@ -315,7 +315,11 @@ def select_options(wildcards):
 
 
 def select_constraints(wildcards):
-    """--include / --exclude of genesel select: the method's own lists ([] for none), else the top-level ones."""
+    """--include / --exclude / --gene-cost / --default-cost / --budget of genesel select.
+
+    Each is the method's own setting, else (null) the top-level one; [] (gene lists) or
+    false (costs, budget) means none for that method.
+    """
     settings = config["methods"][wildcards.method]
     options = []
     for key in ("include", "exclude"):
@@ -324,6 +328,12 @@ def select_constraints(wildcards):
             genes = config.get(key)
         if genes:
             options += [f"--{key}", genes if isinstance(genes, str) else ",".join(genes)]
+    for key in ("gene_cost", "default_cost", "budget"):
+        value = settings.get(key)
+        if value is None:
+            value = config.get(key)
+        if value is not None and value is not False:
+            options += ["--" + key.replace("_", "-"), str(value)]
     return shlex.join(options)
 
 
