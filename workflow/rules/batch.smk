@@ -11,6 +11,7 @@ rule select_method_panels:
     input:
         store=STORE,
         moments=select_moments,
+        constraints=select_constraint_files,
     output:
         panels=PANEL_LIST,
     params:

@@ -4,6 +4,7 @@
 
 import json
 import shlex
+from pathlib import Path
 
 import h5py
 
@@ -314,27 +315,41 @@ def select_options(wildcards):
     return shlex.join(options)
 
 
+def method_constraint(method, key):
+    """A method's include/exclude/gene_cost/default_cost/budget: its own setting, else (null) the top-level one."""
+    value = config["methods"][method].get(key)
+    return config.get(key) if value is None else value
+
+
 def select_constraints(wildcards):
     """--include / --exclude / --gene-cost / --default-cost / --budget of genesel select.
 
     Each is the method's own setting, else (null) the top-level one; [] (gene lists) or
     false (costs, budget) means none for that method.
     """
-    settings = config["methods"][wildcards.method]
     options = []
     for key in ("include", "exclude"):
-        genes = settings.get(key)
-        if genes is None:
-            genes = config.get(key)
+        genes = method_constraint(wildcards.method, key)
         if genes:
             options += [f"--{key}", genes if isinstance(genes, str) else ",".join(genes)]
     for key in ("gene_cost", "default_cost", "budget"):
-        value = settings.get(key)
-        if value is None:
-            value = config.get(key)
+        value = method_constraint(wildcards.method, key)
         if value is not None and value is not False:
-            options += ["--" + key.replace("_", "-"), str(value)]
+            options += [f"--{key.replace('_', '-')}", str(value)]
     return shlex.join(options)
+
+
+def select_constraint_files(wildcards):
+    """Files the selection reads besides the store: a gene_cost table, include/exclude lists given as files.
+
+    Declared as inputs, so editing one reruns the selections that use it.
+    """
+    files = []
+    for key in ("include", "exclude", "gene_cost"):
+        value = method_constraint(wildcards.method, key)
+        if isinstance(value, str) and value != "landmarks" and "," not in value and Path(value).is_file():
+            files.append(value)
+    return files
 
 
 def decoder_settings(decoder):

@@ -9,6 +9,7 @@ rule train_panel:
     input:
         store=STORE,
         moments=select_moments,
+        constraints=select_constraint_files,
     output:
         panel=f"{PANEL_DIR}/panel.tsv",
         config=f"{PANEL_DIR}/config.json",
@@ -34,6 +35,7 @@ rule select_baseline_panel:
     input:
         store=STORE,
         moments=select_moments,
+        constraints=select_constraint_files,
     output:
         panel=f"{PANEL_DIR}/panel.tsv",
         config=f"{PANEL_DIR}/config.json",
