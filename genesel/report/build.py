@@ -195,11 +195,15 @@ def _sections(
     runs = tables.runs
     methods = sorted(runs["method"].unique())
     sizes = sorted(int(k) for k in runs.loc[runs["method"] != REFERENCE_METHOD, "n_genes"].unique())
-    seeds = sorted(int(s) for s in runs["seed"].unique())
+    # the random band's seeds (0 .. random_panels - 1) are panels of their own, not repeats of a selector
+    selector_seeds = runs.loc[runs["method"] != RANDOM_METHOD, "seed"]
+    seeds = sorted(int(s) for s in (selector_seeds if len(selector_seeds) else runs["seed"]).unique())
     n_random = runs[runs["method"] == RANDOM_METHOD].groupby(["decoder", "n_genes"])["seed"].nunique()
     overview = (
         f"{len(methods)} methods ({', '.join(methods)}), panel sizes {', '.join(map(str, sizes))}, "
-        f"seeds {', '.join(map(str, seeds))}, decoders {', '.join(decoder_order(runs['decoder'].unique()))}. "
+        f"seeds {', '.join(map(str, seeds))}"
+        + (f" ({int(n_random.max())} random panels per size)" if len(n_random) else "")
+        + f", decoders {', '.join(decoder_order(runs['decoder'].unique()))}. "
         f"Error: {METRIC_LABELS.get(metric, metric)} on the {split_name(runs)} split"
         + (
             ": the mean squared error over the genes outside the panel (panel genes are measured, not imputed), each "
