@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from genesel import __version__
 from genesel.errors import ConfigError, InputFileError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
-from genesel.impute.ridge import PanelStatistics
+from genesel.impute.ridge import PanelStatistics, shift_cross_products
 from genesel.io.atomic import atomic_output
 from genesel.store import SPLITS, Store, store_fingerprint
 
@@ -270,10 +270,7 @@ class Moments:
             raise InputFileError(self.path, f"holds no rows of the {split} split", "use a store with rows in that split")
         center = np.asarray(center, dtype=np.float64)
         matrix = np.ascontiguousarray(group["gram"][:], dtype=np.float64)
-        # G - t c^T - c t^T + n c c^T = G - u c^T - c u^T with u = t - n c / 2, in place (matrix.T is Fortran-ordered)
-        u = group["total"][:] - 0.5 * n * center
-        scipy.linalg.blas.dger(-1.0, center, u, a=matrix.T, overwrite_a=1)
-        scipy.linalg.blas.dger(-1.0, u, center, a=matrix.T, overwrite_a=1)
+        shift_cross_products(matrix, group["total"][:], n, center, slice(None))
         matrix /= n
         return matrix
 

@@ -74,16 +74,26 @@ class PanelStatistics:
         with ``overwrite`` (``self.cross`` then holds the shifted sums: do not reuse it).
         """
         center = np.asarray(center, dtype=np.float64)
-        u = self.total - 0.5 * self.n * center
         cross = self.cross
         if not (overwrite and cross.dtype == np.float64 and cross.flags.c_contiguous and cross.flags.writeable):
             cross = np.array(cross, dtype=np.float64, order="C", copy=True)
-        if cross.size:
-            # cross.T is a Fortran-ordered D x K view: dger updates it in place.
-            scipy.linalg.blas.dger(-1.0, center, u[self.panel], a=cross.T, overwrite_a=1)
-            scipy.linalg.blas.dger(-1.0, u, center[self.panel], a=cross.T, overwrite_a=1)
+        shift_cross_products(cross, self.total, self.n, center, self.panel)
         squares = self.squares - 2.0 * center * self.total + self.n * center**2
         return cross, cross[:, self.panel], squares
+
+
+def shift_cross_products(cross: np.ndarray, total: np.ndarray, n: int, center: np.ndarray, rows: np.ndarray | slice) -> None:
+    """Shift raw cross-products to ``center`` in place.
+
+    ``cross`` (C-contiguous float64, ``len(rows) x D``) holds ``S = sum z_rows z^T`` and
+    becomes ``sum (z_rows - c_rows)(z - c)^T = S - u_rows c^T - c_rows u^T`` with
+    ``u = t - n c / 2`` (``t = sum z``): two rank-one updates, no temporaries of its size.
+    """
+    u = total - 0.5 * n * center
+    if cross.size:
+        # cross.T is a Fortran-ordered D x rows view: dger updates it in place.
+        scipy.linalg.blas.dger(-1.0, center, u[rows], a=cross.T, overwrite_a=1)
+        scipy.linalg.blas.dger(-1.0, u, center[rows], a=cross.T, overwrite_a=1)
 
 
 @dataclass
