@@ -346,13 +346,18 @@ def _match_table(matches: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _by_size(frame: pd.DataFrame, values: str, *, aggfunc: str = "first", index: list[str] | None = None) -> pd.DataFrame:
+    """``values`` with one row per (decoder,) method and one column ``K=<size>`` per panel size."""
+    table = frame.pivot_table(index=index or ["decoder", "method"], columns="n_genes", values=values, aggfunc=aggfunc)
+    table.columns = [f"K={k}" for k in table.columns]
+    return table
+
+
 def _random_table(versus_random: pd.DataFrame) -> pd.DataFrame:
     cells = versus_random.assign(
         cell=[f"{v}: {d:+.3g} [{lo:+.3g}, {hi:+.3g}]" for v, d, lo, hi in zip(versus_random["verdict"], versus_random["difference"], versus_random["low"], versus_random["high"], strict=True)]
     )
-    table = cells.pivot_table(index=["decoder", "method"], columns="n_genes", values="cell", aggfunc="first").fillna("")
-    table.columns = [f"K={k}" for k in table.columns]
-    return table
+    return _by_size(cells, "cell").fillna("")
 
 
 def _unconverged(runs: pd.DataFrame) -> pd.DataFrame:
@@ -364,34 +369,26 @@ def _unconverged(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _curve_table(curves: pd.DataFrame) -> pd.DataFrame:
     cells = curves.assign(cell=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(curves["mean"], curves["low"], curves["high"], strict=True)])
-    table = cells.pivot_table(index=["decoder", "method"], columns="n_genes", values="cell", aggfunc="first").fillna("")
-    table.columns = [f"K={k}" for k in table.columns]
-    return table
+    return _by_size(cells, "cell").fillna("")
 
 
 def _ridge_table(runs: pd.DataFrame) -> pd.DataFrame:
     if "ridge" not in runs:
         return pd.DataFrame()
     linear = runs[(runs["decoder"] == "linear") & runs["ridge"].notna()]
-    table = linear.pivot_table(index="method", columns="n_genes", values="ridge", aggfunc="median")
-    table.columns = [f"K={k}" for k in table.columns]
-    return table
+    return _by_size(linear, "ridge", aggfunc="median", index=["method"])
 
 
 def _all_gene_table(runs: pd.DataFrame) -> pd.DataFrame:
     if "mse" not in runs:
         return pd.DataFrame()
-    table = runs.pivot_table(index=["decoder", "method"], columns="n_genes", values="mse", aggfunc="mean")
-    table.columns = [f"K={k}" for k in table.columns]
-    return table.round(4)
+    return _by_size(runs, "mse", aggfunc="mean").round(4)
 
 
 def _overlap_table(curves: pd.DataFrame) -> pd.DataFrame:
     first_decoder = sorted(curves["decoder"].unique())[0]
     subset = curves[curves["decoder"] == first_decoder]
-    table = subset.pivot_table(index="method", columns="n_genes", values="landmark_overlap", aggfunc="first")
-    table.columns = [f"K={k}" for k in table.columns]
-    return table.round(1)
+    return _by_size(subset, "landmark_overlap", index=["method"]).round(1)
 
 
 def _numeric_columns(runs: pd.DataFrame) -> list[str]:
