@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
@@ -66,3 +69,22 @@ def planted_store(tmp_path: Path):
     path = write_store(tmp_path / "planted.h5ad", X, uns={"noise_floor": 0.01})
     with Store.open(path) as store:
         yield store, drivers
+
+
+@pytest.fixture
+def panel_file(planted_store, tmp_path: Path) -> Path:
+    """``panel.tsv`` of the planted store's 5 driver genes."""
+    store, drivers = planted_store
+    table = pd.DataFrame({"rank": np.arange(1, 6), "gene_id": store.var.index[drivers], "symbol": store.var["symbol"].iloc[drivers]})
+    table.to_csv(tmp_path / "panel.tsv", sep="\t", index=False)
+    return tmp_path / "panel.tsv"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (not a package) as a module."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,7 +24,7 @@ from genesel.selectors.concrete_layer import (
 )
 from genesel.store import Store
 from genesel.training import TrainerConfig
-from tests.conftest import write_store
+from tests.conftest import load_benchmark, write_store
 
 TIMING_COLUMNS = ["seconds", "steps_per_second"]
 
@@ -348,17 +345,8 @@ def test_cli_select_runs_several_sizes_and_seeds_in_one_process(planted_store, t
 
 
 # -- benchmark helpers ------------------------------------------------------------------------
-def _benchmark_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_reconstruction.py"
-    spec = importlib.util.spec_from_file_location("paper_reconstruction", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_helpers():
-    bench = _benchmark_module()
+    bench = load_benchmark("paper_reconstruction")
     X = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 8.0], [5.0, 2.0]])
     labels = np.array([0, 0, 1, 1])
     filled = bench.impute_class_means(X, labels, train_rows=np.array([0, 1, 3]))
@@ -389,7 +377,7 @@ def test_benchmark_helpers():
 
 
 def test_benchmark_bottleneck_reference_point_learns_a_low_rank_code():
-    bench = _benchmark_module()
+    bench = load_benchmark("paper_reconstruction")
     assert isinstance(bench.Bottleneck(5, 2).encoder[0], torch.nn.Linear) and len(bench.Bottleneck(5, 2).encoder) == 1
     assert [type(layer).__name__ for layer in bench.Bottleneck(5, 2, (8,)).encoder] == ["Linear", "LeakyReLU", "Linear"]
     rng = np.random.default_rng(1)

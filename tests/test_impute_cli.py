@@ -22,14 +22,6 @@ def genesel(monkeypatch):
     return lambda *argv: cli.main(["-q", *map(str, argv)])
 
 
-@pytest.fixture
-def panel_file(planted_store, tmp_path):
-    store, drivers = planted_store
-    table = pd.DataFrame({"rank": np.arange(1, 6), "gene_id": store.var.index[drivers], "symbol": store.var["symbol"].iloc[drivers]})
-    table.to_csv(tmp_path / "panel.tsv", sep="\t", index=False)
-    return tmp_path / "panel.tsv"
-
-
 def test_fit_evaluate_apply(genesel, planted_store, panel_file, tmp_path, caplog):
     store, drivers = planted_store
     assert genesel("impute", "fit", "--data", store.path, "--panel", panel_file, "--out", tmp_path / "lin", "--block-rows", 50) == 0

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import load_benchmark
 
-def _benchmark_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_reconstruction.py"
-    spec = importlib.util.spec_from_file_location("paper_reconstruction", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _benchmark_module()
+bench = load_benchmark("paper_reconstruction")
 
 
 def test_frob_norm_by_hand():

@@ -34,14 +34,6 @@ def run(*argv) -> int:
     return cli.main(["-q", *map(str, argv)])
 
 
-@pytest.fixture
-def panel_file(planted_store, tmp_path):
-    store, drivers = planted_store
-    table = pd.DataFrame({"rank": np.arange(1, 6), "gene_id": store.var.index[drivers], "symbol": store.var["symbol"].iloc[drivers]})
-    table.to_csv(tmp_path / "panel.tsv", sep="\t", index=False)
-    return tmp_path / "panel.tsv"
-
-
 def hold_lock(out: Path, kind: str, seconds: float) -> subprocess.Popen:
     """Start another process that holds the lock of ``out`` for ``seconds``; return once it holds it."""
     code = textwrap.dedent(
