@@ -11,9 +11,15 @@ Cases: demo-cae (40 epochs, batch 64), demo-ipcae (30, 128), tour (CAE, 30, 256)
 snippet-ipcae (pbmc68k_reduced raw, 50 epochs, batch 256). ``--trainer`` overrides TrainerConfig
 fields as JSON. ``lin`` is the validation MSE of a least-squares linear decoder refitted on the panel.
 """
-import argparse, json, sys, time, warnings, logging
+
+import argparse
+import json
+import time
+import warnings
+
 warnings.filterwarnings("ignore")
 import torch
+
 torch.set_num_threads(1)
 from genesel.loader import LoaderConfig
 from genesel.selectors.base import select_panel
@@ -37,28 +43,58 @@ cases = {  # case: (data, method, epochs, batch size)
 path, method, epochs, batch = cases[a.case]
 if path == "snippet":
     import scanpy as sc
+
     from genesel.tl._prepare import ensure_store  # noqa
+
     adata = sc.datasets.pbmc68k_reduced().raw.to_adata()
     store = ensure_store(adata, seed=0, layer=None)
 else:
     store = Store.open(path)
 import numpy as np
+
 Xtr = store.read_rows(store.split_indices("train")).astype(np.float64)
 Xva = store.read_rows(store.split_indices("validation")).astype(np.float64)
+
+
 def linear_refit(genes):
     A = np.c_[Xtr[:, genes], np.ones(len(Xtr))]
     W, *_ = np.linalg.lstsq(A, Xtr, rcond=None)
     B = np.c_[Xva[:, genes], np.ones(len(Xva))]
     return float(((B @ W - Xva) ** 2).mean())
+
+
 for k in a.k:
     t = time.perf_counter()
     kw = dict(max_epochs=epochs, seed=0, device="cpu", progress=False)
     kw.update(json.loads(a.trainer))
-    r = select_panel(store, method=method, n_genes=k, seed=0, params=json.loads(a.params), trainer=TrainerConfig(**kw), loader=LoaderConfig(batch_size=batch))
+    r = select_panel(
+        store,
+        method=method,
+        n_genes=k,
+        seed=0,
+        params=json.loads(a.params),
+        trainer=TrainerConfig(**kw),
+        loader=LoaderConfig(batch_size=batch),
+    )
     wall = time.perf_counter() - t
     e = r.extra
     # validation loss of the final panel through the trained decoder (hard selection)
-    print(json.dumps({"case": a.case, "k": k, "params": a.params, "trainer": a.trainer, "wall_s": round(wall, 2),
-        "mmp": round(e["mean_max_probability"], 4), "unique": e.get("unique_percent", e.get("unique_percent_argmax")),
-        "val": round(e["best_validation_loss"], 5), "lin": round(linear_refit(r.gene_indices), 5), "epochs": e["epochs_trained"], "stopped": e["stopped"],
-        "converged": e.get("converged")}), flush=True)
+    print(
+        json.dumps(
+            {
+                "case": a.case,
+                "k": k,
+                "params": a.params,
+                "trainer": a.trainer,
+                "wall_s": round(wall, 2),
+                "mmp": round(e["mean_max_probability"], 4),
+                "unique": e.get("unique_percent", e.get("unique_percent_argmax")),
+                "val": round(e["best_validation_loss"], 5),
+                "lin": round(linear_refit(r.gene_indices), 5),
+                "epochs": e["epochs_trained"],
+                "stopped": e["stopped"],
+                "converged": e.get("converged"),
+            }
+        ),
+        flush=True,
+    )

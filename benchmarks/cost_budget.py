@@ -41,10 +41,18 @@ from genesel.store import Store  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", type=int, default=1000, help="most variable non-landmark genes kept")
-    parser.add_argument("--budgets", type=float, nargs="+", default=[25.0, 50.0, 100.0], help="budgets B")
-    parser.add_argument("--sigma", type=float, default=1.0, help="spread of the log-normal prices (log scale)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--targets", type=int, default=1000, help="most variable non-landmark genes kept"
+    )
+    parser.add_argument(
+        "--budgets", type=float, nargs="+", default=[25.0, 50.0, 100.0], help="budgets B"
+    )
+    parser.add_argument(
+        "--sigma", type=float, default=1.0, help="spread of the log-normal prices (log scale)"
+    )
     parser.add_argument("--random", type=int, default=10, help="random panels per budget")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the prices")
     parser.add_argument("--out", default=None, help="TSV of every panel's error")
@@ -53,31 +61,58 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        store_path = build_store("gpl96_74", gene_level("gpl96_74", FIXTURE, root), root, targets=args.targets, seed=args.seed)
+        store_path = build_store(
+            "gpl96_74",
+            gene_level("gpl96_74", FIXTURE, root),
+            root,
+            targets=args.targets,
+            seed=args.seed,
+        )
         with Store.open(store_path) as store:
             moments_path = compute_moments(store, root / "moments.h5", progress=False)
-            prices = np.round(np.exp(args.sigma * np.random.default_rng(args.seed).normal(size=store.n_vars)), 2).clip(0.01)
+            prices = np.round(
+                np.exp(args.sigma * np.random.default_rng(args.seed).normal(size=store.n_vars)), 2
+            ).clip(0.01)
             table = pd.DataFrame({"gene": store.gene_ids.astype(str), "cost": prices})
             cost_file = root / "prices.tsv"
             table.to_csv(cost_file, sep="\t", index=False)
             digest = hashlib.sha256(cost_file.read_bytes()).hexdigest()
             params = {"moments": str(moments_path)}
             costs = resolve_costs(store.var, cost_file)
-            largest = int(3 * max(args.budgets) / np.median(prices)) + 1  # long enough to fill the largest budget
-            blind_order = select_panel(store, method="greedy", n_genes=min(largest, store.n_vars - 1), params=params, trainer=QUIET).gene_indices
+            largest = (
+                int(3 * max(args.budgets) / np.median(prices)) + 1
+            )  # long enough to fill the largest budget
+            blind_order = select_panel(
+                store,
+                method="greedy",
+                n_genes=min(largest, store.n_vars - 1),
+                params=params,
+                trainer=QUIET,
+            ).gene_indices
             panels: dict[tuple[float, str], np.ndarray] = {}
             for budget in args.budgets:
                 panels[(budget, "greedy (costs)")] = select_panel(
-                    store, method="greedy", gene_cost=cost_file, budget=budget, params=params, trainer=QUIET
+                    store,
+                    method="greedy",
+                    gene_cost=cost_file,
+                    budget=budget,
+                    params=params,
+                    trainer=QUIET,
                 ).gene_indices
-                limits = GeneConstraints(costs=costs, budget=budget, exact_size=False, n_genes=store.n_vars - 1)
-                panels[(budget, "greedy (cost-blind)")] = limits.complete_within_budget(blind_order, store.n_vars - 1)
+                limits = GeneConstraints(
+                    costs=costs, budget=budget, exact_size=False, n_genes=store.n_vars - 1
+                )
+                panels[(budget, "greedy (cost-blind)")] = limits.complete_within_budget(
+                    blind_order, store.n_vars - 1
+                )
                 for seed in range(args.random):
                     panels[(budget, f"random{seed}")] = select_panel(
                         store, method="random", gene_cost=cost_file, budget=budget, seed=seed
                     ).gene_indices
             with open_moments(moments_path, store) as moments:
-                results = evaluate_linear_panels(store, moments, panels, ridge="auto", progress=False)
+                results = evaluate_linear_panels(
+                    store, moments, panels, ridge="auto", progress=False
+                )
             for (budget, method), result in results.items():
                 genes = panels[(budget, method)]
                 rows.append(
@@ -95,10 +130,18 @@ def main() -> int:
             )
     frame = pd.DataFrame(rows)
     is_random = frame["method"].str.startswith("random")
-    random = frame[is_random].groupby("budget").agg(
-        random_median=("mse_imputed", "median"), random_min=("mse_imputed", "min"), random_genes=("n_genes", "median")
+    random = (
+        frame[is_random]
+        .groupby("budget")
+        .agg(
+            random_median=("mse_imputed", "median"),
+            random_min=("mse_imputed", "min"),
+            random_genes=("n_genes", "median"),
+        )
     )
-    wide = frame[~is_random].pivot(index="budget", columns="method", values=["mse_imputed", "n_genes", "total_cost"])
+    wide = frame[~is_random].pivot(
+        index="budget", columns="method", values=["mse_imputed", "n_genes", "total_cost"]
+    )
     wide.columns = [f"{method}: {value}" for value, method in wide.columns]
     print(wide.join(random).T.to_string(float_format=lambda v: f"{v:.4f}"))
     if args.out:

@@ -35,14 +35,23 @@ BATCH_SIZE = 256
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genesel-e2e"))
     parser.add_argument("--epochs", type=int, default=2, help="CAE epochs actually run")
-    parser.add_argument("--converge-epochs", type=int, default=None, help="epochs to extrapolate to (default: run to convergence)")
+    parser.add_argument(
+        "--converge-epochs",
+        type=int,
+        default=None,
+        help="epochs to extrapolate to (default: run to convergence)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--method", default="cae")
-    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap the steps of each epoch")
+    parser.add_argument(
+        "--max-steps-per-epoch", type=int, default=None, help="cap the steps of each epoch"
+    )
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     work = args.workdir
@@ -51,23 +60,97 @@ def main() -> None:
     log = str(work / "log.txt")
     stages = []
     if not store.exists():
-        stages.append(("preprocess", measure([*GENESEL, "preprocess", str(args.input), "--out", str(store)], log=log)))
-    select = [*GENESEL, "select", "--data", str(store), "--method", args.method, "--n-genes", "943", "--out", str(panel)]
-    select += ["--epochs", str(args.epochs), "--device", args.device, "--param", "anneal=\"epoch\"", "--min-steps", "0", "--no-stop-when-converged"]
+        stages.append(
+            (
+                "preprocess",
+                measure([*GENESEL, "preprocess", str(args.input), "--out", str(store)], log=log),
+            )
+        )
+    select = [
+        *GENESEL,
+        "select",
+        "--data",
+        str(store),
+        "--method",
+        args.method,
+        "--n-genes",
+        "943",
+        "--out",
+        str(panel),
+    ]
+    select += [
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--param",
+        'anneal="epoch"',
+        "--min-steps",
+        "0",
+        "--no-stop-when-converged",
+    ]
     label = f"{args.method} select ({args.epochs} epochs)"
     if args.max_steps_per_epoch:
         select += ["--max-steps-per-epoch", str(args.max_steps_per_epoch)]
         label = f"{args.method} select ({args.epochs} epochs of {args.max_steps_per_epoch} steps)"
     stages.append((label, measure(select, log=log)))
-    stages.append(("linear fit", measure([*GENESEL, "impute", "fit", "--data", str(store), "--panel", str(panel / "panel.tsv"), "--decoder", "linear", "--out", str(model)], log=log)))
-    stages.append(("evaluate (test)", measure([*GENESEL, "evaluate", "--data", str(store), "--model", str(model), "--split", "test", "--out", str(work / "metrics.json")], log=log)))
+    stages.append(
+        (
+            "linear fit",
+            measure(
+                [
+                    *GENESEL,
+                    "impute",
+                    "fit",
+                    "--data",
+                    str(store),
+                    "--panel",
+                    str(panel / "panel.tsv"),
+                    "--decoder",
+                    "linear",
+                    "--out",
+                    str(model),
+                ],
+                log=log,
+            ),
+        )
+    )
+    stages.append(
+        (
+            "evaluate (test)",
+            measure(
+                [
+                    *GENESEL,
+                    "evaluate",
+                    "--data",
+                    str(store),
+                    "--model",
+                    str(model),
+                    "--split",
+                    "test",
+                    "--out",
+                    str(work / "metrics.json"),
+                ],
+                log=log,
+            ),
+        )
+    )
     history = pd.read_csv(panel / "history.tsv", sep="\t")
-    rows = [{"stage": name, "wall (s)": round(m.seconds, 1), "peak RSS (GiB)": round(m.peak_rss_gib, 2)} for name, m in stages]
+    rows = [
+        {
+            "stage": name,
+            "wall (s)": round(m.seconds, 1),
+            "peak RSS (GiB)": round(m.peak_rss_gib, 2),
+        }
+        for name, m in stages
+    ]
     steps = float(history["steps_per_second"].mean())
     with Store.open(store) as opened:
         full_epoch_steps = math.ceil(opened.split_indices("train").size / BATCH_SIZE)
     # a capped epoch is timed per step; a full epoch also pays its validation pass
-    per_epoch = full_epoch_steps / steps if args.max_steps_per_epoch else float(history["seconds"].mean())
+    per_epoch = (
+        full_epoch_steps / steps if args.max_steps_per_epoch else float(history["seconds"].mean())
+    )
     notes = f"{args.method}: {steps:.2f} steps/s (batch {BATCH_SIZE}), {per_epoch:.1f} s per full epoch of {full_epoch_steps} steps"
     notes += " (extrapolated from the capped epochs)." if args.max_steps_per_epoch else "."
     if args.converge_epochs:

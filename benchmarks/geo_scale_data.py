@@ -31,7 +31,9 @@ def io_floor_seconds(source: Path, target: Path, block_rows: int = 2048) -> floa
     start = time.perf_counter()
     with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
         X = src["X"]
-        out = dst.create_dataset("X", shape=X.shape, dtype=np.float32, chunks=(min(256, X.shape[0]), X.shape[1]))
+        out = dst.create_dataset(
+            "X", shape=X.shape, dtype=np.float32, chunks=(min(256, X.shape[0]), X.shape[1])
+        )
         buffer = np.empty((block_rows, X.shape[1]), dtype=np.float32)
         for a in range(0, X.shape[0], block_rows):
             b = min(a + block_rows, X.shape[0])
@@ -43,18 +45,24 @@ def io_floor_seconds(source: Path, target: Path, block_rows: int = 2048) -> floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n-obs", type=int, nargs="+", default=[20_000, 112_171])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genesel-geo"))
     parser.add_argument("--keep", action="store_true", help="keep the files of the largest N")
-    parser.add_argument("--record", action="store_true", help="append the result to docs/benchmarks.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the result to docs/benchmarks.md"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for n_obs in args.n_obs:
         raw = args.workdir / f"sim_{n_obs}.h5ad"
         store = args.workdir / f"store_{n_obs}.h5ad"
-        sim = measure([*GENESEL, "simulate", "--out", str(raw), "--n-obs", str(n_obs), "--seed", "0"])
+        sim = measure(
+            [*GENESEL, "simulate", "--out", str(raw), "--n-obs", str(n_obs), "--seed", "0"]
+        )
         pre = measure([*GENESEL, "preprocess", str(raw), "--out", str(store), "--seed", "0"])
         floor = io_floor_seconds(raw, args.workdir / "floor.h5")
         rows.append(

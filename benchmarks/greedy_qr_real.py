@@ -54,42 +54,76 @@ def datasets(n_genes: int) -> dict[str, np.ndarray]:
 
 
 def run(
-    name: str, X: np.ndarray, root: Path, *, greedy: list[str], qr_rules: list[str], n_random: int, fractions: list[float]
+    name: str,
+    X: np.ndarray,
+    root: Path,
+    *,
+    greedy: list[str],
+    qr_rules: list[str],
+    n_random: int,
+    fractions: list[float],
 ) -> pd.DataFrame:
     store_path = write_store(root / f"{name}.h5ad", X, seed=11, fractions=(0.6, 0.2, 0.2))
     rows = []
     with Store.open(store_path) as store:
         moments_path = compute_moments(store, root / f"{name}.moments.h5", progress=False)
         n_train = store.split_indices("train").size
-        sizes = sorted({max(2, int(round(f * n_train))) for f in fractions if round(f * n_train) < store.n_vars})
+        sizes = sorted(
+            {
+                max(2, int(round(f * n_train)))
+                for f in fractions
+                if round(f * n_train) < store.n_vars
+            }
+        )
         panels: dict[tuple[str, int], np.ndarray] = {}
         timing: dict[str, float] = {}
         with open_moments(moments_path, store) as moments:
             for spec in greedy:
                 criterion, ridge = spec.split(":")
                 started = time.perf_counter()
-                path = greedy_path(moments, max(sizes), ridge=float(ridge), criterion=criterion, progress=False)
+                path = greedy_path(
+                    moments, max(sizes), ridge=float(ridge), criterion=criterion, progress=False
+                )
                 timing[f"{criterion[:3]}({ridge})"] = round(time.perf_counter() - started, 2)
                 for k in sizes:
                     panels[(f"{criterion[:3]}({ridge})", k)] = path.genes[:k]
         for k in sizes:
             old = {"n_components": None, "weighted": False, "moments": str(moments_path)}
-            panels[("qr-old", k)] = select_panel(store, method="qr", n_genes=k, params=old, trainer=QUIET).gene_indices
+            panels[("qr-old", k)] = select_panel(
+                store, method="qr", n_genes=k, params=old, trainer=QUIET
+            ).gene_indices
             for rule in qr_rules:
                 params = {"moments": str(moments_path), "n_components": rule}
-                panels[(f"qr-{rule}", k)] = select_panel(store, method="qr", n_genes=k, params=params, trainer=QUIET).gene_indices
+                panels[(f"qr-{rule}", k)] = select_panel(
+                    store, method="qr", n_genes=k, params=params, trainer=QUIET
+                ).gene_indices
             for seed in range(n_random):
-                panels[(f"random{seed}", k)] = select_panel(store, method="random", n_genes=k, seed=seed).gene_indices
+                panels[(f"random{seed}", k)] = select_panel(
+                    store, method="random", n_genes=k, seed=seed
+                ).gene_indices
         with open_moments(moments_path, store) as moments:
             results = evaluate_linear_panels(store, moments, panels, ridge="auto", progress=False)
         qr_rank = {
-            rule: select_panel(store, method="qr", n_genes=max(sizes), params={"moments": str(moments_path), "n_components": rule}, trainer=QUIET).extra[
-                "n_components"
-            ]
+            rule: select_panel(
+                store,
+                method="qr",
+                n_genes=max(sizes),
+                params={"moments": str(moments_path), "n_components": rule},
+                trainer=QUIET,
+            ).extra["n_components"]
             for rule in qr_rules
         }
         for (method, k), result in results.items():
-            rows.append({"data": name, "n_train": n_train, "D": store.n_vars, "K": k, "method": method, "mse_imputed": result.evaluation.metrics["mse_imputed"]})
+            rows.append(
+                {
+                    "data": name,
+                    "n_train": n_train,
+                    "D": store.n_vars,
+                    "K": k,
+                    "method": method,
+                    "mse_imputed": result.evaluation.metrics["mse_imputed"],
+                }
+            )
     table = pd.DataFrame(rows)
     table.attrs["qr_rank"] = qr_rank
     table.attrs["timing"] = timing
@@ -98,7 +132,11 @@ def run(
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     is_random = table["method"].str.startswith("random")
-    random = table[is_random].groupby("K")["mse_imputed"].agg(random_median="median", random_min="min", random_max="max")
+    random = (
+        table[is_random]
+        .groupby("K")["mse_imputed"]
+        .agg(random_median="median", random_min="min", random_max="max")
+    )
     wide = table[~is_random].pivot(index="K", columns="method", values="mse_imputed")
     return wide.join(random)
 
@@ -106,8 +144,15 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--genes", type=int, default=1500)
-    parser.add_argument("--qr", nargs="*", default=["gd", "mp"], help="qr n_components rules besides the original")
-    parser.add_argument("--greedy", nargs="*", default=["validation:0.1", "validation:1", "gcv:0.1", "gcv:1"], help="CRITERION:RIDGE")
+    parser.add_argument(
+        "--qr", nargs="*", default=["gd", "mp"], help="qr n_components rules besides the original"
+    )
+    parser.add_argument(
+        "--greedy",
+        nargs="*",
+        default=["validation:0.1", "validation:1", "gcv:0.1", "gcv:1"],
+        help="CRITERION:RIDGE",
+    )
     parser.add_argument("--random", type=int, default=10)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0, 1.5])
     parser.add_argument("--only", nargs="*", default=None, help="data set names")
@@ -119,10 +164,20 @@ def main() -> int:
         for name, X in datasets(args.genes).items():
             if args.only and name not in args.only:
                 continue
-            table = run(name, X, Path(tmp), greedy=args.greedy, qr_rules=args.qr, n_random=args.random, fractions=args.fractions)
+            table = run(
+                name,
+                X,
+                Path(tmp),
+                greedy=args.greedy,
+                qr_rules=args.qr,
+                n_random=args.random,
+                fractions=args.fractions,
+            )
             tables.append(table)
-            print(f"\n## {name}: {X.shape[0]} samples, D = {X.shape[1]}, n_train = {table['n_train'].iloc[0]}, "
-                  f"qr directions used at the largest K = {table.attrs['qr_rank']}, greedy seconds {table.attrs['timing']}")
+            print(
+                f"\n## {name}: {X.shape[0]} samples, D = {X.shape[1]}, n_train = {table['n_train'].iloc[0]}, "
+                f"qr directions used at the largest K = {table.attrs['qr_rank']}, greedy seconds {table.attrs['timing']}"
+            )
             print(summarise(table).to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
     if args.out:
         pd.concat(tables).to_csv(args.out, sep="\t", index=False)

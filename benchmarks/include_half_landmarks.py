@@ -49,11 +49,15 @@ FRACTIONS = (0.6, 0.2, 0.2)
 def gene_level(name: str, path: Path, root: Path) -> ad.AnnData:
     """Samples x genes (log scale) with ``var["landmark"]``: the fixture's probes averaged into D-GEX genes, or a gene-level set."""
     if path == FIXTURE:
-        store = preprocess(path, root / f"{name}.genes.h5ad", quantile_normalize=True, progress=False)
+        store = preprocess(
+            path, root / f"{name}.genes.h5ad", quantile_normalize=True, progress=False
+        )
         return ad.read_h5ad(store)
     adata = ad.read_h5ad(path)
     if "landmark" not in adata.var:
-        raise SystemExit(f"{path}: var has no 'landmark' column (run genesel preprocess on it first)")
+        raise SystemExit(
+            f"{path}: var has no 'landmark' column (run genesel preprocess on it first)"
+        )
     return adata
 
 
@@ -62,22 +66,34 @@ def build_store(name: str, adata: ad.AnnData, root: Path, *, targets: int, seed:
     X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     landmark = adata.var["landmark"].to_numpy(bool)
     spread = np.where(landmark, np.inf, X.std(axis=0))
-    keep = np.sort(np.argsort(-spread)[: int(landmark.sum()) + targets]) if targets > 0 else np.arange(X.shape[1])
+    keep = (
+        np.sort(np.argsort(-spread)[: int(landmark.sum()) + targets])
+        if targets > 0
+        else np.arange(X.shape[1])
+    )
     var = pd.DataFrame(
         {
-            "symbol": adata.var["symbol"].astype(str).to_numpy()[keep] if "symbol" in adata.var else adata.var_names[keep],
+            "symbol": adata.var["symbol"].astype(str).to_numpy()[keep]
+            if "symbol" in adata.var
+            else adata.var_names[keep],
             "landmark": landmark[keep],
         },
         index=adata.var_names[keep].astype(str),
     )
-    genes = ad.AnnData(X[:, keep].astype(np.float32), obs=pd.DataFrame(index=adata.obs_names.astype(str)), var=var)
+    genes = ad.AnnData(
+        X[:, keep].astype(np.float32), obs=pd.DataFrame(index=adata.obs_names.astype(str)), var=var
+    )
     n = genes.n_obs
     sizes = {"validation": int(round(FRACTIONS[1] * n)), "test": int(round(FRACTIONS[2] * n))}
     sizes["train"] = n - sizes["validation"] - sizes["test"]
-    return preprocess(genes, root / f"{name}.h5ad", log2="no", seed=seed, sizes=sizes, progress=False)
+    return preprocess(
+        genes, root / f"{name}.h5ad", log2="no", seed=seed, sizes=sizes, progress=False
+    )
 
 
-def run(name: str, store_path: Path, root: Path, *, halves: int, n_random: int, methods: list[str]) -> pd.DataFrame:
+def run(
+    name: str, store_path: Path, root: Path, *, halves: int, n_random: int, methods: list[str]
+) -> pd.DataFrame:
     rows = []
     with Store.open(store_path) as store:
         moments_path = compute_moments(store, root / f"{name}.moments.h5", progress=False)
@@ -91,11 +107,20 @@ def run(name: str, store_path: Path, root: Path, *, halves: int, n_random: int, 
             include = ids[np.sort(rng.choice(landmarks, size=k // 2, replace=False))].tolist()
             for method in methods:
                 started = time.perf_counter()
-                result = select_panel(store, method=method, n_genes=k, include=include, params={"moments": str(moments_path)}, trainer=QUIET)
+                result = select_panel(
+                    store,
+                    method=method,
+                    n_genes=k,
+                    include=include,
+                    params={"moments": str(moments_path)},
+                    trainer=QUIET,
+                )
                 seconds[method] = round(time.perf_counter() - started, 1)
                 panels[(half, method)] = result.gene_indices
             for seed in range(n_random):
-                panels[(half, f"random{seed}")] = select_panel(store, method="random", n_genes=k, seed=seed, include=include).gene_indices
+                panels[(half, f"random{seed}")] = select_panel(
+                    store, method="random", n_genes=k, seed=seed, include=include
+                ).gene_indices
         with open_moments(moments_path, store) as moments:
             results = evaluate_linear_panels(store, moments, panels, ridge="auto", progress=False)
         for (half, method), result in results.items():
@@ -121,32 +146,58 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """One row per half: greedy, qr, the random completions' median/min/max, and the verdict."""
     halves = table[table["half"] >= 0]
     is_random = halves["method"].str.startswith("random")
-    random = halves[is_random].groupby("half")["mse_imputed"].agg(random_median="median", random_min="min", random_max="max")
-    wide = halves[~is_random].pivot(index="half", columns="method", values="mse_imputed").join(random)
+    random = (
+        halves[is_random]
+        .groupby("half")["mse_imputed"]
+        .agg(random_median="median", random_min="min", random_max="max")
+    )
+    wide = (
+        halves[~is_random].pivot(index="half", columns="method", values="mse_imputed").join(random)
+    )
     wide["greedy_beats_median"] = wide["greedy"] < wide["random_median"]
     wide["greedy_vs_median"] = wide["greedy"] / wide["random_median"] - 1.0
     return wide
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="*", default=[], help="more gene-level .h5ad sets with var['landmark'] (default: benchmarks/data/*.h5ad)")
-    parser.add_argument("--targets", type=int, default=3000, help="most variable non-landmark genes kept (0: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        nargs="*",
+        default=[],
+        help="more gene-level .h5ad sets with var['landmark'] (default: benchmarks/data/*.h5ad)",
+    )
+    parser.add_argument(
+        "--targets", type=int, default=3000, help="most variable non-landmark genes kept (0: all)"
+    )
     parser.add_argument("--halves", type=int, default=3, help="seeded draws of the included half")
     parser.add_argument("--random", type=int, default=10, help="random completions of each half")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split")
-    parser.add_argument("--methods", nargs="+", default=["greedy", "qr"], help="completions besides random (greedy is the one judged)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["greedy", "qr"],
+        help="completions besides random (greedy is the one judged)",
+    )
     parser.add_argument("--out", default=None, help="TSV of every panel's error")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    sets = {"gpl96_74": FIXTURE} | {Path(p).stem: Path(p) for p in [*args.data, *sorted(map(str, EXTRA.glob("*.h5ad")))]}
+    sets = {"gpl96_74": FIXTURE} | {
+        Path(p).stem: Path(p) for p in [*args.data, *sorted(map(str, EXTRA.glob("*.h5ad")))]
+    }
     tables = []
     verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name, path in sets.items():
-            store = build_store(name, gene_level(name, path, root), root, targets=args.targets, seed=args.seed)
-            table = run(name, store, root, halves=args.halves, n_random=args.random, methods=args.methods)
+            store = build_store(
+                name, gene_level(name, path, root), root, targets=args.targets, seed=args.seed
+            )
+            table = run(
+                name, store, root, halves=args.halves, n_random=args.random, methods=args.methods
+            )
             tables.append(table)
             summary = summarise(table)
             verdicts.append(bool(summary["greedy_beats_median"].all()))
@@ -159,7 +210,9 @@ def main() -> int:
             print(summary.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
     if args.out:
         pd.concat(tables).to_csv(args.out, sep="\t", index=False)
-    print(f"\ngreedy completion beats the median random completion on every half of every set: {all(verdicts)}")
+    print(
+        f"\ngreedy completion beats the median random completion on every half of every set: {all(verdicts)}"
+    )
     return 0 if all(verdicts) else 1
 
 

@@ -44,8 +44,8 @@ from timing import measure  # noqa: E402
 
 from genesel.evaluate import evaluate_model  # noqa: E402
 from genesel.impute.fit import fit_imputer  # noqa: E402
-from genesel.impute.sweep import DEFAULT_INTERVAL_ROWS  # noqa: E402
 from genesel.impute.ridge import parse_ridge  # noqa: E402
+from genesel.impute.sweep import DEFAULT_INTERVAL_ROWS  # noqa: E402
 from genesel.io.atomic import write_json  # noqa: E402
 from genesel.selectors.base import PanelResult  # noqa: E402
 from genesel.store import Store  # noqa: E402
@@ -70,8 +70,12 @@ def write_panels(store: Store, root: Path, sizes: list[int], seeds: int) -> list
                 folder = root / method / f"k{size}" / f"seed{seed}"
                 rng = np.random.default_rng([m, size, seed])
                 genes = np.sort(rng.choice(store.n_vars, size=size, replace=False))
-                PanelResult(method=method, n_genes=size, seed=seed, gene_indices=genes, var=store.var).write(folder)
-                write_json(folder / "config.json", {"method": method, "n_genes": size, "seed": seed})
+                PanelResult(
+                    method=method, n_genes=size, seed=seed, gene_indices=genes, var=store.var
+                ).write(folder)
+                write_json(
+                    folder / "config.json", {"method": method, "n_genes": size, "seed": seed}
+                )
                 paths.append(folder / "panel.tsv")
     return paths
 
@@ -101,37 +105,67 @@ def flops(n: dict[str, int], d: int, sizes: list[int], per_size: int) -> dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 750, 943, 1000, 1500])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--sample-sizes", type=int, nargs="*", default=None, help="sizes timed on the per-panel path (default: all)")
     parser.add_argument(
-        "--per-panel-ridge", default="auto",
+        "--sample-sizes",
+        type=int,
+        nargs="*",
+        default=None,
+        help="sizes timed on the per-panel path (default: all)",
+    )
+    parser.add_argument(
+        "--per-panel-ridge",
+        default="auto",
         help="ridge of the per-panel fits (default auto, what genesel curve and the workflow use: like against like)",
     )
-    parser.add_argument("--auto-sizes", type=int, nargs="*", default=[], help="sizes also timed with ridge 0 (auto vs exact)")
+    parser.add_argument(
+        "--auto-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="sizes also timed with ridge 0 (auto vs exact)",
+    )
     parser.add_argument("--skip-moments", action="store_true", help="reuse WORKDIR/moments.h5")
     parser.add_argument(
-        "--stages", nargs="+", choices=("moments", "curve", "per-panel"), default=["moments", "curve", "per-panel"],
+        "--stages",
+        nargs="+",
+        choices=("moments", "curve", "per-panel"),
+        default=["moments", "curve", "per-panel"],
         help="stages to run (default all, in this order)",
     )
     parser.add_argument(
-        "--curve-methods", type=int, default=len(METHODS),
+        "--curve-methods",
+        type=int,
+        default=len(METHODS),
         help="run genesel curve on the panels of the first N methods only and scale its time by 8 / N "
         "(every method has the same sizes and seeds, and random genes cost the same)",
     )
-    parser.add_argument("--merge", type=Path, default=None, help="take the moments and curve results of this earlier JSON")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        help="take the moments and curve results of this earlier JSON",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "linear_curve_scale.json")
-    parser.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
+    parser.add_argument(
+        "--record", action="store_true", help="append the table to docs/benchmarks.md"
+    )
     args = parser.parse_args()
     sample_sizes = args.sizes if args.sample_sizes is None else args.sample_sizes
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     moments_file = args.workdir / "moments.h5"
     with Store.open(args.data) as store:
-        n = {split: int(store.split_indices(split).size) for split in ("train", "validation", "test")}
+        n = {
+            split: int(store.split_indices(split).size)
+            for split in ("train", "validation", "test")
+        }
         d = int(store.n_vars)
         paths = write_panels(store, args.workdir / "panels", args.sizes, args.seeds)
     per_size = len(METHODS) * args.seeds
@@ -146,14 +180,19 @@ def main() -> None:
         "panels": len(paths),
         "flops": flops(n, d, args.sizes, per_size),
         "load_start": load(),
-        "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        "threads": {
+            k: os.environ.get(k)
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        },
         "per_panel_ridge": args.per_panel_ridge,
         "interval_rows": INTERVAL_ROWS,
     }
 
     if args.merge:
         prior = json.loads(args.merge.read_text())
-        result.update({k: prior[k] for k in ("moments", "curve") if k in prior and k not in args.stages})
+        result.update(
+            {k: prior[k] for k in ("moments", "curve") if k in prior and k not in args.stages}
+        )
 
     def save() -> None:
         args.out.write_text(json.dumps(result, indent=2))
@@ -163,10 +202,15 @@ def main() -> None:
     # 1. Moments path.
     if "moments" in args.stages and not args.skip_moments:
         moments_file.unlink(missing_ok=True)
-        m = measure([*GENESEL, "moments", "--data", str(args.data), "--out", str(moments_file)], log=log)
+        m = measure(
+            [*GENESEL, "moments", "--data", str(args.data), "--out", str(moments_file)], log=log
+        )
         result["moments"] = {
-            "seconds": m.seconds, "cpu_seconds": m.cpu_seconds, "peak_rss_gib": m.peak_rss_gib,
-            "matrices_gib": 2 * 8 * d**2 / 2**30, "rss_beside_matrices_gib": m.peak_rss_gib - 2 * 8 * d**2 / 2**30,
+            "seconds": m.seconds,
+            "cpu_seconds": m.cpu_seconds,
+            "peak_rss_gib": m.peak_rss_gib,
+            "matrices_gib": 2 * 8 * d**2 / 2**30,
+            "rss_beside_matrices_gib": m.peak_rss_gib - 2 * 8 * d**2 / 2**30,
             "load_after": load(),
         }
         print("moments", result["moments"], flush=True)
@@ -179,20 +223,40 @@ def main() -> None:
         per_panel_stage(args, result, sample_sizes, per_size, save)
     result["load_end"] = load()
     greedy = subprocess.run([*GENESEL, "select", "--help"], capture_output=True, text=True).stdout
-    result["greedy"] = "available" if "greedy" in greedy else "pending (no greedy method in this checkout)"
+    result["greedy"] = (
+        "available" if "greedy" in greedy else "pending (no greedy method in this checkout)"
+    )
     save()
     report(args, result, paths)
 
 
 def curve(args, result, moments_file, metrics_dir, paths, log) -> None:
     chosen = [p for p in paths if p.parts[-4] in METHODS[: args.curve_methods]]
-    c = measure([*GENESEL, "curve", "--data", str(args.data), "--moments", str(moments_file), "--out", str(metrics_dir),
-                 "--panels", *map(str, chosen)], log=log)
+    c = measure(
+        [
+            *GENESEL,
+            "curve",
+            "--data",
+            str(args.data),
+            "--moments",
+            str(moments_file),
+            "--out",
+            str(metrics_dir),
+            "--panels",
+            *map(str, chosen),
+        ],
+        log=log,
+    )
     scale = len(paths) / len(chosen)
     result["curve"] = {
-        "panels_run": len(chosen), "seconds_measured": c.seconds, "cpu_seconds_measured": c.cpu_seconds,
-        "seconds": c.seconds * scale, "cpu_seconds": c.cpu_seconds * scale, "scaled_by": scale,
-        "peak_rss_gib": c.peak_rss_gib, "load_after": load(),
+        "panels_run": len(chosen),
+        "seconds_measured": c.seconds,
+        "cpu_seconds_measured": c.cpu_seconds,
+        "seconds": c.seconds * scale,
+        "cpu_seconds": c.cpu_seconds * scale,
+        "scaled_by": scale,
+        "peak_rss_gib": c.peak_rss_gib,
+        "load_after": load(),
     }
     print("curve", result["curve"], flush=True)
 
@@ -205,18 +269,30 @@ def per_panel_stage(args, result, sample_sizes, per_size, save) -> None:
             panel = args.workdir / "panels" / METHODS[0] / f"k{size}" / "seed0" / "panel.tsv"
             row: dict = {"K": size}
             start, cpu = time.perf_counter(), time.process_time()
-            model = fit_imputer(store, panel, decoder="linear", ridge=parse_ridge(args.per_panel_ridge), progress=False)
+            model = fit_imputer(
+                store,
+                panel,
+                decoder="linear",
+                ridge=parse_ridge(args.per_panel_ridge),
+                progress=False,
+            )
             row["fit_s"], row["fit_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
             start, cpu = time.perf_counter(), time.process_time()
             evaluation = evaluate_model(store, model, split="test", progress=False)
-            row["eval_s"], row["eval_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
+            row["eval_s"], row["eval_cpu_s"] = (
+                time.perf_counter() - start,
+                time.process_time() - cpu,
+            )
             row["mse_imputed"] = evaluation.metrics["mse_imputed"]
             row["ridge"] = model.params["ridge"]
             del model
             if size in args.auto_sizes:
                 start, cpu = time.perf_counter(), time.process_time()
                 exact = fit_imputer(store, panel, decoder="linear", ridge=0.0, progress=False)
-                row["fit_exact_s"], row["fit_exact_cpu_s"] = time.perf_counter() - start, time.process_time() - cpu
+                row["fit_exact_s"], row["fit_exact_cpu_s"] = (
+                    time.perf_counter() - start,
+                    time.process_time() - cpu,
+                )
                 row["fit_over_exact"] = row["fit_s"] / row["fit_exact_s"]
                 del exact
             row["cpu_total_s"] = row["fit_cpu_s"] + row["eval_cpu_s"]
@@ -228,10 +304,16 @@ def per_panel_stage(args, result, sample_sizes, per_size, save) -> None:
     for unit, key in (("s", "fit_s"), ("cpu_s", "fit_cpu_s")):
         measured = {row["K"]: row[key] + row[key.replace("fit", "eval")] for row in per_panel}
         if set(args.sizes) <= set(measured):
-            result[f"per_panel_extrapolated_{unit}"] = per_size * sum(measured[k] for k in args.sizes)
-        elif len(measured) >= 2:  # time = a + b K (the FLOPs are linear in K), fitted to the sizes measured
+            result[f"per_panel_extrapolated_{unit}"] = per_size * sum(
+                measured[k] for k in args.sizes
+            )
+        elif (
+            len(measured) >= 2
+        ):  # time = a + b K (the FLOPs are linear in K), fitted to the sizes measured
             slope, intercept = np.polyfit(list(measured), list(measured.values()), 1)
-            result[f"per_panel_extrapolated_{unit}"] = per_size * sum(intercept + slope * k for k in args.sizes)
+            result[f"per_panel_extrapolated_{unit}"] = per_size * sum(
+                intercept + slope * k for k in args.sizes
+            )
             result["per_panel_extrapolation"] = f"linear in K through K = {sorted(measured)}"
     result["peak_rss_this_process_gib"] = peak_rss_gib()
     save()
@@ -241,29 +323,59 @@ def report(args, result, paths) -> None:
     """Ratios (where both sides were measured) and the markdown table."""
     per_panel = result.get("per_panel_sample", [])
     for unit, key in (("s", "seconds"), ("cpu_s", "cpu_seconds")):
-        if "moments" in result and "curve" in result and f"per_panel_extrapolated_{unit}" in result:
+        if (
+            "moments" in result
+            and "curve" in result
+            and f"per_panel_extrapolated_{unit}" in result
+        ):
             moments_total = result["moments"][key] + result["curve"][key]
             result[f"moments_path_{unit}"] = moments_total
-            result[f"per_panel_over_moments_{unit}"] = result[f"per_panel_extrapolated_{unit}"] / moments_total
+            result[f"per_panel_over_moments_{unit}"] = (
+                result[f"per_panel_extrapolated_{unit}"] / moments_total
+            )
     args.out.write_text(json.dumps(result, indent=2))
     f = result["flops"]
     rows = [
-        {"path": "moments: genesel moments (3 splits)", "wall s": result.get("moments", {}).get("seconds"),
-         "CPU s": result.get("moments", {}).get("cpu_seconds"), "peak RSS GiB": result.get("moments", {}).get("peak_rss_gib"),
-         "TFLOP": f["moments_pass"] / 1e12},
-        {"path": f"moments: genesel curve ({len(paths)} panels, ridge auto)", "wall s": result.get("curve", {}).get("seconds"),
-         "CPU s": result.get("curve", {}).get("cpu_seconds"), "peak RSS GiB": result.get("curve", {}).get("peak_rss_gib"),
-         "TFLOP": (f["curve_small_solves"] + f["curve_per_sample"]) / 1e12},
-        {"path": f"per panel: fit (ridge {args.per_panel_ridge}) + evaluate, {len(paths)} panels (extrapolated)",
-         "wall s": result.get("per_panel_extrapolated_s"), "CPU s": result.get("per_panel_extrapolated_cpu_s"),
-         "peak RSS GiB": result.get("peak_rss_this_process_gib"), "TFLOP": f["per_panel_total"] / 1e12},
+        {
+            "path": "moments: genesel moments (3 splits)",
+            "wall s": result.get("moments", {}).get("seconds"),
+            "CPU s": result.get("moments", {}).get("cpu_seconds"),
+            "peak RSS GiB": result.get("moments", {}).get("peak_rss_gib"),
+            "TFLOP": f["moments_pass"] / 1e12,
+        },
+        {
+            "path": f"moments: genesel curve ({len(paths)} panels, ridge auto)",
+            "wall s": result.get("curve", {}).get("seconds"),
+            "CPU s": result.get("curve", {}).get("cpu_seconds"),
+            "peak RSS GiB": result.get("curve", {}).get("peak_rss_gib"),
+            "TFLOP": (f["curve_small_solves"] + f["curve_per_sample"]) / 1e12,
+        },
+        {
+            "path": f"per panel: fit (ridge {args.per_panel_ridge}) + evaluate, {len(paths)} panels (extrapolated)",
+            "wall s": result.get("per_panel_extrapolated_s"),
+            "CPU s": result.get("per_panel_extrapolated_cpu_s"),
+            "peak RSS GiB": result.get("peak_rss_this_process_gib"),
+            "TFLOP": f["per_panel_total"] / 1e12,
+        },
     ]
     table = markdown_table(rows)
     table += "\n\n" + markdown_table(per_panel)
     print(table)
-    print(json.dumps({k: v for k, v in result.items() if k.startswith(("per_panel_over", "moments_path", "per_panel_extra"))}))
+    print(
+        json.dumps(
+            {
+                k: v
+                for k, v in result.items()
+                if k.startswith(("per_panel_over", "moments_path", "per_panel_extra"))
+            }
+        )
+    )
     if args.record:
-        record("Linear curve from the moments at GEO scale", table, notes=f"load average {result['load_start']} -> {result['load_end']}")
+        record(
+            "Linear curve from the moments at GEO scale",
+            table,
+            notes=f"load average {result['load_start']} -> {result['load_end']}",
+        )
 
 
 if __name__ == "__main__":

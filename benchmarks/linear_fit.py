@@ -46,10 +46,18 @@ def read_seconds(store: Store, rows: np.ndarray, block_rows: int) -> float:
     return time.perf_counter() - start
 
 
-def compute_seconds(store: Store, rows: np.ndarray, panel: np.ndarray, block_rows: int, device: str, precision: str) -> float:
+def compute_seconds(
+    store: Store, rows: np.ndarray, panel: np.ndarray, block_rows: int, device: str, precision: str
+) -> float:
     """Seconds of the fit's arithmetic alone: the per-block update on one in-memory block, once per block."""
     block = store.read_rows(rows[:block_rows], standardize=False)
-    equations = NormalEquations(panel, store.n_vars, center=store.var["mean"].to_numpy(np.float64), device=device, precision=precision)
+    equations = NormalEquations(
+        panel,
+        store.n_vars,
+        center=store.var["mean"].to_numpy(np.float64),
+        device=device,
+        precision=precision,
+    )
     start = time.perf_counter()
     for a in range(0, rows.size, block_rows):
         equations.update(block[: min(block_rows, rows.size - a)])
@@ -67,15 +75,30 @@ def choose_panel(store: Store, size: int, seed: int = 0) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, type=Path, help="preprocessed store")
     parser.add_argument("--panel-size", type=int, default=943)
     parser.add_argument("--block-rows", type=int, default=2048)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", choices=("float64", "float32"), default="float64", help="arithmetic of the block products")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all cores)")
-    parser.add_argument("--cold", action="store_true", help="drop the page cache before the read and before the fit (root)")
-    parser.add_argument("--record", action="store_true", help="append the result to docs/benchmarks.md")
+    parser.add_argument(
+        "--precision",
+        choices=("float64", "float32"),
+        default="float64",
+        help="arithmetic of the block products",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: all cores)"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the page cache before the read and before the fit (root)",
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="append the result to docs/benchmarks.md"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,9 +112,18 @@ def main() -> None:
         if cold:
             drop_caches()
         start = time.perf_counter()
-        solution = fit_linear(store, panel, block_rows=args.block_rows, device=args.device, precision=args.precision, progress=False)
+        solution = fit_linear(
+            store,
+            panel,
+            block_rows=args.block_rows,
+            device=args.device,
+            precision=args.precision,
+            progress=False,
+        )
         fit = time.perf_counter() - start
-        arithmetic = compute_seconds(store, rows, panel, args.block_rows, args.device, args.precision)
+        arithmetic = compute_seconds(
+            store, rows, panel, args.block_rows, args.device, args.precision
+        )
         gib = rows.size * store.n_vars * 4 / 2**30
         row = {
             "train rows": int(rows.size),
@@ -104,7 +136,12 @@ def main() -> None:
             "arithmetic only s": arithmetic,
             "solve s": solution.seconds["solve"],
             "fit / read": fit / floor,
-            "GFLOP/s": 2.0 * rows.size * panel.size * store.n_vars / solution.seconds["accumulate"] / 1e9,
+            "GFLOP/s": 2.0
+            * rows.size
+            * panel.size
+            * store.n_vars
+            / solution.seconds["accumulate"]
+            / 1e9,
             "peak RSS GiB": round(peak_rss_gib(), 2),
             "device": args.device,
             "precision": args.precision,

@@ -52,17 +52,35 @@ def loader_seconds(loader: MinibatchLoader) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="train")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--block-rows", type=int, default=LoaderConfig.block_rows, help="rows per shuffled block (default: the loader's)")
+    parser.add_argument(
+        "--block-rows",
+        type=int,
+        default=LoaderConfig.block_rows,
+        help="rows per shuffled block (default: the loader's)",
+    )
     parser.add_argument("--blocks-per-pool", type=int, default=LoaderConfig.blocks_per_pool)
-    parser.add_argument("--raw-block-rows", type=int, default=1024, help="rows per read of the raw floor (default 1024)")
+    parser.add_argument(
+        "--raw-block-rows",
+        type=int,
+        default=1024,
+        help="rows per read of the raw floor (default 1024)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--max-rows", type=int, default=None, help="limit the split to its first rows")
-    parser.add_argument("--cold", action="store_true", help="drop the page cache before each timed run")
-    parser.add_argument("--record", action="store_true", help="append the result to docs/benchmarks.md")
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="limit the split to its first rows"
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="drop the page cache before each timed run"
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="append the result to docs/benchmarks.md"
+    )
     args = parser.parse_args()
 
     with Store.open(args.data) as store:
@@ -70,7 +88,12 @@ def main() -> None:
         if args.max_rows:
             rows = rows[: args.max_rows]
         gib = rows.size * store.n_vars * 4 / 2**30
-        config = LoaderConfig(batch_size=args.batch_size, block_rows=args.block_rows, blocks_per_pool=args.blocks_per_pool, resident_bytes=0)
+        config = LoaderConfig(
+            batch_size=args.batch_size,
+            block_rows=args.block_rows,
+            blocks_per_pool=args.blocks_per_pool,
+            resident_bytes=0,
+        )
         loader = MinibatchLoader(store, args.split, config=config, device=args.device, seed=0)
         loader.rows = rows
         if args.cold:

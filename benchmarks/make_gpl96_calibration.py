@@ -65,7 +65,9 @@ def main() -> None:
     genes = dgex_gene_map()
     averaging = probe_averaging(probes, genes)
     if len(averaging.missing_genes):
-        raise SystemExit(f"genes without probes on the arrays: {list(averaging.missing_genes[:5])}")
+        raise SystemExit(
+            f"genes without probes on the arrays: {list(averaging.missing_genes[:5])}"
+        )
     expression = np.asarray(X @ averaging.matrix)
 
     mean = expression.mean(axis=0)
@@ -73,7 +75,15 @@ def main() -> None:
     standardised = (expression - mean) / np.where(sd > 0, sd, 1.0)
     singular = np.linalg.svd(standardised, compute_uv=False)
     eigen = singular**2 / (singular**2).sum()
-    logger.info("gene means %.2f..%.2f (median %.2f), sds %.3f..%.3f (median %.3f)", mean.min(), mean.max(), np.median(mean), sd.min(), sd.max(), np.median(sd))
+    logger.info(
+        "gene means %.2f..%.2f (median %.2f), sds %.3f..%.3f (median %.3f)",
+        mean.min(),
+        mean.max(),
+        np.median(mean),
+        sd.min(),
+        sd.max(),
+        np.median(sd),
+    )
     logger.info("leading correlation eigenvalue fractions: %s", np.round(eigen[:8], 4))
 
     with atomic_output(args.out) as tmp:
@@ -86,7 +96,9 @@ def main() -> None:
                 sd=sd.astype(np.float32),
                 eigenvalue_fraction=eigen[: args.n_eigenvalues].astype(np.float32),
                 n_arrays=np.int64(X.shape[0]),
-                source=np.array("74 GPL96 arrays: bladderbatch (57, RMA) + GSE781 (17, MAS5); probe-level quantile normalisation, D-GEX probe averaging"),
+                source=np.array(
+                    "74 GPL96 arrays: bladderbatch (57, RMA) + GSE781 (17, MAS5); probe-level quantile normalisation, D-GEX probe averaging"
+                ),
             )
     logger.info("wrote %s (%d bytes)", args.out, args.out.stat().st_size)
 

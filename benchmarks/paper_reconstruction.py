@@ -84,9 +84,15 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "isolet": Protocol("ISOLET.npz", 50, 128, {"cae": 5.42e-3, "ipcae": 4.38e-3, "lassonet": 7.40e-3}),
-    "mice": Protocol("MICE_PROTEIN.npz", 10, 16, {"cae": 8.71e-3, "ipcae": 6.90e-3, "lassonet": 1.16e-2}),
-    "mnist": Protocol("MNIST.npz", 50, 128, {"cae": 1.48e-2, "ipcae": 1.36e-2, "lassonet": 1.98e-2}),
+    "isolet": Protocol(
+        "ISOLET.npz", 50, 128, {"cae": 5.42e-3, "ipcae": 4.38e-3, "lassonet": 7.40e-3}
+    ),
+    "mice": Protocol(
+        "MICE_PROTEIN.npz", 10, 16, {"cae": 8.71e-3, "ipcae": 6.90e-3, "lassonet": 1.16e-2}
+    ),
+    "mnist": Protocol(
+        "MNIST.npz", 50, 128, {"cae": 1.48e-2, "ipcae": 1.36e-2, "lassonet": 1.98e-2}
+    ),
 }
 
 
@@ -98,7 +104,9 @@ def minmax(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [((x - low) / span).astype(np.float32) for x in (train, *others)]
 
 
-def load_splits(dataset: str, *, data_dir: Path = DATA_DIR, split_seed: int = 42) -> dict[str, np.ndarray]:
+def load_splits(
+    dataset: str, *, data_dir: Path = DATA_DIR, split_seed: int = 42
+) -> dict[str, np.ndarray]:
     """Return the protocol's scaled train/validation/test matrices of ``dataset``.
 
     - ISOLET: train = parts 1-4, test = part 5; a seeded 20 % of train is validation (as
@@ -127,7 +135,11 @@ def load_splits(dataset: str, *, data_dir: Path = DATA_DIR, split_seed: int = 42
     if dataset == "mice":
         order = rng.permutation(X.shape[0])
         n_train, n_validation = int(0.6 * X.shape[0]), int(0.2 * X.shape[0])
-        parts = {"train": order[:n_train], "validation": order[n_train : n_train + n_validation], "test": order[n_train + n_validation :]}
+        parts = {
+            "train": order[:n_train],
+            "validation": order[n_train : n_train + n_validation],
+            "test": order[n_train + n_validation :],
+        }
         X = impute_class_means(X, data["y"], parts["train"])
         tr, va, te = minmax(X[parts["train"]], X[parts["validation"]], X[parts["test"]])
         return {"train": tr, "validation": va, "test": te}
@@ -136,7 +148,14 @@ def load_splits(dataset: str, *, data_dir: Path = DATA_DIR, split_seed: int = 42
     subset = rng.permutation(train_pool)[: int(0.15 * train_pool.size)]
     n_train = int(0.8 * subset.size)
     test = rng.permutation(test_pool)[: int(0.15 * test_pool.size)]
-    scaled = {name: (X[rows] / 255.0).astype(np.float32) for name, rows in (("train", subset[:n_train]), ("validation", subset[n_train:]), ("test", test))}
+    scaled = {
+        name: (X[rows] / 255.0).astype(np.float32)
+        for name, rows in (
+            ("train", subset[:n_train]),
+            ("validation", subset[n_train:]),
+            ("test", test),
+        )
+    }
     return scaled
 
 
@@ -161,16 +180,26 @@ def build_store(splits: dict[str, np.ndarray]) -> Store:
     X = np.concatenate([splits[name] for name in SPLITS]).astype(np.float32)
     n_features = X.shape[1]
     var = pd.DataFrame(
-        {"symbol": [f"f{j}" for j in range(n_features)], "landmark": False, "mean": 0.0, "std": 1.0},
+        {
+            "symbol": [f"f{j}" for j in range(n_features)],
+            "landmark": False,
+            "mean": 0.0,
+            "std": 1.0,
+        },
         index=pd.Index([f"f{j}" for j in range(n_features)], name="gene_id"),
     )
     labels = np.repeat(SPLITS, [splits[name].shape[0] for name in SPLITS])
-    obs = pd.DataFrame({"split": pd.Categorical(labels, categories=list(SPLITS))}, index=pd.Index([f"s{i}" for i in range(X.shape[0])], name="sample_id"))
+    obs = pd.DataFrame(
+        {"split": pd.Categorical(labels, categories=list(SPLITS))},
+        index=pd.Index([f"s{i}" for i in range(X.shape[0])], name="sample_id"),
+    )
     return Store(X, var=var, obs=obs, uns={"benchmark": True})
 
 
 # -- presets ----------------------------------------------------------------------------
-def load_preset(method: str, dataset: str, preset_dir: Path = PRESET_DIR) -> tuple[dict[str, Any], dict[str, Any]]:
+def load_preset(
+    method: str, dataset: str, preset_dir: Path = PRESET_DIR
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (selector params, trainer overrides) of ``method`` for ``dataset``."""
     path = preset_dir / f"{method}.yaml"
     if not path.exists():
@@ -192,7 +221,9 @@ class RefitDecoder(nn.Module):
     def __init__(self, features: np.ndarray, n_features: int) -> None:
         super().__init__()
         self.register_buffer("features", torch.as_tensor(np.asarray(features), dtype=torch.long))
-        self.decoder = build_decoder(len(features), n_features, hidden=(200,), activation="leaky_relu")
+        self.decoder = build_decoder(
+            len(features), n_features, hidden=(200,), activation="leaky_relu"
+        )
 
     def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(self.decoder(batch.index_select(1, self.features)), batch)
@@ -200,32 +231,58 @@ class RefitDecoder(nn.Module):
     validation_loss = training_loss
 
 
-def refit_test_mse(store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig) -> float:
+def refit_test_mse(
+    store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig
+) -> float:
     """Train :class:`RefitDecoder` under the protocol and return its test MSE."""
     return refit_test_errors(store, features, trainer, loader)["mse"]
 
 
-def refit_test_errors(store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig) -> dict[str, float]:
+def refit_test_errors(
+    store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig
+) -> dict[str, float]:
     """Train :class:`RefitDecoder` under the protocol; return its test ``mse`` and ``frob_norm``."""
     with torch.random.fork_rng(devices=[]):
         seed_everything(trainer.seed, -3)
         model = RefitDecoder(features, store.n_vars)
     return train_then_errors(
-        store, model, replace(trainer, stop_when_converged=False), loader, shuffle_seed=trainer.seed + 7919, predict=lambda batch: model.decoder(batch.index_select(1, model.features))
+        store,
+        model,
+        replace(trainer, stop_when_converged=False),
+        loader,
+        shuffle_seed=trainer.seed + 7919,
+        predict=lambda batch: model.decoder(batch.index_select(1, model.features)),
     )
 
 
-def train_then_test(store: Store, model: nn.Module, trainer: TrainerConfig, loader: LoaderConfig, *, shuffle_seed: int) -> float:
+def train_then_test(
+    store: Store,
+    model: nn.Module,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    *,
+    shuffle_seed: int,
+) -> float:
     """Fit ``model`` on the train split (best validation weights) and return its test MSE."""
-    train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=shuffle_seed, device="cpu")
+    train = MinibatchLoader(
+        store, "train", config=loader, shuffle=True, seed=shuffle_seed, device="cpu"
+    )
     validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device="cpu")
     Trainer(trainer).fit(model, train, validation)
-    test = MinibatchLoader(store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu")
+    test = MinibatchLoader(
+        store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu"
+    )
     return Trainer(replace(trainer, progress=False)).evaluate(model, test)
 
 
 def train_then_errors(
-    store: Store, model: nn.Module, trainer: TrainerConfig, loader: LoaderConfig, *, shuffle_seed: int, predict: Callable[[torch.Tensor], torch.Tensor]
+    store: Store,
+    model: nn.Module,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    *,
+    shuffle_seed: int,
+    predict: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, float]:
     """:func:`train_then_test`, then also the test ``frob_norm`` of ``predict`` (the trained model's reconstruction).
 
@@ -256,9 +313,16 @@ def frob_norm(x: np.ndarray, x_hat: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def split_errors(predict: Callable[[torch.Tensor], torch.Tensor], store: Store, split: str = "test", batch_size: int = 4096) -> dict[str, float]:
+def split_errors(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    store: Store,
+    split: str = "test",
+    batch_size: int = 4096,
+) -> dict[str, float]:
     """Test ``mse`` (over samples and features) and :func:`frob_norm` of ``predict`` on ``split``."""
-    loader = MinibatchLoader(store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device="cpu")
+    loader = MinibatchLoader(
+        store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device="cpu"
+    )
     targets, predictions = [], []
     for batch in loader:
         batch = batch.float()
@@ -268,7 +332,9 @@ def split_errors(predict: Callable[[torch.Tensor], torch.Tensor], store: Store, 
     return {"mse": float(((x - x_hat) ** 2).mean()), "frob_norm": frob_norm(x, x_hat)}
 
 
-def selector_predictor(selector: Any, *, resolve_duplicates: bool = True) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def selector_predictor(
+    selector: Any, *, resolve_duplicates: bool = True
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The trained selector's own reconstruction (what its ``reconstruction_mse`` scores), or ``None``.
 
     CAE / IP-CAE: the decoder reading the panel genes (``resolve_duplicates=False``: each
@@ -280,7 +346,9 @@ def selector_predictor(selector: Any, *, resolve_duplicates: bool = True) -> Cal
         return None
     model = model.eval()
     if hasattr(selector, "node_genes_"):
-        genes = selector.node_genes_ if resolve_duplicates else model.selected_genes().cpu().numpy()
+        genes = (
+            selector.node_genes_ if resolve_duplicates else model.selected_genes().cpu().numpy()
+        )
         index = torch.as_tensor(np.asarray(genes), dtype=torch.long)
         return lambda batch: model.reconstruct(batch.index_select(1, index)).float()
     reconstruct = getattr(model, "reconstruct", None)
@@ -290,7 +358,12 @@ def selector_predictor(selector: Any, *, resolve_duplicates: bool = True) -> Cal
 def _check_mse(reported: float, recomputed: float, what: str) -> None:
     """Warn when the MSE recomputed with the per-sample errors differs from the reported one."""
     if not np.isclose(reported, recomputed, rtol=1e-4, atol=1e-9):
-        logger.warning("%s: recomputed test MSE %.6g differs from the reported %.6g", what, recomputed, reported)
+        logger.warning(
+            "%s: recomputed test MSE %.6g differs from the reported %.6g",
+            what,
+            recomputed,
+            reported,
+        )
 
 
 # -- reference points ---------------------------------------------------------------------
@@ -323,17 +396,36 @@ class Bottleneck(nn.Module):
     validation_loss = training_loss
 
 
-def bottleneck_test_mse(store: Store, k: int, trainer: TrainerConfig, loader: LoaderConfig, encoder_hidden: tuple[int, ...] = ()) -> float:
+def bottleneck_test_mse(
+    store: Store,
+    k: int,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    encoder_hidden: tuple[int, ...] = (),
+) -> float:
     """Train :class:`Bottleneck` under the protocol and return its test MSE."""
     return bottleneck_test_errors(store, k, trainer, loader, encoder_hidden)["mse"]
 
 
-def bottleneck_test_errors(store: Store, k: int, trainer: TrainerConfig, loader: LoaderConfig, encoder_hidden: tuple[int, ...] = ()) -> dict[str, float]:
+def bottleneck_test_errors(
+    store: Store,
+    k: int,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    encoder_hidden: tuple[int, ...] = (),
+) -> dict[str, float]:
     """Train :class:`Bottleneck` under the protocol; return its test ``mse`` and ``frob_norm``."""
     with torch.random.fork_rng(devices=[]):
         seed_everything(trainer.seed, -4)
         model = Bottleneck(store.n_vars, k, encoder_hidden)
-    return train_then_errors(store, model, trainer, loader, shuffle_seed=trainer.seed, predict=lambda batch: model.decoder(model.encoder(batch)))
+    return train_then_errors(
+        store,
+        model,
+        trainer,
+        loader,
+        shuffle_seed=trainer.seed,
+        predict=lambda batch: model.decoder(model.encoder(batch)),
+    )
 
 
 def pca_reconstruction(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
@@ -354,7 +446,9 @@ def _explained_variance(residual_gram: np.ndarray, excluded: list[int]) -> np.nd
     diagonal = np.diag(residual_gram).copy()
     usable = diagonal > 1e-12 * max(diagonal.max(), 1e-300)
     usable[excluded] = False
-    return np.where(usable, (residual_gram**2).sum(axis=0) / np.where(usable, diagonal, 1.0), -np.inf)
+    return np.where(
+        usable, (residual_gram**2).sum(axis=0) / np.where(usable, diagonal, 1.0), -np.inf
+    )
 
 
 def greedy_linear_features(train: np.ndarray, k: int) -> list[int]:
@@ -403,7 +497,9 @@ def swap_linear_features(train: np.ndarray, start: list[int], max_sweeps: int = 
     return chosen
 
 
-def linear_regression_reconstruction(train: np.ndarray, test: np.ndarray, features: list[int]) -> np.ndarray:
+def linear_regression_reconstruction(
+    train: np.ndarray, test: np.ndarray, features: list[int]
+) -> np.ndarray:
     """Least squares (with intercept) from ``features`` to all features, fitted on train, applied to test."""
     design = np.c_[train[:, features], np.ones(len(train))]
     coefficients = np.linalg.lstsq(design, train, rcond=None)[0]
@@ -415,7 +511,14 @@ def linear_regression_test_mse(train: np.ndarray, test: np.ndarray, features: li
     return float(((linear_regression_reconstruction(train, test, features) - test) ** 2).mean())
 
 
-def reference_points(splits: dict[str, np.ndarray], store: Store, *, k: int, trainer: TrainerConfig, loader: LoaderConfig) -> dict[str, Any]:
+def reference_points(
+    splits: dict[str, np.ndarray],
+    store: Store,
+    *,
+    k: int,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+) -> dict[str, Any]:
     """Data-only reference MSEs for ``k`` features: PCA, greedy and swap-improved panels, bottlenecks, all features."""
     train, test = splits["train"].astype(np.float64), splits["test"].astype(np.float64)
     greedy = greedy_linear_features(train, k)
@@ -436,8 +539,12 @@ def reference_points(splits: dict[str, np.ndarray], store: Store, *, k: int, tra
         "greedy_refit_mlp": lambda: refit_test_errors(store, np.asarray(greedy), trainer, loader),
         "swap_refit_mlp": lambda: refit_test_errors(store, np.asarray(swapped), trainer, loader),
         "linear_bottleneck_mlp": lambda: bottleneck_test_errors(store, k, trainer, loader),
-        "nonlinear_bottleneck_mlp": lambda: bottleneck_test_errors(store, k, trainer, loader, encoder_hidden=(NONLINEAR_ENCODER_WIDTH,)),
-        "all_features_mlp": lambda: refit_test_errors(store, np.arange(store.n_vars), trainer, loader),
+        "nonlinear_bottleneck_mlp": lambda: bottleneck_test_errors(
+            store, k, trainer, loader, encoder_hidden=(NONLINEAR_ENCODER_WIDTH,)
+        ),
+        "all_features_mlp": lambda: refit_test_errors(
+            store, np.arange(store.n_vars), trainer, loader
+        ),
     }
     for name, fit in trained.items():
         errors = fit()
@@ -447,7 +554,17 @@ def reference_points(splits: dict[str, np.ndarray], store: Store, *, k: int, tra
 
 
 # -- one run --------------------------------------------------------------------------------
-def run_seed(store: Store, *, method: str, k: int, seed: int, params: dict[str, Any], trainer: TrainerConfig, loader: LoaderConfig, refit: bool) -> dict[str, Any]:
+def run_seed(
+    store: Store,
+    *,
+    method: str,
+    k: int,
+    seed: int,
+    params: dict[str, Any],
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    refit: bool,
+) -> dict[str, Any]:
     """Select with one seed and measure everything the JSON reports."""
     selector = make_selector(method, n_genes=k, seed=seed, params=params)
     trainer = replace(trainer, seed=seed)
@@ -475,7 +592,10 @@ def run_seed(store: Store, *, method: str, k: int, seed: int, params: dict[str, 
             _own_frob_norm(record, selector, store, "_argmax", resolve_duplicates=False)
     if refit:
         errors = refit_test_errors(store, result.gene_indices, trainer, loader)
-        record["test_mse_refit"], record["test_frob_norm_refit"] = errors["mse"], errors["frob_norm"]
+        record["test_mse_refit"], record["test_frob_norm_refit"] = (
+            errors["mse"],
+            errors["frob_norm"],
+        )
     logger.info(
         "seed %d: test_mse=%s refit=%s frob_norm=%s refit=%s unique=%.0f%% (%.0f s)",
         seed,
@@ -489,7 +609,9 @@ def run_seed(store: Store, *, method: str, k: int, seed: int, params: dict[str, 
     return record
 
 
-def _own_frob_norm(record: dict[str, Any], selector: Any, store: Store, suffix: str, *, resolve_duplicates: bool) -> None:
+def _own_frob_norm(
+    record: dict[str, Any], selector: Any, store: Store, suffix: str, *, resolve_duplicates: bool
+) -> None:
     """Add ``test_frob_norm{suffix}`` of the selector's own decoder to ``record`` (when it exposes one)."""
     predict = selector_predictor(selector, resolve_duplicates=resolve_duplicates)
     if predict is None:
@@ -571,24 +693,54 @@ def compare_speed(report: dict[str, Any], reference: dict[str, Any]) -> dict[str
 
 # -- command line ---------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--dataset", choices=sorted(PROTOCOLS))
     parser.add_argument("--method", help="registered selector method (cae, ipcae, lassonet, ...)")
     parser.add_argument("--seeds", type=int, default=10, help="run seeds 0..N-1 (default 10)")
     parser.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
-    parser.add_argument("--json", required=True, type=Path, help="output JSON (rewritten after every seed)")
+    parser.add_argument(
+        "--json", required=True, type=Path, help="output JSON (rewritten after every seed)"
+    )
     parser.add_argument("--epochs", type=int, default=200, help="epoch budget (default 200)")
     parser.add_argument("--k", type=int, default=None, help="panel size (default: 50, Mice 10)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: 128, Mice 16)")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3 or the preset's)")
-    parser.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a preset hyperparameter (repeatable)")
-    parser.add_argument("--split-seed", type=int, default=42, help="seed of the data split, fixed across runs as in the paper (default 42)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="batch size (default: 128, Mice 16)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=None, help="Adam learning rate (default 1e-3 or the preset's)"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a preset hyperparameter (repeatable)",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=42,
+        help="seed of the data split, fixed across runs as in the paper (default 42)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-refit", action="store_true", help="skip the refitted protocol decoder")
-    parser.add_argument("--reference", type=Path, help="JSON of another method: report epochs to reach its best validation loss")
-    parser.add_argument("--no-train", action="store_true", help="only (re)compute --reference against the existing --json")
+    parser.add_argument(
+        "--no-refit", action="store_true", help="skip the refitted protocol decoder"
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="JSON of another method: report epochs to reach its best validation loss",
+    )
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="only (re)compute --reference against the existing --json",
+    )
     parser.add_argument(
         "--baselines",
         action="store_true",
@@ -601,22 +753,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     try:
         if args.no_train:
             report = json.loads(args.json.read_text())
         else:
             if not args.dataset or not (args.method or args.baselines):
-                raise ConfigError("--dataset and --method (or --baselines) are required unless --no-train")
+                raise ConfigError(
+                    "--dataset and --method (or --baselines) are required unless --no-train"
+                )
             report = run_baselines(args) if args.baselines else run_benchmark(args)
         if args.reference:
-            report["speed_vs_reference"] = compare_speed(report, json.loads(args.reference.read_text()))
+            report["speed_vs_reference"] = compare_speed(
+                report, json.loads(args.reference.read_text())
+            )
             logger.info("speed vs %s: %s", args.reference, report["speed_vs_reference"])
         write_json(args.json, report)
     except GeneselError as error:
         logger.error("%s", error)
         return 1
-    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list | dict) or k == "speed_vs_reference"}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: v
+                for k, v in report.items()
+                if not isinstance(v, list | dict) or k == "speed_vs_reference"
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -631,7 +800,15 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     unknown = set(trainer_overrides) - set(TrainerConfig.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"preset trainer keys {sorted(unknown)} are not TrainerConfig options")
-    trainer = TrainerConfig(**{"max_epochs": args.epochs, "learning_rate": 1e-3, "device": args.device, "progress": False, **trainer_overrides})
+    trainer = TrainerConfig(
+        **{
+            "max_epochs": args.epochs,
+            "learning_rate": 1e-3,
+            "device": args.device,
+            "progress": False,
+            **trainer_overrides,
+        }
+    )
     trainer = replace(trainer, max_epochs=args.epochs)
     k = args.k or protocol.k
     batch_size = args.batch_size or protocol.batch_size
@@ -659,7 +836,18 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        report["runs"].append(run_seed(store, method=args.method, k=k, seed=seed, params=params, trainer=trainer, loader=loader, refit=not args.no_refit))
+        report["runs"].append(
+            run_seed(
+                store,
+                method=args.method,
+                k=k,
+                seed=seed,
+                params=params,
+                trainer=trainer,
+                loader=loader,
+                refit=not args.no_refit,
+            )
+        )
         report["seconds_total"] = time.perf_counter() - started
         write_json(args.json, summarise(report))
     report["complete"] = True
@@ -673,16 +861,38 @@ def run_baselines(args: argparse.Namespace) -> dict[str, Any]:
     protocol = PROTOCOLS[args.dataset]
     k = args.k or protocol.k
     loader = LoaderConfig(batch_size=args.batch_size or protocol.batch_size, drop_last=True)
-    trainer = TrainerConfig(max_epochs=args.epochs, learning_rate=args.lr or 1e-3, device=args.device, progress=False, seed=args.first_seed)
+    trainer = TrainerConfig(
+        max_epochs=args.epochs,
+        learning_rate=args.lr or 1e-3,
+        device=args.device,
+        progress=False,
+        seed=args.first_seed,
+    )
     splits = load_splits(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed)
-    report = {"dataset": args.dataset, "method": "baselines", "k": k, "epochs": args.epochs, "split_seed": args.split_seed, "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": _git_commit()}
-    report.update(reference_points(splits, build_store(splits), k=k, trainer=trainer, loader=loader))
+    report = {
+        "dataset": args.dataset,
+        "method": "baselines",
+        "k": k,
+        "epochs": args.epochs,
+        "split_seed": args.split_seed,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": _git_commit(),
+    }
+    report.update(
+        reference_points(splits, build_store(splits), k=k, trainer=trainer, loader=loader)
+    )
     return report
 
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

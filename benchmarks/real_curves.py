@@ -63,17 +63,46 @@ DETERMINISTIC = ("landmarks", "hvg", "qr", "greedy")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("benchmarks/data"))
-    parser.add_argument("--sets", nargs="*", default=None, help="data set names (default: every .h5ad in --data-dir)")
-    parser.add_argument("--methods", nargs="*", default=None, help="methods (default: all registered)")
+    parser.add_argument(
+        "--sets",
+        nargs="*",
+        default=None,
+        help="data set names (default: every .h5ad in --data-dir)",
+    )
+    parser.add_argument(
+        "--methods", nargs="*", default=None, help="methods (default: all registered)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--decoders", nargs="+", default=["linear", "mlp"])
     parser.add_argument("--genes", type=int, default=2000, help="most variable genes kept")
     parser.add_argument("--random-panels", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=None, help="epoch budget of trained selectors (default: the package's)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epoch budget of trained selectors (default: the package's)",
+    )
     parser.add_argument("--mlp-epochs", type=int, default=100)
-    parser.add_argument("--mlp-factors", type=float, nargs="*", default=list(MLP_FACTORS), help="MLP sizes, multiples of the landmark count")
-    parser.add_argument("--trained-factors", type=float, nargs="*", default=list(TRAINED_FACTORS), help="trained selectors' sizes, multiples of the landmark count")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no oversubscription on a shared machine)")
+    parser.add_argument(
+        "--mlp-factors",
+        type=float,
+        nargs="*",
+        default=list(MLP_FACTORS),
+        help="MLP sizes, multiples of the landmark count",
+    )
+    parser.add_argument(
+        "--trained-factors",
+        type=float,
+        nargs="*",
+        default=list(TRAINED_FACTORS),
+        help="trained selectors' sizes, multiples of the landmark count",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: no oversubscription on a shared machine)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/real_curves"))
     return parser.parse_args(argv)
 
@@ -81,16 +110,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_set(path: Path, n_genes: int, seed: int) -> ad.AnnData:
     """The set's ``n_genes`` most variable genes (landmarks among them as they fall), with a seeded split."""
     adata = ad.read_h5ad(path)
-    adata.X = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float32)
+    adata.X = np.asarray(
+        adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float32
+    )
     spread = adata.X.std(axis=0)
     adata = adata[:, np.sort(np.argsort(-spread)[: min(n_genes, adata.n_vars)])].copy()
     group = GROUP_COLUMNS.get(path.stem)
-    genesel.tl.prepare(adata, seed=seed, fractions=(0.7, 0.15), group_column=group if group in adata.obs else None)
+    genesel.tl.prepare(
+        adata, seed=seed, fractions=(0.7, 0.15), group_column=group if group in adata.obs else None
+    )
     return adata
 
 
 def panel_sizes(n_landmarks: int, n_genes: int, factors: tuple[float, ...]) -> list[int]:
-    return sorted({max(2, round(f * n_landmarks)) for f in factors if round(f * n_landmarks) < n_genes})
+    return sorted(
+        {max(2, round(f * n_landmarks)) for f in factors if round(f * n_landmarks) < n_genes}
+    )
 
 
 def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -102,24 +137,56 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     mlp_sizes = set(panel_sizes(n_landmarks, store.n_vars, tuple(args.mlp_factors)))
     trained_sizes = set(panel_sizes(n_landmarks, store.n_vars, tuple(args.trained_factors)))
     methods = args.methods or [m for m in available_methods() if m != "random"]
-    split = adata.obs["genesel_split" if "genesel_split" in adata.obs else "split"].value_counts().to_dict()
-    logger.info("%s: %d samples (%s) x %d genes, %d landmarks; sizes %s", path.stem, adata.n_obs, split, store.n_vars, n_landmarks, sizes)
+    split = (
+        adata.obs["genesel_split" if "genesel_split" in adata.obs else "split"]
+        .value_counts()
+        .to_dict()
+    )
+    logger.info(
+        "%s: %d samples (%s) x %d genes, %d landmarks; sizes %s",
+        path.stem,
+        adata.n_obs,
+        split,
+        store.n_vars,
+        n_landmarks,
+        sizes,
+    )
     panels: dict[tuple[str, int, int], np.ndarray] = {}
     extra: dict[tuple[str, int, int], dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     for method in methods:
         method_started = time.perf_counter()
         trained = method in ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
-        for k in [n_landmarks] if method == "landmarks" else [k for k in sizes if not trained or k in trained_sizes]:
+        for k in (
+            [n_landmarks]
+            if method == "landmarks"
+            else [k for k in sizes if not trained or k in trained_sizes]
+        ):
             for seed in args.seeds[:1] if method in DETERMINISTIC else args.seeds:
-                trainer = TrainerConfig(seed=seed, progress=False, **({} if args.epochs is None else {"max_epochs": args.epochs}))
+                trainer = TrainerConfig(
+                    seed=seed,
+                    progress=False,
+                    **({} if args.epochs is None else {"max_epochs": args.epochs}),
+                )
                 try:
-                    result = select_panel(store, method=method, n_genes=k, seed=seed, trainer=trainer, loader=LoaderConfig())
+                    result = select_panel(
+                        store,
+                        method=method,
+                        n_genes=k,
+                        seed=seed,
+                        trainer=trainer,
+                        loader=LoaderConfig(),
+                    )
                 except genesel.errors.GeneselError as error:
-                    logger.warning("%s %s k=%d seed %d failed: %s", path.stem, method, k, seed, error)
+                    logger.warning(
+                        "%s %s k=%d seed %d failed: %s", path.stem, method, k, seed, error
+                    )
                     continue
                 panels[(method, k, seed)] = result.gene_indices
-                extra[(method, k, seed)] = {key: result.extra.get(key) for key in ("converged", "mean_max_probability", "unique_percent")}
+                extra[(method, k, seed)] = {
+                    key: result.extra.get(key)
+                    for key in ("converged", "mean_max_probability", "unique_percent")
+                }
         seconds[method] = time.perf_counter() - method_started
         logger.info("%s: %s done in %.0f s", path.stem, method, seconds[method])
     for k in sizes:
@@ -132,17 +199,41 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             with open_moments(Path(tmp) / "moments.h5", store) as moments:
                 results = evaluate_linear_panels(store, moments, panels, progress=False)
         for (method, k, seed), result in results.items():
-            rows.append(_row(method, k, seed, "linear", result.evaluation.metrics, extra.get((method, k, seed), {})))
+            rows.append(
+                _row(
+                    method,
+                    k,
+                    seed,
+                    "linear",
+                    result.evaluation.metrics,
+                    extra.get((method, k, seed), {}),
+                )
+            )
             per_sample.append(result.evaluation.per_sample["mse_imputed"])
     if "mlp" in args.decoders:
-        trainer = TrainerConfig(max_epochs=args.mlp_epochs, lr_decay=0.95, patience=10, progress=False)
+        trainer = TrainerConfig(
+            max_epochs=args.mlp_epochs, lr_decay=0.95, patience=10, progress=False
+        )
         for (method, k, seed), genes in panels.items():
-            if k not in mlp_sizes and method != "landmarks" or (method == "random" and seed >= len(args.seeds)):
+            if (
+                k not in mlp_sizes
+                and method != "landmarks"
+                or (method == "random" and seed >= len(args.seeds))
+            ):
                 continue
             trainer.seed = seed
-            model = fit_imputer(store, genes.tolist(), decoder="mlp", hidden=(256,), trainer=trainer, progress=False)
+            model = fit_imputer(
+                store,
+                genes.tolist(),
+                decoder="mlp",
+                hidden=(256,),
+                trainer=trainer,
+                progress=False,
+            )
             evaluation = evaluate_model(store, model, progress=False)
-            rows.append(_row(method, k, seed, "mlp", evaluation.metrics, extra.get((method, k, seed), {})))
+            rows.append(
+                _row(method, k, seed, "mlp", evaluation.metrics, extra.get((method, k, seed), {}))
+            )
             per_sample.append(evaluation.per_sample["mse_imputed"])
     runs = pd.DataFrame(rows)
     curves = summarize_curves(runs, metric="mse_imputed", per_sample=per_sample)
@@ -163,16 +254,27 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         "sizes": sizes,
         "headline": {d: headline(matches, curves, decoder=d) for d in args.decoders},
         "checks": acceptance(curves.table, versus),
-        "unconverged": [list(key) for key, value in extra.items() if value.get("converged") is False],
+        "unconverged": [
+            list(key) for key, value in extra.items() if value.get("converged") is False
+        ],
         "seconds": {**seconds, "total": time.perf_counter() - started},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
-def _row(method: str, k: int, seed: int, decoder: str, metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    method: str, k: int, seed: int, decoder: str, metrics: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
     keep = ("mse_imputed", "mse", "mse_mean_predictor", "n_samples", "ridge", "pearson_r_mean")
-    return {"method": method, "n_genes": k, "seed": seed, "decoder": decoder, **{key: metrics.get(key) for key in keep}, **extra}
+    return {
+        "method": method,
+        "n_genes": k,
+        "seed": seed,
+        "decoder": decoder,
+        **{key: metrics.get(key) for key in keep},
+        **extra,
+    }
 
 
 def acceptance(curves: pd.DataFrame, versus: pd.DataFrame) -> dict[str, Any]:
@@ -192,16 +294,26 @@ def acceptance(curves: pd.DataFrame, versus: pd.DataFrame) -> dict[str, Any]:
         "max_linear_point": f"{worst['method']} k={int(worst['n_genes'])}",
         "all_linear_below_1": bool((linear["mean"] <= 1.0).all()),
         "random_decreasing": not steps_up,
-        "worse_than_random": worse[["method", "n_genes", "difference", "low", "high"]].to_dict("records"),
-        "better_than_random": linear_versus[linear_versus["verdict"] == "better"][["method", "n_genes"]].to_dict("records"),
+        "worse_than_random": worse[["method", "n_genes", "difference", "low", "high"]].to_dict(
+            "records"
+        ),
+        "better_than_random": linear_versus[linear_versus["verdict"] == "better"][
+            ["method", "n_genes"]
+        ].to_dict("records"),
     }
 
 
 def markdown(summaries: list[dict[str, Any]]) -> str:
-    lines = ["| set | samples (train/val/test) | genes | landmarks | max linear MSE | random decreasing | worse than random (linear) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| set | samples (train/val/test) | genes | landmarks | max linear MSE | random decreasing | worse than random (linear) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for s in summaries:
         split = s["split"]
-        worse = ", ".join(f"{w['method']}@{w['n_genes']}" for w in s["checks"]["worse_than_random"]) or "none"
+        worse = (
+            ", ".join(f"{w['method']}@{w['n_genes']}" for w in s["checks"]["worse_than_random"])
+            or "none"
+        )
         lines.append(
             f"| {s['set']} | {s['n_obs']} ({split.get('train', 0)}/{split.get('validation', 0)}/{split.get('test', 0)}) | {s['n_genes']} | "
             f"{s['n_landmarks']} | {s['checks']['max_linear_mse']:.3f} ({s['checks']['max_linear_point']}) | "
@@ -219,12 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     paths = sorted(args.data_dir.glob("*.h5ad"))
     if args.sets:
         paths = [p for p in paths if p.stem in args.sets]
     if not paths:
-        print(f"{args.data_dir}: no data sets; build them with `python benchmarks/real_data.py --out {args.data_dir}`", file=sys.stderr)
+        print(
+            f"{args.data_dir}: no data sets; build them with `python benchmarks/real_data.py --out {args.data_dir}`",
+            file=sys.stderr,
+        )
         return 1
     summaries = [run_set(path, args) for path in paths]
     args.out.mkdir(parents=True, exist_ok=True)

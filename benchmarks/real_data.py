@@ -38,7 +38,6 @@ the command that installs it, and the other sets are still built.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import sqlite3
 import subprocess
@@ -82,7 +81,12 @@ class Source:
     path: Path
 
     def record(self, file: str) -> dict[str, str]:
-        return {"package": self.package, "version": self.version, "installer": self.installer, "file": file}
+        return {
+            "package": self.package,
+            "version": self.version,
+            "installer": self.installer,
+            "file": file,
+        }
 
 
 def r_package(name: str, deb: str, library: Path = R_LIBRARY) -> Source:
@@ -95,7 +99,9 @@ def r_package(name: str, deb: str, library: Path = R_LIBRARY) -> Source:
             f"apt-get update && apt-get install --no-install-recommends {deb}"
         )
     fields = dict(
-        line.split(":", 1) for line in description.read_text(errors="replace").splitlines() if ":" in line and not line[0].isspace()
+        line.split(":", 1)
+        for line in description.read_text(errors="replace").splitlines()
+        if ":" in line and not line[0].isspace()
     )
     version = fields.get("Version", "unknown").strip()
     try:
@@ -117,7 +123,9 @@ def pypi_package(name: str, module: str | None = None) -> Source:
     except (importlib.metadata.PackageNotFoundError, ModuleNotFoundError):
         spec = None
     if spec is None or spec.origin is None:
-        raise MissingSource(f"PyPI package {name!r} is not installed; install it with: python -m pip install {name}")
+        raise MissingSource(
+            f"PyPI package {name!r} is not installed; install it with: python -m pip install {name}"
+        )
     return Source(name, version, "pypi", Path(spec.origin).parent)
 
 
@@ -158,7 +166,11 @@ def read_r_objects(path: Path) -> dict:
 def _matrix(array) -> pd.DataFrame:  # noqa: ANN001
     """An xarray DataArray (rows x columns) from rdata as a frame."""
     rows, cols = array.dims
-    return pd.DataFrame(np.asarray(array.values, dtype=np.float64), index=array[rows].values.astype(str), columns=array[cols].values.astype(str))
+    return pd.DataFrame(
+        np.asarray(array.values, dtype=np.float64),
+        index=array[rows].values.astype(str),
+        columns=array[cols].values.astype(str),
+    )
 
 
 # --------------------------------------------------------------------------- gene ids
@@ -171,8 +183,12 @@ class OrgHs:
         self.source = r_package("org.Hs.eg.db", "r-bioc-org.hs.eg.db", library)
         db = self.source.path / "extdata/org.Hs.eg.sqlite"
         self._con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        self.symbol = dict(self._query("SELECT g.gene_id, i.symbol FROM genes g JOIN gene_info i USING (_id)"))
-        self.egsource = dict(self._query("SELECT name, value FROM metadata")).get("EGSOURCEDATE", "unknown")
+        self.symbol = dict(
+            self._query("SELECT g.gene_id, i.symbol FROM genes g JOIN gene_info i USING (_id)")
+        )
+        self.egsource = dict(self._query("SELECT name, value FROM metadata")).get(
+            "EGSOURCEDATE", "unknown"
+        )
 
     def _query(self, sql: str) -> list[tuple[str, str]]:
         return self._con.execute(sql).fetchall()
@@ -191,19 +207,27 @@ class OrgHs:
         return dict(zip(frame["key"], frame["entrez"]))
 
     def from_accession(self) -> dict[str, str]:
-        return self._unique(self._query("SELECT a.accession, g.gene_id FROM accessions a JOIN genes g USING (_id)"))
+        return self._unique(
+            self._query("SELECT a.accession, g.gene_id FROM accessions a JOIN genes g USING (_id)")
+        )
 
     def from_ensembl(self) -> dict[str, str]:
-        return self._unique(self._query("SELECT e.ensembl_id, g.gene_id FROM ensembl e JOIN genes g USING (_id)"))
+        return self._unique(
+            self._query("SELECT e.ensembl_id, g.gene_id FROM ensembl e JOIN genes g USING (_id)")
+        )
 
     def from_symbol(self) -> dict[str, str]:
         """Official symbol first; otherwise an alias that names exactly one gene."""
-        alias = self._unique(self._query("SELECT a.alias_symbol, g.gene_id FROM alias a JOIN genes g USING (_id)"))
+        alias = self._unique(
+            self._query("SELECT a.alias_symbol, g.gene_id FROM alias a JOIN genes g USING (_id)")
+        )
         official = {s: e for e, s in self.symbol.items()}
         return {**alias, **official}
 
 
-def collapse_to_genes(expr: pd.DataFrame, entrez: pd.Series) -> tuple[pd.DataFrame, pd.Series, dict[str, int]]:
+def collapse_to_genes(
+    expr: pd.DataFrame, entrez: pd.Series
+) -> tuple[pd.DataFrame, pd.Series, dict[str, int]]:
     """Average the features (columns of ``expr``) of each Entrez gene.
 
     ``entrez`` maps feature id -> Entrez id (missing: unmapped, dropped). Returns the
@@ -214,7 +238,11 @@ def collapse_to_genes(expr: pd.DataFrame, entrez: pd.Series) -> tuple[pd.DataFra
     kept = expr.loc[:, keep]
     genes = kept.T.groupby(ids[keep].to_numpy(), sort=True).mean().T
     n_features = ids[keep].value_counts().reindex(genes.columns).astype(np.int64)
-    stats = {"features": int(expr.shape[1]), "features_mapped": int(keep.sum()), "genes": int(genes.shape[1])}
+    stats = {
+        "features": int(expr.shape[1]),
+        "features_mapped": int(keep.sum()),
+        "genes": int(genes.shape[1]),
+    }
     return genes, n_features, stats
 
 
@@ -256,7 +284,9 @@ class Built:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def finish(name: str, built: Built, org_symbol: dict[str, str], landmarks: pd.DataFrame, top_genes: int) -> ad.AnnData:
+def finish(
+    name: str, built: Built, org_symbol: dict[str, str], landmarks: pd.DataFrame, top_genes: int
+) -> ad.AnnData:
     """Filter genes, annotate and attach provenance."""
     expr, steps = built.expr, list(built.steps)
     values = expr.to_numpy(dtype=np.float64)
@@ -265,7 +295,9 @@ def finish(name: str, built: Built, org_symbol: dict[str, str], landmarks: pd.Da
     if built.counts_like and built.detected is not None:
         frac = built.detected.reindex(columns=expr.columns).to_numpy().mean(axis=0)
         low = frac < MIN_DETECTED_FRACTION
-        steps.append(f"dropped {int((keep & low).sum())} genes detected in < {MIN_DETECTED_FRACTION:.0%} of samples")
+        steps.append(
+            f"dropped {int((keep & low).sum())} genes detected in < {MIN_DETECTED_FRACTION:.0%} of samples"
+        )
         keep &= ~low
     expr = expr.loc[:, keep]
     if top_genes and expr.shape[1] > top_genes:
@@ -274,7 +306,9 @@ def finish(name: str, built: Built, org_symbol: dict[str, str], landmarks: pd.Da
         steps.append(f"kept the {top_genes} genes of highest variance (of {expr.shape[1]})")
         expr = expr.iloc[:, order]
     else:
-        steps.append(f"kept all {expr.shape[1]} remaining genes (top-genes limit {top_genes or 'off'})")
+        steps.append(
+            f"kept all {expr.shape[1]} remaining genes (top-genes limit {top_genes or 'off'})"
+        )
 
     entrez = pd.Series(expr.columns.astype(str), index=expr.columns.astype(str))
     symbol = entrez.map(org_symbol).fillna("")
@@ -331,7 +365,13 @@ def build_all_leukemia(org: OrgHs, library: Path) -> Built:
     probes = _matrix(eset.assayData.frame["exprs"]).T  # samples x probes
     pheno = eset.phenoData.data
     pheno.index = pheno.index.astype(str)
-    acc = pd.read_csv(annot.path / "extdata/hgu95av2_ID", sep="\t", header=None, names=["probe", "accession"], dtype=str)
+    acc = pd.read_csv(
+        annot.path / "extdata/hgu95av2_ID",
+        sep="\t",
+        header=None,
+        names=["probe", "accession"],
+        dtype=str,
+    )
     probe_entrez = acc.set_index("probe")["accession"].map(org.from_accession())
     expr, n_features, stats = collapse_to_genes(probes, probe_entrez)
     return Built(
@@ -340,7 +380,11 @@ def build_all_leukemia(org: OrgHs, library: Path) -> Built:
         n_features=n_features,
         platform="Affymetrix HG-U95Av2 (GPL8300)",
         units="log2 RMA (as shipped)",
-        sources=[src.record("data/ALL.rda (ExpressionSet 'ALL', exprs)"), annot.record("extdata/hgu95av2_ID (probe -> GenBank accession)"), org.record()],
+        sources=[
+            src.record("data/ALL.rda (ExpressionSet 'ALL', exprs)"),
+            annot.record("extdata/hgu95av2_ID (probe -> GenBank accession)"),
+            org.record(),
+        ],
         steps=[
             "read ExpressionSet with the PyPI package rdata (no R)",
             f"probe -> GenBank accession (AnnotationDbi hgu95av2_ID) -> Entrez (org.Hs.eg.db accessions; accessions of several genes dropped): "
@@ -359,7 +403,9 @@ def build_flu_challenge(org: OrgHs, library: Path) -> Built:
     frames = read_r_frames(src.path / "data/fluExample.RData")
     genes = frames["eset.full"].T  # samples x symbols
     meta = frames["flu.meta"].set_index("SampleID")
-    expr, n_features, stats = collapse_to_genes(genes, pd.Series(genes.columns, index=genes.columns).map(org.from_symbol()))
+    expr, n_features, stats = collapse_to_genes(
+        genes, pd.Series(genes.columns, index=genes.columns).map(org.from_symbol())
+    )
     return Built(
         expr=expr,
         obs=meta,
@@ -381,7 +427,9 @@ def build_flu_challenge(org: OrgHs, library: Path) -> Built:
 def build_hsmm(org: OrgHs, library: Path) -> Built:
     """HSMMSingleCell: 271 single myoblasts, 0/24/48/72 h of differentiation (Trapnell et al. 2014)."""
     src = r_package("HSMMSingleCell", "r-bioc-hsmmsinglecell", library)
-    fpkm = read_r_frames(src.path / "data/HSMM_expr_matrix.rda")["HSMM_expr_matrix"].T  # cells x Ensembl
+    fpkm = read_r_frames(src.path / "data/HSMM_expr_matrix.rda")[
+        "HSMM_expr_matrix"
+    ].T  # cells x Ensembl
     sheet = read_r_frames(src.path / "data/HSMM_sample_sheet.rda")["HSMM_sample_sheet"]
     fpkm.columns = fpkm.columns.str.replace(r"\.\d+$", "", regex=True)
     fpkm = fpkm.T.groupby(level=0).sum().T  # PAR duplicates (ENSG..._PAR_Y) are rare; sum same ids
@@ -396,7 +444,10 @@ def build_hsmm(org: OrgHs, library: Path) -> Built:
         n_features=n_features,
         platform="single-cell RNA-seq, Fluidigm C1 + Illumina (Cufflinks FPKM)",
         units="natural log1p(FPKM)",
-        sources=[src.record("data/HSMM_expr_matrix.rda, data/HSMM_sample_sheet.rda"), org.record()],
+        sources=[
+            src.record("data/HSMM_expr_matrix.rda, data/HSMM_sample_sheet.rda"),
+            org.record(),
+        ],
         steps=[
             "read with pyreadr; stripped Ensembl version suffixes",
             "log1p(FPKM) (natural log)",
@@ -416,7 +467,10 @@ def build_geuvadis(org: OrgHs, library: Path) -> Built:
     se = read_r_objects(src.path / "data/humanGender.rda")["humanGender"]
     counts = _matrix(se.assays.data.listData[0]).T  # samples x Ensembl
     cols = se.colData.listData
-    obs = pd.DataFrame({str(k): np.asarray(v) for k, v in cols.items()}, index=np.asarray(se.colData.rownames).astype(str))
+    obs = pd.DataFrame(
+        {str(k): np.asarray(v) for k, v in cols.items()},
+        index=np.asarray(se.colData.rownames).astype(str),
+    )
     obs = obs.rename(columns={"group": "sex"})
     cpm = counts.div(counts.sum(axis=1), axis=0) * 1e6
     logged = np.log2(cpm + 1.0)
@@ -429,7 +483,10 @@ def build_geuvadis(org: OrgHs, library: Path) -> Built:
         n_features=n_features,
         platform="bulk RNA-seq, Illumina (GEUVADIS lymphoblastoid cell lines)",
         units="log2(CPM + 1), CPM over the genes shipped",
-        sources=[src.record("data/humanGender.rda (SummarizedExperiment 'humanGender', counts)"), org.record()],
+        sources=[
+            src.record("data/humanGender.rda (SummarizedExperiment 'humanGender', counts)"),
+            org.record(),
+        ],
         steps=[
             "read SummarizedExperiment with the PyPI package rdata (no R)",
             "counts -> CPM (library size = sum over the shipped genes) -> log2(CPM + 1)",
@@ -449,7 +506,13 @@ def build_pbmc68k(org: OrgHs, library: Path) -> Built:
     import scanpy as sc
 
     adata = sc.datasets.pbmc68k_reduced().raw.to_adata()
-    logged = pd.DataFrame(np.asarray(adata.X.todense() if hasattr(adata.X, "todense") else adata.X, dtype=np.float64), index=adata.obs_names, columns=adata.var_names)
+    logged = pd.DataFrame(
+        np.asarray(
+            adata.X.todense() if hasattr(adata.X, "todense") else adata.X, dtype=np.float64
+        ),
+        index=adata.obs_names,
+        columns=adata.var_names,
+    )
     sym = pd.Series(logged.columns, index=logged.columns).map(org.from_symbol())
     expr, n_features, stats = collapse_to_genes(logged, sym)
     det, _, _ = collapse_to_genes((logged > 0).astype(np.float64), sym)
@@ -477,7 +540,9 @@ def build_celltypist_sample(org: OrgHs, library: Path) -> Built:
     src = pypi_package("celltypist")
     path = src.path / "data/samples/sample_cell_by_gene.csv"
     if not path.is_file():
-        raise MissingSource(f"{path} is missing from celltypist {src.version}; reinstall it: python -m pip install celltypist")
+        raise MissingSource(
+            f"{path} is missing from celltypist {src.version}; reinstall it: python -m pip install celltypist"
+        )
     counts = pd.read_csv(path, index_col=0).astype(np.float64)
     counts = counts.T.groupby(level=0).sum().T
     logged = np.log1p(counts.div(counts.sum(axis=1), axis=0) * 1e4)
@@ -534,8 +599,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/data")
     parser.add_argument("--only", nargs="+", choices=sorted(SOURCES), help="build only these sets")
-    parser.add_argument("--top-genes", type=int, default=5000, help="keep this many most variable genes (0: all)")
-    parser.add_argument("--r-library", type=Path, default=R_LIBRARY, help="where Debian installs R packages")
+    parser.add_argument(
+        "--top-genes", type=int, default=5000, help="keep this many most variable genes (0: all)"
+    )
+    parser.add_argument(
+        "--r-library", type=Path, default=R_LIBRARY, help="where Debian installs R packages"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 

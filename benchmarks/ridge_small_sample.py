@@ -38,23 +38,47 @@ def main(argv: list[str] | None = None) -> int:
     adata = load_set(args.data, args.genes, seed=0)
     store = Store.from_anndata(adata)
     n_train = int(store.split_indices("train").size)
-    sizes = sorted({5, 10, 20, 40, 60, 75, 85, n_train - 2, n_train, n_train + 5, 110, 150, 250, 500, 1000})
-    panels = {(k, s): np.random.default_rng(s).permutation(store.n_vars)[:k] for k in sizes for s in range(args.panels)}
+    sizes = sorted(
+        {5, 10, 20, 40, 60, 75, 85, n_train - 2, n_train, n_train + 5, 110, 150, 250, 500, 1000}
+    )
+    panels = {
+        (k, s): np.random.default_rng(s).permutation(store.n_vars)[:k]
+        for k in sizes
+        for s in range(args.panels)
+    }
     figure = Figure(figsize=(7, 4.4), layout="constrained")
     ax = figure.subplots()
     with tempfile.TemporaryDirectory() as tmp:
         compute_moments(store, Path(tmp) / "m.h5", progress=False)
         with open_moments(Path(tmp) / "m.h5", store) as moments:
-            for ridge, color, label in ((0.0, "#d62728", "exact least squares (ridge 0)"), ("auto", "#1f77b4", "validated ridge (auto)")):
-                results = evaluate_linear_panels(store, moments, panels, ridge=ridge, progress=False)
-                errors = np.array([[results[(k, s)].evaluation.metrics["mse_imputed"] for s in range(args.panels)] for k in sizes])
+            for ridge, color, label in (
+                (0.0, "#d62728", "exact least squares (ridge 0)"),
+                ("auto", "#1f77b4", "validated ridge (auto)"),
+            ):
+                results = evaluate_linear_panels(
+                    store, moments, panels, ridge=ridge, progress=False
+                )
+                errors = np.array(
+                    [
+                        [
+                            results[(k, s)].evaluation.metrics["mse_imputed"]
+                            for s in range(args.panels)
+                        ]
+                        for k in sizes
+                    ]
+                )
                 low, median, high = np.quantile(errors, [0.1, 0.5, 0.9], axis=1)
                 ax.fill_between(sizes, low, high, color=color, alpha=0.2, linewidth=0)
                 ax.plot(sizes, median, color=color, marker="o", markersize=3, label=label)
-                print(f"{label}: " + ", ".join(f"K={k}: {m:.3g}" for k, m in zip(sizes, median, strict=True)))
+                print(
+                    f"{label}: "
+                    + ", ".join(f"K={k}: {m:.3g}" for k, m in zip(sizes, median, strict=True))
+                )
     predictor = results[(sizes[0], 0)].evaluation.metrics["mse_mean_predictor"]
     ax.axhline(predictor, color="#555555", linestyle=":", label="predicting each gene's mean")
-    ax.axvline(n_train, color="#999999", linestyle="--", linewidth=1, label=f"train rows ({n_train})")
+    ax.axvline(
+        n_train, color="#999999", linestyle="--", linewidth=1, label=f"train rows ({n_train})"
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("panel size (genes), random panels")

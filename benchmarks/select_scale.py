@@ -26,7 +26,17 @@ from recording import markdown_table, record  # noqa: E402
 from timing import measure  # noqa: E402
 
 GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]
-METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet", "landmarks", "random", "hvg", "qr")
+METHODS = (
+    "cae",
+    "ipcae",
+    "lassonet",
+    "logitnormal",
+    "logitnormal-hnet",
+    "landmarks",
+    "random",
+    "hvg",
+    "qr",
+)
 #: Extra ``--param`` values per method (a coarse LassoNet path: x2 per point, 1 epoch each).
 METHOD_PARAMS: dict[str, list[str]] = {
     "lassonet": ["path_multiplier=2.0", "epochs_per_lambda=1", "refit_epochs=1"],
@@ -37,10 +47,29 @@ TRAINED = {"cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet"}
 def run_method(method: str, args: argparse.Namespace) -> dict[str, object]:
     """Select with ``method`` under GNU time and summarise its history."""
     out = args.workdir / method
-    command = [*GENESEL, "select", "--data", str(args.data), "--method", method, "--n-genes", str(args.n_genes), "--out", str(out)]
+    command = [
+        *GENESEL,
+        "select",
+        "--data",
+        str(args.data),
+        "--method",
+        method,
+        "--n-genes",
+        str(args.n_genes),
+        "--out",
+        str(out),
+    ]
     if method in TRAINED:
         # the fixed budget this benchmark describes (no step minimum, no convergence stop)
-        command += ["--epochs", str(args.epochs), "--device", args.device, "--min-steps", "0", "--no-stop-when-converged"]
+        command += [
+            "--epochs",
+            str(args.epochs),
+            "--device",
+            args.device,
+            "--min-steps",
+            "0",
+            "--no-stop-when-converged",
+        ]
         if args.max_steps_per_epoch:
             command += ["--max-steps-per-epoch", str(args.max_steps_per_epoch)]
     for value in METHOD_PARAMS.get(method, []):
@@ -60,12 +89,16 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, object]:
         if "steps_per_second" in frame:
             row["steps/s or path"] = round(float(frame["steps_per_second"].mean()), 2)
         if "n_selected" in frame:
-            row["steps/s or path"] = f"path: {len(frame)} points, {int(frame['n_selected'].iloc[0])} -> {int(frame['n_selected'].iloc[-1])} genes"
+            row["steps/s or path"] = (
+                f"path: {len(frame)} points, {int(frame['n_selected'].iloc[0])} -> {int(frame['n_selected'].iloc[-1])} genes"
+            )
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="preprocessed store")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/genesel-select-scale"))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)

@@ -51,12 +51,26 @@ def configurations(n_genes: int, *, mlp_hidden: int, small_p: int) -> list[StepC
         StepConfig("cae-linear", {"decoder_hidden": ()}),
         StepConfig(f"cae-mlp({mlp_hidden})", {"decoder_hidden": (mlp_hidden,)}),
         StepConfig("ipcae-full P=D", {"indirect": True, "decoder_hidden": ()}),
-        StepConfig(f"ipcae-full P={small_p}", {"indirect": True, "embedding_dim": small_p, "decoder_hidden": ()}),
-        StepConfig("ipcae-diagonal P=D", {"indirect": True, "w_form": "diagonal", "decoder_hidden": ()}),
+        StepConfig(
+            f"ipcae-full P={small_p}",
+            {"indirect": True, "embedding_dim": small_p, "decoder_hidden": ()},
+        ),
+        StepConfig(
+            "ipcae-diagonal P=D", {"indirect": True, "w_form": "diagonal", "decoder_hidden": ()}
+        ),
     ]
 
 
-def time_steps(config: StepConfig, *, n_genes: int, n_nodes: int, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+def time_steps(
+    config: StepConfig,
+    *,
+    n_genes: int,
+    n_nodes: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` untimed ones."""
     torch.manual_seed(0)
     model = ConcreteAutoencoder(n_genes, n_nodes, **config.options).to(device)
@@ -85,12 +99,23 @@ def time_steps(config: StepConfig, *, n_genes: int, n_nodes: int, batch_size: in
     model = optimizer = batches = None  # free device memory before the next network
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return {"name": config.name, "seconds_per_step": seconds, "steps_per_second": 1.0 / seconds, "parameters": n_parameters, "selector_parameters": selector_parameters}
+    return {
+        "name": config.name,
+        "seconds_per_step": seconds,
+        "steps_per_second": 1.0 / seconds,
+        "parameters": n_parameters,
+        "selector_parameters": selector_parameters,
+    }
 
 
 def markdown_table(rows: list[dict[str, Any]], *, header: str) -> str:
     """Format timing rows as a markdown block."""
-    lines = [header, "", "| network | device | steps/s | ms/step | parameters (selector) |", "|---|---|---:|---:|---:|"]
+    lines = [
+        header,
+        "",
+        "| network | device | steps/s | ms/step | parameters (selector) |",
+        "|---|---|---:|---:|---:|",
+    ]
     for row in rows:
         lines.append(
             f"| {row['name']} | {row['device']} | {row['steps_per_second']:.3g} | {1000 * row['seconds_per_step']:.4g} | "
@@ -110,6 +135,7 @@ def update_docs(path: Path, block: str) -> None:
     head, tail = text[:end].rstrip("\n") + "\n\n" + block, text[end:]
     path.write_text(head + ("\n" + tail if tail else ""))
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--genes", type=int, default=10463, help="D (default 10,463)")
@@ -117,12 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per network")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    parser.add_argument("--mlp-hidden", type=int, default=3000, help="hidden width of the MLP decoder")
-    parser.add_argument("--small-p", type=int, default=1024, help="the smaller IP-CAE embedding width")
-    parser.add_argument("--device", default="all", help="cpu, cuda or all (cpu, and cuda when available)")
+    parser.add_argument(
+        "--mlp-hidden", type=int, default=3000, help="hidden width of the MLP decoder"
+    )
+    parser.add_argument(
+        "--small-p", type=int, default=1024, help="the smaller IP-CAE embedding width"
+    )
+    parser.add_argument(
+        "--device", default="all", help="cpu, cuda or all (cpu, and cuda when available)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--only", action="append", help="time only networks whose name contains this (repeatable)")
-    parser.add_argument("--update-docs", type=Path, help="append the table to this markdown file's '## Selector step time' section")
+    parser.add_argument(
+        "--only", action="append", help="time only networks whose name contains this (repeatable)"
+    )
+    parser.add_argument(
+        "--update-docs",
+        type=Path,
+        help="append the table to this markdown file's '## Selector step time' section",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,10 +172,23 @@ def main(argv: list[str] | None = None) -> int:
         for config in configurations(args.genes, mlp_hidden=args.mlp_hidden, small_p=args.small_p):
             if args.only and not any(key in config.name for key in args.only):
                 continue
-            row = time_steps(config, n_genes=args.genes, n_nodes=args.nodes, batch_size=args.batch_size, steps=args.steps, warmup=args.warmup, device=device)
-            row["device"] = device_name if device_name == "cpu" else torch.cuda.get_device_name(device)
+            row = time_steps(
+                config,
+                n_genes=args.genes,
+                n_nodes=args.nodes,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                warmup=args.warmup,
+                device=device,
+            )
+            row["device"] = (
+                device_name if device_name == "cpu" else torch.cuda.get_device_name(device)
+            )
             rows.append(row)
-            print(f"{row['name']:<24} {row['device']:<10} {row['steps_per_second']:8.3g} steps/s", flush=True)
+            print(
+                f"{row['name']:<24} {row['device']:<10} {row['steps_per_second']:8.3g} steps/s",
+                flush=True,
+            )
     cpu = platform.processor() or platform.machine()
     header = (
         f"`{' '.join(['python', *sys.argv])}` on {platform.node()} ({cpu}, {torch.get_num_threads()} CPU thread(s), torch {torch.__version__}), "
@@ -158,7 +209,13 @@ def _sync(device: torch.device) -> None:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

@@ -33,7 +33,9 @@ def measure(command: list[str], *, log: str | None = None) -> Measured:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(command)}")
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rss = int(match.group(1)) / 2**20 if match else float("nan")
-    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    cpu = sum(
+        float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
+    )
     return Measured(" ".join(command), seconds, rss, cpu)
 
 

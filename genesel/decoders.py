@@ -57,7 +57,9 @@ def build_decoder(
     from torch import nn
 
     if n_inputs < 1 or n_outputs < 1:
-        raise ConfigError(f"decoder needs at least one input and output, got {n_inputs} -> {n_outputs}")
+        raise ConfigError(
+            f"decoder needs at least one input and output, got {n_inputs} -> {n_outputs}"
+        )
     if not 0.0 <= dropout < 1.0:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
     layers: list[nn.Module] = []

@@ -34,7 +34,8 @@ class InputFileError(GeneselError, ValueError):
 
 class CheckpointMismatchError(InputFileError):
     """A training checkpoint that this run must not continue: made with other inputs or
-    options, without a run fingerprint, or trained past this run's budget."""
+    options, without a run fingerprint, or trained past this run's budget.
+    """
 
 
 class StoreVersionError(InputFileError):

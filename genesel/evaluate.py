@@ -24,7 +24,13 @@ from tqdm.auto import tqdm
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
-from genesel.impute.genes import MATCH_STAGES, MAX_LISTED, ColumnMatch, locate_columns, require_panel
+from genesel.impute.genes import (
+    MATCH_STAGES,
+    MAX_LISTED,
+    ColumnMatch,
+    locate_columns,
+    require_panel,
+)
 from genesel.impute.model import ImputationModel
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.store import Store
@@ -73,7 +79,12 @@ class Evaluation:
         out = Path(out)
         if out.suffix != ".json":
             out = out / "metrics.json"
-        tables = {name: out.with_name(f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv") for name in ("per_gene", "per_sample")}
+        tables = {
+            name: out.with_name(
+                f"{name}.tsv" if out.name == "metrics.json" else f"{out.stem}.{name}.tsv"
+            )
+            for name in ("per_gene", "per_sample")
+        }
         with removing_on_error(*tables.values(), out):  # all three or none (a full disk)
             for name, frame in (("per_gene", self.per_gene), ("per_sample", self.per_sample)):
                 with atomic_output(tables[name]) as tmp:
@@ -95,7 +106,10 @@ class _GeneSums:
 
     def update(self, truth: np.ndarray, predicted: np.ndarray) -> None:
         error = predicted - truth
-        self.per_sample.append(np.einsum("ij,ij->i", error[:, self.imputed], error[:, self.imputed]) / max(self.imputed.sum(), 1))
+        self.per_sample.append(
+            np.einsum("ij,ij->i", error[:, self.imputed], error[:, self.imputed])
+            / max(self.imputed.sum(), 1)
+        )
         s = self.sums
         s["squared"] += np.einsum("ij,ij->j", error, error)
         s["absolute"] += np.abs(error).sum(axis=0)
@@ -108,11 +122,18 @@ class _GeneSums:
 
     def pearson(self) -> np.ndarray:
         s = self.sums
-        return pearson_from_sums(self.n, s["truth"], s["truth2"], s["pred"], s["pred2"], s["cross"])
+        return pearson_from_sums(
+            self.n, s["truth"], s["truth2"], s["pred"], s["pred2"], s["cross"]
+        )
 
 
 def pearson_from_sums(
-    n: int, truth: np.ndarray, truth2: np.ndarray, pred: np.ndarray, pred2: np.ndarray, cross: np.ndarray
+    n: int,
+    truth: np.ndarray,
+    truth2: np.ndarray,
+    pred: np.ndarray,
+    pred2: np.ndarray,
+    cross: np.ndarray,
 ) -> np.ndarray:
     """Per-gene Pearson r from sums of truth, prediction, their squares and products (NaN when constant)."""
     covariance = cross - truth * pred / n
@@ -170,7 +191,9 @@ def evaluate_model(
     training store, its genes differ, or ``standardize="data"``.
     """
     if standardize not in STANDARDIZE_CHOICES:
-        raise ConfigError(f"standardize={standardize!r} must be one of {', '.join(STANDARDIZE_CHOICES)}")
+        raise ConfigError(
+            f"standardize={standardize!r} must be one of {', '.join(STANDARDIZE_CHOICES)}"
+        )
     rows = store.require_split(split)
     match = match_model_genes(store, model)
     kept = match.kept
@@ -182,14 +205,20 @@ def evaluate_model(
         mean = store.var["mean"].to_numpy(np.float64)[columns]
         std = store.var["std"].to_numpy(np.float64)[columns]
     measured = model.measured_mask[kept]
-    panel = np.cumsum(kept)[model.panel_indices] - 1  # panel genes among the kept genes, in panel order
+    panel = (
+        np.cumsum(kept)[model.panel_indices] - 1
+    )  # panel genes among the kept genes, in panel order
     sums = _GeneSums(int(kept.sum()), ~measured)
-    with tqdm(total=rows.size, desc=f"evaluate {split}", unit="rows", disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=rows.size, desc=f"evaluate {split}", unit="rows", disable=not progress, leave=False
+    ) as bar:
         for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
             values = block if identity else block[:, columns]
             truth = (values.astype(np.float64) - mean) / std
             panel_values = truth[:, panel]
-            predicted = model.predict_standardized(panel_values, batch_rows=block_rows, device=device).astype(np.float64)
+            predicted = model.predict_standardized(
+                panel_values, batch_rows=block_rows, device=device
+            ).astype(np.float64)
             if not identity:
                 predicted = predicted[:, kept]
             predicted[:, panel] = panel_values  # measured genes: exact, not rounded to float32
@@ -205,7 +234,10 @@ def evaluate_model(
         pearson=sums.pearson(),
         index=model.gene_ids[kept],
     )
-    per_sample = pd.DataFrame({HEADLINE_METRIC: np.concatenate(sums.per_sample)}, index=pd.Index(store.obs.index[rows].astype(str), name="sample_id"))
+    per_sample = pd.DataFrame(
+        {HEADLINE_METRIC: np.concatenate(sums.per_sample)},
+        index=pd.Index(store.obs.index[rows].astype(str), name="sample_id"),
+    )
     metrics = summary_metrics(
         per_gene,
         per_sample[HEADLINE_METRIC].to_numpy(),
@@ -223,8 +255,13 @@ def evaluate_model(
         logger.info(
             "%s: not the model's training store (%s): %d of its %d genes matched by %s, %d target genes missing; "
             "standardised with the %s's train statistics",
-            store.path or "<store>", record["source_store"] or "unknown", record["n_matched"], model.n_genes,
-            record["matched_by"], record["n_missing_targets"], "model" if standardize == "model" else "data",
+            store.path or "<store>",
+            record["source_store"] or "unknown",
+            record["n_matched"],
+            model.n_genes,
+            record["matched_by"],
+            record["n_missing_targets"],
+            "model" if standardize == "model" else "data",
         )
     logger.info("%s split: %s", split, describe_metrics(metrics))
     return Evaluation(metrics, per_gene, per_sample)
@@ -266,7 +303,9 @@ class GeneMatch:
     @property
     def matched_by(self) -> str:
         """``"gene_id"``, ``"symbol"`` or ``"gene_id and symbol"``: what found the genes."""
-        used = [name for name, count in (("gene_id", self.by_id), ("symbol", self.by_symbol)) if count]
+        used = [
+            name for name, count in (("gene_id", self.by_id), ("symbol", self.by_symbol)) if count
+        ]
         return " and ".join(used) or "nothing"
 
 
@@ -279,7 +318,9 @@ def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
         Naming the panel genes the store lacks (or holds in several columns).
     """
     source = store.path or "<store>"
-    match = locate_columns(model.gene_ids, model.symbols, store.var.index.astype(str), store.var, source=source)
+    match = locate_columns(
+        model.gene_ids, model.symbols, store.var.index.astype(str), store.var, source=source
+    )
     columns, stages = match.columns.copy(), match.stages.copy()
     # a column claimed twice (say by one gene's id and another's symbol) goes to the first claim by the earliest stage
     order = np.lexsort((np.arange(columns.size), stages))
@@ -289,7 +330,11 @@ def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
     panel = model.panel_indices
     labels = [f"{model.symbols[k]} ({model.gene_ids[k]})" for k in panel[columns[panel] == -2]]
     require_panel(
-        ColumnMatch(columns[panel], stages[panel], [a for a in match.ambiguous if a.split(" in columns ")[0] in labels]),
+        ColumnMatch(
+            columns[panel],
+            stages[panel],
+            [a for a in match.ambiguous if a.split(" in columns ")[0] in labels],
+        ),
         model.panel_ids,
         model.panel_symbols,
         source=source,
@@ -302,15 +347,24 @@ def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
     if missing.size:
         logger.warning(
             "%s: %d of the model's %d genes are not in the data and are left out of the scores, e.g. %s",
-            source, missing.size, model.n_genes, missing[:MAX_LISTED].tolist(),
+            source,
+            missing.size,
+            model.n_genes,
+            missing[:MAX_LISTED].tolist(),
         )
     counts = {name: int((stages == k).sum()) for k, name in enumerate(MATCH_STAGES)}
     if counts["gene_id"] < model.n_genes - missing.size:
-        logger.info("%s: model genes matched by %s", source, ", ".join(f"{name} {count}" for name, count in counts.items()))
+        logger.info(
+            "%s: model genes matched by %s",
+            source,
+            ", ".join(f"{name} {count}" for name, count in counts.items()),
+        )
     return GeneMatch(columns, stages, missing)
 
 
-def transfer_record(store: Store, model: ImputationModel, match: GeneMatch, *, standardize: str) -> dict[str, Any] | None:
+def transfer_record(
+    store: Store, model: ImputationModel, match: GeneMatch, *, standardize: str
+) -> dict[str, Any] | None:
     """What an evaluation on other data than the model's training store records, or ``None``.
 
     ``None`` when ``store`` is the model's training store (same fingerprint, or the model
@@ -322,8 +376,12 @@ def transfer_record(store: Store, model: ImputationModel, match: GeneMatch, *, s
 
     fingerprint = store_fingerprint(store)
     source_fingerprint = model.training.get("store_fingerprint")
-    same_genes = match.by_id == model.n_genes and np.array_equal(match.columns, np.arange(store.n_vars))
-    same_store = fingerprint == source_fingerprint if source_fingerprint is not None else same_genes
+    same_genes = match.by_id == model.n_genes and np.array_equal(
+        match.columns, np.arange(store.n_vars)
+    )
+    same_store = (
+        fingerprint == source_fingerprint if source_fingerprint is not None else same_genes
+    )
     if same_store and same_genes and standardize == DEFAULT_STANDARDIZE:
         return None
     return {
@@ -411,7 +469,13 @@ def summary_metrics(
     return metrics
 
 
-def bootstrap_interval(values: np.ndarray, *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES, level: float = INTERVAL_LEVEL) -> list[float]:
+def bootstrap_interval(
+    values: np.ndarray,
+    *,
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = INTERVAL_LEVEL,
+) -> list[float]:
     """Percentile bootstrap interval of the mean of ``values`` (resampling its entries)."""
     values = np.asarray(values, dtype=np.float64)
     if values.size < 2:
@@ -478,7 +542,11 @@ def open_evaluation_data(
     source = open_source(path, orientation=orientation)
     try:
         if source.feature_kind != "gene":
-            raise InputFileError(path, "its features are microarray probes, not genes", "average them into genes with `genesel preprocess` first")
+            raise InputFileError(
+                path,
+                "its features are microarray probes, not genes",
+                "average them into genes with `genesel preprocess` first",
+            )
         var = source.var.copy()
         if "symbol" not in var.columns:
             from genesel.io.gene_maps import symbols_of
@@ -491,7 +559,11 @@ def open_evaluation_data(
         var["mean"], var["std"] = mean, std
         var.index = pd.Index(source.var_names, name="gene_id")
         obs = pd.DataFrame({"split": "test"}, index=source.obs_names)
-        logger.info("%s: not a genesel store; evaluating all %d samples as the test split", path, source.n_obs)
+        logger.info(
+            "%s: not a genesel store; evaluating all %d samples as the test split",
+            path,
+            source.n_obs,
+        )
         return Store(source.data, var=var, obs=obs, uns=source.uns, path=path, file=source)  # type: ignore[arg-type]
     except BaseException:
         source.close()
@@ -500,7 +572,8 @@ def open_evaluation_data(
 
 def _column_statistics(matrix: Any, *, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and standard deviation (ddof 0; 1 for a constant column, as stores keep it) of a
-    row-sliceable matrix, summed in float64 about the first row (no cancellation for large means)."""
+    row-sliceable matrix, summed in float64 about the first row (no cancellation for large means).
+    """
     n = int(matrix.shape[0])
     total = np.zeros(int(matrix.shape[1]))
     squares = np.zeros_like(total)

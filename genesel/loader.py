@@ -162,8 +162,13 @@ class MinibatchLoader:
     def _iter_streaming(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
         batch = self.config.batch_size
         plan = self._pool_plan(rng)
-        orders = [rng.permutation(sum(b.size for b in blocks)) if self.shuffle else None for blocks in plan]
-        pools = (self._read_pool(blocks, order) for blocks, order in zip(plan, orders, strict=True))
+        orders = [
+            rng.permutation(sum(b.size for b in blocks)) if self.shuffle else None
+            for blocks in plan
+        ]
+        pools = (
+            self._read_pool(blocks, order) for blocks, order in zip(plan, orders, strict=True)
+        )
         carry: np.ndarray | None = None
         for pool in _prefetched(pools, depth=self.config.prefetch):
             # The pool's rows are already shuffled: batches are contiguous, zero-copy views.
@@ -224,18 +229,28 @@ class MinibatchLoader:
                 offset += min(step, indices.size - first)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genesel-loader")
-            self._scratch = [np.empty((step, self.store.n_vars), dtype=np.float32) for _ in range(2)]
+            self._scratch = [
+                np.empty((step, self.store.n_vars), dtype=np.float32) for _ in range(2)
+            ]
         helped = self._helper.submit(self._fill, pool, destination, slices[1::2], self._scratch[1])
         self._fill(pool, destination, slices[0::2], self._scratch[0])
         helped.result()
         return pool
 
-    def _fill(self, pool: np.ndarray, destination: np.ndarray | None, slices: list[tuple[np.ndarray, int]], scratch: np.ndarray) -> None:
+    def _fill(
+        self,
+        pool: np.ndarray,
+        destination: np.ndarray | None,
+        slices: list[tuple[np.ndarray, int]],
+        scratch: np.ndarray,
+    ) -> None:
         """Read, standardise (unless batches go to a GPU) and place ``slices`` of a pool."""
         standardize = self._standardize_on_host
         for part, offset in slices:
             if destination is None and not standardize:
-                self.store.read_rows(part, standardize=False, out=pool[offset : offset + part.size])
+                self.store.read_rows(
+                    part, standardize=False, out=pool[offset : offset + part.size]
+                )
                 continue
             chunk = scratch[: part.size]
             self.store.read_rows(part, standardize=False, out=chunk)
@@ -260,7 +275,10 @@ class MinibatchLoader:
         """
         size = self.config.block_rows * (self.config.blocks_per_pool if self.shuffle else 1)
         if not self._ring:
-            self._ring = [np.empty((size, self.store.n_vars), dtype=np.float32) for _ in range(self.config.prefetch + 3)]
+            self._ring = [
+                np.empty((size, self.store.n_vars), dtype=np.float32)
+                for _ in range(self.config.prefetch + 3)
+            ]
         self._ring_position = (self._ring_position + 1) % len(self._ring)
         buffer = self._ring[self._ring_position]
         if sys.getrefcount(buffer) > 3:  # the ring, ``buffer`` and getrefcount's argument
@@ -312,12 +330,20 @@ class MinibatchLoader:
         return self.n_rows * self.n_columns * 4 <= budget
 
     def _load_resident(self) -> torch.Tensor:
-        resident = torch.empty((self.n_rows, self.n_columns), dtype=torch.float32, device=self.device)
+        resident = torch.empty(
+            (self.n_rows, self.n_columns), dtype=torch.float32, device=self.device
+        )
         block = self.config.block_rows
         for start in range(0, self.n_rows, block):
             values = self._read(self.rows[start : start + block], standardize=True)
             resident[start : start + values.shape[0]] = torch.from_numpy(values).to(self.device)
-        logger.debug("%s split resident on %s (%d x %d)", self.split, self.device, self.n_rows, self.n_columns)
+        logger.debug(
+            "%s split resident on %s (%d x %d)",
+            self.split,
+            self.device,
+            self.n_rows,
+            self.n_columns,
+        )
         return resident
 
 

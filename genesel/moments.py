@@ -54,7 +54,11 @@ def machine_memory_bytes() -> int:
 
 def check_memory(n_vars: int, *, max_memory_gib: float | None) -> None:
     """Fail clearly when two ``D x D`` float64 matrices exceed the memory budget."""
-    budget = DEFAULT_MEMORY_FRACTION * machine_memory_bytes() if max_memory_gib is None else max_memory_gib * 2**30
+    budget = (
+        DEFAULT_MEMORY_FRACTION * machine_memory_bytes()
+        if max_memory_gib is None
+        else max_memory_gib * 2**30
+    )
     needed = 2 * 8 * n_vars**2
     if needed > budget:
         raise ConfigError(
@@ -79,7 +83,14 @@ class GramAccumulator:
         ``cpu`` or a CUDA device (general products in the given precision).
     """
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, *, precision: str = "float64", device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        *,
+        precision: str = "float64",
+        device: str | torch.device = "cpu",
+    ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -90,11 +101,15 @@ class GramAccumulator:
         self.n = 0
         self.total = np.zeros(n_vars, dtype=np.float64)
         if self.device.type == "cpu":
-            self.gram = np.zeros((n_vars, n_vars), dtype=np.float64, order="F")  # upper triangle filled
+            self.gram = np.zeros(
+                (n_vars, n_vars), dtype=np.float64, order="F"
+            )  # upper triangle filled
             self._gram_device = None
         else:
             self.gram = None
-            self._gram_device = torch.zeros((n_vars, n_vars), dtype=torch.float64, device=self.device)
+            self._gram_device = torch.zeros(
+                (n_vars, n_vars), dtype=torch.float64, device=self.device
+            )
 
     def update(self, block: np.ndarray) -> None:
         """Add the rows of ``block`` (store units, samples x genes)."""
@@ -110,7 +125,9 @@ class GramAccumulator:
             self._gram_device.add_((rows.T @ rows).to(torch.float64))
         elif self.precision == "float64":
             # z.T is D x B and Fortran-ordered: C += z^T z on the upper triangle, in place.
-            self.gram = scipy.linalg.blas.dsyrk(1.0, z.T, beta=1.0, c=self.gram, trans=0, lower=0, overwrite_c=1)
+            self.gram = scipy.linalg.blas.dsyrk(
+                1.0, z.T, beta=1.0, c=self.gram, trans=0, lower=0, overwrite_c=1
+            )
         else:
             product = scipy.linalg.blas.ssyrk(1.0, z.T, trans=0, lower=0)
             self.gram += product
@@ -174,13 +191,25 @@ def compute_moments(
         with h5py.File(tmp, "w") as handle:
             handle.attrs["format_version"] = MOMENTS_FORMAT_VERSION
             handle.attrs["genesel_version"] = __version__
-            handle.attrs["store_fingerprint"] = json.dumps(store_fingerprint(store), sort_keys=True)
+            handle.attrs["store_fingerprint"] = json.dumps(
+                store_fingerprint(store), sort_keys=True
+            )
             handle.attrs["precision"] = precision
-            handle.create_dataset("gene_ids", data=np.asarray(store.gene_ids.astype(str), dtype=object), dtype=h5py.string_dtype())
+            handle.create_dataset(
+                "gene_ids",
+                data=np.asarray(store.gene_ids.astype(str), dtype=object),
+                dtype=h5py.string_dtype(),
+            )
             for split in splits:
                 rows = store.split_indices(split)
                 accumulator = GramAccumulator(mean, std, precision=precision, device=device)
-                with tqdm(total=rows.size, desc=f"moments ({split})", unit="rows", disable=not progress, leave=False) as bar:
+                with tqdm(
+                    total=rows.size,
+                    desc=f"moments ({split})",
+                    unit="rows",
+                    disable=not progress,
+                    leave=False,
+                ) as bar:
                     for _, block in iter_row_blocks(store, rows, block_rows=block_rows):
                         accumulator.update(block)
                         bar.update(block.shape[0])
@@ -194,7 +223,13 @@ def compute_moments(
                 # (Moments.panel_statistics), about 10x faster than an h5py row selection.
                 group.create_dataset("gram", data=gram)
                 del gram
-    logger.info("wrote the moments of %d genes (%s) to %s in %.1f s", store.n_vars, ", ".join(splits), out, time.perf_counter() - started)
+    logger.info(
+        "wrote the moments of %d genes (%s) to %s in %.1f s",
+        store.n_vars,
+        ", ".join(splits),
+        out,
+        time.perf_counter() - started,
+    )
     return out
 
 
@@ -214,11 +249,21 @@ class Moments:
     def panel_statistics(self, split: str, panel: np.ndarray) -> PanelStatistics:
         """:class:`PanelStatistics` of ``panel`` over ``split`` (reads ``K`` rows of the matrix)."""
         if split not in self._handle:
-            raise InputFileError(self.path, f"holds no moments of the {split} split", "recompute it with `genesel moments`")
+            raise InputFileError(
+                self.path,
+                f"holds no moments of the {split} split",
+                "recompute it with `genesel moments`",
+            )
         group = self._handle[split]
         panel = np.asarray(panel, dtype=np.int64)
         rows = self._read_rows(group["gram"], panel)
-        return PanelStatistics(n=int(group.attrs["n"]), total=group["total"][:], cross=rows, squares=group["squares"][:], panel=panel)
+        return PanelStatistics(
+            n=int(group.attrs["n"]),
+            total=group["total"][:],
+            cross=rows,
+            squares=group["squares"][:],
+            panel=panel,
+        )
 
     def _read_rows(self, dataset: h5py.Dataset, panel: np.ndarray) -> np.ndarray:
         """Rows ``panel`` of a ``D x D`` float64 matrix, in ``panel``'s order.
@@ -231,7 +276,12 @@ class Moments:
         order = np.argsort(panel, kind="stable")
         ordered = panel[order]
         offset = dataset.id.get_offset()
-        if offset is None or self._fd is None or dataset.dtype != np.dtype("<f8") or dataset.shape != (self.n_vars, self.n_vars):
+        if (
+            offset is None
+            or self._fd is None
+            or dataset.dtype != np.dtype("<f8")
+            or dataset.shape != (self.n_vars, self.n_vars)
+        ):
             rows = np.empty((panel.size, self.n_vars), dtype=np.float64)
             rows[order] = dataset[ordered]
             return rows
@@ -245,7 +295,11 @@ class Moments:
             while done < view.nbytes:
                 read = os.preadv(self._fd, [view[done:]], position + done)
                 if read <= 0:
-                    raise InputFileError(self.path, "ended inside the moments matrix", "recompute it with `genesel moments`")
+                    raise InputFileError(
+                        self.path,
+                        "ended inside the moments matrix",
+                        "recompute it with `genesel moments`",
+                    )
                 done += read
         if np.array_equal(order, np.arange(panel.size)):
             return buffer
@@ -267,7 +321,11 @@ class Moments:
         group = self._require(split)
         n = int(group.attrs["n"])
         if n < 1:
-            raise InputFileError(self.path, f"holds no rows of the {split} split", "use a store with rows in that split")
+            raise InputFileError(
+                self.path,
+                f"holds no rows of the {split} split",
+                "use a store with rows in that split",
+            )
         center = np.asarray(center, dtype=np.float64)
         matrix = np.ascontiguousarray(group["gram"][:], dtype=np.float64)
         shift_cross_products(matrix, group["total"][:], n, center, slice(None))
@@ -276,7 +334,11 @@ class Moments:
 
     def _require(self, split: str) -> h5py.Group:
         if split not in self._handle:
-            raise InputFileError(self.path, f"holds no moments of the {split} split", "recompute it with `genesel moments`")
+            raise InputFileError(
+                self.path,
+                f"holds no moments of the {split} split",
+                "recompute it with `genesel moments`",
+            )
         return self._handle[split]
 
     def close(self) -> None:
@@ -289,7 +351,12 @@ class Moments:
     def __enter__(self) -> Moments:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -297,15 +364,25 @@ def open_moments(path: str | os.PathLike[str], store: Store) -> Moments:
     """Open a moments file, checking that it was computed from ``store``."""
     path = Path(path)
     if not path.exists():
-        raise InputFileError(path, "no such moments file", f"compute it with `genesel moments --data {store.path or 'STORE'} --out {path}`")
+        raise InputFileError(
+            path,
+            "no such moments file",
+            f"compute it with `genesel moments --data {store.path or 'STORE'} --out {path}`",
+        )
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise InputFileError(path, f"not a readable HDF5 file ({error})", "recompute it with `genesel moments`") from None
+        raise InputFileError(
+            path, f"not a readable HDF5 file ({error})", "recompute it with `genesel moments`"
+        ) from None
     try:
         version = handle.attrs.get("format_version")
         if version != MOMENTS_FORMAT_VERSION:
-            raise InputFileError(path, f"moments format {version} is not {MOMENTS_FORMAT_VERSION}", "recompute it with `genesel moments`")
+            raise InputFileError(
+                path,
+                f"moments format {version} is not {MOMENTS_FORMAT_VERSION}",
+                "recompute it with `genesel moments`",
+            )
         saved = json.loads(handle.attrs["store_fingerprint"])
         current = store_fingerprint(store)
         if saved != current:

@@ -150,7 +150,10 @@ class BlockTransform:
                     "the data is probably log-scale already: use --log2 no",
                 )
             return log2_values(genes)
-        if self.expect_logged and np.count_nonzero(genes > LOGGED_MAX) > (1 - LOG_DECISION_QUANTILE) * genes.size:
+        if (
+            self.expect_logged
+            and np.count_nonzero(genes > LOGGED_MAX) > (1 - LOG_DECISION_QUANTILE) * genes.size
+        ):
             row, column = _first(genes > LOGGED_MAX)
             raise InputFileError(
                 self.path,
@@ -208,7 +211,9 @@ class DuplicateFinder:
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(self.seed)
-        self._directions = rng.standard_normal((self.n_vars, DUPLICATE_PROJECTIONS)) / np.sqrt(self.n_vars)
+        self._directions = rng.standard_normal((self.n_vars, DUPLICATE_PROJECTIONS)) / np.sqrt(
+            self.n_vars
+        )
         self._grid = max(DUPLICATE_GRID_IN_TOLERANCES * self.tolerance, 1e-9)
         self._tables: tuple[dict[bytes, list[int]], ...] = ({}, {})
 
@@ -218,7 +223,11 @@ class DuplicateFinder:
         keys = [np.floor(cells + offset).astype(np.int64) for offset in (0.0, 0.5)]
         for i in range(block.shape[0]):
             row_keys = [k[i].tobytes() for k in keys]
-            candidates = dict.fromkeys(c for table, key in zip(self._tables, row_keys, strict=True) for c in table.get(key, ()))
+            candidates = dict.fromkeys(
+                c
+                for table, key in zip(self._tables, row_keys, strict=True)
+                for c in table.get(key, ())
+            )
             original = next((c for c in candidates if self._same(block, start, c, i)), None)
             if original is not None:
                 self.duplicate_of[start + i] = original
@@ -239,15 +248,20 @@ def _compute(array: Any) -> np.ndarray:
 
 
 def iterate_blocks(
-    array: Any, block_indices: Sequence[int] | None = None, *, desc: str = "", progress: bool = True
+    array: Any,
+    block_indices: Sequence[int] | None = None,
+    *,
+    desc: str = "",
+    progress: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first row, block)`` of a row-chunked dask array, prefetching the next block."""
     starts = np.cumsum((0, *array.chunks[0]))
     indices = list(range(len(array.chunks[0]))) if block_indices is None else list(block_indices)
     total = int(sum(array.chunks[0][i] for i in indices))
-    with ThreadPoolExecutor(max_workers=1) as pool, tqdm(
-        total=total, unit="rows", desc=desc, disable=not progress, leave=False
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        tqdm(total=total, unit="rows", desc=desc, disable=not progress, leave=False) as bar,
+    ):
         pending = pool.submit(_compute, array.blocks[indices[0]]) if indices else None
         for position, index in enumerate(indices):
             block = pending.result()  # type: ignore[union-attr]
@@ -341,11 +355,19 @@ def preprocess(
     if block_rows is not None and (int(block_rows) != block_rows or block_rows < 1):
         raise ConfigError(f"block_rows={block_rows!r} must be a positive integer")
     out_path = Path(out_path)
-    source, owned = _as_source(source_or_path, format=format, orientation=orientation, layer=layer, probe_map=probe_map)
+    source, owned = _as_source(
+        source_or_path, format=format, orientation=orientation, layer=layer, probe_map=probe_map
+    )
     try:
         if source.path.resolve() == out_path.resolve():
             raise ConfigError(f"the output {out_path} is the input; choose another --out")
-        run = _Run(source, log2_option=log2_option, force_log=force_log, block_rows=block_rows, progress=progress)
+        run = _Run(
+            source,
+            log2_option=log2_option,
+            force_log=force_log,
+            block_rows=block_rows,
+            progress=progress,
+        )
         return run.write(
             out_path,
             quantile_normalize=quantile_normalize,
@@ -384,7 +406,15 @@ def _as_source(value: Any, **options: Any) -> tuple[MatrixSource, bool]:
 class _Run:
     """The state of one preprocessing run: the gene view of the source and the passes."""
 
-    def __init__(self, source: MatrixSource, *, log2_option: str, force_log: bool, block_rows: int | None, progress: bool) -> None:
+    def __init__(
+        self,
+        source: MatrixSource,
+        *,
+        log2_option: str,
+        force_log: bool,
+        block_rows: int | None,
+        progress: bool,
+    ) -> None:
         import dask.array as da
 
         self.source = source
@@ -409,22 +439,37 @@ class _Run:
             }
         else:
             self.var = annotate_genes(source.var_names, source.var)
-            extra = [c for c in source.var.columns if c not in COMPUTED_VAR and _simple_column(source.var[c])]
+            extra = [
+                c
+                for c in source.var.columns
+                if c not in COMPUTED_VAR and _simple_column(source.var[c])
+            ]
             self.var = pd.concat([self.var, source.var[extra].set_axis(self.var.index)], axis=1)
             to_genes = None
         n_genes = len(self.var)
         widest = max(source.n_vars, n_genes)
         self.block_rows = int(block_rows or max(1, min(source.n_obs, BLOCK_BYTES // (8 * widest))))
         self.transform = BlockTransform(
-            source.path, source.obs_names, self.var.index, to_genes=to_genes, probe_ids=source.var_names
+            source.path,
+            source.obs_names,
+            self.var.index,
+            to_genes=to_genes,
+            probe_ids=source.var_names,
         )
         self._decide_log2(log2_option, force_log)
-        raw = da.from_array(source.data, chunks=(self.block_rows, source.n_vars), name=False, fancy=False)
+        raw = da.from_array(
+            source.data, chunks=(self.block_rows, source.n_vars), name=False, fancy=False
+        )
         self.genes = raw.map_blocks(
-            self._transform_block, chunks=(raw.chunks[0], (n_genes,)), dtype=np.result_type(raw.dtype, np.float32), name=_unique_name("genes")
+            self._transform_block,
+            chunks=(raw.chunks[0], (n_genes,)),
+            dtype=np.result_type(raw.dtype, np.float32),
+            name=_unique_name("genes"),
         )
 
-    def _transform_block(self, raw: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    def _transform_block(
+        self, raw: np.ndarray, block_info: dict[Any, Any] | None = None
+    ) -> np.ndarray:
         start = block_info[0]["array-location"][0][0] if block_info else 0
         return self.transform(raw, start)
 
@@ -448,7 +493,9 @@ class _Run:
             looks_logged = low < 0 or high < LOGGED_MAX
             if low < 0:
                 raise InputFileError(
-                    self.source.path, f"has negative values (min {low:g}): cannot take log2", "use --log2 no"
+                    self.source.path,
+                    f"has negative values (min {low:g}): cannot take log2",
+                    "use --log2 no",
                 )
             if looks_logged and not force_log:
                 raise InputFileError(
@@ -476,11 +523,25 @@ class _Run:
         )
         decision = "taking log2(x + 1)" if apply else "taking it as log-scale already, not logging"
         if LOGGED_MAX / LOG_CLOSE_FACTOR <= quantile < LOGGED_MAX * LOG_CLOSE_FACTOR:
-            logger.warning("%s: --log2 auto is a close call: %s; %s (pass --log2 yes or no to decide)", path, statistic, decision)
+            logger.warning(
+                "%s: --log2 auto is a close call: %s; %s (pass --log2 yes or no to decide)",
+                path,
+                statistic,
+                decision,
+            )
         elif high_enough and not apply:
-            logger.warning("%s: --log2 auto: values look linear but too many are negative: %s; %s (pass --log2 yes or no to decide)", path, statistic, decision)
+            logger.warning(
+                "%s: --log2 auto: values look linear but too many are negative: %s; %s (pass --log2 yes or no to decide)",
+                path,
+                statistic,
+                decision,
+            )
         elif apply and n_negative:
-            logger.warning("%s: --log2 auto: %s; ignoring the negative values (set to 0 before log2)", path, statistic)
+            logger.warning(
+                "%s: --log2 auto: %s; ignoring the negative values (set to 0 before log2)",
+                path,
+                statistic,
+            )
         else:
             logger.info("%s: --log2 auto: %s; %s", path, statistic, decision)
         self.transform.clip_negative = apply and n_negative > 0
@@ -491,7 +552,9 @@ class _Run:
     # -- passes ------------------------------------------------------------------------
 
     def _find_duplicates(self, tolerance: float) -> np.ndarray:
-        finder = DuplicateFinder(len(self.var), tolerance, read_row=lambda i: self.rows(i, i + 1)[0])
+        finder = DuplicateFinder(
+            len(self.var), tolerance, read_row=lambda i: self.rows(i, i + 1)[0]
+        )
         for start, block in iterate_blocks(self.genes, desc="duplicates", progress=self.progress):
             finder.add_block(start, block)
         keep = np.ones(self.source.n_obs, dtype=bool)
@@ -501,19 +564,39 @@ class _Run:
         self.info["n_duplicates_removed"] = len(duplicates)
         if len(duplicates):
             self.info["duplicate_samples"] = np.asarray(names[duplicates], dtype=str)
-            self.info["duplicate_of"] = np.asarray(names[[finder.duplicate_of[i] for i in duplicates]], dtype=str)
-            logger.warning("%s: removed %d duplicate samples, e.g. %s", self.source.path, len(duplicates), list(names[duplicates[:5]]))
+            self.info["duplicate_of"] = np.asarray(
+                names[[finder.duplicate_of[i] for i in duplicates]], dtype=str
+            )
+            logger.warning(
+                "%s: removed %d duplicate samples, e.g. %s",
+                self.source.path,
+                len(duplicates),
+                list(names[duplicates[:5]]),
+            )
         return keep
 
-    def _splits(self, keep: np.ndarray, split_column: str | None, group_column: str | None, seed: int, sizes: Any) -> np.ndarray:
+    def _splits(
+        self,
+        keep: np.ndarray,
+        split_column: str | None,
+        group_column: str | None,
+        seed: int,
+        sizes: Any,
+    ) -> np.ndarray:
         labels = np.full(self.source.n_obs, None, dtype=object)
         if split_column is not None and group_column is not None:
             raise ConfigError("give a split column or a group column, not both")
         if group_column is not None:
             if group_column not in self.source.obs.columns:
-                raise InputFileError(self.source.path, f"has no sample column {group_column!r}", f"available columns: {list(self.source.obs.columns)}")
+                raise InputFileError(
+                    self.source.path,
+                    f"has no sample column {group_column!r}",
+                    f"available columns: {list(self.source.obs.columns)}",
+                )
             groups = self.source.obs[group_column].to_numpy()[keep]
-            labels[keep] = assign_group_splits(groups, seed=seed, sizes=sizes, column=group_column, path=self.source.path)
+            labels[keep] = assign_group_splits(
+                groups, seed=seed, sizes=sizes, column=group_column, path=self.source.path
+            )
         elif split_column is not None:
             if split_column not in self.source.obs.columns:
                 raise InputFileError(
@@ -521,19 +604,30 @@ class _Run:
                     f"has no sample column {split_column!r}",
                     f"available columns: {list(self.source.obs.columns)}",
                 )
-            labels[keep] = splits_from_column(self.source.obs[split_column].to_numpy()[keep], column=split_column, path=self.source.path)
+            labels[keep] = splits_from_column(
+                self.source.obs[split_column].to_numpy()[keep],
+                column=split_column,
+                path=self.source.path,
+            )
         else:
             if "split" in self.source.obs.columns:
-                logger.info("%s: has a 'split' column; pass split_column='split' to use it instead of a seeded split", self.source.path)
+                logger.info(
+                    "%s: has a 'split' column; pass split_column='split' to use it instead of a seeded split",
+                    self.source.path,
+                )
             labels[keep] = assign_splits(int(keep.sum()), seed=seed, sizes=sizes)
         return labels
 
     def _quantile_reference(self, labels: np.ndarray) -> np.ndarray:
         is_train = labels == "train"
         starts = np.cumsum((0, *self.genes.chunks[0]))
-        with_train = [i for i in range(len(starts) - 1) if is_train[starts[i] : starts[i + 1]].any()]
+        with_train = [
+            i for i in range(len(starts) - 1) if is_train[starts[i] : starts[i + 1]].any()
+        ]
         total = np.zeros(len(self.var), dtype=np.float64)
-        for start, block in iterate_blocks(self.genes, with_train, desc="quantile reference", progress=self.progress):
+        for start, block in iterate_blocks(
+            self.genes, with_train, desc="quantile reference", progress=self.progress
+        ):
             total += sorted_row_sum(block[is_train[start : start + block.shape[0]]])
         return total / int(is_train.sum())
 
@@ -550,7 +644,11 @@ class _Run:
         sizes: Any,
     ) -> Path:
         """Run the passes and write the store."""
-        keep = self._find_duplicates(duplicate_tolerance) if remove_duplicates else np.ones(self.source.n_obs, dtype=bool)
+        keep = (
+            self._find_duplicates(duplicate_tolerance)
+            if remove_duplicates
+            else np.ones(self.source.n_obs, dtype=bool)
+        )
         labels = self._splits(keep, split_column, group_column, seed, sizes)
         values = self.genes
         self.info.update(
@@ -560,7 +658,9 @@ class _Run:
             split_column=split_column,
             group_column=group_column,
             seed=seed,
-            sizes=None if sizes is None else (dict(sizes) if isinstance(sizes, Mapping) else [int(s) for s in sizes]),
+            sizes=None
+            if sizes is None
+            else (dict(sizes) if isinstance(sizes, Mapping) else [int(s) for s in sizes]),
             block_rows=self.block_rows,
             statistics="train split only",
         )
@@ -568,7 +668,9 @@ class _Run:
             reference = self._quantile_reference(labels)
             self.info["quantile_reference"] = reference
             values = values.map_blocks(
-                functools.partial(quantile_normalize_rows, reference=reference), dtype=np.float64, name=_unique_name("quantile")
+                functools.partial(quantile_normalize_rows, reference=reference),
+                dtype=np.float64,
+                name=_unique_name("quantile"),
             )
         counts = {name: int(np.sum(labels == name)) for name in ("train", "validation", "test")}
         names = np.asarray(self.source.obs_names, dtype=object)
@@ -577,7 +679,11 @@ class _Run:
                 stop = start + block.shape[0]
                 kept = keep[start:stop]
                 writer.write_block(block[kept], labels[start:stop][kept], names[start:stop][kept])
-            columns = [c for c in self.source.obs.columns if c != "split" and _simple_column(self.source.obs[c])]
+            columns = [
+                c
+                for c in self.source.obs.columns
+                if c != "split" and _simple_column(self.source.obs[c])
+            ]
             obs = self.source.obs.loc[keep, columns]
             path = writer.close(obs=obs, uns=self._uns())
         logger.info("%s: %s", path, ", ".join(f"{n} {k}" for k, n in counts.items()))

@@ -150,15 +150,23 @@ class SimulationParams:
             ("cluster_separation", self.cluster_separation >= 0, ">= 0"),
             ("cluster_concentration", self.cluster_concentration > 0, "> 0"),
             ("loading_density", 0 <= self.loading_density <= 1, "in [0, 1]"),
-            ("spectrum_decay", self.spectrum_decay is None or self.spectrum_decay >= 0, ">= 0 or None"),
+            (
+                "spectrum_decay",
+                self.spectrum_decay is None or self.spectrum_decay >= 0,
+                ">= 0 or None",
+            ),
             ("share_concentration", self.share_concentration > 0, "> 0"),
         ]
         for name, ok, expected in checks:
             if not ok:
-                raise ConfigError(f"simulation parameter {name}={getattr(self, name)!r} must be {expected}")
+                raise ConfigError(
+                    f"simulation parameter {name}={getattr(self, name)!r} must be {expected}"
+                )
         for name in ("n_clusters", "rank", "n_programs"):
             if int(getattr(self, name)) != getattr(self, name):
-                raise ConfigError(f"simulation parameter {name}={getattr(self, name)!r} must be an integer")
+                raise ConfigError(
+                    f"simulation parameter {name}={getattr(self, name)!r} must be an integer"
+                )
         if self.nonlinear_share + self.tissue_share >= 1:
             raise ConfigError(
                 f"nonlinear_share + tissue_share = {self.nonlinear_share + self.tissue_share} must be < 1 "
@@ -197,10 +205,16 @@ def load_calibration() -> Calibration:
     with (resources.files("genesel") / "data" / CALIBRATION_FILE).open("rb") as handle:
         with np.load(handle) as data:
             genes = pd.DataFrame(
-                {"mean": data["mean"].astype(np.float64), "sd": data["sd"].astype(np.float64), "landmark": data["landmark"]},
+                {
+                    "mean": data["mean"].astype(np.float64),
+                    "sd": data["sd"].astype(np.float64),
+                    "landmark": data["landmark"],
+                },
                 index=pd.Index(data["gene_id"].astype(str), name="gene_id"),
             )
-            return Calibration(genes, data["eigenvalue_fraction"].astype(np.float64), str(data["source"]))
+            return Calibration(
+                genes, data["eigenvalue_fraction"].astype(np.float64), str(data["source"])
+            )
 
 
 def simulated_genes(n_genes: int | None = None, *, seed: int = 0) -> pd.DataFrame:
@@ -224,7 +238,9 @@ def simulated_genes(n_genes: int | None = None, *, seed: int = 0) -> pd.DataFram
     if n_genes is None:
         return universe
     if int(n_genes) != n_genes or not 1 <= n_genes <= len(universe):
-        raise ConfigError(f"n_genes={n_genes!r} must be an integer from 1 to {len(universe)} (or None for all)")
+        raise ConfigError(
+            f"n_genes={n_genes!r} must be an integer from 1 to {len(universe)} (or None for all)"
+        )
     landmarks = universe[universe["landmark"]]
     targets = universe[~universe["landmark"]]
     n_landmarks = min(len(landmarks), max(1, round(n_genes * len(landmarks) / len(universe))))
@@ -276,7 +292,9 @@ class CompendiumModel:
         return len(self.genes)
 
 
-def build_model(params: SimulationParams, *, seed: int = 0, n_genes: int | None = None) -> CompendiumModel:
+def build_model(
+    params: SimulationParams, *, seed: int = 0, n_genes: int | None = None
+) -> CompendiumModel:
     """Draw the model's parameters and scale every gene to its calibrated mean and sd.
 
     Gene parameters are drawn for the whole D-GEX universe and then subset, so a gene
@@ -287,7 +305,11 @@ def build_model(params: SimulationParams, *, seed: int = 0, n_genes: int | None 
     genes = simulated_genes(n_genes, seed=seed)
     if not calibration.genes.index.equals(dgex_gene_map().index):
         raise RuntimeError(f"{CALIBRATION_FILE} does not follow the D-GEX gene order; rebuild it")
-    decay = calibration.fitted_spectrum_decay() if params.spectrum_decay is None else float(params.spectrum_decay)
+    decay = (
+        calibration.fitted_spectrum_decay()
+        if params.spectrum_decay is None
+        else float(params.spectrum_decay)
+    )
     spectrum = factor_spectrum(params.rank, decay)
     rng = np.random.default_rng([seed, _MODEL_STREAM])
     clusters = _draw_clusters(rng, params, spectrum)
@@ -322,12 +344,16 @@ def factor_spectrum(rank: int, decay: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _draw_clusters(rng: np.random.Generator, params: SimulationParams, spectrum: np.ndarray) -> dict[str, np.ndarray]:
+def _draw_clusters(
+    rng: np.random.Generator, params: SimulationParams, spectrum: np.ndarray
+) -> dict[str, np.ndarray]:
     """Draw cluster weights, centres (spread along the leading factors) and factor scales."""
     n_clusters, rank = params.n_clusters, params.rank
     weights = np.sort(rng.dirichlet(np.full(n_clusters, params.cluster_concentration)))[::-1]
     weights = (1 - _CLUSTER_WEIGHT_FLOOR) * weights + _CLUSTER_WEIGHT_FLOOR / n_clusters
-    centers = rng.standard_normal((n_clusters, rank)) * (params.cluster_separation * np.sqrt(rank * spectrum))
+    centers = rng.standard_normal((n_clusters, rank)) * (
+        params.cluster_separation * np.sqrt(rank * spectrum)
+    )
     scales = np.exp(rng.normal(0.0, _CLUSTER_SCALE_LOG_SD, size=(n_clusters, rank)))
     return {
         "cluster_weights": weights / weights.sum(),
@@ -337,14 +363,19 @@ def _draw_clusters(rng: np.random.Generator, params: SimulationParams, spectrum:
 
 
 def _draw_gene_responses(
-    rng: np.random.Generator, params: SimulationParams, calibration: Calibration, spectrum: np.ndarray
+    rng: np.random.Generator,
+    params: SimulationParams,
+    calibration: Calibration,
+    spectrum: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Draw unscaled response parameters for every gene of the universe (columns)."""
     rank, n_all = params.rank, len(calibration.genes)
     landmark = calibration.genes["landmark"].to_numpy()
     columns = np.arange(n_all)
     # Population variance of each factor score: between-cluster plus within-cluster.
-    score_var = params.cluster_separation**2 * rank * spectrum + math.exp(2 * _CLUSTER_SCALE_LOG_SD**2)
+    score_var = params.cluster_separation**2 * rank * spectrum + math.exp(
+        2 * _CLUSTER_SCALE_LOG_SD**2
+    )
 
     # Linear part: a module factor per gene plus loadings whose variances follow the
     # spectrum; landmarks load on every factor, a target on factor k with a chance falling
@@ -355,8 +386,17 @@ def _draw_gene_responses(
     load_chance = params.loading_density ** (np.arange(rank) / (rank - 1))
     linear *= (rng.random((rank, n_all)) < load_chance[:, None]) | landmark
     dense_var = (linear**2 * score_var[:, None]).sum(axis=0)
-    module_loading = np.sqrt(_MODULE_SHARE / (1 - _MODULE_SHARE) * np.maximum(dense_var, spectrum[module]) / score_var[module])
-    linear[module, columns] = rng.choice([-1.0, 1.0], size=n_all) * module_loading * (1 + 0.25 * np.abs(rng.standard_normal(n_all)))
+    module_loading = np.sqrt(
+        _MODULE_SHARE
+        / (1 - _MODULE_SHARE)
+        * np.maximum(dense_var, spectrum[module])
+        / score_var[module]
+    )
+    linear[module, columns] = (
+        rng.choice([-1.0, 1.0], size=n_all)
+        * module_loading
+        * (1 + 0.25 * np.abs(rng.standard_normal(n_all)))
+    )
 
     def directions(main_factor: np.ndarray) -> np.ndarray:
         """Unit directions in factor space: a main factor plus two random ones, one per column."""
@@ -395,13 +435,23 @@ def _draw_gene_responses(
     # more linearly (the L1000 genes were chosen to predict the others linearly).
     shares = np.zeros((4, n_all))
     for is_landmark in (False, True):
-        nonlinear = params.nonlinear_share * (params.landmark_nonlinear_ratio if is_landmark else 1.0)
+        nonlinear = params.nonlinear_share * (
+            params.landmark_nonlinear_ratio if is_landmark else 1.0
+        )
         mean_shares = np.array(
-            [1 - nonlinear - params.tissue_share, nonlinear * (1 - params.gated_share), nonlinear * params.gated_share, params.tissue_share]
+            [
+                1 - nonlinear - params.tissue_share,
+                nonlinear * (1 - params.gated_share),
+                nonlinear * params.gated_share,
+                params.tissue_share,
+            ]
         )
         present = mean_shares > 0
         rows = np.ix_(present, landmark == is_landmark)
-        shares[rows] = rng.dirichlet(params.share_concentration * mean_shares[present], size=int((landmark == is_landmark).sum())).T
+        shares[rows] = rng.dirichlet(
+            params.share_concentration * mean_shares[present],
+            size=int((landmark == is_landmark).sum()),
+        ).T
 
     # Noise share: logistic in gene brightness, lower for landmarks.
     from scipy import special  # here, not at import: `genesel` imports this module for its --help
@@ -449,7 +499,9 @@ def _noise_quantile_table(df: float, levels: int = NOISE_QUANTILE_LEVELS) -> np.
     return (knots / np.sqrt(variance)).astype(np.float32)
 
 
-def _draw_noise(rng: np.random.Generator, quantiles: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _draw_noise(
+    rng: np.random.Generator, quantiles: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
     """Draw unit-variance Student-t noise by inverse-CDF sampling from one uint32 per value.
 
     The high 16 bits pick the quantile interval, the low 16 bits the position inside it.
@@ -465,7 +517,9 @@ def _draw_noise(rng: np.random.Generator, quantiles: np.ndarray, shape: tuple[in
     return noise
 
 
-def _draw_latent(model: CompendiumModel, rng: np.random.Generator, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw_latent(
+    model: CompendiumModel, rng: np.random.Generator, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw cluster labels and factor scores h = centre[c] + scale[c] * z for ``n_rows`` samples."""
     clusters = rng.choice(len(model.cluster_weights), size=n_rows, p=model.cluster_weights)
     z = rng.standard_normal((n_rows, model.params.rank), dtype=np.float32)
@@ -473,7 +527,9 @@ def _draw_latent(model: CompendiumModel, rng: np.random.Generator, n_rows: int) 
     return clusters, scores
 
 
-def _response_components(model: CompendiumModel, clusters: np.ndarray, scores: np.ndarray) -> list[np.ndarray]:
+def _response_components(
+    model: CompendiumModel, clusters: np.ndarray, scores: np.ndarray
+) -> list[np.ndarray]:
     """Return the four signal components (linear, saturating, gated, tissue), samples x genes."""
     linear = scores @ model.linear
     program_scores = scores @ model.programs
@@ -492,7 +548,9 @@ def _response_components(model: CompendiumModel, clusters: np.ndarray, scores: n
     return [linear, saturating, gated, model.tissue[clusters]]
 
 
-def noise_free_rows(model: CompendiumModel, clusters: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def noise_free_rows(
+    model: CompendiumModel, clusters: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
     """Return the expected log2 expression (no noise, no clipping) of samples with these latents."""
     components = _response_components(model, clusters, scores)
     signal = components[0]
@@ -502,7 +560,9 @@ def noise_free_rows(model: CompendiumModel, clusters: np.ndarray, scores: np.nda
     return signal
 
 
-def _scale_to_calibration(model: CompendiumModel, shares: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> CompendiumModel:
+def _scale_to_calibration(
+    model: CompendiumModel, shares: np.ndarray, mean: np.ndarray, sd: np.ndarray
+) -> CompendiumModel:
     """Scale each gene's components to its variance shares, then to the calibrated mean and sd.
 
     Component moments are estimated on ``MOMENT_SAMPLES`` draws of the latent variables.
@@ -516,13 +576,17 @@ def _scale_to_calibration(model: CompendiumModel, shares: np.ndarray, mean: np.n
         for a in range(4):
             first[a] += components[a].sum(axis=0, dtype=np.float64)
             for b in range(a, 4):
-                second[a, b] += np.einsum("ij,ij->j", components[a], components[b], dtype=np.float64)
+                second[a, b] += np.einsum(
+                    "ij,ij->j", components[a], components[b], dtype=np.float64
+                )
                 second[b, a] = second[a, b]
     first /= MOMENT_SAMPLES
     covariance = second / MOMENT_SAMPLES - first[:, None] * first[None, :]
     variance = np.einsum("aag->ag", covariance)
     signal_var = 1.0 - model.noise_fraction
-    weight = np.where(variance > 1e-12, np.sqrt(shares * signal_var / np.maximum(variance, 1e-12)), 0.0)
+    weight = np.where(
+        variance > 1e-12, np.sqrt(shares * signal_var / np.maximum(variance, 1e-12)), 0.0
+    )
     total = np.einsum("ag,abg,bg->g", weight, covariance, weight)
     weight *= np.sqrt(signal_var / np.maximum(total, 1e-12))
     weight *= sd  # log2 units
@@ -538,7 +602,9 @@ def _scale_to_calibration(model: CompendiumModel, shares: np.ndarray, mean: np.n
     )
 
 
-def simulate_latent_block(model: CompendiumModel, block_index: int, n_rows: int = LATENT_BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def simulate_latent_block(
+    model: CompendiumModel, block_index: int, n_rows: int = LATENT_BLOCK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """Return the clusters and log2 expression of the first ``n_rows`` samples of a latent block.
 
     Samples ``block_index * LATENT_BLOCK_ROWS`` onwards; each block has its own random
@@ -607,7 +673,9 @@ def simulate_compendium(
         raise ConfigError(f"block_rows={block_rows!r} must be a positive integer")
     unknown = set(model_params) - {f.name for f in dataclasses.fields(SimulationParams)}
     if unknown:
-        raise ConfigError(f"unknown simulation parameters {sorted(unknown)}; see genesel.simulate.SimulationParams")
+        raise ConfigError(
+            f"unknown simulation parameters {sorted(unknown)}; see genesel.simulate.SimulationParams"
+        )
     params = SimulationParams(n_clusters=n_clusters, rank=rank, noise_df=noise_df, **model_params)
     model = build_model(params, seed=seed, n_genes=n_genes)
     n_obs, block_rows = int(n_obs), int(block_rows)
@@ -617,9 +685,10 @@ def simulate_compendium(
     clusters = np.empty(n_obs, dtype=np.int64)
     buffer = np.empty((min(block_rows, n_obs), model.n_genes), dtype=np.float32)
     filled, written = 0, 0
-    with DenseH5adWriter(out_path, n_obs=n_obs, var=var) as writer, tqdm(
-        total=n_obs, unit="rows", desc="simulate", disable=not progress
-    ) as bar:
+    with (
+        DenseH5adWriter(out_path, n_obs=n_obs, var=var) as writer,
+        tqdm(total=n_obs, unit="rows", desc="simulate", disable=not progress) as bar,
+    ):
         for block_index, start in enumerate(range(0, n_obs, LATENT_BLOCK_ROWS)):
             n_rows = min(LATENT_BLOCK_ROWS, n_obs - start)
             block_clusters, values = simulate_latent_block(model, block_index, n_rows)
@@ -636,7 +705,11 @@ def simulate_compendium(
         path = writer.close(obs=_obs_frame(model, clusters), uns=_uns(model, n_obs))
     logger.info(
         "wrote simulated compendium %s: %d samples x %d genes (%d landmarks), noise floor %.3f",
-        path, n_obs, model.n_genes, int(model.genes["landmark"].sum()), float(model.noise_fraction.mean()),
+        path,
+        n_obs,
+        model.n_genes,
+        int(model.genes["landmark"].sum()),
+        float(model.noise_fraction.mean()),
     )
     return path
 

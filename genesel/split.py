@@ -71,9 +71,15 @@ def split_sizes(
         else:
             parts = _three(fractions, "fractions")
             train_fraction, validation_fraction = float(parts[0]), float(parts[1])  # type: ignore[arg-type]
-            total = train_fraction + validation_fraction + (0.0 if parts[2] is None else float(parts[2]))
+            total = (
+                train_fraction
+                + validation_fraction
+                + (0.0 if parts[2] is None else float(parts[2]))
+            )
             if min(train_fraction, validation_fraction) < 0 or total > 1 + 1e-9:
-                raise ConfigError(f"split fractions {fractions!r} must be non-negative and sum to at most 1")
+                raise ConfigError(
+                    f"split fractions {fractions!r} must be non-negative and sum to at most 1"
+                )
         n_train = int(round(n_obs * train_fraction))
         n_validation = int(round(n_obs * validation_fraction))
         n_test = n_obs - n_train - n_validation
@@ -90,11 +96,15 @@ def _three(values: Sequence[Any] | Mapping[str, Any], what: str) -> tuple[Any, A
     if isinstance(values, Mapping):
         unknown = set(values) - set(SPLITS)
         if unknown or "train" not in values or "validation" not in values:
-            raise ConfigError(f"split {what} need keys train, validation[, test]; got {sorted(values)}")
+            raise ConfigError(
+                f"split {what} need keys train, validation[, test]; got {sorted(values)}"
+            )
         return values["train"], values["validation"], values.get("test")
     values = list(values)
     if len(values) not in (2, 3):
-        raise ConfigError(f"split {what} need 2 or 3 values (train, validation[, test]), got {values!r}")
+        raise ConfigError(
+            f"split {what} need 2 or 3 values (train, validation[, test]), got {values!r}"
+        )
     return values[0], values[1], values[2] if len(values) == 3 else None
 
 
@@ -150,11 +160,19 @@ def assign_group_splits(
     """
     values = pd.Series(np.asarray(groups, dtype=object))
     if values.isna().any():
-        raise InputFileError(path, f"column {column!r} has {int(values.isna().sum())} missing values", "give every sample a group")
+        raise InputFileError(
+            path,
+            f"column {column!r} has {int(values.isna().sum())} missing values",
+            "give every sample a group",
+        )
     values = values.astype(str)
     unique = values.unique()
     if unique.size < 3:
-        raise InputFileError(path, f"column {column!r} has {unique.size} groups; a group-aware split needs at least 3", "use a random split")
+        raise InputFileError(
+            path,
+            f"column {column!r} has {unique.size} groups; a group-aware split needs at least 3",
+            "use a random split",
+        )
     targets = split_sizes(values.size, sizes=sizes, fractions=fractions)
     counts = values.value_counts()
     order = np.random.default_rng(seed).permutation(unique)
@@ -162,7 +180,11 @@ def assign_group_splits(
     assignment: dict[str, str] = {}
     for rank, group in enumerate(order):
         # the first three groups seed the three splits; then each goes where it is most needed
-        name = SPLITS[::-1][rank] if rank < 3 else max(SPLITS, key=lambda s: (targets[s] - filled[s]) / targets[s])
+        name = (
+            SPLITS[::-1][rank]
+            if rank < 3
+            else max(SPLITS, key=lambda s: (targets[s] - filled[s]) / targets[s])
+        )
         assignment[group] = name
         filled[name] += int(counts[group])
     return values.map(assignment).to_numpy(dtype=object)

@@ -68,7 +68,9 @@ class StoreWriter:
         Number of rows of each split that will be written.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, var: pd.DataFrame, split_sizes: Mapping[str, int]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, var: pd.DataFrame, split_sizes: Mapping[str, int]
+    ) -> None:
         unknown = set(split_sizes) - set(SPLITS)
         if unknown:
             raise ValueError(f"unknown split names {sorted(unknown)}; expected {SPLITS}")
@@ -127,7 +129,9 @@ class StoreWriter:
         shift = np.zeros(len(self.var)) if self._shift is None else self._shift.astype(np.float64)
         return shift + shifted_mean, np.sqrt(var)
 
-    def close(self, *, obs: pd.DataFrame | None = None, uns: Mapping[str, Any] | None = None) -> Path:
+    def close(
+        self, *, obs: pd.DataFrame | None = None, uns: Mapping[str, Any] | None = None
+    ) -> Path:
         """Finish the store: write ``obs``/``var``/``uns`` and move it into place.
 
         Parameters
@@ -145,8 +149,15 @@ class StoreWriter:
         self.var["mean"] = mean
         self.var["std"] = np.where(constant, 1.0, std)
         self.var["constant"] = constant
-        names = np.concatenate([np.concatenate(parts) if parts else np.empty(0, dtype=object) for parts in self._names.values()])
-        split = pd.Categorical(np.repeat(SPLITS, list(self.split_sizes.values())), categories=list(SPLITS))
+        names = np.concatenate(
+            [
+                np.concatenate(parts) if parts else np.empty(0, dtype=object)
+                for parts in self._names.values()
+            ]
+        )
+        split = pd.Categorical(
+            np.repeat(SPLITS, list(self.split_sizes.values())), categories=list(SPLITS)
+        )
         frame = pd.DataFrame({"split": split}, index=pd.Index(names.astype(str), name="sample_id"))
         if obs is not None and len(obs.columns):
             extra = obs.drop(columns=["split"], errors="ignore").reindex(frame.index)
@@ -170,7 +181,12 @@ class StoreWriter:
     def __enter__(self) -> StoreWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is not None:
             self.abort(exc)
 
@@ -230,7 +246,11 @@ class Store:
             uns = read_elem(file["uns"]) if "uns" in file else {}
             info = uns.get("genesel")
             if info is None or "store_version" not in info:
-                raise InputFileError(path, "not a genesel store (no uns['genesel'])", "preprocess the data with `genesel preprocess`")
+                raise InputFileError(
+                    path,
+                    "not a genesel store (no uns['genesel'])",
+                    "preprocess the data with `genesel preprocess`",
+                )
             if int(info["store_version"]) != STORE_VERSION:
                 raise StoreVersionError(
                     path,
@@ -245,7 +265,11 @@ class Store:
         missing = [c for c in REQUIRED_VAR_COLUMNS if c not in var.columns]
         if missing or "split" not in obs.columns:
             file.close()
-            raise InputFileError(path, f"store lacks var columns {missing} or obs['split']", "re-run `genesel preprocess`")
+            raise InputFileError(
+                path,
+                f"store lacks var columns {missing} or obs['split']",
+                "re-run `genesel preprocess`",
+            )
         try:
             check_unique(path, pd.Index(var.index.astype(str)), "gene")
         except InputFileError:
@@ -266,13 +290,23 @@ class Store:
         var_names = {c: anndata_column(adata.var.columns, c) for c in REQUIRED_VAR_COLUMNS}
         missing = [c for c, name in var_names.items() if name is None]
         if missing:
-            raise InputFileError(where, f"var lacks columns {[ANNDATA_PREFIX + c for c in missing]}", "compute them with genesel.tl.prepare(adata)")
+            raise InputFileError(
+                where,
+                f"var lacks columns {[ANNDATA_PREFIX + c for c in missing]}",
+                "compute them with genesel.tl.prepare(adata)",
+            )
         split_name = anndata_column(adata.obs.columns, "split")
         if split_name is None:
-            raise InputFileError(where, f"obs lacks a {ANNDATA_PREFIX}split column", "compute it with genesel.tl.prepare(adata)")
+            raise InputFileError(
+                where,
+                f"obs lacks a {ANNDATA_PREFIX}split column",
+                "compute it with genesel.tl.prepare(adata)",
+            )
         # a repeated gene id would make panel look-ups silently take its first column
         check_unique(where, pd.Index(adata.var.index.astype(str)), "gene")
-        var = pd.DataFrame({c: adata.var[name].to_numpy() for c, name in var_names.items()}, index=adata.var.index)
+        var = pd.DataFrame(
+            {c: adata.var[name].to_numpy() for c, name in var_names.items()}, index=adata.var.index
+        )
         obs = pd.DataFrame({"split": adata.obs[split_name].to_numpy()}, index=adata.obs.index)
         info = dict(adata.uns.get("genesel", {})) if hasattr(adata, "uns") else {}
         return cls(X, var=var, obs=obs, uns=info)
@@ -315,11 +349,17 @@ class Store:
         """Like :meth:`split_indices`, but fail clearly when the split is empty."""
         indices = self.split_indices(name)
         if indices.size == 0:
-            raise InputFileError(self.path or "<AnnData>", f"the {name} split is empty", "re-run preprocessing with a non-empty split")
+            raise InputFileError(
+                self.path or "<AnnData>",
+                f"the {name} split is empty",
+                "re-run preprocessing with a non-empty split",
+            )
         return indices
 
     # -- data -----------------------------------------------------------
-    def read_rows(self, rows: slice | np.ndarray, *, standardize: bool = True, out: np.ndarray | None = None) -> np.ndarray:
+    def read_rows(
+        self, rows: slice | np.ndarray, *, standardize: bool = True, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Read rows (a slice or sorted indices) as float32, optionally standardised."""
         if isinstance(rows, np.ndarray) and rows.size and _is_contiguous(rows):
             rows = slice(int(rows[0]), int(rows[-1]) + 1)
@@ -335,7 +375,9 @@ class Store:
                 block = out[: block.shape[0]]
         self._check_finite(block, rows)
         if standardize:
-            if not block.flags.writeable or (isinstance(self.X, np.ndarray) and np.may_share_memory(block, self.X)):
+            if not block.flags.writeable or (
+                isinstance(self.X, np.ndarray) and np.may_share_memory(block, self.X)
+            ):
                 block = block.copy()
             block -= self.mean
             block /= self.std
@@ -377,7 +419,12 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -422,7 +469,11 @@ def _clean_uns(value: Any) -> Any:
         return {str(k): _clean_uns(v) for k, v in value.items() if v is not None}
     if isinstance(value, tuple | list):
         items = [_clean_uns(v) for v in value]
-        return np.asarray(items) if items and all(isinstance(v, int | float | np.number) for v in items) else [str(v) for v in items]
+        return (
+            np.asarray(items)
+            if items and all(isinstance(v, int | float | np.number) for v in items)
+            else [str(v) for v in items]
+        )
     if isinstance(value, Path):
         return str(value)
     return value

@@ -122,7 +122,9 @@ class TrainerConfig:
         if self.max_epochs < 1:
             raise ConfigError(f"max_epochs must be at least 1, got {self.max_epochs}")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise ConfigError(f"max_steps_per_epoch must be at least 1, got {self.max_steps_per_epoch}")
+            raise ConfigError(
+                f"max_steps_per_epoch must be at least 1, got {self.max_steps_per_epoch}"
+            )
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
@@ -158,10 +160,14 @@ BUDGET_FIELDS = ("max_epochs", "min_steps", "max_steps")
 #: Task hooks that receive the planned budget (annealing schedules depend on it).
 SCHEDULE_HOOKS = ("on_epoch_start", "on_step_start")
 #: What to do about a checkpoint that cannot be resumed.
-START_AFRESH = "start afresh: drop --resume (the checkpoint is then overwritten) or delete the checkpoint"
+START_AFRESH = (
+    "start afresh: drop --resume (the checkpoint is then overwritten) or delete the checkpoint"
+)
 
 
-def run_fingerprint(train: MinibatchLoader, config: TrainerConfig, task: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_fingerprint(
+    train: MinibatchLoader, config: TrainerConfig, task: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the data, the batches, the options.
 
     Parameters
@@ -182,18 +188,30 @@ def run_fingerprint(train: MinibatchLoader, config: TrainerConfig, task: Mapping
         batch, batch order), ``trainer`` and ``task``.
     """
     loader = train.config
-    order = "resident" if train.is_resident else f"pools of {loader.blocks_per_pool} blocks of {loader.block_rows} rows"
+    order = (
+        "resident"
+        if train.is_resident
+        else f"pools of {loader.blocks_per_pool} blocks of {loader.block_rows} rows"
+    )
     return _plain(
         {
             "store": store_fingerprint(train.store),
-            "loader": {"batch_size": loader.batch_size, "drop_last": loader.drop_last, "batch_order": order},
-            "trainer": {key: value for key, value in asdict(config).items() if key not in EXECUTION_FIELDS},
+            "loader": {
+                "batch_size": loader.batch_size,
+                "drop_last": loader.drop_last,
+                "batch_order": order,
+            },
+            "trainer": {
+                key: value for key, value in asdict(config).items() if key not in EXECUTION_FIELDS
+            },
             "task": dict(task or {}),
         }
     )
 
 
-def fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> list[str]:
+def fingerprint_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Collection[str] = ()
+) -> list[str]:
     """The fields in which two run fingerprints differ, described for a message (``name old -> new``).
 
     ``ignore`` holds the fields not compared, as ``group.name`` (e.g. ``trainer.max_epochs``).
@@ -203,22 +221,40 @@ def fingerprint_differences(saved: Mapping[str, Any], current: Mapping[str, Any]
     for key in [*flat_saved, *(k for k in flat_current if k not in flat_saved)]:
         if key in ignore or flat_saved.get(key, _ABSENT) == flat_current.get(key, _ABSENT):
             continue
-        differences.append(_describe(key, flat_saved.get(key, _ABSENT), flat_current.get(key, _ABSENT)))
+        differences.append(
+            _describe(key, flat_saved.get(key, _ABSENT), flat_current.get(key, _ABSENT))
+        )
     return differences
 
 
-def check_fingerprint(path: Path, saved: Mapping[str, Any] | None, current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> None:
+def check_fingerprint(
+    path: Path,
+    saved: Mapping[str, Any] | None,
+    current: Mapping[str, Any],
+    *,
+    ignore: Collection[str] = (),
+) -> None:
     """Raise :class:`~genesel.errors.CheckpointMismatchError` unless checkpoint ``path`` (fingerprint ``saved``) was made by this run.
 
     A checkpoint without a fingerprint (written before genesel recorded one) is refused:
     nothing shows that it was made from the same inputs.
     """
     if not isinstance(saved, Mapping):
-        raise CheckpointMismatchError(path, "checkpoint has no run fingerprint (written by an older genesel), so it cannot be checked against this run", START_AFRESH)
+        raise CheckpointMismatchError(
+            path,
+            "checkpoint has no run fingerprint (written by an older genesel), so it cannot be checked against this run",
+            START_AFRESH,
+        )
     differences = fingerprint_differences(saved, current, ignore=ignore)
     if differences:
-        shown = differences[:8] + ([f"and {len(differences) - 8} more"] if len(differences) > 8 else [])
-        raise CheckpointMismatchError(path, f"checkpoint was made with other inputs (checkpoint -> this run: {'; '.join(shown)})", START_AFRESH)
+        shown = differences[:8] + (
+            [f"and {len(differences) - 8} more"] if len(differences) > 8 else []
+        )
+        raise CheckpointMismatchError(
+            path,
+            f"checkpoint was made with other inputs (checkpoint -> this run: {'; '.join(shown)})",
+            START_AFRESH,
+        )
 
 
 _ABSENT = object()
@@ -226,6 +262,7 @@ _ABSENT = object()
 
 def _plain(value: Any) -> Any:
     """``value`` as JSON types (lists, not tuples; Python numbers), so fingerprints compare and load safely."""
+
     def convert(item: Any) -> Any:
         if isinstance(item, np.generic):
             return item.item()
@@ -237,18 +274,30 @@ def _plain(value: Any) -> Any:
 
 
 def _flatten(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"{group}.{key}": value for group, fields in fingerprint.items() for key, value in (fields or {}).items()}
+    return {
+        f"{group}.{key}": value
+        for group, fields in fingerprint.items()
+        for key, value in (fields or {}).items()
+    }
 
 
 def _describe(key: str, saved: Any, current: Any) -> str:
     group, _, name = key.partition(".")
     if group == "store":
-        name = "store content (gene ids, gene statistics or splits)" if name == "sha256" else f"store {name}"
+        name = (
+            "store content (gene ids, gene statistics or splits)"
+            if name == "sha256"
+            else f"store {name}"
+        )
         if name.startswith("store content"):
             return f"{name} differs"
     if saved is _ABSENT or current is _ABSENT:
         return f"{name} {'not recorded' if saved is _ABSENT else 'recorded'} in the checkpoint{'' if saved is _ABSENT else ' but not set now'}"
-    if isinstance(saved, list) and isinstance(current, list) and len(str(saved)) + len(str(current)) > 60:
+    if (
+        isinstance(saved, list)
+        and isinstance(current, list)
+        and len(str(saved)) + len(str(current)) > 60
+    ):
         if len(saved) != len(current):
             return f"{name} ({len(saved)} -> {len(current)} entries)"
         return f"{name} ({sum(a != b for a, b in zip(saved, current, strict=True))} of {len(saved)} entries differ)"
@@ -292,14 +341,26 @@ def plan_budget(config: TrainerConfig, n_batches: int) -> StepBudget:
     ``planned * (1 + converge_extension)`` steps (again at most ``max_steps``) while the
     task reports it has not converged.
     """
-    per_epoch = max(1, n_batches if config.max_steps_per_epoch is None else min(n_batches, config.max_steps_per_epoch))
+    per_epoch = max(
+        1,
+        n_batches
+        if config.max_steps_per_epoch is None
+        else min(n_batches, config.max_steps_per_epoch),
+    )
     epochs = max(config.max_epochs, math.ceil((config.min_steps or 0) / per_epoch))
     requested = per_epoch * epochs
     cap = config.max_steps or requested * 10**6
     planned = min(requested, cap)
     stop = bool(config.stop_when_converged)
     extension = int(planned * (config.converge_extension or 0.0)) if stop else 0
-    return StepBudget(per_epoch, math.ceil(planned / per_epoch), requested, planned, min(planned + extension, cap), stop)
+    return StepBudget(
+        per_epoch,
+        math.ceil(planned / per_epoch),
+        requested,
+        planned,
+        min(planned + extension, cap),
+        stop,
+    )
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -309,7 +370,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise ConfigError(
+            f"device {device!r} requested but CUDA is not available; use --device cpu"
+        )
     return torch.device(device)
 
 
@@ -331,7 +394,9 @@ def remove_checkpoint(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def adam(parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], lr: float) -> torch.optim.Adam:
+def adam(
+    parameters: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], lr: float
+) -> torch.optim.Adam:
     """Adam with torch's fused kernel (one pass per parameter, no temporaries).
 
     On the CPU the fused kernel is about 10x faster than the default per-parameter loop
@@ -408,10 +473,20 @@ class Trainer:
         use_amp = cfg.mixed_precision and self.device.type == "cuda"
         seed_everything(cfg.seed, -1)
         task.to(self.device)
-        optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or adam(task.parameters(), cfg.learning_rate)
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay) if cfg.lr_decay else None
+        optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or adam(
+            task.parameters(), cfg.learning_rate
+        )
+        scheduler = (
+            torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+            if cfg.lr_decay
+            else None
+        )
         budget = plan_budget(cfg, len(train))
-        steps_per_epoch, planned_steps, step_limit = budget.steps_per_epoch, budget.planned_steps, budget.step_limit
+        steps_per_epoch, planned_steps, step_limit = (
+            budget.steps_per_epoch,
+            budget.planned_steps,
+            budget.step_limit,
+        )
         rows: list[dict[str, Any]] = []
         best_state: dict[str, torch.Tensor] | None = None
         best_file: str | None = None  # with a checkpoint path the best weights live on disk
@@ -430,7 +505,9 @@ class Trainer:
             best_file = state.get("best_file")
             if best_file is not None and not self.checkpoint_path.with_name(best_file).exists():
                 raise InputFileError(
-                    self.checkpoint_path, f"the best weights it refers to ({best_file}) are missing", "delete the checkpoint to start over"
+                    self.checkpoint_path,
+                    f"the best weights it refers to ({best_file}) are missing",
+                    "delete the checkpoint to start over",
                 )
             best_loss, best_epoch = state["best_loss"], state["best_epoch"]
             best_rank = state.get("best_rank", False) if best_epoch >= 0 else True
@@ -442,7 +519,14 @@ class Trainer:
         stopped = state.get("stopped", "max_epochs") if finished else "max_epochs"
         converged: bool | None = None
         planned_epochs = budget.planned_epochs
-        bar = tqdm(total=planned_epochs, initial=start_epoch, desc=type(task).__name__, unit="epoch", disable=not cfg.progress, leave=False)
+        bar = tqdm(
+            total=planned_epochs,
+            initial=start_epoch,
+            desc=type(task).__name__,
+            unit="epoch",
+            disable=not cfg.progress,
+            leave=False,
+        )
         epochs_since_best = 0 if best_epoch < 0 else (start_epoch - 1 - best_epoch)
         epoch = start_epoch - 1
         while not finished and steps_done < step_limit:
@@ -473,9 +557,15 @@ class Trainer:
                 scheduler.step()
             train_loss = float(total) / max(count, 1)  # the epoch's one host read
             if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch}; lower the learning rate")
+                raise FloatingPointError(
+                    f"training loss became {train_loss} in epoch {epoch}; lower the learning rate"
+                )
             train_seconds = time.perf_counter() - epoch_start
-            val_loss = self.evaluate(task, validation, use_amp=use_amp) if validation is not None else train_loss
+            val_loss = (
+                self.evaluate(task, validation, use_amp=use_amp)
+                if validation is not None
+                else train_loss
+            )
             metrics = _call(task, "epoch_metrics") or {}
             row = {
                 "epoch": epoch,
@@ -489,13 +579,18 @@ class Trainer:
             rows.append(row)
             converged = _call(task, "converged", metrics)
             # with stop_when_converged a converged state beats any unconverged one
-            rank = (not converged) if budget.stop_when_converged and converged is not None else False
+            rank = (
+                (not converged) if budget.stop_when_converged and converged is not None else False
+            )
             new_best = None  # best weights written this epoch, which no checkpoint refers to yet
             try:
                 if (rank, val_loss) < (best_rank, best_loss):
                     best_loss, best_rank, best_epoch, epochs_since_best = val_loss, rank, epoch, 0
                     if self.checkpoint_path is None:
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in task.state_dict().items()}
+                        best_state = {
+                            k: v.detach().to("cpu", copy=True)
+                            for k, v in task.state_dict().items()
+                        }
                     else:
                         best_state, best_file = None, self._save_best(task, epoch)
                         new_best = best_file
@@ -507,17 +602,36 @@ class Trainer:
                     stopped, finished = "converged", True
                 elif cfg.patience is not None and epochs_since_best >= cfg.patience:
                     stopped, finished = "patience", True
-                elif steps_done >= planned_steps and not (budget.stop_when_converged and converged is False):
-                    stopped, finished = ("max_steps" if steps_done < budget.requested_steps else "max_epochs"), True
+                elif steps_done >= planned_steps and not (
+                    budget.stop_when_converged and converged is False
+                ):
+                    stopped, finished = (
+                        ("max_steps" if steps_done < budget.requested_steps else "max_epochs"),
+                        True,
+                    )
                 elif steps_done >= step_limit:
                     stopped, finished = "unconverged", True
-                _call(task, "on_epoch_end", metrics)  # after the best weights, before the checkpoint
+                _call(
+                    task, "on_epoch_end", metrics
+                )  # after the best weights, before the checkpoint
                 self._save_checkpoint(
-                    task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch,
+                    task,
+                    optimizer,
+                    scheduler,
+                    epoch,
+                    rows,
+                    best_state,
+                    best_file,
+                    best_loss,
+                    best_epoch,
                     # a run that used up its budget continues when resumed with a larger one
-                    finished=finished and stopped in ("converged", "patience"), stopped=stopped, best_rank=best_rank,
+                    finished=finished and stopped in ("converged", "patience"),
+                    stopped=stopped,
+                    best_rank=best_rank,
                 )
-            except BaseException:  # e.g. a full disk: leave no best weights without their checkpoint
+            except (
+                BaseException
+            ):  # e.g. a full disk: leave no best weights without their checkpoint
                 if new_best is not None:
                     self.checkpoint_path.with_name(new_best).unlink(missing_ok=True)
                 raise
@@ -530,19 +644,39 @@ class Trainer:
         if best_state is not None:
             task.load_state_dict(best_state)
         elif best_file is not None:
-            task.load_state_dict(torch.load(self.checkpoint_path.with_name(best_file), map_location=self.device, weights_only=True))
+            task.load_state_dict(
+                torch.load(
+                    self.checkpoint_path.with_name(best_file),
+                    map_location=self.device,
+                    weights_only=True,
+                )
+            )
         history = pd.DataFrame(rows)
         logger.info(
             "trained %s: best validation loss %.5g at epoch %d (%s after %d steps, %d planned)",
-            type(task).__name__, best_loss, best_epoch, stopped, steps_done, planned_steps,
+            type(task).__name__,
+            best_loss,
+            best_epoch,
+            stopped,
+            steps_done,
+            planned_steps,
         )
         return TrainingResult(
-            history, best_epoch, float(best_loss), stopped, time.perf_counter() - started, resumed,
-            steps=steps_done, planned_steps=planned_steps, converged=converged,
+            history,
+            best_epoch,
+            float(best_loss),
+            stopped,
+            time.perf_counter() - started,
+            resumed,
+            steps=steps_done,
+            planned_steps=planned_steps,
+            converged=converged,
         )
 
     @torch.no_grad()
-    def evaluate(self, task: torch.nn.Module, loader: MinibatchLoader, *, use_amp: bool = False) -> float:
+    def evaluate(
+        self, task: torch.nn.Module, loader: MinibatchLoader, *, use_amp: bool = False
+    ) -> float:
         """Mean validation loss of ``task`` over ``loader``, weighted by batch size (one host read)."""
         task.eval()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -578,7 +712,22 @@ class Trainer:
             if path.name != keep:
                 path.unlink(missing_ok=True)
 
-    def _save_checkpoint(self, task, optimizer, scheduler, epoch, rows, best_state, best_file, best_loss, best_epoch, *, finished, stopped="max_epochs", best_rank=False) -> None:
+    def _save_checkpoint(
+        self,
+        task,
+        optimizer,
+        scheduler,
+        epoch,
+        rows,
+        best_state,
+        best_file,
+        best_loss,
+        best_epoch,
+        *,
+        finished,
+        stopped="max_epochs",
+        best_rank=False,
+    ) -> None:
         if self.checkpoint_path is None:
             return
         payload = {
@@ -605,15 +754,26 @@ class Trainer:
         try:
             state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
         except Exception as error:  # corrupt or foreign file
-            raise InputFileError(self.checkpoint_path, f"cannot read checkpoint ({error})", "delete it to start over") from None
+            raise InputFileError(
+                self.checkpoint_path,
+                f"cannot read checkpoint ({error})",
+                "delete it to start over",
+            ) from None
         if not isinstance(state, dict) or "task" not in state:
-            raise InputFileError(self.checkpoint_path, "not a genesel training checkpoint", START_AFRESH)
+            raise InputFileError(
+                self.checkpoint_path, "not a genesel training checkpoint", START_AFRESH
+            )
         scheduled = any(callable(getattr(task, hook, None)) for hook in SCHEDULE_HOOKS)
         ignore = () if scheduled else [f"trainer.{key}" for key in BUDGET_FIELDS]
-        check_fingerprint(self.checkpoint_path, state.get("fingerprint"), self._run_fingerprint, ignore=ignore)
+        check_fingerprint(
+            self.checkpoint_path, state.get("fingerprint"), self._run_fingerprint, ignore=ignore
+        )
         saved_budget = {key: state["fingerprint"]["trainer"].get(key) for key in BUDGET_FIELDS}
         trained = (state["epoch"] + 1) * budget.steps_per_epoch
-        if saved_budget != {key: getattr(self.config, key) for key in BUDGET_FIELDS} and trained > budget.step_limit:
+        if (
+            saved_budget != {key: getattr(self.config, key) for key in BUDGET_FIELDS}
+            and trained > budget.step_limit
+        ):
             raise CheckpointMismatchError(
                 self.checkpoint_path,
                 f"checkpoint has trained {state['epoch'] + 1} epochs ({trained} steps), more than this run's budget of {budget.step_limit} steps",
@@ -625,4 +785,3 @@ class Trainer:
 def _call(task: Any, name: str, *args: Any) -> Any:
     method = getattr(task, name, None)
     return method(*args) if callable(method) else None
-

@@ -26,7 +26,10 @@ def usage_line(wall_seconds: float) -> str:
     ``cpu_s`` is user + system time since the interpreter started (imports included);
     ``wall_s`` is the command's own wall time (given); ``max_rss_mb`` the larger peak RSS.
     """
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
     unit = 1.0 if sys.platform == "darwin" else 1024.0  # ru_maxrss: bytes on macOS, KiB on Linux
     rss_mb = max(own.ru_maxrss, children.ru_maxrss) * unit / 2**20
@@ -36,7 +39,11 @@ def usage_line(wall_seconds: float) -> str:
 def read_usage(path: str | os.PathLike[str]) -> dict[str, float] | None:
     """The fields of the last usage line in a log (summed over several: one job may run several commands)."""
     try:
-        lines = [line for line in Path(path).read_text(errors="replace").splitlines() if USAGE_PREFIX in line]
+        lines = [
+            line
+            for line in Path(path).read_text(errors="replace").splitlines()
+            if USAGE_PREFIX in line
+        ]
     except OSError:
         return None
     if not lines:
@@ -44,5 +51,9 @@ def read_usage(path: str | os.PathLike[str]) -> dict[str, float] | None:
     total: dict[str, float] = {}
     for line in lines:
         for key, value in _FIELD.findall(line):
-            total[key] = max(total.get(key, 0.0), float(value)) if key == "max_rss_mb" else total.get(key, 0.0) + float(value)
+            total[key] = (
+                max(total.get(key, 0.0), float(value))
+                if key == "max_rss_mb"
+                else total.get(key, 0.0) + float(value)
+            )
     return total or None

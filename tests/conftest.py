@@ -17,7 +17,9 @@ from genesel.store import SPLITS, Store, StoreWriter
 torch.set_num_threads(1)
 
 
-def planted_matrix(n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 0, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def planted_matrix(
+    n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 0, noise: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """Samples x genes where every gene is a (partly nonlinear) function of a few driver genes.
 
     Returns the matrix and the indices of the drivers, which are the genes a good
@@ -50,14 +52,19 @@ def write_store(
         if not (splits == name).any():
             splits[SPLITS.index(name)] = name
     var = pd.DataFrame(
-        {"symbol": [f"GENE{j}" for j in range(n_genes)], "landmark": np.arange(n_genes) < int(landmark_fraction * n_genes)},
+        {
+            "symbol": [f"GENE{j}" for j in range(n_genes)],
+            "landmark": np.arange(n_genes) < int(landmark_fraction * n_genes),
+        },
         index=pd.Index([f"ENSG{j:011d}" for j in range(n_genes)], name="gene_id"),
     )
     sizes = {name: int((splits == name).sum()) for name in SPLITS}
     with StoreWriter(path, var=var, split_sizes=sizes) as writer:
         for start in range(0, n_obs, 97):
             stop = min(start + 97, n_obs)
-            writer.write_block(X[start:stop], splits[start:stop], [f"sample{i}" for i in range(start, stop)])
+            writer.write_block(
+                X[start:stop], splits[start:stop], [f"sample{i}" for i in range(start, stop)]
+            )
         writer.close(uns=uns or {})
     return path
 
@@ -75,7 +82,13 @@ def planted_store(tmp_path: Path):
 def panel_file(planted_store, tmp_path: Path) -> Path:
     """``panel.tsv`` of the planted store's 5 driver genes."""
     store, drivers = planted_store
-    table = pd.DataFrame({"rank": np.arange(1, 6), "gene_id": store.var.index[drivers], "symbol": store.var["symbol"].iloc[drivers]})
+    table = pd.DataFrame(
+        {
+            "rank": np.arange(1, 6),
+            "gene_id": store.var.index[drivers],
+            "symbol": store.var["symbol"].iloc[drivers],
+        }
+    )
     table.to_csv(tmp_path / "panel.tsv", sep="\t", index=False)
     return tmp_path / "panel.tsv"
 

@@ -13,7 +13,7 @@ import scipy.linalg
 
 from genesel.cli import select as select_cli
 from genesel.errors import ConfigError
-from genesel.selectors import make_selector, read_panel, select_panel
+from genesel.selectors import read_panel, select_panel
 from genesel.selectors.baselines import marchenko_pastur_rank
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
@@ -21,7 +21,9 @@ from tests.conftest import planted_matrix, write_store
 K = 5
 
 
-@pytest.mark.parametrize(("method", "n_genes"), [("landmarks", 4), ("random", K), ("hvg", K), ("qr", K)])
+@pytest.mark.parametrize(
+    ("method", "n_genes"), [("landmarks", 4), ("random", K), ("hvg", K), ("qr", K)]
+)
 def test_returns_k_distinct_valid_genes_with_scores(planted_store, method, n_genes):
     store, _ = planted_store
     result = select_panel(store, method=method, n_genes=n_genes, seed=2)
@@ -60,7 +62,9 @@ def test_hvg_matches_scanpy_on_the_train_split(planted_store):
     adata = anndata.AnnData(train, var=pd.DataFrame(index=store.gene_ids.astype(str)))
     adata.uns["log1p"] = {"base": 2.0}
     sc.pp.highly_variable_genes(adata, flavor="seurat", n_top_genes=K)
-    assert set(result.gene_indices.tolist()) == set(np.flatnonzero(adata.var["highly_variable"].to_numpy()).tolist())
+    assert set(result.gene_indices.tolist()) == set(
+        np.flatnonzero(adata.var["highly_variable"].to_numpy()).tolist()
+    )
 
 
 def test_hvg_subsamples_large_train_splits_with_the_seed(planted_store):
@@ -76,7 +80,9 @@ def test_qr_is_pivoted_qr_of_the_leading_principal_directions(planted_store):
     store, _ = planted_store
     train = store.read_rows(store.split_indices("train")).astype(np.float64)
     _, singular, vt = np.linalg.svd(train, full_matrices=False)
-    original = select_panel(store, method="qr", n_genes=K, params={"n_components": None, "weighted": False})
+    original = select_panel(
+        store, method="qr", n_genes=K, params={"n_components": None, "weighted": False}
+    )
     _, _, pivots = scipy.linalg.qr(vt[:K], pivoting=True)
     np.testing.assert_array_equal(original.gene_indices, pivots[:K])
     # default: the directions above the Marchenko-Pastur edge, weighted by their singular values
@@ -100,7 +106,9 @@ def test_marchenko_pastur_rank_counts_planted_directions():
 def test_qr_randomized_agrees_with_exact(planted_store):
     store, _ = planted_store
     exact = select_panel(store, method="qr", n_genes=K, params={"n_components": K})
-    randomized = select_panel(store, method="qr", n_genes=K, params={"n_components": K, "exact_max_genes": 10})
+    randomized = select_panel(
+        store, method="qr", n_genes=K, params={"n_components": K, "exact_max_genes": 10}
+    )
     assert randomized.extra["pca"] == "randomized subspace iteration"
     np.testing.assert_array_equal(exact.gene_indices, randomized.gene_indices)
 
@@ -109,11 +117,15 @@ def test_qr_finds_most_drivers_of_a_linear_compendium(tmp_path):
     X, drivers = planted_matrix(500, 30, 4, seed=5, noise=0.01)
     path = write_store(tmp_path / "linear.h5ad", X)
     with Store.open(path) as store:
-        genes = select_panel(store, method="qr", n_genes=4, params={"n_components": 4}).gene_indices
+        genes = select_panel(
+            store, method="qr", n_genes=4, params={"n_components": 4}
+        ).gene_indices
     assert len(set(genes.tolist()) & set(drivers.tolist())) >= 2
 
 
-@pytest.mark.parametrize("params", [{}, {"n_components": None, "weighted": False}, {"n_components": 3}])
+@pytest.mark.parametrize(
+    "params", [{}, {"n_components": None, "weighted": False}, {"n_components": 3}]
+)
 def test_qr_returns_panels_larger_than_the_train_rows(tmp_path, params):
     X, _ = planted_matrix(40, 60, 4, seed=2, noise=0.2)
     path = write_store(tmp_path / "few.h5ad", X, fractions=(0.5, 0.3, 0.2))
@@ -129,7 +141,21 @@ def test_select_cli_writes_a_random_panel(planted_store, tmp_path):
     store, _ = planted_store
     parser = argparse.ArgumentParser()
     select_cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["select", "--data", str(store.path), "--method", "random", "-k", str(K), "--seed", "3", "--out", str(tmp_path / "out")])
+    args = parser.parse_args(
+        [
+            "select",
+            "--data",
+            str(store.path),
+            "--method",
+            "random",
+            "-k",
+            str(K),
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     args.progress = False
     assert args.func(args) == 0
     panel = read_panel(tmp_path / "out")

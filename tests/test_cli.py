@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
-import sys
 
 
 def test_building_the_parser_does_not_import_torch():
     code = "import sys; from genesel.cli.main import build_parser; build_parser(); print(sorted(m for m in ('torch', 'genesel.selectors.base') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]", f"parser build imported {out}"
 
 
@@ -34,4 +36,6 @@ def test_select_help_teaches_the_methods_and_their_params(capsys):
     assert main(["select", "--method", "greedy", "--help-params"]) == 0
     params = capsys.readouterr().out
     assert "--param ridge=" in params and "--param criterion=" in params
-    assert main(["-q", "select", "--method", "cae"]) == 1  # --data, --n-genes, --out missing: one clear error
+    assert (
+        main(["-q", "select", "--method", "cae"]) == 1
+    )  # --data, --n-genes, --out missing: one clear error

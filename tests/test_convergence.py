@@ -24,7 +24,9 @@ class FakeLoader:
 
     def __init__(self, n_batches: int, n_genes: int = 6, batch_size: int = 4) -> None:
         generator = torch.Generator().manual_seed(0)
-        self.batches = [torch.randn(batch_size, n_genes, generator=generator) for _ in range(n_batches)]
+        self.batches = [
+            torch.randn(batch_size, n_genes, generator=generator) for _ in range(n_batches)
+        ]
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -63,14 +65,19 @@ class Linear(nn.Module):
 def test_min_steps_raises_the_epoch_budget():
     budget = plan_budget(trainer(max_epochs=2, min_steps=25), n_batches=4)
     assert (budget.planned_epochs, budget.planned_steps, budget.step_limit) == (7, 28, 28)
-    assert plan_budget(trainer(max_epochs=10, min_steps=25), n_batches=4).planned_steps == 40  # enough already
+    assert (
+        plan_budget(trainer(max_epochs=10, min_steps=25), n_batches=4).planned_steps == 40
+    )  # enough already
     task = Linear()
     result = Trainer(trainer(max_epochs=1, min_steps=10)).fit(task, FakeLoader(3))
     assert task.steps == 12 and len(result.history) == 4 and result.planned_steps == 12
 
 
 def test_max_steps_cuts_the_plan_and_the_extension():
-    budget = plan_budget(trainer(max_epochs=10, max_steps=7, stop_when_converged=True, converge_extension=1.0), n_batches=3)
+    budget = plan_budget(
+        trainer(max_epochs=10, max_steps=7, stop_when_converged=True, converge_extension=1.0),
+        n_batches=3,
+    )
     assert (budget.planned_steps, budget.step_limit, budget.planned_epochs) == (7, 7, 3)
     task = Linear()
     result = Trainer(trainer(max_epochs=10, max_steps=7)).fit(task, FakeLoader(3))
@@ -80,15 +87,21 @@ def test_max_steps_cuts_the_plan_and_the_extension():
 def test_unconverged_runs_are_extended_up_to_the_cap_then_stop():
     # never converges: planned 6 steps + 100% extension
     task = Linear(converged_after=10**6)
-    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=1.0)).fit(task, FakeLoader(3))
+    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=1.0)).fit(
+        task, FakeLoader(3)
+    )
     assert task.steps == 12 and result.stopped == "unconverged" and result.converged is False
     # converges during the extension: stops there
     task = Linear(converged_after=3)
-    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0)).fit(task, FakeLoader(3))
+    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0)).fit(
+        task, FakeLoader(3)
+    )
     assert task.steps == 9 and result.stopped == "converged" and result.converged is True
     # no convergence notion: the plan, no extension
     task = Linear()
-    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0)).fit(task, FakeLoader(3))
+    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0)).fit(
+        task, FakeLoader(3)
+    )
     assert task.steps == 6 and result.stopped == "max_epochs" and result.converged is None
 
 
@@ -108,8 +121,12 @@ def test_step_schedule_reaches_the_end_temperature_at_the_last_planned_step(monk
     assert planned == 9
     assert temperatures[0] == pytest.approx(10.0)
     assert temperatures[planned - 1] == pytest.approx(0.01)
-    assert all(a > b for a, b in zip(temperatures[: planned - 1], temperatures[1:planned], strict=True))
-    assert all(t == pytest.approx(0.01) for t in temperatures[planned:])  # the extension stays at TB
+    assert all(
+        a > b for a, b in zip(temperatures[: planned - 1], temperatures[1:planned], strict=True)
+    )
+    assert all(
+        t == pytest.approx(0.01) for t in temperatures[planned:]
+    )  # the extension stays at TB
 
 
 def test_step_loop_reads_no_device_value_per_step(monkeypatch):
@@ -127,7 +144,9 @@ def test_step_loop_reads_no_device_value_per_step(monkeypatch):
     def reads(n_batches: int) -> int:
         counts["n"] = 0
         model = ConcreteAutoencoder(6, 2, gjsd_weight=0.1, indirect=True, selector_lr=0.05)
-        Trainer(trainer(max_epochs=2, min_steps=0, stop_when_converged=True)).fit(model, FakeLoader(n_batches), FakeLoader(2))
+        Trainer(trainer(max_epochs=2, min_steps=0, stop_when_converged=True)).fit(
+            model, FakeLoader(n_batches), FakeLoader(2)
+        )
         return counts["n"]
 
     few, many = reads(2), reads(12)
@@ -147,23 +166,61 @@ def test_nonfinite_loss_is_caught_at_the_epoch_end():
 def test_converged_panel_is_flagged_true(planted_store, tmp_path):
     store, _ = planted_store
     result = select_panel(
-        store, method="ipcae", n_genes=5, seed=0, params={"embedding_dim": 8},
-        trainer=trainer(max_epochs=2, min_steps=300), loader=LoaderConfig(batch_size=32), out_dir=tmp_path,
+        store,
+        method="ipcae",
+        n_genes=5,
+        seed=0,
+        params={"embedding_dim": 8},
+        trainer=trainer(max_epochs=2, min_steps=300),
+        loader=LoaderConfig(batch_size=32),
+        out_dir=tmp_path,
     )
     extra = result.extra
-    assert extra["converged"] is True and extra["unique_percent"] == 100.0 and extra["mean_max_probability"] >= 0.99
+    assert (
+        extra["converged"] is True
+        and extra["unique_percent"] == 100.0
+        and extra["mean_max_probability"] >= 0.99
+    )
     metadata = read_panel_metadata(tmp_path)
-    assert metadata["converged"] is True and metadata["method"] == "ipcae" and metadata["n_genes"] == 5 and metadata["seed"] == 0
-    assert metadata["mean_max_probability"] == pytest.approx(extra["mean_max_probability"], rel=1e-5)
+    assert (
+        metadata["converged"] is True
+        and metadata["method"] == "ipcae"
+        and metadata["n_genes"] == 5
+        and metadata["seed"] == 0
+    )
+    assert metadata["mean_max_probability"] == pytest.approx(
+        extra["mean_max_probability"], rel=1e-5
+    )
     assert len(read_panel(tmp_path)) == 5
 
 
-def test_unconverged_panel_is_flagged_in_panel_tsv_and_warned(planted_store, tmp_path, monkeypatch, caplog):
+def test_unconverged_panel_is_flagged_in_panel_tsv_and_warned(
+    planted_store, tmp_path, monkeypatch, caplog
+):
     store, _ = planted_store
     monkeypatch.setattr("genesel.cli.main.SUBCOMMANDS", ("select",))
     out = tmp_path / "panel"
-    args = ["select", "--data", str(store.path), "--method", "cae", "-k", "5", "--out", str(out), "--device", "cpu",
-            "--epochs", "1", "--min-steps", "0", "--converge-extension", "0", "--param", "selector_lr=null"]
+    args = [
+        "select",
+        "--data",
+        str(store.path),
+        "--method",
+        "cae",
+        "-k",
+        "5",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "0",
+        "--converge-extension",
+        "0",
+        "--param",
+        "selector_lr=null",
+    ]
     with caplog.at_level(logging.WARNING):
         assert genesel_main(args) == 0
     assert "training ended unconverged" in caplog.text and "Fix:" in caplog.text
@@ -181,7 +238,9 @@ def test_unconverged_panel_is_flagged_in_panel_tsv_and_warned(planted_store, tmp
 def test_peaked_duplicate_nodes_move_to_their_next_best_gene():
     model = ConcreteAutoencoder(6, 3, block_duplicates=True)
     with torch.no_grad():
-        model.selector.logits.copy_(torch.tensor([[0, 0, 20.0, 0, 0, 0], [0, 0, 19.0, 8, 0, 0], [0, 0, 0, 0, 20.0, 0]]))
+        model.selector.logits.copy_(
+            torch.tensor([[0, 0, 20.0, 0, 0, 0], [0, 0, 19.0, 8, 0, 0], [0, 0, 0, 0, 20.0, 0]])
+        )
     metrics = model.epoch_metrics()
     assert metrics["unique_percent"] < 100 and metrics["mean_max_probability"] > 0.99
     assert model.converged(metrics) is False  # probability alone is not enough: distinct genes too

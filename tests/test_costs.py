@@ -43,7 +43,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
 def cost_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """COSTS as a TSV, genes 0-9 by symbol, 10-29 by id, the last five left to the default cost."""
     path = tmp_path_factory.mktemp("cost_file") / "costs.tsv"
-    rows = [f"GENE{j}\t{COSTS[f'ENSG{j:011d}']}" for j in range(10)] + [f"ENSG{j:011d}\t{COSTS[f'ENSG{j:011d}']}" for j in range(10, 25)]
+    rows = [f"GENE{j}\t{COSTS[f'ENSG{j:011d}']}" for j in range(10)] + [
+        f"ENSG{j:011d}\t{COSTS[f'ENSG{j:011d}']}" for j in range(10, 25)
+    ]
     path.write_text("# probe prices\ngene\tcost\n" + "\n".join(rows) + "\n")
     return path
 
@@ -79,7 +81,11 @@ def test_every_method_stays_within_the_budget(store, cost_file, method, n_genes,
     assert metadata["budget"] == BUDGET and metadata["total_cost"] == pytest.approx(expected.sum())
     assert metadata["gene_cost_sha256"] == hashlib.sha256(cost_file.read_bytes()).hexdigest()
     config = json.loads((tmp_path / "config.json").read_text())["config"]
-    assert config["budget"] == BUDGET and config["gene_cost"] == str(cost_file) and config["default_cost"] == 2.0
+    assert (
+        config["budget"] == BUDGET
+        and config["gene_cost"] == str(cost_file)
+        and config["default_cost"] == 2.0
+    )
 
 
 def test_baselines_fill_the_budget_from_their_ranking(store):
@@ -122,10 +128,16 @@ def test_exact_size_reserves_room_for_the_cheapest_completion():
     costs = GeneCosts(np.array([5.0, 1.0, 1.0, 1.0, 4.0]), "dict", None)
     exact = GeneConstraints(costs=costs, budget=7.0, exact_size=True, n_genes=3)
     assert exact.complete(np.array([0, 4, 1, 2, 3]), 3).tolist() == [0, 1, 2]  # 5 + 1 + 1
-    assert exact.complete(np.array([4, 0, 1, 2, 3]), 3).tolist() == [4, 1, 2]  # 0 no longer fits after 4
+    assert exact.complete(np.array([4, 0, 1, 2, 3]), 3).tolist() == [
+        4,
+        1,
+        2,
+    ]  # 0 no longer fits after 4
     loose = GeneConstraints(costs=costs, budget=7.0, exact_size=False, n_genes=3)
     assert loose.complete(np.array([4, 0, 1, 2, 3]), 3).tolist() == [4, 1, 2]
-    assert loose.complete(np.array([0, 4, 3]), 3).tolist() == [0, 3], "budget-only panels may end short"
+    assert loose.complete(np.array([0, 4, 3]), 3).tolist() == [0, 3], (
+        "budget-only panels may end short"
+    )
 
 
 def test_completion_within_the_budget_always_reaches_n_genes_when_some_panel_does():
@@ -139,13 +151,23 @@ def test_completion_within_the_budget_always_reaches_n_genes_when_some_panel_doe
         cost = rng.integers(1, 10, n_vars).astype(float)
         include = rng.choice(n_vars, int(rng.integers(0, 3)), replace=False)
         exclude = np.setdiff1d(rng.choice(n_vars, int(rng.integers(0, 4))), include)
-        n_genes, budget = int(rng.integers(include.size + 1, n_vars - exclude.size + 1)), float(rng.integers(1, 60))
-        if cost[include].sum() > budget or max_panel_size(cost, budget, include=include, exclude=exclude) < n_genes:
+        n_genes, budget = (
+            int(rng.integers(include.size + 1, n_vars - exclude.size + 1)),
+            float(rng.integers(1, 60)),
+        )
+        if (
+            cost[include].sum() > budget
+            or max_panel_size(cost, budget, include=include, exclude=exclude) < n_genes
+        ):
             continue
-        fixed = GeneConstraints(include, exclude, costs=GeneCosts(cost, "dict", None), budget=budget, n_genes=n_genes)
+        fixed = GeneConstraints(
+            include, exclude, costs=GeneCosts(cost, "dict", None), budget=budget, n_genes=n_genes
+        )
         panel = fixed.complete(rng.permutation(n_vars), n_genes)
         assert panel.size == n_genes == np.unique(panel).size and cost[panel].sum() <= budget
-        assert panel[: include.size].tolist() == include.tolist() and not set(exclude) & set(panel.tolist())
+        assert panel[: include.size].tolist() == include.tolist() and not set(exclude) & set(
+            panel.tolist()
+        )
         checked += 1
     assert checked > 100
 
@@ -171,23 +193,37 @@ def test_bad_cost_values_are_named(store, tmp_path, text, named):
 def test_bad_cost_tables_and_budgets_fail_clearly(store, tmp_path):
     path = tmp_path / "costs.tsv"
     path.write_text("gene\tprice\nGENE1\t1\n")
-    with pytest.raises(InputFileError, match=r"costs.tsv: the gene cost table has columns \['gene', 'price'\]"):
+    with pytest.raises(
+        InputFileError, match=r"costs.tsv: the gene cost table has columns \['gene', 'price'\]"
+    ):
         resolve_costs(store.var, path)
     path.write_text("gene\tcost\nGENE1\t1\nENSG00000000001\t2\n")
-    with pytest.raises(InputFileError, match="1 gene\\(s\\) given different costs: ENSG00000000001"):
+    with pytest.raises(
+        InputFileError, match="1 gene\\(s\\) given different costs: ENSG00000000001"
+    ):
         resolve_costs(store.var, path)
     with pytest.raises(InputFileError, match="cannot read the gene cost table"):
         resolve_costs(store.var, tmp_path / "missing.tsv")
-    with pytest.raises(ConfigError, match=r"gene_cost \(dict\): 1 cost\(s\) not a positive finite number: GENE2: -1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"gene_cost \(dict\): 1 cost\(s\) not a positive finite number: GENE2: -1",
+    ):
         resolve_costs(store.var, {"GENE1": 1, "GENE2": -1})
-    with pytest.raises(ConfigError, match="the 1 included genes cost 4 in all, more than the budget 3"):
+    with pytest.raises(
+        ConfigError, match="the 1 included genes cost 4 in all, more than the budget 3"
+    ):
         select_panel(store, method="random", include=["GENE7"], gene_cost=COSTS, budget=3)
     with pytest.raises(ConfigError, match="no panel of n_genes=6 fits the budget 5"):
         select_panel(store, method="random", n_genes=6, budget=5)  # every gene costs the default 1
     with pytest.raises(ConfigError, match="cae is not supported with --budget/--gene-cost"):
         select_panel(store, method="cae", n_genes=4, gene_cost=COSTS)
-    with pytest.raises(ConfigError, match="landmarks: the landmark panel of 3 genes costs 6, more than the budget 5"):
-        select_panel(store, method="landmarks", gene_cost=COSTS, budget=5)  # GENE0-2 cost 1 + 2 + 3
+    with pytest.raises(
+        ConfigError,
+        match="landmarks: the landmark panel of 3 genes costs 6, more than the budget 5",
+    ):
+        select_panel(
+            store, method="landmarks", gene_cost=COSTS, budget=5
+        )  # GENE0-2 cost 1 + 2 + 3
     with pytest.raises(ConfigError, match="budget must be a positive finite number"):
         select_panel(store, method="random", budget=-1)
     with pytest.raises(ConfigError, match="refine is not supported with a budget"):
@@ -203,13 +239,39 @@ def test_cli_budget_without_n_genes_and_a_bad_cost_file(store, cost_file, tmp_pa
     from genesel.cli.main import main
 
     out = tmp_path / "panel"
-    argv = ["-q", "select", "--data", str(store.path), "--method", "greedy", "--gene-cost", str(cost_file), "--budget", "9", "--out", str(out)]
+    argv = [
+        "-q",
+        "select",
+        "--data",
+        str(store.path),
+        "--method",
+        "greedy",
+        "--gene-cost",
+        str(cost_file),
+        "--budget",
+        "9",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     table = read_panel(out)
     assert table["cost"].sum() <= 9 and read_panel_metadata(out)["budget"] == 9
     bad = tmp_path / "bad.tsv"
     bad.write_text("gene\tcost\nGENE1\t-2\n")
-    argv = ["-q", "select", "--data", str(store.path), "--method", "random", "-k", "4", "--gene-cost", str(bad), "--out", str(tmp_path / "x")]
+    argv = [
+        "-q",
+        "select",
+        "--data",
+        str(store.path),
+        "--method",
+        "random",
+        "-k",
+        "4",
+        "--gene-cost",
+        str(bad),
+        "--out",
+        str(tmp_path / "x"),
+    ]
     assert main(argv) == 1
     assert f"{bad}: 1 cost(s) not a positive finite number: row 2 (GENE1): '-2'" in caplog.text
 
@@ -220,13 +282,23 @@ def test_tl_select_panel_with_series_costs():
     import genesel
 
     X, _ = planted_matrix(120, 25, 3, seed=2)
-    adata = anndata.AnnData(X, var=pd.DataFrame({"symbol": [f"S{j}" for j in range(25)]}, index=[f"g{j}" for j in range(25)]))
+    adata = anndata.AnnData(
+        X,
+        var=pd.DataFrame(
+            {"symbol": [f"S{j}" for j in range(25)]}, index=[f"g{j}" for j in range(25)]
+        ),
+    )
     costs = pd.Series({f"S{j}": 1.0 + j % 3 for j in range(25)})
-    genesel.tl.select_panel(adata, method="greedy", gene_cost=costs, budget=8.0, include=["g2"], progress=False)
+    genesel.tl.select_panel(
+        adata, method="greedy", gene_cost=costs, budget=8.0, include=["g2"], progress=False
+    )
     chosen = adata.var["genesel_selected"]
     assert adata.var.loc[chosen, "genesel_cost"].sum() <= 8.0 and chosen["g2"]
     record = adata.uns["genesel"]
-    assert record["budget"] == 8.0 and record["total_cost"] == adata.var.loc[chosen, "genesel_cost"].sum()
+    assert (
+        record["budget"] == 8.0
+        and record["total_cost"] == adata.var.loc[chosen, "genesel_cost"].sum()
+    )
     assert record["n_genes"] == int(chosen.sum())
 
 
@@ -239,11 +311,20 @@ def test_workflow_config_validates_and_passes_costs_through(tmp_path: Path):
         **TINY_CONFIG,
         "gene_cost": "costs.tsv",
         "budget": 50,
-        "methods": {"random": {"budget": 20, "default_cost": 2}, "cae": {"epochs": 1, "gene_cost": False, "budget": False}},
+        "methods": {
+            "random": {"budget": 20, "default_cost": 2},
+            "cae": {"epochs": 1, "gene_cost": False, "budget": False},
+        },
     }
     validated = validate_config(dict(config))
     assert validated["budget"] == 50 and validated["methods"]["random"]["budget"] == 20
-    for bad in ({"budget": 0}, {"budget": "cheap"}, {"default_cost": -1}, {"gene_cost": ""}, {"methods": {"random": {"budget": True}}}):
+    for bad in (
+        {"budget": 0},
+        {"budget": "cheap"},
+        {"default_cost": -1},
+        {"gene_cost": ""},
+        {"methods": {"random": {"budget": True}}},
+    ):
         with pytest.raises(WorkflowError):
             validate_config({**TINY_CONFIG, **bad})
     if not SNAKEMAKE.exists():
@@ -261,12 +342,25 @@ def test_workflow_config_validates_and_passes_costs_through(tmp_path: Path):
 
 @pytest.mark.parametrize("method", ["logitnormal", "lassonet"])
 def test_resume_refuses_a_checkpoint_of_other_costs_or_budget(store, method, tmp_path):
-    options = {"method": method, "n_genes": 6, "params": PARAMS[method], "trainer": TRAINER, "loader": LoaderConfig(batch_size=32), "out_dir": tmp_path}
+    options = {
+        "method": method,
+        "n_genes": 6,
+        "params": PARAMS[method],
+        "trainer": TRAINER,
+        "loader": LoaderConfig(batch_size=32),
+        "out_dir": tmp_path,
+    }
     select_panel(store, gene_cost=COSTS, budget=BUDGET, **options)
     with pytest.raises(InputFileError, match="constraints"):
         select_panel(store, gene_cost=COSTS, budget=BUDGET + 1, resume=True, **options)
     with pytest.raises(InputFileError, match="constraints"):
-        select_panel(store, gene_cost={**COSTS, "ENSG00000000000": 9.0}, budget=BUDGET, resume=True, **options)
+        select_panel(
+            store,
+            gene_cost={**COSTS, "ENSG00000000000": 9.0},
+            budget=BUDGET,
+            resume=True,
+            **options,
+        )
 
 
 def test_report_draws_the_error_against_total_cost_when_panels_have_costs(tmp_path: Path):
@@ -293,4 +387,7 @@ def test_cli_runs_of_a_budget_only_selection_are_named():
     from genesel.cli.select import run_directories
 
     assert run_directories("out", [None], [0]) == [(None, 0, "out")]
-    assert run_directories("p/k{n_genes}/seed{seed}", [None], [0, 1]) == [(None, 0, "p/kbudget/seed0"), (None, 1, "p/kbudget/seed1")]
+    assert run_directories("p/k{n_genes}/seed{seed}", [None], [0, 1]) == [
+        (None, 0, "p/kbudget/seed0"),
+        (None, 1, "p/kbudget/seed1"),
+    ]

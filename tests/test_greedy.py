@@ -68,17 +68,25 @@ def test_greedy_prefixes_are_the_smaller_panels_and_select_panel_runs(small, tmp
         short = greedy_path(moments, 4, progress=False)
     assert long.genes[:4].tolist() == short.genes.tolist()
     assert np.all(np.diff(long.errors) < 0)
-    result = select_panel(store, method="greedy", n_genes=4, params={"moments": str(path)}, out_dir=tmp_path / "g")
+    result = select_panel(
+        store, method="greedy", n_genes=4, params={"moments": str(path)}, out_dir=tmp_path / "g"
+    )
     assert result.gene_indices.tolist() == short.genes.tolist()
     assert result.extra["order"] == short.genes.tolist()
     with open_moments(path, store) as moments:  # better than random panels of its size
         rng = np.random.default_rng(0)
         for _ in range(5):
-            assert greedy_error(moments, short.genes) <= greedy_error(moments, rng.choice(store.n_vars, 4, replace=False))
+            assert greedy_error(moments, short.genes) <= greedy_error(
+                moments, rng.choice(store.n_vars, 4, replace=False)
+            )
     # without a moments file they are computed into a temporary file; a named missing file is written and kept
     again = select_panel(store, method="greedy", n_genes=4, out_dir=tmp_path / "h")
-    assert again.gene_indices.tolist() == short.genes.tolist() and not list((tmp_path / "h").glob("*moments*"))
-    cached = select_panel(store, method="greedy", n_genes=4, params={"moments": str(tmp_path / "m.h5")})
+    assert again.gene_indices.tolist() == short.genes.tolist() and not list(
+        (tmp_path / "h").glob("*moments*")
+    )
+    cached = select_panel(
+        store, method="greedy", n_genes=4, params={"moments": str(tmp_path / "m.h5")}
+    )
     assert cached.gene_indices.tolist() == short.genes.tolist() and (tmp_path / "m.h5").exists()
 
 
@@ -95,15 +103,21 @@ def test_swap_errors_equal_refits_and_refine_never_increases(small):
         errors, removal = swap_errors(moments, state)
         for s in range(len(start)):
             rest = start[:s] + start[s + 1 :]
-            assert removal[s] == pytest.approx(refit_error(z_train, z_valid, rest, ridge), rel=1e-8)
+            assert removal[s] == pytest.approx(
+                refit_error(z_train, z_valid, rest, ridge), rel=1e-8
+            )
             for j in (5, 9, 17, start[s]):
                 if j in rest:
                     continue
-                assert errors[s, j] == pytest.approx(refit_error(z_train, z_valid, [*rest, j], ridge), rel=1e-8)
+                assert errors[s, j] == pytest.approx(
+                    refit_error(z_train, z_valid, [*rest, j], ridge), rel=1e-8
+                )
         result = refine_panel(moments, start, ridge=ridge, max_swaps=20, progress=False)
     trail = [result.error_before] + [swap["error"] for swap in result.swaps]
     assert np.all(np.diff(trail) < 0)
-    assert result.error_after == pytest.approx(refit_error(z_train, z_valid, result.genes.tolist(), ridge), rel=1e-8)
+    assert result.error_after == pytest.approx(
+        refit_error(z_train, z_valid, result.genes.tolist(), ridge), rel=1e-8
+    )
     assert result.converged and sorted(result.genes.tolist()) == drivers.tolist()
 
 
@@ -119,7 +133,20 @@ def test_cli_refines_any_panel_and_tl_selects_greedy(small, tmp_path):
     store, path, drivers = small
     parser = argparse.ArgumentParser()
     select_cli.add_parser(parser.add_subparsers())
-    argv = ["select", "--data", str(store.path), "--method", "random", "-k", "4", "--out", str(tmp_path / "r"), "--refine", "--moments", str(path)]
+    argv = [
+        "select",
+        "--data",
+        str(store.path),
+        "--method",
+        "random",
+        "-k",
+        "4",
+        "--out",
+        str(tmp_path / "r"),
+        "--refine",
+        "--moments",
+        str(path),
+    ]
     args = parser.parse_args(argv)
     args.progress = False
     assert args.func(args) == 0
@@ -127,7 +154,10 @@ def test_cli_refines_any_panel_and_tl_selects_greedy(small, tmp_path):
     assert record["error_after"] <= record["error_before"]
     adata = anndata.AnnData(store.read_rows(np.arange(store.n_obs), standardize=False))
     tl_select(adata, n_genes=3, method="greedy", params={"ridge": 0.05})
-    assert adata.var["genesel_selected"].sum() == 3 and adata.uns["genesel"]["params"]["params"]["ridge"] == 0.05
+    assert (
+        adata.var["genesel_selected"].sum() == 3
+        and adata.uns["genesel"]["params"]["params"]["ridge"] == 0.05
+    )
 
 
 def test_gcv_criterion_equals_brute_force_on_pooled_rows(small):

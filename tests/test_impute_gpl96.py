@@ -28,11 +28,15 @@ def dgex_genes() -> pd.DataFrame:
     parts = []
     for name, landmark in (("dgex_map_lm.txt", True), ("dgex_map_tg.txt", False)):
         with resources.files("genesel.data").joinpath(name).open() as handle:
-            table = pd.read_csv(handle, sep="\t", header=None, names=["symbol", "ensembl_id", "probes"], dtype=str)
+            table = pd.read_csv(
+                handle, sep="\t", header=None, names=["symbol", "ensembl_id", "probes"], dtype=str
+            )
         table["landmark"] = landmark
         parts.append(table)
     genes = pd.concat(parts, ignore_index=True)
-    gene_id = genes["ensembl_id"].where(~genes["ensembl_id"].duplicated(), genes["ensembl_id"] + "-target")
+    gene_id = genes["ensembl_id"].where(
+        ~genes["ensembl_id"].duplicated(), genes["ensembl_id"] + "-target"
+    )
     return genes.set_index(pd.Index(gene_id, name="gene_id"))
 
 
@@ -54,7 +58,11 @@ def gpl96_store(tmp_path_factory):
     values = average_probes(probes, genes)
     splits = np.random.default_rng(7).permutation(np.repeat(np.array(SPLITS), [52, 8, 14]))
     path = tmp_path_factory.mktemp("gpl96") / "gpl96_genes.h5ad"
-    with StoreWriter(path, var=genes[["symbol", "landmark"]], split_sizes={"train": 52, "validation": 8, "test": 14}) as writer:
+    with StoreWriter(
+        path,
+        var=genes[["symbol", "landmark"]],
+        split_sizes={"train": 52, "validation": 8, "test": 14},
+    ) as writer:
         writer.write_block(values, splits, probes.obs_names)
         writer.close(obs=probes.obs[["dataset"]])
     with Store.open(path) as store:
@@ -72,12 +80,20 @@ def test_gpl96_fit_then_apply_to_other_arrays(gpl96_store, tmp_path):
     test_rows = store.split_indices("test")
     values = store.read_rows(test_rows, standardize=False)
     panel_symbols = set(model.panel_symbols)
-    others = np.flatnonzero(~var["landmark"].to_numpy() & ~var["symbol"].isin(panel_symbols).to_numpy())[:300]
+    others = np.flatnonzero(
+        ~var["landmark"].to_numpy() & ~var["symbol"].isin(panel_symbols).to_numpy()
+    )[:300]
     keep = np.concatenate([model.panel_indices, others])
-    names = np.concatenate([var["symbol"].to_numpy()[keep].astype(str), ["AFFX-CONTROL-1", "UNKNOWN_GENE"]])
+    names = np.concatenate(
+        [var["symbol"].to_numpy()[keep].astype(str), ["AFFX-CONTROL-1", "UNKNOWN_GENE"]]
+    )
     matrix = np.hstack([values[:, keep], np.full((test_rows.size, 2), 3.0, dtype=np.float32)])
     order = np.random.default_rng(0).permutation(names.size)
-    measured = ad.AnnData(matrix[:, order], obs=store.obs.iloc[test_rows][["dataset"]].copy(), var=pd.DataFrame(index=names[order]))
+    measured = ad.AnnData(
+        matrix[:, order],
+        obs=store.obs.iloc[test_rows][["dataset"]].copy(),
+        var=pd.DataFrame(index=names[order]),
+    )
 
     from genesel.impute import load_model
 
@@ -87,7 +103,9 @@ def test_gpl96_fit_then_apply_to_other_arrays(gpl96_store, tmp_path):
     assert imputed.var["symbol"].tolist() == var["symbol"].tolist()
     assert imputed.obs["dataset"].tolist() == store.obs["dataset"].iloc[test_rows].tolist()
     np.testing.assert_allclose(imputed.X, direct, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(imputed.X[:, model.panel_indices], values[:, model.panel_indices])
+    np.testing.assert_array_equal(
+        imputed.X[:, model.panel_indices], values[:, model.panel_indices]
+    )
 
     # the imputation is informative on real arrays: better than the train mean, genes correlate
     metrics = evaluate_model(store, model, split="test", progress=False).metrics
@@ -96,4 +114,6 @@ def test_gpl96_fit_then_apply_to_other_arrays(gpl96_store, tmp_path):
     assert metrics["pearson_r_median"] > 0.7
     error = imputed.X - values
     unmeasured = ~imputed.var["measured"].to_numpy()
-    assert np.mean((error[:, unmeasured] / store.std[unmeasured]) ** 2) == pytest.approx(metrics["mse_imputed"], rel=1e-4)
+    assert np.mean((error[:, unmeasured] / store.std[unmeasured]) ** 2) == pytest.approx(
+        metrics["mse_imputed"], rel=1e-4
+    )

@@ -54,12 +54,17 @@ def test_float32_block_products_stay_close_to_lstsq(linear_store):
     z = standardized_split(linear_store, "train")
     coef, intercept = lstsq_with_intercept(z, panel)
     exact = fit_linear(linear_store, panel, ridge=0.0, block_rows=64, progress=False)
-    fast = fit_linear(linear_store, panel, ridge=0.0, block_rows=64, precision="float32", progress=False)
+    fast = fit_linear(
+        linear_store, panel, ridge=0.0, block_rows=64, precision="float32", progress=False
+    )
     scale = np.abs(coef).max()
     np.testing.assert_allclose(fast.coef, coef, rtol=1e-4, atol=1e-4 * scale)
     np.testing.assert_allclose(fast.intercept, intercept, atol=1e-5)
     # float32 products are measurably less exact than float64 ones, not identical to them
-    assert 0 < np.abs(fast.coef - coef).max() and np.abs(exact.coef - coef).max() < np.abs(fast.coef - coef).max()
+    assert (
+        0 < np.abs(fast.coef - coef).max()
+        and np.abs(exact.coef - coef).max() < np.abs(fast.coef - coef).max()
+    )
     with pytest.raises(ConfigError, match="precision must be one of"):
         fit_linear(linear_store, panel, precision="float16", progress=False)
 
@@ -71,7 +76,9 @@ def test_ridge_matches_closed_form_and_spares_the_intercept(linear_store):
     n = z.shape[0]
     centred_x = z[:, panel] - z[:, panel].mean(0)
     centred_y = z - z.mean(0)
-    coef = np.linalg.solve(centred_x.T @ centred_x + ridge * n * np.eye(3), centred_x.T @ centred_y)
+    coef = np.linalg.solve(
+        centred_x.T @ centred_x + ridge * n * np.eye(3), centred_x.T @ centred_y
+    )
     intercept = z.mean(0) - z[:, panel].mean(0) @ coef
     solution = fit_linear(linear_store, panel, ridge=ridge, block_rows=50, progress=False)
     np.testing.assert_allclose(solution.coef, coef, rtol=1e-8, atol=1e-12)
@@ -93,7 +100,9 @@ def test_dependent_panel_falls_back_to_minimum_norm(tmp_path, caplog):
     reference = np.linalg.pinv(design) @ z
     fitted = z[:, [2, 4, 7]] @ solution.coef + solution.intercept
     np.testing.assert_allclose(fitted, design @ reference, atol=1e-6)
-    np.testing.assert_allclose(solution.coef[0], solution.coef[1], atol=1e-6)  # split evenly: minimum norm
+    np.testing.assert_allclose(
+        solution.coef[0], solution.coef[1], atol=1e-6
+    )  # split evenly: minimum norm
 
 
 def test_normal_equations_reject_too_few_samples():
@@ -104,13 +113,26 @@ def test_normal_equations_reject_too_few_samples():
 def test_fit_imputer_linear_predicts_like_the_solution(linear_store):
     ids = linear_store.var.index[[5, 6, 7]].tolist()
     model = fit_imputer(
-        linear_store, ids, decoder="linear", loader=LoaderConfig(block_rows=33), trainer=TrainerConfig(device="cpu"), progress=False
+        linear_store,
+        ids,
+        decoder="linear",
+        loader=LoaderConfig(block_rows=33),
+        trainer=TrainerConfig(device="cpu"),
+        progress=False,
     )
     solution = fit_linear(linear_store, np.array([5, 6, 7]), progress=False)
-    assert solution.ridge_choice.criterion == "validation" and model.params["ridge"] == solution.ridge
+    assert (
+        solution.ridge_choice.criterion == "validation" and model.params["ridge"] == solution.ridge
+    )
     z = standardized_split(linear_store, "test")
     predicted = model.predict_standardized(z[:, [5, 6, 7]])
-    imputed = np.setdiff1d(np.arange(z.shape[1]), [5, 6, 7])  # panel genes are passed through, not predicted
-    np.testing.assert_allclose(predicted[:, imputed], (z[:, [5, 6, 7]] @ solution.coef + solution.intercept)[:, imputed], atol=1e-5)
+    imputed = np.setdiff1d(
+        np.arange(z.shape[1]), [5, 6, 7]
+    )  # panel genes are passed through, not predicted
+    np.testing.assert_allclose(
+        predicted[:, imputed],
+        (z[:, [5, 6, 7]] @ solution.coef + solution.intercept)[:, imputed],
+        atol=1e-5,
+    )
     np.testing.assert_array_equal(predicted[:, [5, 6, 7]], z[:, [5, 6, 7]].astype(np.float32))
     assert model.training["solver"] == "eigh" and model.panel_ids.tolist() == ids

@@ -21,7 +21,15 @@ PANEL = [0, 7, 13, 21, 30]
 
 def fit(store, decoder: str, **kwargs) -> ImputationModel:
     trainer = TrainerConfig(max_epochs=2, lr_decay=0.95, device="cpu", progress=False)
-    return fit_imputer(store, store.var.index[PANEL].tolist(), decoder=decoder, hidden=(16,), trainer=trainer, progress=False, **kwargs)
+    return fit_imputer(
+        store,
+        store.var.index[PANEL].tolist(),
+        decoder=decoder,
+        hidden=(16,),
+        trainer=trainer,
+        progress=False,
+        **kwargs,
+    )
 
 
 def measured_adata(store, rows: np.ndarray) -> ad.AnnData:
@@ -65,7 +73,9 @@ def test_load_rejects_incomplete_directories(tmp_path, planted_store):
     with pytest.raises(InputFileError, match="model.pt: does not match .*model.json"):
         load_model(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    del meta["weights_sha256"]  # a model saved before digests: loads are attempted, junk still fails
+    del meta[
+        "weights_sha256"
+    ]  # a model saved before digests: loads are attempted, junk still fails
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(InputFileError, match="cannot load the weights"):
         load_model(tmp_path / "m")
@@ -76,8 +86,12 @@ def test_load_rejects_swapped_weights_and_edited_descriptions(tmp_path, planted_
     fit(store, "linear").save(tmp_path / "a")
     other = fit(store, "linear", ridge=10.0)
     other.save(tmp_path / "b")
-    (tmp_path / "a" / "model.pt").write_bytes((tmp_path / "b" / "model.pt").read_bytes())  # same shape, other fit
-    with pytest.raises(InputFileError, match=r"a/model.pt: does not match .*a/model.json \(SHA-256"):
+    (tmp_path / "a" / "model.pt").write_bytes(
+        (tmp_path / "b" / "model.pt").read_bytes()
+    )  # same shape, other fit
+    with pytest.raises(
+        InputFileError, match=r"a/model.pt: does not match .*a/model.json \(SHA-256"
+    ):
         load_model(tmp_path / "a")
     meta = json.loads((tmp_path / "b" / "model.json").read_text())
     del meta["std"], meta["panel_gene_ids"]
@@ -98,7 +112,10 @@ def test_impute_matches_symbols_in_any_order_and_ignores_extra_genes(planted_sto
     assert result.var_names.tolist() == store.var.index.tolist()
     assert result.var["measured"].sum() == len(PANEL) and result.var["measured"].iloc[PANEL].all()
     assert result.var["symbol"].tolist() == store.var["symbol"].tolist()
-    assert result.obs_names.tolist() == adata.obs_names.tolist() and (result.obs["batch"] == "b1").all()
+    assert (
+        result.obs_names.tolist() == adata.obs_names.tolist()
+        and (result.obs["batch"] == "b1").all()
+    )
     np.testing.assert_array_equal(result.X[:, PANEL], truth[:, PANEL])  # measured genes unchanged
     np.testing.assert_allclose(result.X, model.predict(truth[:, PANEL]), rtol=1e-6)
 
@@ -111,7 +128,13 @@ def test_impute_accepts_gene_ids_dataframes_layers_and_sparse(planted_store):
     expected = model.predict(truth[:, PANEL])
     frame = pd.DataFrame(truth, columns=store.var.index).iloc[:, ::-1]
     np.testing.assert_allclose(model.impute(frame).X, expected, rtol=1e-6)
-    adata = ad.AnnData(np.zeros_like(truth), var=pd.DataFrame({"gene_symbol": store.var["symbol"].to_numpy()}, index=[f"p{j}" for j in range(store.n_vars)]))
+    adata = ad.AnnData(
+        np.zeros_like(truth),
+        var=pd.DataFrame(
+            {"gene_symbol": store.var["symbol"].to_numpy()},
+            index=[f"p{j}" for j in range(store.n_vars)],
+        ),
+    )
     adata.layers["logged"] = sp.csr_matrix(truth)
     np.testing.assert_allclose(model.impute(adata, layer="logged").X, expected, rtol=1e-6)
     np.testing.assert_allclose(model.impute(truth[:, PANEL]).X, expected, rtol=1e-6)
@@ -122,7 +145,9 @@ def test_impute_names_missing_panel_genes(planted_store):
     model = fit(store, "linear")
     adata = measured_adata(store, store.split_indices("test"))
     lacking = adata[:, ~adata.var_names.isin(["GENE7", "GENE21"])].copy()
-    with pytest.raises(InputFileError, match=r"2 of 5 panel genes are missing: GENE7 \(ENSG00000000007\), GENE21"):
+    with pytest.raises(
+        InputFileError, match=r"2 of 5 panel genes are missing: GENE7 \(ENSG00000000007\), GENE21"
+    ):
         model.impute(lacking)
     with pytest.raises(InputFileError, match="5 panel genes as columns, in panel order"):
         model.impute(np.zeros((3, 4)))
@@ -158,7 +183,11 @@ def test_impute_streams_backed_input_into_an_h5ad(planted_store, tmp_path):
     finally:
         result.file.close()
         backed.file.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.h5ad", "measured.h5ad", "planted.h5ad"]  # no temporaries
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "full.h5ad",
+        "measured.h5ad",
+        "planted.h5ad",
+    ]  # no temporaries
 
 
 def test_resolve_panel_accepts_ids_symbols_tables_and_files(planted_store, tmp_path):
@@ -183,13 +212,21 @@ def test_resolve_panel_accepts_ids_symbols_tables_and_files(planted_store, tmp_p
 
 def test_match_columns_flags_ambiguous_symbols():
     with pytest.raises(InputFileError, match="match several columns"):
-        match_columns(["E1"], ["TP53"], ["a", "b", "X"], pd.DataFrame({"symbol": ["TP53", "TP53", "X"]}))
-    np.testing.assert_array_equal(match_columns(["E1", "E2"], ["tp53", "EGFR"], ["egfr", "TP53"]), [1, 0])
+        match_columns(
+            ["E1"], ["TP53"], ["a", "b", "X"], pd.DataFrame({"symbol": ["TP53", "TP53", "X"]})
+        )
+    np.testing.assert_array_equal(
+        match_columns(["E1", "E2"], ["tp53", "EGFR"], ["egfr", "TP53"]), [1, 0]
+    )
 
 
 def test_match_columns_rejects_repeated_and_pandas_renamed_columns():
-    with pytest.raises(InputFileError, match=r"in.csv: 1 column name\(s\) occur more than once: TP53"):
+    with pytest.raises(
+        InputFileError, match=r"in.csv: 1 column name\(s\) occur more than once: TP53"
+    ):
         match_columns(["E1"], ["TP53"], ["TP53", "X", "TP53"], source="in.csv")
     with pytest.raises(InputFileError, match=r"appear to be repeated .*TP53 \(also TP53.1\)"):
         match_columns(["E1"], ["TP53"], ["TP53", "X", "TP53.1"])
-    np.testing.assert_array_equal(match_columns(["E1"], ["TP53"], ["X.1", "TP53", "X"]), [1])  # unrelated renamed columns are fine
+    np.testing.assert_array_equal(
+        match_columns(["E1"], ["TP53"], ["X.1", "TP53", "X"]), [1]
+    )  # unrelated renamed columns are fine

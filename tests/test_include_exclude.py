@@ -27,13 +27,32 @@ EXCLUDE = "GENE0,GENE1,GENE3,GENE5,GENE6"
 INCLUDED = [11, 7, 2]
 EXCLUDED = [0, 1, 3, 5, 6]
 #: Tiny budgets: these tests check the constraints, not the panels' quality.
-TRAINER = TrainerConfig(max_epochs=2, learning_rate=0.02, seed=0, device="cpu", progress=False, min_steps=0, stop_when_converged=False)
+TRAINER = TrainerConfig(
+    max_epochs=2,
+    learning_rate=0.02,
+    seed=0,
+    device="cpu",
+    progress=False,
+    min_steps=0,
+    stop_when_converged=False,
+)
 PARAMS = {
     "cae": {"decoder_hidden": [8]},
     "ipcae": {"decoder_hidden": [8], "embedding_dim": 8, "gjsd_weight": 0.01},
-    "lassonet": {"hidden": [8], "epochs_per_lambda": 2, "lambda_patience": 1, "path_multiplier": 2.0, "refit_epochs": 1},
+    "lassonet": {
+        "hidden": [8],
+        "epochs_per_lambda": 2,
+        "lambda_patience": 1,
+        "path_multiplier": 2.0,
+        "refit_epochs": 1,
+    },
     "logitnormal": {"decoder_hidden": [8], "latent_dim": 4},
-    "logitnormal-hnet": {"decoder_hidden": [8], "latent_dim": 4, "embedding_dim": 4, "hyper_hidden": 8},
+    "logitnormal-hnet": {
+        "decoder_hidden": [8],
+        "latent_dim": 4,
+        "embedding_dim": 4,
+        "hyper_hidden": 8,
+    },
     "random": {},
     "hvg": {},
     "qr": {},
@@ -78,13 +97,24 @@ def test_every_method_keeps_included_and_never_picks_excluded(store, method, tmp
 def test_greedy_completion_is_the_greedy_path_from_the_included_genes(store):
     plain = select_panel(store, method="greedy", n_genes=K)
     started = select_panel(store, method="greedy", n_genes=K, include=plain.gene_ids[:3].tolist())
-    np.testing.assert_array_equal(started.gene_indices, plain.gene_indices), "a greedy prefix included gives the same path"
+    (
+        np.testing.assert_array_equal(started.gene_indices, plain.gene_indices),
+        "a greedy prefix included gives the same path",
+    )
     shunned = select_panel(store, method="greedy", n_genes=K, exclude=plain.gene_ids[:1].tolist())
     assert plain.gene_indices[0] not in shunned.gene_indices
 
 
 def test_refine_never_swaps_out_included_or_in_excluded(store):
-    result = select_panel(store, method="random", n_genes=K, seed=3, include=INCLUDE, exclude=EXCLUDE, refine={"max_swaps": 4})
+    result = select_panel(
+        store,
+        method="random",
+        n_genes=K,
+        seed=3,
+        include=INCLUDE,
+        exclude=EXCLUDE,
+        refine={"max_swaps": 4},
+    )
     assert result.gene_indices[:3].tolist() == INCLUDED
     assert not set(EXCLUDED) & set(result.gene_indices.tolist())
     assert all(swap["out"] not in INCLUDED for swap in result.extra["refine"]["swaps"])
@@ -94,7 +124,9 @@ def test_landmarks_word_and_the_landmark_method(store):
     n_landmarks = int(store.landmark_mask.sum())
     result = select_panel(store, method="random", n_genes=K, include="landmarks")
     assert set(np.flatnonzero(store.landmark_mask)) <= set(result.gene_indices.tolist())
-    panel = select_panel(store, method="landmarks", n_genes=n_landmarks, include="GENE20", exclude="GENE0")
+    panel = select_panel(
+        store, method="landmarks", n_genes=n_landmarks, include="GENE20", exclude="GENE0"
+    )
     assert panel.gene_indices[0] == 20 and 0 not in panel.gene_indices
     with pytest.raises(ConfigError, match="--n-genes 4"):
         select_panel(store, method="landmarks", n_genes=n_landmarks, include="GENE20")
@@ -114,8 +146,16 @@ def test_unknown_and_conflicting_genes_are_named(store):
         select_panel(store, method="random", n_genes=K, include=INCLUDE, exclude="gene7")
     with pytest.raises(ConfigError, match=r"3 genes are included but the panel has n_genes=2"):
         select_panel(store, method="random", n_genes=2, include=INCLUDE)
-    with pytest.raises(ConfigError, match=r"only 2 of the data's 30 genes are neither included nor excluded"):
-        select_panel(store, method="random", n_genes=K, include=INCLUDE, exclude=[f"GENE{j}" for j in range(30) if j not in (2, 7, 11, 12, 13)])
+    with pytest.raises(
+        ConfigError, match=r"only 2 of the data's 30 genes are neither included nor excluded"
+    ):
+        select_panel(
+            store,
+            method="random",
+            n_genes=K,
+            include=INCLUDE,
+            exclude=[f"GENE{j}" for j in range(30) if j not in (2, 7, 11, 12, 13)],
+        )
 
 
 def test_gene_lists_from_files_and_panel_tables(store, tmp_path: Path):
@@ -133,9 +173,15 @@ def test_gene_lists_from_files_and_panel_tables(store, tmp_path: Path):
 
 def test_old_panel_files_read_as_selected(tmp_path: Path):
     path = tmp_path / "panel.tsv"
-    pd.DataFrame({"rank": [1, 2], "gene_id": ["a", "b"], "symbol": ["A", "B"], "landmark": [False, True], "score": [1.0, 0.5]}).to_csv(
-        path, sep="\t", index=False
-    )
+    pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "gene_id": ["a", "b"],
+            "symbol": ["A", "B"],
+            "landmark": [False, True],
+            "score": [1.0, 0.5],
+        }
+    ).to_csv(path, sep="\t", index=False)
     assert read_panel(path)["status"].tolist() == ["selected", "selected"]
 
 
@@ -164,13 +210,56 @@ def test_cli_include_exclude_and_a_clear_error(store, tmp_path: Path, caplog):
     genes = tmp_path / "fixed.txt"
     genes.write_text("GENE11\nGENE7\n")
     out = tmp_path / "panel"
-    assert main(["-q", "select", "--data", str(store.path), "--method", "qr", "-k", "6", "--include", str(genes), "--exclude", "GENE0,GENE1", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "select",
+                "--data",
+                str(store.path),
+                "--method",
+                "qr",
+                "-k",
+                "6",
+                "--include",
+                str(genes),
+                "--exclude",
+                "GENE0,GENE1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = read_panel(out)
-    assert table["gene_id"].tolist()[:2] == ["ENSG00000000011", "ENSG00000000007"] and len(table) == 6
+    assert (
+        table["gene_id"].tolist()[:2] == ["ENSG00000000011", "ENSG00000000007"] and len(table) == 6
+    )
     assert table["status"].tolist() == ["included"] * 2 + ["selected"] * 4
     assert not {"ENSG00000000000", "ENSG00000000001"} & set(table["gene_id"])
-    assert main(["-q", "select", "--data", str(store.path), "--method", "random", "-k", "6", "--exclude", "GENE99", "--out", str(tmp_path / "x")]) == 1
-    assert "exclude: 1 gene(s) not in the data (matched by gene id, then symbol): GENE99" in caplog.text
+    assert (
+        main(
+            [
+                "-q",
+                "select",
+                "--data",
+                str(store.path),
+                "--method",
+                "random",
+                "-k",
+                "6",
+                "--exclude",
+                "GENE99",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )
+    assert (
+        "exclude: 1 gene(s) not in the data (matched by gene id, then symbol): GENE99"
+        in caplog.text
+    )
 
 
 def test_tl_select_panel_include_exclude():
@@ -179,11 +268,21 @@ def test_tl_select_panel_include_exclude():
     import genesel
 
     X, _ = planted_matrix(120, 25, 3, seed=2)
-    adata = anndata.AnnData(X, var=pd.DataFrame({"symbol": [f"S{j}" for j in range(25)]}, index=[f"g{j}" for j in range(25)]))
-    genesel.tl.select_panel(adata, n_genes=6, method="greedy", include=["S3", "g4"], exclude=["S0"])
+    adata = anndata.AnnData(
+        X,
+        var=pd.DataFrame(
+            {"symbol": [f"S{j}" for j in range(25)]}, index=[f"g{j}" for j in range(25)]
+        ),
+    )
+    genesel.tl.select_panel(
+        adata, n_genes=6, method="greedy", include=["S3", "g4"], exclude=["S0"]
+    )
     assert adata.var.loc[["g3", "g4"], "genesel_rank"].tolist() == [1.0, 2.0]
     assert adata.var["genesel_included"].sum() == 2 and adata.var["genesel_selected"].sum() == 6
-    assert not adata.var.loc["g0", "genesel_selected"] and adata.uns["genesel"]["included"] == ["g3", "g4"]
+    assert not adata.var.loc["g0", "genesel_selected"] and adata.uns["genesel"]["included"] == [
+        "g3",
+        "g4",
+    ]
 
 
 def test_workflow_config_validates_and_passes_the_lists_through(tmp_path: Path):
@@ -195,10 +294,17 @@ def test_workflow_config_validates_and_passes_the_lists_through(tmp_path: Path):
         **TINY_CONFIG,
         "include": "landmarks",
         "exclude": ["GENE_A", "GENE_B"],
-        "methods": {"random": {"exclude": "GENE_C"}, "cae": {"epochs": 1, "include": None}, "landmarks": {"include": []}},
+        "methods": {
+            "random": {"exclude": "GENE_C"},
+            "cae": {"epochs": 1, "include": None},
+            "landmarks": {"include": []},
+        },
     }
     validated = validate_config(dict(config))
-    assert validated["include"] == "landmarks" and validated["methods"]["random"]["exclude"] == "GENE_C"
+    assert (
+        validated["include"] == "landmarks"
+        and validated["methods"]["random"]["exclude"] == "GENE_C"
+    )
     with pytest.raises(WorkflowError):
         validate_config({**TINY_CONFIG, "include": ["GENE_A,GENE_B"]})  # a list item is one gene
     with pytest.raises(WorkflowError):
@@ -207,7 +313,9 @@ def test_workflow_config_validates_and_passes_the_lists_through(tmp_path: Path):
         pytest.skip("snakemake is not installed in this environment")
     result = snakemake(tmp_path, "-n", "-p", "--forceall", config=config)
     commands = {
-        re.search(r"--method (\S+)", line).group(1): line for line in result.stdout.splitlines() if line.startswith("Shell command: genesel select")
+        re.search(r"--method (\S+)", line).group(1): line
+        for line in result.stdout.splitlines()
+        if line.startswith("Shell command: genesel select")
     }
     # (the landmark panel's size, and so its job, is only known once the store exists)
     assert set(commands) == {"random", "cae"}, result.stdout[-2000:] + result.stderr[-2000:]
@@ -217,7 +325,14 @@ def test_workflow_config_validates_and_passes_the_lists_through(tmp_path: Path):
 
 @pytest.mark.parametrize("method", ["cae", "lassonet"])
 def test_resume_refuses_a_checkpoint_of_other_gene_lists(store, method, tmp_path):
-    options = {"method": method, "n_genes": K, "params": PARAMS[method], "trainer": TRAINER, "loader": LoaderConfig(batch_size=32), "out_dir": tmp_path}
+    options = {
+        "method": method,
+        "n_genes": K,
+        "params": PARAMS[method],
+        "trainer": TRAINER,
+        "loader": LoaderConfig(batch_size=32),
+        "out_dir": tmp_path,
+    }
     select_panel(store, include=INCLUDE, **options)
     with pytest.raises(InputFileError, match="constraints"):
         select_panel(store, include=INCLUDE[:2], resume=True, **options)

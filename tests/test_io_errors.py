@@ -91,7 +91,9 @@ def test_probe_ids_matching_no_gene(tmp_path):
     from genesel.io.gene_maps import average_probes
 
     path = tmp_path / "p.csv"
-    pd.DataFrame(np.ones((2, 3)), index=["GSM1", "GSM2"], columns=["1_at", "2_at", "3_s_at"]).to_csv(path)
+    pd.DataFrame(
+        np.ones((2, 3)), index=["GSM1", "GSM2"], columns=["1_at", "2_at", "3_s_at"]
+    ).to_csv(path)
     with open_source(path) as source:
         assert source.feature_kind == "probe"
         with pytest.raises(InputFileError, match=r"p\.csv.*none of the 3 feature ids"):

@@ -36,7 +36,9 @@ def test_dgex_universe_has_943_landmarks_then_9520_targets():
     assert len(genes) == 10_463
     assert genes.index.name == "gene_id" and genes.index.is_unique
     assert genes["landmark"].iloc[:943].all() and not genes["landmark"].iloc[943:].any()
-    assert genes.index[0] == "ENSG00000175063" and genes["symbol"].iloc[0] == "UBE2C"  # first line of map_lm
+    assert (
+        genes.index[0] == "ENSG00000175063" and genes["symbol"].iloc[0] == "UBE2C"
+    )  # first line of map_lm
     assert genes["symbol"].iloc[943] == "NXN"  # first line of map_tg
     # 445 genes are both a landmark (L1000 probe) and a target (other probes): distinct ids.
     copies = genes.index[genes.index.str.endswith(DUPLICATE_TARGET_SUFFIX)]
@@ -44,7 +46,10 @@ def test_dgex_universe_has_943_landmarks_then_9520_targets():
     assert copies.str.removesuffix(DUPLICATE_TARGET_SUFFIX).isin(genes.index[:943]).all()
     all_probes = [p for ps in genes["probes"] for p in ps]
     assert len(all_probes) == len(set(all_probes)) == 16_687
-    assert genes.loc["ENSG00000110514", "probes"] == ("38398_at", "210252_s_at")  # MADD: two probes
+    assert genes.loc["ENSG00000110514", "probes"] == (
+        "38398_at",
+        "210252_s_at",
+    )  # MADD: two probes
 
 
 def test_l1000_list_and_flags():
@@ -55,14 +60,19 @@ def test_l1000_list_and_flags():
 
 def test_annotate_genes_prefers_existing_flag_then_dgex_then_l1000():
     names = pd.Index(["g1", "g2"])
-    assert annotate_genes(names, pd.DataFrame({"landmark": [True, False]}, index=names))["landmark"].tolist() == [True, False]
+    assert annotate_genes(names, pd.DataFrame({"landmark": [True, False]}, index=names))[
+        "landmark"
+    ].tolist() == [True, False]
     universe = dgex_gene_map()
     ids = pd.Index([universe.index[0], universe.index[-1]])
     annotated = annotate_genes(ids, pd.DataFrame(index=ids))
     assert annotated["landmark"].tolist() == [True, False]
     assert annotated["symbol"].iloc[0] == "UBE2C"
     symbols = pd.Index(["AARS", "NOT_A_GENE"])
-    assert annotate_genes(symbols, pd.DataFrame(index=symbols))["landmark"].tolist() == [True, False]
+    assert annotate_genes(symbols, pd.DataFrame(index=symbols))["landmark"].tolist() == [
+        True,
+        False,
+    ]
 
 
 def test_probe_averaging_reports_missing_genes_and_unmatched_probes():
@@ -105,7 +115,9 @@ def test_real_gpl96_gctx_averages_to_the_full_dgex_universe(gpl96, tmp_path):
     universe = dgex_gene_map()
     column = {p: i for i, p in enumerate(gpl96.var_names)}
     x = np.asarray(gpl96.X, dtype=np.float64)
-    expected = np.stack([x[:, [column[p] for p in ps]].mean(axis=1) for ps in universe["probes"]], axis=1)
+    expected = np.stack(
+        [x[:, [column[p] for p in ps]].mean(axis=1) for ps in universe["probes"]], axis=1
+    )
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
     assert list(genes.var_names) == list(universe.index)
@@ -114,27 +126,48 @@ def test_real_gpl96_gctx_averages_to_the_full_dgex_universe(gpl96, tmp_path):
 def test_landmarks_by_entrez_id_then_current_then_2016_symbol():
     # AARS (Entrez 16) was renamed AARS1, CD97 (976) ADGRE5; ABCF1 (23) kept its name
     by_id = flag_l1000_landmarks(["whatever", "CD97", "ABCF1"], ["16", "1", ""])
-    assert by_id.tolist() == [True, False, True], "an Entrez id decides; a gene without one goes by symbol"
-    assert flag_l1000_landmarks(["AARS1", "adgre5", "ABCF1", "NOT_A_GENE"]).tolist() == [True, True, True, False]
+    assert by_id.tolist() == [True, False, True], (
+        "an Entrez id decides; a gene without one goes by symbol"
+    )
+    assert flag_l1000_landmarks(["AARS1", "adgre5", "ABCF1", "NOT_A_GENE"]).tolist() == [
+        True,
+        True,
+        True,
+        False,
+    ]
     # an old symbol counts only when the landmark was not found already under its current one
     assert flag_l1000_landmarks(["AARS1", "AARS"]).tolist() == [True, False]
     assert flag_l1000_landmarks(["AARS"]).tolist() == [True]
     table = l1000_landmarks()
-    assert (table["symbol"] != table["symbol_current"]).sum() == 47 and table["symbol_current"].notna().all()
+    assert (table["symbol"] != table["symbol_current"]).sum() == 47 and table[
+        "symbol_current"
+    ].notna().all()
 
 
 @pytest.mark.parametrize("column", ["l1000_landmark", "is_landmark", "pr_is_lm", "Landmark"])
 @pytest.mark.parametrize("values", [[True, False, False], ["TRUE", "false", "NA"], [1, 0, 0]])
 def test_annotate_genes_reads_common_landmark_columns(column, values):
     names = pd.Index(["16", "23", "999999"])
-    annotated = annotate_genes(names, pd.DataFrame({column: values, "symbol": ["AARS1", "ABCF1", "X"]}, index=names))
-    assert annotated["landmark"].tolist() == [True, False, False], "the input's own flag wins over the landmark table"
+    annotated = annotate_genes(
+        names, pd.DataFrame({column: values, "symbol": ["AARS1", "ABCF1", "X"]}, index=names)
+    )
+    assert annotated["landmark"].tolist() == [True, False, False], (
+        "the input's own flag wins over the landmark table"
+    )
 
 
 def test_annotate_genes_matches_entrez_ids_before_symbols():
     names = pd.Index(["16", "976", "4000", "23"])
-    symbols = ["AARS1", "ADGRE5", "CD97", "ABCF1"]  # 4000 is not CD97's gene: the old symbol must not flag it
+    symbols = [
+        "AARS1",
+        "ADGRE5",
+        "CD97",
+        "ABCF1",
+    ]  # 4000 is not CD97's gene: the old symbol must not flag it
     annotated = annotate_genes(names, pd.DataFrame({"symbol": symbols}, index=names))
     assert annotated["landmark"].tolist() == [True, True, False, True]
-    column = pd.DataFrame({"gene_symbol": symbols, "entrez_id": [16.0, 976.0, 4000.0, np.nan]}, index=pd.Index(symbols))
+    column = pd.DataFrame(
+        {"gene_symbol": symbols, "entrez_id": [16.0, 976.0, 4000.0, np.nan]},
+        index=pd.Index(symbols),
+    )
     assert annotate_genes(column.index, column)["landmark"].tolist() == [True, True, False, True]

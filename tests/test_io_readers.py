@@ -33,7 +33,9 @@ def matrix() -> tuple[np.ndarray, pd.Index, pd.Index]:
     return values, samples, genes
 
 
-def assert_reads_back(source: MatrixSource, values: np.ndarray, samples: pd.Index, genes: pd.Index) -> None:
+def assert_reads_back(
+    source: MatrixSource, values: np.ndarray, samples: pd.Index, genes: pd.Index
+) -> None:
     assert source.shape == values.shape
     assert list(source.obs_names) == list(samples)
     assert list(source.var_names) == list(genes)
@@ -73,8 +75,13 @@ def _write_dgex_npy(directory, rows: dict[str, int], seed: int = 1) -> np.ndarra
     for short, n in rows.items():
         part = rng.normal(size=(n, N_LANDMARKS + N_TARGETS))
         np.save(directory / f"bgedv2_X_{short}_float64.npy", part[:, :N_LANDMARKS])
-        np.save(directory / f"bgedv2_Y_{short}_0-4760_float64.npy", part[:, N_LANDMARKS : N_LANDMARKS + 4760])
-        np.save(directory / f"bgedv2_Y_{short}_4760-9520_float64.npy", part[:, N_LANDMARKS + 4760 :])
+        np.save(
+            directory / f"bgedv2_Y_{short}_0-4760_float64.npy",
+            part[:, N_LANDMARKS : N_LANDMARKS + 4760],
+        )
+        np.save(
+            directory / f"bgedv2_Y_{short}_4760-9520_float64.npy", part[:, N_LANDMARKS + 4760 :]
+        )
         full.append(part)
     return np.concatenate(full)
 
@@ -99,11 +106,16 @@ def test_dgex_npy_gene_order_files(tmp_path):
     rng = np.random.default_rng(5)
     shuffled = np.concatenate([rng.permutation(943), 943 + rng.permutation(9520)])
     for name, rows in (("lm", shuffled[:943]), ("tg", shuffled[943:])):
-        lines = [f"{genes['ensembl_id'].iloc[i]}\t0\t{','.join(genes['probes'].iloc[i])}\n" for i in rows]
+        lines = [
+            f"{genes['ensembl_id'].iloc[i]}\t0\t{','.join(genes['probes'].iloc[i])}\n"
+            for i in rows
+        ]
         (tmp_path / f"bgedv2_GTEx_1000G_{name}.txt").write_text("".join(lines))
     with open_source(tmp_path) as source:
         assert list(source.var_names) == list(genes.index[shuffled])
-        assert source.var["landmark"].iloc[:943].all() and not source.var["landmark"].iloc[943:].any()
+        assert (
+            source.var["landmark"].iloc[:943].all() and not source.var["landmark"].iloc[943:].any()
+        )
     (tmp_path / "bgedv2_GTEx_1000G_tg.txt").write_text("ENSG1\t0\tnot_a_probe\n" * 9520)
     with pytest.raises(InputFileError, match="line 1: probes 'not_a_probe'"):
         open_source(tmp_path)
@@ -117,7 +129,9 @@ def test_cae_npy_layout(tmp_path):
     with open_source(tmp_path, format="npy") as source:
         assert source.data.dtype == np.float32
         assert source.obs["split"].tolist() == ["train"] * 3 + ["test"] * 2
-        np.testing.assert_array_equal(source.read_rows(0, 5), np.concatenate([parts["tr"], parts["te"]]))
+        np.testing.assert_array_equal(
+            source.read_rows(0, 5), np.concatenate([parts["tr"], parts["te"]])
+        )
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -127,7 +141,9 @@ def test_anndata_files(matrix, tmp_path, sparse, suffix):
     adata = ad.AnnData(
         sp.csr_matrix(values) if sparse else values,
         obs=pd.DataFrame({"batch": ["a", "b", "c"] * 3}, index=samples),
-        var=pd.DataFrame({"symbol": dgex_gene_map()["symbol"].iloc[:N_GENES].to_numpy()}, index=genes),
+        var=pd.DataFrame(
+            {"symbol": dgex_gene_map()["symbol"].iloc[:N_GENES].to_numpy()}, index=genes
+        ),
         uns={"noise_floor": 0.25},
     )
     adata.layers["doubled"] = adata.X * 2
@@ -142,7 +158,9 @@ def test_anndata_files(matrix, tmp_path, sparse, suffix):
         assert_reads_back(source, values, samples, genes)
         assert source.uns["noise_floor"] == 0.25
         assert list(source.obs["batch"]) == ["a", "b", "c"] * 3
-        assert type(source.data).__name__ == ("SparseRows" if sparse else "Dataset" if suffix == ".h5ad" else "DenseRows")
+        assert type(source.data).__name__ == (
+            "SparseRows" if sparse else "Dataset" if suffix == ".h5ad" else "DenseRows"
+        )
     with open_source(path, layer="doubled") as source:
         np.testing.assert_allclose(source.read_rows(0, N_SAMPLES), values * 2, rtol=1e-6)
 

@@ -40,7 +40,9 @@ FAST = {
 LOADER = LoaderConfig(batch_size=32)
 
 
-def grouped_matrix(n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 3, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def grouped_matrix(
+    n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 3, noise: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Genes in ``n_drivers`` groups, each a noisy nonlinear copy of its group's driver.
 
     The drivers themselves are noise-free, so the best panel of ``n_drivers`` genes is the
@@ -52,7 +54,9 @@ def grouped_matrix(n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 3, n
     drivers = np.sort(rng.choice(n_genes, size=n_drivers, replace=False))
     group[drivers] = np.arange(n_drivers)
     scale = rng.uniform(0.5, 1.5, size=n_genes) * rng.choice([-1, 1], size=n_genes)
-    X = scale * (latent[:, group] + 0.5 * np.tanh(2 * latent[:, group])) + noise * rng.normal(size=(n_obs, n_genes))
+    X = scale * (latent[:, group] + 0.5 * np.tanh(2 * latent[:, group])) + noise * rng.normal(
+        size=(n_obs, n_genes)
+    )
     X[:, drivers] = latent
     return (X + 5.0).astype(np.float32), drivers
 
@@ -84,15 +88,31 @@ def test_group_hier_prox_matches_the_lassonet_package(lambda_bar):
     generator = torch.Generator().manual_seed(0)
     for trial in range(40):
         n_out, n_hidden, n_in = (int(v) for v in torch.randint(1, 25, (3,), generator=generator))
-        skip = torch.randn(n_out, n_in, generator=generator, dtype=torch.float64) * 2 * torch.rand(1, generator=generator, dtype=torch.float64)
-        first = torch.randn(n_hidden, n_in, generator=generator, dtype=torch.float64) * 2 * torch.rand(1, generator=generator, dtype=torch.float64)
+        skip = (
+            torch.randn(n_out, n_in, generator=generator, dtype=torch.float64)
+            * 2
+            * torch.rand(1, generator=generator, dtype=torch.float64)
+        )
+        first = (
+            torch.randn(n_hidden, n_in, generator=generator, dtype=torch.float64)
+            * 2
+            * torch.rand(1, generator=generator, dtype=torch.float64)
+        )
         skip[:, 0] = 0.0  # a gene that already left
         lambda_ = float(torch.rand(1, generator=generator)) * 1.5
         hierarchy = float(torch.rand(1, generator=generator)) * 20 + 0.1
-        expected_skip, expected_first = reference_prox(skip, first, lambda_=lambda_, lambda_bar=lambda_bar, M=hierarchy)
-        new_skip, new_first = group_hier_prox(skip, first, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy)
-        torch.testing.assert_close(new_skip, expected_skip, atol=1e-6, rtol=0, msg=f"trial {trial}")
-        torch.testing.assert_close(new_first, expected_first, atol=1e-6, rtol=0, msg=f"trial {trial}")
+        expected_skip, expected_first = reference_prox(
+            skip, first, lambda_=lambda_, lambda_bar=lambda_bar, M=hierarchy
+        )
+        new_skip, new_first = group_hier_prox(
+            skip, first, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy
+        )
+        torch.testing.assert_close(
+            new_skip, expected_skip, atol=1e-6, rtol=0, msg=f"trial {trial}"
+        )
+        torch.testing.assert_close(
+            new_first, expected_first, atol=1e-6, rtol=0, msg=f"trial {trial}"
+        )
 
 
 def test_prox_enforces_the_hierarchy_and_removes_weak_genes():
@@ -129,29 +149,50 @@ def test_one_path_gives_nested_panels_and_restorable_points(grouped_store, fitte
     panels = {k: path.panel(k) for k in (2, 3, K, 8, 12)}
     for small, large in [(2, 3), (3, K), (K, 8), (8, 12)]:
         np.testing.assert_array_equal(panels[large][:small], panels[small])
-    assert all(p.state_dict is not None for p in path.points), "keep_states_below=-1 keeps every point"
+    assert all(p.state_dict is not None for p in path.points), (
+        "keep_states_below=-1 keeps every point"
+    )
     point = path.point_for(8)
     assert point.n_selected >= 8
     model = LassoNetAutoencoder(store.n_vars, hidden=FAST["hidden"])
     model.load_state_dict(point.full_state_dict())
     np.testing.assert_array_equal(model.active_genes().numpy(), point.selected)
-    assert point.state_dict["skip.weight"].shape == (store.n_vars, point.n_selected), "kept compactly"
-    np.testing.assert_allclose(model.group_norms().numpy(), point.group_norms, rtol=1e-6)  # the dropped columns were zero
-    assert 0 < selector.reconstruction_mse(store, "test") < 0.8, "the panel model explains most of the variance"
+    assert point.state_dict["skip.weight"].shape == (store.n_vars, point.n_selected), (
+        "kept compactly"
+    )
+    np.testing.assert_allclose(
+        model.group_norms().numpy(), point.group_norms, rtol=1e-6
+    )  # the dropped columns were zero
+    assert 0 < selector.reconstruction_mse(store, "test") < 0.8, (
+        "the panel model explains most of the variance"
+    )
 
 
 def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, tmp_path):
     store, _ = grouped_store
     _, first = fitted
-    again = select_panel(store, method="lassonet", n_genes=K, seed=0, params={**FAST, "stop_at": 2}, trainer=fast_trainer(), loader=LOADER, out_dir=tmp_path)
+    again = select_panel(
+        store,
+        method="lassonet",
+        n_genes=K,
+        seed=0,
+        params={**FAST, "stop_at": 2},
+        trainer=fast_trainer(),
+        loader=LOADER,
+        out_dir=tmp_path,
+    )
     np.testing.assert_array_equal(first.gene_indices, again.gene_indices)
     np.testing.assert_allclose(first.history["validation_loss"], again.history["validation_loss"])
     assert (tmp_path / "lassonet_path.pt").exists() and (tmp_path / "panel.tsv").exists()
     resumed = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST)
-    result = resumed.select(store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True)
+    result = resumed.select(
+        store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
+    )
     np.testing.assert_array_equal(result.gene_indices, first.gene_indices)
     np.testing.assert_allclose(result.history["lambda"], first.history["lambda"])
-    with pytest.raises(InputFileError, match=r"other inputs \(checkpoint -> this run: hierarchy 10.0 -> 3.0\)"):
+    with pytest.raises(
+        InputFileError, match=r"other inputs \(checkpoint -> this run: hierarchy 10.0 -> 3.0\)"
+    ):
         LassoNetSelector(n_genes=K, seed=0, stop_at=2, **{**FAST, "hierarchy": 3.0}).select(
             store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
         )
@@ -177,12 +218,18 @@ def test_hessian_eigenvalue_matches_the_dense_hessian():
         chunks = dict(zip(params, torch.split(flat, sizes)))
         weights = {name: chunk.reshape(shapes[name]) for name, chunk in chunks.items()}
         prediction = torch.func.functional_call(model, weights, (batch,))
-        ridge = sum((w**2).sum() for name, w in weights.items() if name.startswith("mlp.") and name.endswith("weight") and name != "mlp.0.weight")
+        ridge = sum(
+            (w**2).sum()
+            for name, w in weights.items()
+            if name.startswith("mlp.") and name.endswith("weight") and name != "mlp.0.weight"
+        )
         return ((prediction - batch) ** 2).sum(dim=1).mean() + 0.1 * ridge
 
     flat = torch.cat([p.detach().reshape(-1) for p in params.values()])
     exact = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_of, flat)).abs().max()
-    assert largest_hessian_eigenvalue(task, batch, n_iter=300) == pytest.approx(float(exact), rel=1e-3)
+    assert largest_hessian_eigenvalue(task, batch, n_iter=300) == pytest.approx(
+        float(exact), rel=1e-3
+    )
 
 
 def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_store, caplog):
@@ -193,19 +240,27 @@ def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_st
         model.mlp[-1].weight.mul_(30.0)  # a stiff MLP, as after a dense fit at the GEO scale
     train, _ = training_loaders(store, trainer=fast_trainer(), loader=LOADER, method="lassonet")
     covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
-    curvature = largest_hessian_eigenvalue(_PathStep(model, l2_penalty=selector.l2_penalty), _sample_rows(train, HESSIAN_ROWS))
+    curvature = largest_hessian_eigenvalue(
+        _PathStep(model, l2_penalty=selector.l2_penalty), _sample_rows(train, HESSIAN_ROWS)
+    )
     assert 1.0 / curvature < covariance_rule
     with caplog.at_level("INFO", logger="genesel.selectors.lassonet"):
-        rate = selector._path_learning_rate(model, train, fast_trainer(), covariance_rule=covariance_rule)
+        rate = selector._path_learning_rate(
+            model, train, fast_trainer(), covariance_rule=covariance_rule
+        )
     assert rate == pytest.approx(1.0 / curvature)
     assert "largest Hessian eigenvalue" in caplog.text
-    explicit = LassoNetSelector(n_genes=K, path_learning_rate=0.5)._path_learning_rate(model, train, fast_trainer(), covariance_rule=None)
+    explicit = LassoNetSelector(n_genes=K, path_learning_rate=0.5)._path_learning_rate(
+        model, train, fast_trainer(), covariance_rule=None
+    )
     assert explicit == 0.5
 
 
 def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, caplog):
     store, _ = grouped_store
-    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1.0})
+    selector = LassoNetSelector(
+        n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1.0}
+    )
     with caplog.at_level("WARNING", logger="genesel.selectors.lassonet"):
         result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
     assert "diverged; learning rate halved" in caplog.text
@@ -216,6 +271,10 @@ def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, capl
 
 def test_a_path_that_diverges_at_every_halving_names_the_option(grouped_store):
     store, _ = grouped_store
-    selector = LassoNetSelector(n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1e9})
-    with pytest.raises(FloatingPointError, match=r"diverged even at learning rate .*path_learning_rate"):
+    selector = LassoNetSelector(
+        n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1e9}
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"diverged even at learning rate .*path_learning_rate"
+    ):
         selector.select(store, trainer=fast_trainer(), loader=LOADER)

@@ -61,7 +61,9 @@ def test_zero_temperature_gates_open_with_phi_of_b_over_w():
     with torch.no_grad():
         draws = mask.sample(100_000)
         probability = mask.open_probability()
-    assert float(((draws > 0) & (draws < 1)).float().mean()) < 1e-3, "gates are (almost always) exactly 0 or 1"
+    assert float(((draws > 0) & (draws < 1)).float().mean()) < 1e-3, (
+        "gates are (almost always) exactly 0 or 1"
+    )
     np.testing.assert_allclose(draws.mean(0).numpy(), probability.numpy(), atol=0.01)
     assert probability[0] < 0.5 < probability[-1], "b_i > 0 opens a gate, b_i < 0 closes it"
 
@@ -69,7 +71,9 @@ def test_zero_temperature_gates_open_with_phi_of_b_over_w():
 def test_init_open_sets_the_initial_probability_and_rows_have_the_noise_scale():
     mask = LogitNormalMask(50, latent_dim=4, init_open=0.2, noise_scale=1.0)
     weight, _ = mask.weight_and_bias()
-    np.testing.assert_allclose(torch.linalg.vector_norm(weight, dim=1).detach().numpy(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        torch.linalg.vector_norm(weight, dim=1).detach().numpy(), 1.0, rtol=1e-5
+    )
     np.testing.assert_allclose(mask.open_probability().detach().numpy(), 0.2, atol=1e-4)
     hyper = LogitNormalMask(50, latent_dim=4, hypernetwork=True, init_open=0.2)
     assert abs(float(hyper.open_probability().detach().mean()) - 0.2) < 0.05
@@ -77,13 +81,23 @@ def test_init_open_sets_the_initial_probability_and_rows_have_the_noise_scale():
 
 def test_vanilla_recovers_the_drivers_and_lands_near_k(grouped_store):  # noqa: F811
     store, drivers = grouped_store
-    result = select_panel(store, method="logitnormal", n_genes=K, seed=0, params=SMALL, trainer=trainer(60), loader=LOADER)
+    result = select_panel(
+        store,
+        method="logitnormal",
+        n_genes=K,
+        seed=0,
+        params=SMALL,
+        trainer=trainer(60),
+        loader=LOADER,
+    )
     genes = result.gene_indices
     assert len(genes) == K == len(set(genes.tolist()))
     assert len(set(genes.tolist()) & set(drivers.tolist())) >= 3
     history = result.history
     assert {"expected_l0", "n_open", "l0_weight", "temperature"} <= set(history.columns)
-    assert abs(history["expected_open"].iloc[-1] - K) <= 2, "the controller steers the open gates to K"
+    assert abs(history["expected_open"].iloc[-1] - K) <= 2, (
+        "the controller steers the open gates to K"
+    )
     assert np.all(np.diff(result.scores) <= 0)
     assert result.state_dict["panel_mask"].sum() == K
 
@@ -98,11 +112,18 @@ def _linear_mse(store, genes: np.ndarray) -> float:
 
 def test_hypernetwork_panel_beats_random_panels(grouped_store):  # noqa: F811
     store, _ = grouped_store
-    selector = make_selector("logitnormal-hnet", n_genes=K, seed=0, params={**SMALL, "embedding_dim": 16, "hyper_hidden": 32})
+    selector = make_selector(
+        "logitnormal-hnet",
+        n_genes=K,
+        seed=0,
+        params={**SMALL, "embedding_dim": 16, "hyper_hidden": 32},
+    )
     result = selector.select(store, trainer=trainer(40), loader=LOADER)
     assert len(set(result.gene_indices.tolist())) == K
     rng = np.random.default_rng(0)
-    random_mse = np.mean([_linear_mse(store, rng.choice(store.n_vars, K, replace=False)) for _ in range(30)])
+    random_mse = np.mean(
+        [_linear_mse(store, rng.choice(store.n_vars, K, replace=False)) for _ in range(30)]
+    )
     assert _linear_mse(store, result.gene_indices) < random_mse
     # the selector's own decoder reads exactly the panel
     own = selector.reconstruction_mse(store, "test")
@@ -118,8 +139,24 @@ def test_hypernetwork_panel_beats_random_panels(grouped_store):  # noqa: F811
 def test_deterministic_given_a_seed_and_k_distinct_on_the_planted_fixture(planted_store, method):
     store, _ = planted_store
     params = {**SMALL, "finetune_epochs": 2}
-    first = select_panel(store, method=method, n_genes=K, seed=4, params=params, trainer=trainer(4, seed=4), loader=LOADER)
-    again = select_panel(store, method=method, n_genes=K, seed=4, params=params, trainer=trainer(4, seed=4), loader=LOADER)
+    first = select_panel(
+        store,
+        method=method,
+        n_genes=K,
+        seed=4,
+        params=params,
+        trainer=trainer(4, seed=4),
+        loader=LOADER,
+    )
+    again = select_panel(
+        store,
+        method=method,
+        n_genes=K,
+        seed=4,
+        params=params,
+        trainer=trainer(4, seed=4),
+        loader=LOADER,
+    )
     assert len(set(first.gene_indices.tolist())) == K
     np.testing.assert_array_equal(first.gene_indices, again.gene_indices)
     np.testing.assert_allclose(first.history["validation_loss"], again.history["validation_loss"])

@@ -79,7 +79,10 @@ def test_panel_rows_read_directly_equal_h5py_rows(simulated, tmp_path):
         assert direct._handle["train"]["gram"].id.get_offset() is not None
         assert through_h5py._handle["train"]["gram"].id.get_offset() is None
         for split in ("train", "validation", "test"):
-            a, b = direct.panel_statistics(split, panel), through_h5py.panel_statistics(split, panel)
+            a, b = (
+                direct.panel_statistics(split, panel),
+                through_h5py.panel_statistics(split, panel),
+            )
             np.testing.assert_array_equal(a.cross, b.cross)
             np.testing.assert_array_equal(a.cross, direct._handle[split]["gram"][:][panel])
 
@@ -97,13 +100,32 @@ def test_moments_path_equals_streaming_path(data, ridge, request):
         streamed = evaluate_model(store, model, progress=False)
         swept = results[k].evaluation
         assert results[k].ridge == pytest.approx(model.params["ridge"], rel=1e-12)
-        for name in ("mse_imputed", "mse", "mse_imputed_original", "mse_mean_predictor", "pearson_r_mean"):
+        for name in (
+            "mse_imputed",
+            "mse",
+            "mse_imputed_original",
+            "mse_mean_predictor",
+            "pearson_r_mean",
+        ):
             assert swept.metrics[name] == pytest.approx(streamed.metrics[name], rel=1e-6), name
-        np.testing.assert_allclose(swept.per_gene["mse"], streamed.per_gene["mse"], rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            swept.per_gene["mse"], streamed.per_gene["mse"], rtol=1e-5, atol=1e-9
+        )
         # the per-sample errors cover every test row here, and average to the same MSE
-        np.testing.assert_allclose(swept.per_sample["mse_imputed"], streamed.per_sample["mse_imputed"], rtol=1e-5, atol=1e-9)
-        assert swept.per_sample["mse_imputed"].mean() == pytest.approx(swept.metrics["mse_imputed"], rel=1e-9)
-        assert streamed.metrics["mse_imputed_ci"][0] < streamed.metrics["mse_imputed"] < streamed.metrics["mse_imputed_ci"][1]
+        np.testing.assert_allclose(
+            swept.per_sample["mse_imputed"],
+            streamed.per_sample["mse_imputed"],
+            rtol=1e-5,
+            atol=1e-9,
+        )
+        assert swept.per_sample["mse_imputed"].mean() == pytest.approx(
+            swept.metrics["mse_imputed"], rel=1e-9
+        )
+        assert (
+            streamed.metrics["mse_imputed_ci"][0]
+            < streamed.metrics["mse_imputed"]
+            < streamed.metrics["mse_imputed_ci"][1]
+        )
 
 
 def test_validation_errors_equal_brute_force_fits(simulated):
@@ -130,8 +152,12 @@ def test_auto_ridge_finds_the_bayes_optimal_penalty(tmp_path):
     rng = np.random.default_rng(1)
     n_obs, k, n_targets, tau, sigma = 1200, 40, 300, 0.05, 1.0
     x = rng.normal(size=(n_obs, k))
-    y = x @ rng.normal(scale=tau, size=(k, n_targets)) + rng.normal(scale=sigma, size=(n_obs, n_targets))
-    path = write_store(tmp_path / "ridge.h5ad", np.hstack([x, y]).astype(np.float32), fractions=(0.25, 0.6, 0.15))
+    y = x @ rng.normal(scale=tau, size=(k, n_targets)) + rng.normal(
+        scale=sigma, size=(n_obs, n_targets)
+    )
+    path = write_store(
+        tmp_path / "ridge.h5ad", np.hstack([x, y]).astype(np.float32), fractions=(0.25, 0.6, 0.15)
+    )
     with Store.open(path) as store:
         panel = np.arange(k)
         solution = fit_linear(store, panel, ridge="auto", progress=False)
@@ -165,7 +191,9 @@ def test_gcv_without_validation_rows_does_not_interpolate(tmp_path):
     z = latent @ rng.normal(size=(5, n_genes)) + rng.normal(size=(n_train + 2000, n_genes))
     train, fresh = z[:n_train], z[n_train:]
     panel = np.arange(k)
-    stats = PanelStatistics(n_train, train.sum(0), train[:, panel].T @ train, (train**2).sum(0), panel)
+    stats = PanelStatistics(
+        n_train, train.sum(0), train[:, panel].T @ train, (train**2).sum(0), panel
+    )
     choice = RidgeProblem(stats).choose(None)
     assert choice.criterion == "gcv" and choice.ridge > 0
     coef, intercept = RidgeProblem(stats).coefficients(choice.ridge)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import argparse
+import logging
 from pathlib import Path
 
 import anndata as ad
@@ -30,10 +29,28 @@ GENES = dgex_gene_map()
 def log_scale_data(n_obs: int = 60, n_genes: int = 30, seed: int = 0) -> ad.AnnData:
     """Log2-like expression of D-GEX genes, with a simulator-like ``uns``."""
     rng = np.random.default_rng(seed)
-    values = rng.normal(8, 1.5, size=(n_obs, 1)) * 0.1 + rng.normal(7, 2, size=(1, n_genes)) + rng.normal(0, 1, size=(n_obs, n_genes))
-    var = pd.DataFrame({"symbol": GENES["symbol"].iloc[:n_genes].to_numpy(), "noise_var": np.arange(n_genes, dtype=float)}, index=GENES.index[:n_genes])
-    obs = pd.DataFrame({"cluster": pd.Categorical(rng.integers(0, 3, n_obs).astype(str))}, index=[f"sample_{i:03d}" for i in range(n_obs)])
-    return ad.AnnData(values.astype(np.float32), obs=obs, var=var, uns={"genesel": {"noise_floor": 0.3, "simulation": {"seed": 1}}})
+    values = (
+        rng.normal(8, 1.5, size=(n_obs, 1)) * 0.1
+        + rng.normal(7, 2, size=(1, n_genes))
+        + rng.normal(0, 1, size=(n_obs, n_genes))
+    )
+    var = pd.DataFrame(
+        {
+            "symbol": GENES["symbol"].iloc[:n_genes].to_numpy(),
+            "noise_var": np.arange(n_genes, dtype=float),
+        },
+        index=GENES.index[:n_genes],
+    )
+    obs = pd.DataFrame(
+        {"cluster": pd.Categorical(rng.integers(0, 3, n_obs).astype(str))},
+        index=[f"sample_{i:03d}" for i in range(n_obs)],
+    )
+    return ad.AnnData(
+        values.astype(np.float32),
+        obs=obs,
+        var=var,
+        uns={"genesel": {"noise_floor": 0.3, "simulation": {"seed": 1}}},
+    )
 
 
 def read_store(path: Path) -> ad.AnnData:
@@ -42,7 +59,9 @@ def read_store(path: Path) -> ad.AnnData:
 
 def expected_order(labels: np.ndarray) -> np.ndarray:
     """Input row indices in store order: train, validation, test, input order within each."""
-    return np.concatenate([np.flatnonzero(labels == name) for name in ("train", "validation", "test")])
+    return np.concatenate(
+        [np.flatnonzero(labels == name) for name in ("train", "validation", "test")]
+    )
 
 
 def test_store_layout_statistics_on_train_only(tmp_path):
@@ -56,27 +75,49 @@ def test_store_layout_statistics_on_train_only(tmp_path):
     assert list(store.obs["cluster"]) == list(adata.obs["cluster"].iloc[order])
     np.testing.assert_array_equal(store.X, adata.X[order])
     train = adata.X[labels == "train"].astype(np.float64)
-    np.testing.assert_allclose(store.var["mean"], train.mean(axis=0), rtol=1e-8)  # float32 data, float64 accumulation
+    np.testing.assert_allclose(
+        store.var["mean"], train.mean(axis=0), rtol=1e-8
+    )  # float32 data, float64 accumulation
     np.testing.assert_allclose(store.var["std"], train.std(axis=0), rtol=1e-8)
-    assert not np.allclose(store.var["mean"], adata.X.astype(np.float64).mean(axis=0), rtol=1e-6)  # not all samples
+    assert not np.allclose(
+        store.var["mean"], adata.X.astype(np.float64).mean(axis=0), rtol=1e-6
+    )  # not all samples
     assert store.var.index.name == "gene_id"
     assert store.var["noise_var"].tolist() == list(np.arange(30.0))  # input annotation kept
-    assert store.var["landmark"].dtype == bool and store.var["landmark"].iloc[:3].all()  # D-GEX landmarks
+    assert (
+        store.var["landmark"].dtype == bool and store.var["landmark"].iloc[:3].all()
+    )  # D-GEX landmarks
     info = store.uns["genesel"]
     assert info["noise_floor"] == 0.3 and info["simulation"]["seed"] == 1
     assert info["log2_applied"] is False or info["log2_applied"] == 0
     assert info["seed"] == 5 and info["statistics"] == "train split only"
     with Store.open(path) as opened:
         assert opened.noise_floor == 0.3
-        assert opened.split_indices("validation").tolist() == list(range(int((labels == "train").sum()), int((labels != "test").sum())))
+        assert opened.split_indices("validation").tolist() == list(
+            range(int((labels == "train").sum()), int((labels != "test").sum()))
+        )
 
 
 def test_in_memory_and_backed_give_identical_stores(tmp_path):
     adata = log_scale_data(n_obs=40)
     adata.write_h5ad(tmp_path / "input.h5ad")
     backed = ad.read_h5ad(tmp_path / "input.h5ad", backed="r")
-    first = preprocess(adata, tmp_path / "a.h5ad", quantile_normalize=True, remove_duplicates=True, block_rows=9, progress=False)
-    second = preprocess(backed, tmp_path / "b.h5ad", quantile_normalize=True, remove_duplicates=True, block_rows=9, progress=False)
+    first = preprocess(
+        adata,
+        tmp_path / "a.h5ad",
+        quantile_normalize=True,
+        remove_duplicates=True,
+        block_rows=9,
+        progress=False,
+    )
+    second = preprocess(
+        backed,
+        tmp_path / "b.h5ad",
+        quantile_normalize=True,
+        remove_duplicates=True,
+        block_rows=9,
+        progress=False,
+    )
     backed.file.close()
     a, b = read_store(first), read_store(second)
     np.testing.assert_array_equal(a.X, b.X)
@@ -103,21 +144,30 @@ def direct_quantile_normalize(values: np.ndarray, train: np.ndarray) -> np.ndarr
 def test_quantile_normalisation_equals_direct_computation(tmp_path):
     adata = log_scale_data(n_obs=50, n_genes=25, seed=3)
     adata.X = np.round(adata.X, 0)  # many ties
-    path = preprocess(adata, tmp_path / "qn.h5ad", quantile_normalize=True, seed=2, block_rows=8, progress=False)
+    path = preprocess(
+        adata, tmp_path / "qn.h5ad", quantile_normalize=True, seed=2, block_rows=8, progress=False
+    )
     store = read_store(path)
     labels = assign_splits(adata.n_obs, seed=2)
     expected = direct_quantile_normalize(adata.X.astype(np.float64), labels == "train")
-    np.testing.assert_allclose(store.X, expected[expected_order(labels)].astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(
-        store.uns["genesel"]["quantile_reference"], np.sort(adata.X[labels == "train"].astype(np.float64), axis=1).mean(axis=0)
+        store.X, expected[expected_order(labels)].astype(np.float32), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        store.uns["genesel"]["quantile_reference"],
+        np.sort(adata.X[labels == "train"].astype(np.float64), axis=1).mean(axis=0),
     )
 
 
 def test_quantile_normalize_rows_without_ties_uses_the_reference_exactly():
     block = np.array([[3.0, 1.0, 2.0], [0.5, 0.7, 0.1]])
     reference = np.array([10.0, 20.0, 30.0])
-    np.testing.assert_array_equal(quantile_normalize_rows(block, reference), [[30, 10, 20], [20, 30, 10]])
-    np.testing.assert_array_equal(quantile_normalize_rows(np.array([[1.0, 1.0, 2.0]]), reference), [[15, 15, 30]])
+    np.testing.assert_array_equal(
+        quantile_normalize_rows(block, reference), [[30, 10, 20], [20, 30, 10]]
+    )
+    np.testing.assert_array_equal(
+        quantile_normalize_rows(np.array([[1.0, 1.0, 2.0]]), reference), [[15, 15, 30]]
+    )
 
 
 def test_real_gpl96_probes_to_genes(tmp_path):
@@ -128,7 +178,11 @@ def test_real_gpl96_probes_to_genes(tmp_path):
     assert list(store.var_names) == list(GENES.index)
     assert store.var.loc["ENSG00000110514", "n_probes"] == 2
     source = ad.read_h5ad(FIXTURE)
-    madd = source[store.obs_names, list(GENES.loc["ENSG00000110514", "probes"])].X.astype(np.float64).mean(axis=1)
+    madd = (
+        source[store.obs_names, list(GENES.loc["ENSG00000110514", "probes"])]
+        .X.astype(np.float64)
+        .mean(axis=1)
+    )
     np.testing.assert_allclose(store[:, "ENSG00000110514"].X.ravel(), madd, rtol=1e-6)
     info = store.uns["genesel"]
     assert info["input_features"] == "probe" and info["log2_applied"] == 0  # log2 RMA/MAS5 already
@@ -139,12 +193,17 @@ def test_log2_auto_is_robust_to_a_few_negative_values(tmp_path, caplog):
     logged = log_scale_data(n_obs=60)
     linear = logged.copy()
     linear.X = np.exp2(linear.X) - 1
-    linear.X[5, 3] = -2.0  # one background-corrected value below zero used to keep the data un-logged
+    linear.X[
+        5, 3
+    ] = -2.0  # one background-corrected value below zero used to keep the data un-logged
     with caplog.at_level(logging.WARNING, logger="genesel"):
         store = read_store(preprocess(linear, tmp_path / "lin.h5ad", progress=False))
     assert store.uns["genesel"]["log2_applied"]
     assert "<AnnData>: --log2 auto: 99.9th percentile" in caplog.text
-    assert "1 of 1800 sampled values negative" in caplog.text and "ignoring the negative values" in caplog.text
+    assert (
+        "1 of 1800 sampled values negative" in caplog.text
+        and "ignoring the negative values" in caplog.text
+    )
     row = store.obs_names.get_loc(logged.obs_names[5])
     assert store.X[row, 3] == 0.0  # set to 0 before log2
     order = store.obs_names.get_indexer(pd.Index(logged.obs_names))
@@ -164,7 +223,9 @@ def test_log2_auto_is_robust_to_a_few_negative_values(tmp_path, caplog):
     close.X = close.X * (60 / np.quantile(close.X, 0.999))  # 99.9th percentile 60: linear, barely
     with caplog.at_level(logging.WARNING, logger="genesel"):
         store = read_store(preprocess(close, tmp_path / "close.h5ad", progress=False))
-    assert store.uns["genesel"]["log2_applied"] and "close call: 99.9th percentile 60" in caplog.text
+    assert (
+        store.uns["genesel"]["log2_applied"] and "close call: 99.9th percentile 60" in caplog.text
+    )
 
 
 def test_log2_decisions(tmp_path):
@@ -177,7 +238,9 @@ def test_log2_decisions(tmp_path):
     np.testing.assert_allclose(store.X[order], logged.X, atol=1e-4)
     with pytest.raises(InputFileError, match="looks log-scale already"):
         preprocess(logged, tmp_path / "again.h5ad", log2=True, progress=False)
-    forced = read_store(preprocess(logged, tmp_path / "forced.h5ad", log2="yes", force_log=True, progress=False))
+    forced = read_store(
+        preprocess(logged, tmp_path / "forced.h5ad", log2="yes", force_log=True, progress=False)
+    )
     assert forced.uns["genesel"]["log2_applied"]
     negative = logged.copy()
     negative.X = negative.X - 8
@@ -198,8 +261,14 @@ def test_non_finite_value_fails_cleanly(tmp_path):
     adata.write_h5ad(tmp_path / "bad.h5ad")
     out = tmp_path / "out" / "store.h5ad"
     out.parent.mkdir()
-    with pytest.raises(InputFileError, match=r"bad\.h5ad: non-finite value nan at row 33 \(sample 'sample_033'\), gene '" + GENES.index[4]):
-        preprocess(tmp_path / "bad.h5ad", out, log2="no", block_rows=5, progress=False)  # fails while writing
+    with pytest.raises(
+        InputFileError,
+        match=r"bad\.h5ad: non-finite value nan at row 33 \(sample 'sample_033'\), gene '"
+        + GENES.index[4],
+    ):
+        preprocess(
+            tmp_path / "bad.h5ad", out, log2="no", block_rows=5, progress=False
+        )  # fails while writing
     assert not out.exists()
     assert list(out.parent.iterdir()) == []  # no temporary file left behind
 
@@ -209,7 +278,9 @@ def test_duplicates_removed(tmp_path):
     adata.X[10] = adata.X[3]  # exact
     adata.X[20] = adata.X[5] + 2e-4  # near
     adata.X[30] = adata.X[6] + 0.1  # distinct
-    path = preprocess(adata, tmp_path / "dedup.h5ad", remove_duplicates=True, block_rows=6, progress=False)
+    path = preprocess(
+        adata, tmp_path / "dedup.h5ad", remove_duplicates=True, block_rows=6, progress=False
+    )
     store = read_store(path)
     assert store.n_obs == 38
     assert "sample_010" not in store.obs_names and "sample_020" not in store.obs_names
@@ -224,7 +295,10 @@ def test_duplicates_removed(tmp_path):
 def test_split_column_from_dgex_npy(tmp_path):
     rng = np.random.default_rng(4)
     for short, n in (("tr", 6), ("va", 3), ("te", 2)):
-        np.save(tmp_path / f"bgedv2_XY_{short}_float32.npy", rng.normal(7, 1, size=(n, 10_463)).astype(np.float32))
+        np.save(
+            tmp_path / f"bgedv2_XY_{short}_float32.npy",
+            rng.normal(7, 1, size=(n, 10_463)).astype(np.float32),
+        )
     path = preprocess(tmp_path, tmp_path / "store.h5ad", split_column="split", progress=False)
     store = read_store(path)
     assert store.obs["split"].tolist() == ["train"] * 6 + ["validation"] * 3 + ["test"] * 2
@@ -256,8 +330,21 @@ def test_reads_by_blocks_only(tmp_path):
     with h5py.File(tmp_path / "m.h5", "w") as handle:
         handle["X"] = adata.X
     with h5py.File(tmp_path / "m.h5", "r") as handle:
-        source = MatrixSource(tmp_path / "m.h5", CountingRows(handle["X"]), obs_names=adata.obs_names, var_names=adata.var_names, var=adata.var)
-        preprocess(source, tmp_path / "s.h5ad", quantile_normalize=True, remove_duplicates=True, block_rows=10, progress=False)
+        source = MatrixSource(
+            tmp_path / "m.h5",
+            CountingRows(handle["X"]),
+            obs_names=adata.obs_names,
+            var_names=adata.var_names,
+            var=adata.var,
+        )
+        preprocess(
+            source,
+            tmp_path / "s.h5ad",
+            quantile_normalize=True,
+            remove_duplicates=True,
+            block_rows=10,
+            progress=False,
+        )
     assert 0 < CountingRows.largest <= 10
 
 
@@ -266,14 +353,27 @@ def test_cli_runs_preprocess(tmp_path):
     preprocess_cli.add_parser(parser.add_subparsers())
     text = tmp_path / "m.tsv"
     log_scale_data(n_obs=30).to_df().T.to_csv(text, sep="\t")  # genes x samples
-    args = parser.parse_args(["preprocess", str(text), "--out", str(tmp_path / "s.h5ad"), "--sizes", "20", "5", "--quantile-normalize"])
+    args = parser.parse_args(
+        [
+            "preprocess",
+            str(text),
+            "--out",
+            str(tmp_path / "s.h5ad"),
+            "--sizes",
+            "20",
+            "5",
+            "--quantile-normalize",
+        ]
+    )
     args.progress = False
     assert args.func(args) == 0
     with Store.open(tmp_path / "s.h5ad") as store:
         assert store.uns["split_sizes"] == {"train": 20, "validation": 5, "test": 5}
         assert store.uns["quantile_normalize"]
     with pytest.raises(ConfigError, match="--sizes"):
-        args = parser.parse_args(["preprocess", str(text), "--out", str(tmp_path / "t.h5ad"), "--sizes", "20"])
+        args = parser.parse_args(
+            ["preprocess", str(text), "--out", str(tmp_path / "t.h5ad"), "--sizes", "20"]
+        )
         args.func(args)
 
 
@@ -294,7 +394,13 @@ def test_gene_level_input_keeps_its_landmark_column_and_matches_entrez_ids(tmp_p
     names = ["16", "976", "23", "4000", "5000", "6000"]
     symbols = ["AARS1", "ADGRE5", "ABCF1", "CD97", "G5", "G6"]
     values = rng.normal(7, 1, size=(40, len(names))).astype(np.float32)
-    flagged = ad.AnnData(values, var=pd.DataFrame({"symbol": symbols, "l1000_landmark": [True, False, False, False, True, False]}, index=names))
+    flagged = ad.AnnData(
+        values,
+        var=pd.DataFrame(
+            {"symbol": symbols, "l1000_landmark": [True, False, False, False, True, False]},
+            index=names,
+        ),
+    )
     store = read_store(preprocess(flagged, tmp_path / "flagged.h5ad", seed=0, progress=False))
     assert store.var["landmark"].tolist() == [True, False, False, False, True, False]
     plain = ad.AnnData(values, var=pd.DataFrame({"symbol": symbols}, index=names))

@@ -31,8 +31,20 @@ SHELL_LANGUAGES = ("bash", "sh", "console", "shell")
 #: The folder every tour output goes to (ignored by git).
 TOUR_DIR = "tour"
 #: Entries of the checkout not linked into the scratch folder (outputs, caches, the venv).
-NOT_LINKED = {".git", ".venv", TOUR_DIR, "results", "scratch", ".snakemake", ".pytest_cache", "__pycache__"}
-BLOCK = re.compile(r"(?:<!--(?P<comment>[^>]*)-->[ \t]*\n)?^```(?P<language>[\w-]*)[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+NOT_LINKED = {
+    ".git",
+    ".venv",
+    TOUR_DIR,
+    "results",
+    "scratch",
+    ".snakemake",
+    ".pytest_cache",
+    "__pycache__",
+}
+BLOCK = re.compile(
+    r"(?:<!--(?P<comment>[^>]*)-->[ \t]*\n)?^```(?P<language>[\w-]*)[ \t]*\n(?P<body>.*?)^```[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,14 @@ def readme_blocks(text: str) -> list[Block]:
         headings = re.findall(r"^## (.+)$", text[: match.start()], re.MULTILINE)
         comment = (match.group("comment") or "").strip()
         reason = comment.split(SKIP_MARKER, 1)[1].strip(" :") if SKIP_MARKER in comment else None
-        blocks.append(Block(match.group("language"), match.group("body"), headings[-1] if headings else "", reason))
+        blocks.append(
+            Block(
+                match.group("language"),
+                match.group("body"),
+                headings[-1] if headings else "",
+                reason,
+            )
+        )
     return blocks
 
 
@@ -81,7 +100,9 @@ def test_only_marked_blocks_outside_the_tour_are_left_out() -> None:
     # set-up, the full make demo, GEO + GPU, a CMap GCTX file, SLURM: nothing else is left out
     assert len(skipped) <= 5, [b.body for b in skipped]
     in_tour = [b for b in skipped if "tour" in b.section.lower()]
-    assert all("make demo" in b.body for b in in_tour), "every block of the tour runs, but the full `make demo` run"
+    assert all("make demo" in b.body for b in in_tour), (
+        "every block of the tour runs, but the full `make demo` run"
+    )
     tour = [b for b in blocks if "tour" in b.section.lower() and b.skip_reason is None]
     assert any(b.language == "python" for b in tour) and sum(b.shell for b in tour) >= 3
 
@@ -89,7 +110,11 @@ def test_only_marked_blocks_outside_the_tour_are_left_out() -> None:
 def test_tour_outputs_go_to_one_ignored_folder() -> None:
     ignored = [line.strip() for line in (REPO / ".gitignore").read_text().splitlines()]
     assert f"/{TOUR_DIR}/" in ignored or f"{TOUR_DIR}/" in ignored
-    tour = [b for b in readme_blocks(README.read_text()) if "tour" in b.section.lower() and b.skip_reason is None]
+    tour = [
+        b
+        for b in readme_blocks(README.read_text())
+        if "tour" in b.section.lower() and b.skip_reason is None
+    ]
     outputs = []
     for block in tour:
         if block.shell:
@@ -123,13 +148,21 @@ def _scratch(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _run(command: list[str], root: Path, env: dict[str, str], what: str) -> None:
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, f"{what} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    done = subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, (
+        f"{what} failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    )
 
 
 @pytest.mark.slow
 def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
-    blocks = [b for b in readme_blocks(README.read_text()) if (b.shell or b.language == "python") and b.skip_reason is None]
+    blocks = [
+        b
+        for b in readme_blocks(README.read_text())
+        if (b.shell or b.language == "python") and b.skip_reason is None
+    ]
     root, env = _scratch(tmp_path)
     before = {p.name for p in root.iterdir()}
     started = time.perf_counter()
@@ -137,7 +170,12 @@ def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
 
     def flush() -> None:
         if session:
-            _run(["bash", "-euo", "pipefail", "-c", "\n".join(session)], root, env, "README shell blocks\n" + "\n".join(session))
+            _run(
+                ["bash", "-euo", "pipefail", "-c", "\n".join(session)],
+                root,
+                env,
+                "README shell blocks\n" + "\n".join(session),
+            )
             session.clear()
 
     for block in blocks:
@@ -145,19 +183,25 @@ def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
             session.append(block.body)
         else:
             flush()
-            _run([sys.executable, "-c", block.body], root, env, f"README python block\n{block.body}")
+            _run(
+                [sys.executable, "-c", block.body], root, env, f"README python block\n{block.body}"
+            )
     flush()
     elapsed = time.perf_counter() - started
 
     tour = root / TOUR_DIR
-    assert {p.name for p in root.iterdir()} - before <= {TOUR_DIR, ".snakemake"}, "the tour writes only under tour/"
+    assert {p.name for p in root.iterdir()} - before <= {TOUR_DIR, ".snakemake"}, (
+        "the tour writes only under tour/"
+    )
     import anndata
 
     full = anndata.read_h5ad(tour / "full.h5ad")
     measured = anndata.read_h5ad(tour / "measured.h5ad")
     assert measured.shape == (100, 50) and full.shape == (100, 1000)
     assert int(full.var["measured"].sum()) == 50
-    assert "# converged=true" in (tour / "panels" / "cae_k50" / "panel.tsv").read_text(), "the README says the CAE converges"
+    assert "# converged=true" in (tour / "panels" / "cae_k50" / "panel.tsv").read_text(), (
+        "the README says the CAE converges"
+    )
     metrics = json.loads((tour / "metrics" / "cae_k50" / "metrics.json").read_text())
     assert 0 < metrics["mse_imputed"] < 1, "the panel must beat predicting each gene's mean"
     assert (tour / "curve" / "linear_runs.tsv").stat().st_size > 0

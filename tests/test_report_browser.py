@@ -61,7 +61,13 @@ def find_browser() -> str | None:
 def run_browser(browser: str, profile: Path, *args: str, timeout: float = 120.0) -> str:
     """Run the headless browser with a fresh profile; its stdout. The whole process group is ended on timeout."""
     command = [browser, *FLAGS, f"--user-data-dir={profile}", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -104,8 +110,14 @@ def images_in_browser(browser: str, page: Path, profile: Path) -> tuple[int, int
     """Load a copy of ``page`` with :data:`IMAGE_PROBE` in the browser: (images, broken images)."""
     probe = page.with_name(f"{page.stem}.probe.html")
     html = page.read_text()
-    probe.write_text(html.replace("</body>", IMAGE_PROBE + "</body>") if "</body>" in html else html + IMAGE_PROBE)
-    dom = run_browser(browser, profile, "--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri())
+    probe.write_text(
+        html.replace("</body>", IMAGE_PROBE + "</body>")
+        if "</body>" in html
+        else html + IMAGE_PROBE
+    )
+    dom = run_browser(
+        browser, profile, "--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri()
+    )
     body = re.search(r'<body[^>]*\bdata-images="(\d+)"[^>]*\bdata-broken="(\d+)"', dom)
     assert body, f"the probe did not run; the DOM begins {dom[:300]!r}"
     return int(body.group(1)), int(body.group(2))
@@ -115,7 +127,9 @@ def images_in_browser(browser: str, page: Path, profile: Path) -> tuple[int, int
 def browser() -> str:
     path = find_browser()
     if path is None:
-        pytest.skip(f"no headless browser ({', '.join(BROWSERS)}) on PATH; install one with `apt-get install chromium`")
+        pytest.skip(
+            f"no headless browser ({', '.join(BROWSERS)}) on PATH; install one with `apt-get install chromium`"
+        )
     return path
 
 
@@ -126,14 +140,22 @@ def report_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_screenshot_is_not_blank(browser: str, report_page: Path, tmp_path: Path) -> None:
     shot = tmp_path / "report.png"
-    run_browser(browser, tmp_path / "profile", f"--screenshot={shot}", f"--window-size={WINDOW[0]},{WINDOW[1]}", report_page.as_uri())
+    run_browser(
+        browser,
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        report_page.as_uri(),
+    )
     assert shot.exists() and shot.stat().st_size > 10_000, "no screenshot"
     with Image.open(shot) as image:
         assert image.size == WINDOW
         grey = np.asarray(image.convert("L"), dtype=np.float64)
     background = np.median(grey)
     inked = np.mean(np.abs(grey - background) > 32)
-    assert grey.std() > 10 and inked > 0.02, f"the page looks blank (std {grey.std():.1f}, {inked:.1%} of pixels inked)"
+    assert grey.std() > 10 and inked > 0.02, (
+        f"the page looks blank (std {grey.std():.1f}, {inked:.1%} of pixels inked)"
+    )
     top = grey[: WINDOW[1] // 6]  # the title and the answer are on top
     assert np.mean(np.abs(top - background) > 32) > 0.01, "nothing drawn at the top of the page"
 
@@ -149,7 +171,12 @@ def test_a_broken_image_is_caught(browser: str, report_page: Path, tmp_path: Pat
     page = tmp_path / "index.html"
     first = IMG_SRC.search(html)
     assert first, "the report has no image"
-    page.write_text(html[: first.start(2)] + "data:image/png;base64,AAAA" + html[first.end(2) :] + '<img src="missing.png">')
+    page.write_text(
+        html[: first.start(2)]
+        + "data:image/png;base64,AAAA"
+        + html[first.end(2) :]
+        + '<img src="missing.png">'
+    )
     n_images, broken = broken_images(page)
     assert len(broken) == 2 and n_images >= 4
     assert images_in_browser(browser, page, tmp_path / "profile") == (n_images, 2)

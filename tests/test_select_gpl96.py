@@ -28,7 +28,13 @@ K = 20
 FAST_PARAMS = {
     "cae": {},
     "ipcae": {"embedding_dim": 64},
-    "lassonet": {"hidden": [8], "epochs_per_lambda": 1, "path_multiplier": 2.0, "refit_epochs": 1, "lambda_start": 2e5},
+    "lassonet": {
+        "hidden": [8],
+        "epochs_per_lambda": 1,
+        "path_multiplier": 2.0,
+        "refit_epochs": 1,
+        "lambda_start": 2e5,
+    },
     "logitnormal": {},
     "logitnormal-hnet": {},
     "random": {},
@@ -41,7 +47,9 @@ FAST_PARAMS = {
 
 @pytest.fixture(scope="module")
 def gpl96_gene_store(tmp_path_factory):
-    path = preprocess(FIXTURE, tmp_path_factory.mktemp("gpl96") / "store.h5ad", block_rows=32, progress=False)
+    path = preprocess(
+        FIXTURE, tmp_path_factory.mktemp("gpl96") / "store.h5ad", block_rows=32, progress=False
+    )
     with Store.open(path) as store:
         yield store
 
@@ -55,7 +63,9 @@ def test_every_method_writes_k_distinct_valid_genes(gpl96_gene_store, method, tm
         method=method,
         n_genes=K,
         params=FAST_PARAMS[method],
-        trainer=TrainerConfig(max_epochs=2, min_steps=0, progress=False),  # validity, not quality: no step floor
+        trainer=TrainerConfig(
+            max_epochs=2, min_steps=0, progress=False
+        ),  # validity, not quality: no step floor
         loader=LoaderConfig(batch_size=16),
         out_dir=tmp_path,
     )
@@ -74,5 +84,7 @@ def test_landmarks_returns_the_landmarks_present_or_names_their_count(gpl96_gene
     result = select_panel(store, method="landmarks", n_genes=n_landmarks, out_dir=tmp_path)
     assert set(result.gene_indices.tolist()) == set(np.flatnonzero(store.landmark_mask).tolist())
     assert read_panel(tmp_path)["landmark"].all()
-    with pytest.raises(ConfigError, match=rf"has {n_landmarks} landmark genes.*--n-genes {n_landmarks}"):
+    with pytest.raises(
+        ConfigError, match=rf"has {n_landmarks} landmark genes.*--n-genes {n_landmarks}"
+    ):
         select_panel(store, method="landmarks", n_genes=K)

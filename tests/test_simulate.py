@@ -43,17 +43,32 @@ def medium(tmp_path_factory: pytest.TempPathFactory) -> ad.AnnData:
 
 
 def test_same_seed_same_values_whatever_the_block_size(tmp_path: Path, small: ad.AnnData) -> None:
-    other = _read(simulate_compendium(tmp_path / "b.h5ad", n_obs=300, n_genes=400, seed=1, block_rows=37, progress=False))
+    other = _read(
+        simulate_compendium(
+            tmp_path / "b.h5ad", n_obs=300, n_genes=400, seed=1, block_rows=37, progress=False
+        )
+    )
     np.testing.assert_array_equal(other.X, small.X)
     assert other.obs.equals(small.obs)
     assert other.var.equals(small.var)
-    different = _read(simulate_compendium(tmp_path / "c.h5ad", n_obs=300, n_genes=400, seed=2, progress=False))
+    different = _read(
+        simulate_compendium(tmp_path / "c.h5ad", n_obs=300, n_genes=400, seed=2, progress=False)
+    )
     assert not np.allclose(different.X, small.X)
 
 
 def test_shorter_run_is_a_prefix_of_a_longer_one(tmp_path: Path, small: ad.AnnData) -> None:
     n_obs = LATENT_BLOCK_ROWS + 76  # crosses a random-stream boundary
-    longer = _read(simulate_compendium(tmp_path / "long.h5ad", n_obs=n_obs, n_genes=400, seed=1, block_rows=500, progress=False))
+    longer = _read(
+        simulate_compendium(
+            tmp_path / "long.h5ad",
+            n_obs=n_obs,
+            n_genes=400,
+            seed=1,
+            block_rows=500,
+            progress=False,
+        )
+    )
     np.testing.assert_array_equal(longer.X[:300], small.X)
     assert list(longer.obs["cluster"][:300]) == list(small.obs["cluster"])
 
@@ -108,9 +123,14 @@ def test_noise_floor_and_noise_variance(medium: ad.AnnData) -> None:
     assert 0.0 < info["noise_floor"] < 1.0
     assert info["noise_floor"] == pytest.approx(medium.var["noise_fraction"].mean())
     sd = load_calibration().genes.loc[medium.var_names, "sd"].to_numpy()
-    np.testing.assert_allclose(medium.var["noise_var"], medium.var["noise_fraction"] * sd**2, rtol=1e-5)
+    np.testing.assert_allclose(
+        medium.var["noise_var"], medium.var["noise_fraction"] * sd**2, rtol=1e-5
+    )
     landmark = medium.var["landmark"].to_numpy()
-    assert medium.var["noise_fraction"][landmark].mean() < medium.var["noise_fraction"][~landmark].mean()
+    assert (
+        medium.var["noise_fraction"][landmark].mean()
+        < medium.var["noise_fraction"][~landmark].mean()
+    )
     assert info["simulation"]["seed"] == 0 and info["simulation"]["rank"] == SimulationParams.rank
 
 
@@ -119,7 +139,9 @@ def test_noise_is_heavy_tailed_with_the_recorded_variance() -> None:
     rng = np.random.default_rng([3, simulate._LATENT_STREAM, 0])
     clusters, scores = simulate._draw_latent(model, rng, LATENT_BLOCK_ROWS)
     _, values = simulate.simulate_latent_block(model, 0)
-    noise = (values - noise_free_rows(model, clusters, scores)) / np.sqrt(model.noise_sd.astype(np.float64) ** 2)
+    noise = (values - noise_free_rows(model, clusters, scores)) / np.sqrt(
+        model.noise_sd.astype(np.float64) ** 2
+    )
     inside = (values > 0.0) & (values < 16.0)  # ignore the rare clipped values
     assert np.var(noise[inside]) == pytest.approx(1.0, abs=0.05)
     kurtosis = np.mean(noise[inside] ** 4) / np.var(noise[inside]) ** 2
@@ -129,7 +151,9 @@ def test_noise_is_heavy_tailed_with_the_recorded_variance() -> None:
 def _held_out_linear_mse(inputs: np.ndarray, outputs: np.ndarray, n_train: int) -> float:
     design = np.c_[inputs, np.ones(len(inputs))]
     train = design[:n_train]
-    coef = np.linalg.solve(train.T @ train + 1e-8 * np.eye(design.shape[1]), train.T @ outputs[:n_train])
+    coef = np.linalg.solve(
+        train.T @ train + 1e-8 * np.eye(design.shape[1]), train.T @ outputs[:n_train]
+    )
     return float(np.mean((design[n_train:] @ coef - outputs[n_train:]) ** 2))
 
 
@@ -152,7 +176,9 @@ def test_signal_is_not_linear_in_the_latent_variables() -> None:
     latent = np.c_[scores, np.eye(model.params.n_clusters)[clusters]]
     nonlinear = _held_out_linear_mse(latent, signal, 3 * LATENT_BLOCK_ROWS // 2)
     assert nonlinear > 0.05  # a part of every gene's signal is a nonlinear function of h
-    linear_only = build_model(SimulationParams(nonlinear_share=0.0, tissue_share=0.0), seed=0, n_genes=200)
+    linear_only = build_model(
+        SimulationParams(nonlinear_share=0.0, tissue_share=0.0), seed=0, n_genes=200
+    )
     signal = noise_free_rows(linear_only, clusters, scores).astype(np.float64)
     signal = (signal - signal.mean(axis=0)) / signal.std(axis=0)
     assert _held_out_linear_mse(latent, signal, 3 * LATENT_BLOCK_ROWS // 2) < 1e-6
@@ -190,7 +216,9 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(simulate, "simulate_latent_block", interrupted)
     path = tmp_path / "out.h5ad"
     with pytest.raises(KeyboardInterrupt):
-        simulate_compendium(path, n_obs=3 * LATENT_BLOCK_ROWS, n_genes=30, block_rows=100, progress=False)
+        simulate_compendium(
+            path, n_obs=3 * LATENT_BLOCK_ROWS, n_genes=30, block_rows=100, progress=False
+        )
     assert not any(tmp_path.iterdir())
 
 
@@ -198,7 +226,21 @@ def test_cli_writes_the_file(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     simulate_cli.add_parser(parser.add_subparsers())
     out = tmp_path / "cli.h5ad"
-    args = parser.parse_args(["simulate", "--out", str(out), "--n-obs", "40", "--n-genes", "60", "--seed", "4", "--rank", "8"])
+    args = parser.parse_args(
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--n-obs",
+            "40",
+            "--n-genes",
+            "60",
+            "--seed",
+            "4",
+            "--rank",
+            "8",
+        ]
+    )
     args.progress = False
     assert args.func(args) == 0
     adata = _read(out)

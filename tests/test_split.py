@@ -29,7 +29,11 @@ def test_deterministic_by_seed():
 
 def test_given_sizes_and_fractions():
     assert counts(assign_splits(10, seed=0, sizes=(6, 2))) == (6, 2, 2)
-    assert counts(assign_splits(10, seed=0, sizes={"train": 5, "validation": 3, "test": 2})) == (5, 3, 2)
+    assert counts(assign_splits(10, seed=0, sizes={"train": 5, "validation": 3, "test": 2})) == (
+        5,
+        3,
+        2,
+    )
     assert counts(assign_splits(10, seed=0, fractions=(0.5, 0.3))) == (5, 3, 2)
     with pytest.raises(ConfigError, match="do not add up"):
         assign_splits(10, seed=0, sizes=(6, 2, 1))
@@ -47,7 +51,9 @@ def test_empty_split_is_an_error():
 def test_splits_from_column():
     labels = splits_from_column(["tr", "VA", " te ", "train", "val"], column="set")
     assert labels.tolist() == ["train", "validation", "test", "train", "validation"]
-    with pytest.raises(InputFileError, match=r"x\.h5ad.*'set' has labels that are not splits: \['holdout'\]"):
+    with pytest.raises(
+        InputFileError, match=r"x\.h5ad.*'set' has labels that are not splits: \['holdout'\]"
+    ):
         splits_from_column(["train", "holdout", "test"], column="set", path="x.h5ad")
     with pytest.raises(InputFileError, match="validation split empty"):
         splits_from_column(["train", "test"], column="set", path="x.h5ad")
@@ -64,7 +70,9 @@ def test_group_split_keeps_each_group_in_one_split_near_the_sizes():
     shares = frame["split"].value_counts(normalize=True)
     assert set(shares.index) == {"train", "validation", "test"}
     assert abs(shares["train"] - 0.7) < 0.08 and abs(shares["test"] - 0.15) < 0.08
-    np.testing.assert_array_equal(labels, assign_group_splits(groups, seed=3, fractions=(0.7, 0.15, 0.15)))
+    np.testing.assert_array_equal(
+        labels, assign_group_splits(groups, seed=3, fractions=(0.7, 0.15, 0.15))
+    )
     with pytest.raises(InputFileError, match="at least 3"):
         assign_group_splits(["a", "a", "b"], seed=0)
 
@@ -77,12 +85,43 @@ def test_preprocess_group_column_keeps_subjects_out_of_training(tmp_path):
 
     rng = np.random.default_rng(1)
     subject = np.repeat([f"s{i}" for i in range(12)], 10)
-    adata = ad.AnnData(rng.normal(8, 1, size=(120, 30)).astype(np.float32), obs=pd.DataFrame({"subject": subject}, index=[f"x{i}" for i in range(120)]))
+    adata = ad.AnnData(
+        rng.normal(8, 1, size=(120, 30)).astype(np.float32),
+        obs=pd.DataFrame({"subject": subject}, index=[f"x{i}" for i in range(120)]),
+    )
     adata.var_names = [f"G{i}" for i in range(30)]
     adata.write_h5ad(tmp_path / "in.h5ad")
-    assert main(["-q", "preprocess", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "store.h5ad"), "--group-column", "subject", "--log2", "no"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "preprocess",
+                str(tmp_path / "in.h5ad"),
+                "--out",
+                str(tmp_path / "store.h5ad"),
+                "--group-column",
+                "subject",
+                "--log2",
+                "no",
+            ]
+        )
+        == 0
+    )
     with Store.open(tmp_path / "store.h5ad") as store:
         obs = store.obs
         assert (obs.groupby("subject", observed=True)["split"].nunique() == 1).all()
         assert set(obs["split"]) == {"train", "validation", "test"}
-    assert main(["-q", "preprocess", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "s2.h5ad"), "--group-column", "nope"]) == 1
+    assert (
+        main(
+            [
+                "-q",
+                "preprocess",
+                str(tmp_path / "in.h5ad"),
+                "--out",
+                str(tmp_path / "s2.h5ad"),
+                "--group-column",
+                "nope",
+            ]
+        )
+        == 1
+    )

@@ -26,8 +26,12 @@ def test_store_groups_rows_by_split_and_uses_train_statistics(tmp_path):
         assert list(dict.fromkeys(split)) == ["train", "validation", "test"]
         train = store.read_rows(store.split_indices("train"), standardize=False)
         np.testing.assert_allclose(train, X[labels == "train"])
-        np.testing.assert_allclose(store.var["mean"], X[labels == "train"].astype(np.float64).mean(0), rtol=1e-6)
-        np.testing.assert_allclose(store.var["std"], X[labels == "train"].astype(np.float64).std(0), rtol=1e-5)
+        np.testing.assert_allclose(
+            store.var["mean"], X[labels == "train"].astype(np.float64).mean(0), rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            store.var["std"], X[labels == "train"].astype(np.float64).std(0), rtol=1e-5
+        )
         z = store.read_rows(store.split_indices("train"))
         np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
     backed = ad.read_h5ad(path, backed="r")
@@ -58,7 +62,10 @@ def test_store_with_overwritten_values_names_the_first_bad_sample(tmp_path):
     with Store.open(path) as store:
         sample = str(store.obs.index[7])
         store.read_rows(slice(0, 5))  # clean rows still read
-        with pytest.raises(InputFileError, match=f"first at sample '{sample}' \\(row 7\\).*re-run `genesel preprocess`"):
+        with pytest.raises(
+            InputFileError,
+            match=f"first at sample '{sample}' \\(row 7\\).*re-run `genesel preprocess`",
+        ):
             store.read_rows(slice(0, 40))
         with pytest.raises(InputFileError, match="row 9"):
             store.read_rows(np.array([1, 9, 20]), standardize=False)
@@ -69,7 +76,11 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         from genesel.store import StoreWriter
 
-        with StoreWriter(tmp_path / "s.h5ad", var=__import__("pandas").DataFrame(index=list("abcdef")), split_sizes={"train": 50}):
+        with StoreWriter(
+            tmp_path / "s.h5ad",
+            var=__import__("pandas").DataFrame(index=list("abcdef")),
+            split_sizes={"train": 50},
+        ):
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
@@ -83,7 +94,9 @@ def test_loader_covers_split_once_per_epoch_and_is_seeded(planted_store, residen
     first = np.concatenate([b.numpy() for b in loader])
     expected = store.read_rows(store.split_indices("train"))
     assert first.shape == expected.shape
-    np.testing.assert_allclose(np.sort(first, axis=0), np.sort(expected, axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(first, axis=0), np.sort(expected, axis=0), rtol=1e-5, atol=1e-5
+    )
     again = np.concatenate([b.numpy() for b in loader])
     np.testing.assert_array_equal(first, again)
     loader.set_epoch(1)
@@ -103,14 +116,27 @@ def test_streamed_batches_kept_by_the_consumer_are_never_overwritten(planted_sto
         assert torch.equal(held, fresh)
     # the rows are standardised store rows, each delivered once
     expected = store.read_rows(store.split_indices("train"))
-    np.testing.assert_allclose(np.sort(torch.cat(kept).numpy(), axis=0), np.sort(expected, axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(torch.cat(kept).numpy(), axis=0), np.sort(expected, axis=0), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_loader_columns_and_unshuffled_order(planted_store):
     store, drivers = planted_store
-    loader = MinibatchLoader(store, "validation", config=LoaderConfig(batch_size=16, resident_bytes=0), shuffle=False, columns=drivers)
+    loader = MinibatchLoader(
+        store,
+        "validation",
+        config=LoaderConfig(batch_size=16, resident_bytes=0),
+        shuffle=False,
+        columns=drivers,
+    )
     values = np.concatenate([b.numpy() for b in loader])
-    np.testing.assert_allclose(values, store.read_rows(store.split_indices("validation"))[:, drivers], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        values,
+        store.read_rows(store.split_indices("validation"))[:, drivers],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_store_refuses_repeated_gene_ids(tmp_path):
@@ -121,7 +147,10 @@ def test_store_refuses_repeated_gene_ids(tmp_path):
         warnings.simplefilter("ignore")
         adata.var_names = [adata.var_names[0]] + adata.var_names[:-1].tolist()
         adata.write_h5ad(tmp_path / "dup.h5ad")
-    with pytest.raises(InputFileError, match=f"dup.h5ad: 1 gene id\\(s\\) occur more than once, e.g. \\['{adata.var_names[0]}'\\]"):
+    with pytest.raises(
+        InputFileError,
+        match=f"dup.h5ad: 1 gene id\\(s\\) occur more than once, e.g. \\['{adata.var_names[0]}'\\]",
+    ):
         Store.open(tmp_path / "dup.h5ad")
     with pytest.raises(InputFileError, match="<AnnData>: 1 gene id"):
         Store.from_anndata(adata)

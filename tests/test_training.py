@@ -30,10 +30,17 @@ class CountingAutoencoder(nn.Module):
 @pytest.mark.parametrize("resident", [None, 0])
 def test_max_steps_per_epoch_caps_every_epoch(planted_store, resident):
     store, _ = planted_store
-    loader = MinibatchLoader(store, "train", config=LoaderConfig(batch_size=16, block_rows=32, resident_bytes=resident), seed=0)
+    loader = MinibatchLoader(
+        store,
+        "train",
+        config=LoaderConfig(batch_size=16, block_rows=32, resident_bytes=resident),
+        seed=0,
+    )
     assert len(loader) > 3
     task = CountingAutoencoder(store.n_vars)
-    result = Trainer(TrainerConfig(max_epochs=3, max_steps_per_epoch=3, device="cpu", progress=False)).fit(task, loader, None)
+    result = Trainer(
+        TrainerConfig(max_epochs=3, max_steps_per_epoch=3, device="cpu", progress=False)
+    ).fit(task, loader, None)
     assert task.steps == 9 and len(result.history) == 3
     uncapped = CountingAutoencoder(store.n_vars)
     Trainer(TrainerConfig(max_epochs=1, device="cpu", progress=False)).fit(uncapped, loader, None)
@@ -69,11 +76,20 @@ def test_best_weights_on_disk_equal_the_in_memory_copy_and_resume(planted_store,
         assert torch.equal(on_disk.state_dict()[key], value)
     # a finished run resumed loads the same best weights from disk
     again = fresh()
-    assert Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt").fit(again, train, validation, resume=True).best_epoch == result.best_epoch
+    assert (
+        Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt")
+        .fit(again, train, validation, resume=True)
+        .best_epoch
+        == result.best_epoch
+    )
     assert torch.equal(again.net.weight, in_memory.net.weight)
     # a checkpoint whose best weights are gone is refused with a clear error
     runner.best_files()[0].unlink()
-    with pytest.raises(InputFileError, match=r"best weights it refers to \(checkpoint.best-\d+.pt\) are missing"):
-        Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt").fit(fresh(), train, validation, resume=True)
+    with pytest.raises(
+        InputFileError, match=r"best weights it refers to \(checkpoint.best-\d+.pt\) are missing"
+    ):
+        Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt").fit(
+            fresh(), train, validation, resume=True
+        )
     remove_checkpoint(tmp_path / "checkpoint.pt")
     assert not list(tmp_path.glob("checkpoint*"))

@@ -21,27 +21,70 @@ T = TypeVar("T")
 
 def add_wait_argument(parser: argparse.ArgumentParser) -> None:
     """Add ``--wait``: queue behind another genesel run writing the same ``--out`` (see :mod:`genesel.io.lock`)."""
-    parser.add_argument("--wait", action="store_true", help="if another genesel run is writing --out, wait for it instead of failing")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another genesel run is writing --out, wait for it instead of failing",
+    )
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, learning_rate: float = 1e-3, batch_size: int = 256) -> None:
+def add_training_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    epochs: int,
+    learning_rate: float = 1e-3,
+    batch_size: int = 256,
+) -> None:
     """Add the trainer and loader options."""
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=epochs, help=f"epoch budget (default {epochs})")
-    group.add_argument("--lr", type=float, default=learning_rate, help=f"Adam learning rate (default {learning_rate})")
-    group.add_argument("--lr-decay", type=float, default=None, help="multiply the learning rate by this each epoch")
-    group.add_argument("--batch-size", type=int, default=batch_size, help=f"minibatch size (default {batch_size})")
-    group.add_argument("--patience", type=int, default=None, help="stop after this many epochs without validation improvement (default: none; the MLP decoder 10)")
-    group.add_argument("--max-steps-per-epoch", type=int, default=None, help="end each epoch after this many steps (quick runs, benchmarks)")
+    group.add_argument(
+        "--epochs", type=int, default=epochs, help=f"epoch budget (default {epochs})"
+    )
+    group.add_argument(
+        "--lr",
+        type=float,
+        default=learning_rate,
+        help=f"Adam learning rate (default {learning_rate})",
+    )
+    group.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        help="multiply the learning rate by this each epoch",
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"minibatch size (default {batch_size})"
+    )
+    group.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="stop after this many epochs without validation improvement (default: none; the MLP decoder 10)",
+    )
+    group.add_argument(
+        "--max-steps-per-epoch",
+        type=int,
+        default=None,
+        help="end each epoch after this many steps (quick runs, benchmarks)",
+    )
     group.add_argument(
         "--min-steps",
         type=int,
         default=None,
         help="plan at least this many optimizer steps, raising --epochs on small data (default: the method's; CAE/IP-CAE 1000)",
     )
-    group.add_argument("--max-steps", type=int, default=None, help="hard cap on optimizer steps, any extension included (default: none)")
-    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    group.add_argument("--no-mixed-precision", action="store_true", help="train in float32 on the GPU")
+    group.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="hard cap on optimizer steps, any extension included (default: none)",
+    )
+    group.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
+    )
+    group.add_argument(
+        "--no-mixed-precision", action="store_true", help="train in float32 on the GPU"
+    )
     group.add_argument(
         "--block-rows",
         type=int,
@@ -86,12 +129,16 @@ def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
     except CheckpointMismatchError as error:
         if not args.resume_if_same:
             raise
-        logger.warning("%s: %s; deleting it and starting afresh (--resume-if-same)", error.path, error.problem)
+        logger.warning(
+            "%s: %s; deleting it and starting afresh (--resume-if-same)", error.path, error.problem
+        )
         remove_checkpoint(Path(error.path))
         return work(False)
 
 
-def trainer_config(args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any) -> TrainerConfig:
+def trainer_config(
+    args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any
+) -> TrainerConfig:
     """Build a :class:`TrainerConfig` from parsed arguments."""
     from genesel.training import TrainerConfig, configure_precision
 

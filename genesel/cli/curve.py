@@ -25,14 +25,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "to rounding."
         ),
     )
-    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument(
+        "--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)"
+    )
     parser.add_argument("--moments", required=True, help="moments file from genesel moments")
-    parser.add_argument("--panels", nargs="*", default=[], help="panel.tsv files (with config.json beside them)")
-    parser.add_argument("--random-panels", type=int, default=0, help="seeded random panels per size (the random-panel band)")
-    parser.add_argument("--random-sizes", type=int, nargs="*", default=[], help="panel sizes of the random band")
-    parser.add_argument("--ridge", default=None, help="'auto' (default: validated per panel) or a fixed penalty")
-    parser.add_argument("--split", choices=("test", "validation"), default="test", help="rows to score (default test)")
-    parser.add_argument("--out", required=True, help="metrics folder (results/<run>/metrics in the workflow)")
+    parser.add_argument(
+        "--panels", nargs="*", default=[], help="panel.tsv files (with config.json beside them)"
+    )
+    parser.add_argument(
+        "--random-panels",
+        type=int,
+        default=0,
+        help="seeded random panels per size (the random-panel band)",
+    )
+    parser.add_argument(
+        "--random-sizes", type=int, nargs="*", default=[], help="panel sizes of the random band"
+    )
+    parser.add_argument(
+        "--ridge", default=None, help="'auto' (default: validated per panel) or a fixed penalty"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="rows to score (default test)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="metrics folder (results/<run>/metrics in the workflow)"
+    )
     add_wait_argument(parser)
     parser.set_defaults(func=run)
 
@@ -54,5 +74,7 @@ def run(args: argparse.Namespace) -> int:
             progress=args.progress,
             **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
         )
-    logger.info("scored %d linear panels; table written to %s/linear_runs.tsv", len(table), args.out)
+    logger.info(
+        "scored %d linear panels; table written to %s/linear_runs.tsv", len(table), args.out
+    )
     return 0

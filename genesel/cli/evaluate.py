@@ -34,7 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "its test split",
     )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
-    parser.add_argument("--split", choices=("test", "validation", "train"), default="test", help="rows to evaluate (default test)")
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation", "train"),
+        default="test",
+        help="rows to evaluate (default test)",
+    )
     parser.add_argument(
         "--standardize",
         default=None,
@@ -42,14 +47,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="whose train mean and std define the standardised units: the model's, i.e. its training store's (default), "
         "or the evaluated data's own",
     )
-    parser.add_argument("--out", required=True, help="metrics .json (or a directory for DIR/metrics.json)")
+    parser.add_argument(
+        "--out", required=True, help="metrics .json (or a directory for DIR/metrics.json)"
+    )
     parser.add_argument(
         "--orientation",
         choices=("samples-by-genes", "genes-by-samples"),
         default=None,
         help="layout of a text or .gctx --data that is not a store (default: inferred)",
     )
-    parser.add_argument("--block-rows", type=int, default=2048, help="samples per block (default 2048)")
+    parser.add_argument(
+        "--block-rows", type=int, default=2048, help="samples per block (default 2048)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_wait_argument(parser)
     parser.set_defaults(func=run)
@@ -61,15 +70,33 @@ def run(args: argparse.Namespace) -> int:
     from genesel.impute import load_model
 
     # a .json names the metrics file (tables beside it); anything else is a folder for metrics.json
-    with guarded_output(args.out, kind="file" if Path(args.out).suffix == ".json" else "dir", wait=args.wait):
+    with guarded_output(
+        args.out, kind="file" if Path(args.out).suffix == ".json" else "dir", wait=args.wait
+    ):
         model = load_model(args.model)
         # the core owns the default (the model's statistics) and checks the value
         options = {} if args.standardize is None else {"standardize": args.standardize}
         statistics = args.standardize == "data"
-        with open_evaluation_data(args.data, orientation=args.orientation, statistics=statistics, block_rows=args.block_rows) as store:
+        with open_evaluation_data(
+            args.data,
+            orientation=args.orientation,
+            statistics=statistics,
+            block_rows=args.block_rows,
+        ) as store:
             evaluation = evaluate_model(
-                store, model, split=args.split, **options, block_rows=args.block_rows, device=args.device, progress=args.progress
+                store,
+                model,
+                split=args.split,
+                **options,
+                block_rows=args.block_rows,
+                device=args.device,
+                progress=args.progress,
             )
         path = evaluation.write(args.out)
-    logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
+    logger.info(
+        "%s split: %s; metrics written to %s",
+        args.split,
+        describe_metrics(evaluation.metrics),
+        path,
+    )
     return 0

@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genesel.cli.common import add_training_arguments, add_wait_argument, loader_config, resuming, trainer_config
+from genesel.cli.common import (
+    add_training_arguments,
+    add_wait_argument,
+    loader_config,
+    resuming,
+    trainer_config,
+)
 from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.lock import guarded_output
@@ -50,7 +56,9 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
             "and, for the MLP, OUT/history.tsv (and OUT/checkpoint.pt while training, for --resume). The MLP decays the learning rate by 0.95 per epoch unless --lr-decay says otherwise."
         ),
     )
-    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument(
+        "--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)"
+    )
     parser.add_argument(
         "--panel",
         required=True,
@@ -58,10 +66,21 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
         help="panel.tsv from genesel select, or its directory; several: one model per panel, fitted in one process "
         "(the data read and torch imported once), with as many --out (and --metrics) values in the same order",
     )
-    parser.add_argument("--decoder", choices=("linear", "mlp", "knn"), default="linear", help="model kind (default linear)")
-    parser.add_argument("--out", required=True, nargs="+", help="model directory to write (one per --panel)")
     parser.add_argument(
-        "--seed", type=int, nargs="+", default=[0], help="random seed (default 0; one value, or one per --panel)"
+        "--decoder",
+        choices=("linear", "mlp", "knn"),
+        default="linear",
+        help="model kind (default linear)",
+    )
+    parser.add_argument(
+        "--out", required=True, nargs="+", help="model directory to write (one per --panel)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="random seed (default 0; one value, or one per --panel)",
     )
     parser.add_argument(
         "--metrics",
@@ -70,7 +89,12 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
         help="also score the fitted model (as `genesel evaluate` does) and write its metrics JSON here, in the same "
         "process (one per --panel)",
     )
-    parser.add_argument("--split", choices=("test", "validation"), default="test", help="rows --metrics scores (default test)")
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="rows --metrics scores (default test)",
+    )
     linear = parser.add_argument_group("linear")
     linear.add_argument(
         "--ridge",
@@ -85,13 +109,37 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
         help="arithmetic of the per-block products (default float64; float32 is about 2x faster on a CPU, sums stay float64)",
     )
     mlp = parser.add_argument_group("mlp")
-    mlp.add_argument("--hidden", type=int, nargs="+", default=[9000], help="hidden layer widths, 1 to 3 (default 9000; D-GEX best: 9000 9000 9000)")
-    mlp.add_argument("--activation", choices=ACTIVATIONS, default="tanh", help="hidden activation (default tanh as D-GEX; leaky_relu as CAE)")
-    mlp.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
-    mlp.add_argument("--keep-checkpoint", action="store_true", help="keep OUT/checkpoint.pt after the model is saved")
+    mlp.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[9000],
+        help="hidden layer widths, 1 to 3 (default 9000; D-GEX best: 9000 9000 9000)",
+    )
+    mlp.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default="tanh",
+        help="hidden activation (default tanh as D-GEX; leaky_relu as CAE)",
+    )
+    mlp.add_argument(
+        "--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)"
+    )
+    mlp.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="keep OUT/checkpoint.pt after the model is saved",
+    )
     knn = parser.add_argument_group("knn")
-    knn.add_argument("--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)")
-    knn.add_argument("--max-reference", type=int, default=10_000, help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)")
+    knn.add_argument(
+        "--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)"
+    )
+    knn.add_argument(
+        "--max-reference",
+        type=int,
+        default=10_000,
+        help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)",
+    )
     add_wait_argument(parser)
     add_training_arguments(parser, epochs=100)
     parser.set_defaults(func=run_fit)
@@ -111,7 +159,9 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--model", required=True, help="model directory from genesel impute fit")
-    parser.add_argument("--input", required=True, help="measured samples: .h5ad, .csv/.tsv or .gctx")
+    parser.add_argument(
+        "--input", required=True, help="measured samples: .h5ad, .csv/.tsv or .gctx"
+    )
     parser.add_argument("--out", required=True, help="output .h5ad")
     parser.add_argument("--layer", default=None, help="AnnData layer to read instead of X")
     parser.add_argument(
@@ -121,7 +171,9 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
         help="layout of a text input (default: the axis that names the panel genes), or how a .gctx stores its matrix "
         "(default: from its row and column id counts; CMap's files are stored samples-by-genes)",
     )
-    parser.add_argument("--batch-rows", type=int, default=4096, help="samples imputed at a time (default 4096)")
+    parser.add_argument(
+        "--batch-rows", type=int, default=4096, help="samples imputed at a time (default 4096)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_wait_argument(parser)
     parser.set_defaults(func=run_apply)
@@ -130,8 +182,8 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
     from genesel.impute import fit_imputer
-    from genesel.impute.ridge import parse_ridge
     from genesel.impute.mlp import CHECKPOINT_NAME, DEFAULT_LR_DECAY
+    from genesel.impute.ridge import parse_ridge
     from genesel.store import Store
     from genesel.training import remove_checkpoint
 
@@ -165,12 +217,25 @@ def run_fit(args: argparse.Namespace) -> int:
                 if metrics is not None:
                     from genesel.evaluate import describe_metrics, evaluate_model
 
-                    evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
+                    evaluation = evaluate_model(
+                        store, model, split=args.split, progress=args.progress
+                    )
                     path = evaluation.write(metrics)
-                    logger.info("%s split: %s; metrics written to %s", args.split, describe_metrics(evaluation.metrics), path)
+                    logger.info(
+                        "%s split: %s; metrics written to %s",
+                        args.split,
+                        describe_metrics(evaluation.metrics),
+                        path,
+                    )
                 if args.decoder == "mlp" and not args.keep_checkpoint:
                     remove_checkpoint(out / CHECKPOINT_NAME)
-            logger.info("%s imputation model (%d panel genes -> %d genes) written to %s", args.decoder, model.n_panel, model.n_genes, out)
+            logger.info(
+                "%s imputation model (%d panel genes -> %d genes) written to %s",
+                args.decoder,
+                model.n_panel,
+                model.n_genes,
+                out,
+            )
     return 0
 
 
@@ -187,7 +252,10 @@ def fit_runs(
         raise ConfigError("every --out value must be a different directory")
     metrics = metrics or [None] * len(panels)
     seeds = seeds * len(panels) if len(seeds) == 1 else seeds
-    return [(panel, Path(out), m, int(seed)) for panel, out, m, seed in zip(panels, outs, metrics, seeds, strict=True)]
+    return [
+        (panel, Path(out), m, int(seed))
+        for panel, out, m, seed in zip(panels, outs, metrics, seeds, strict=True)
+    ]
 
 
 def run_apply(args: argparse.Namespace) -> int:
@@ -200,14 +268,27 @@ def run_apply(args: argparse.Namespace) -> int:
     data = read_measured(args.input, model, orientation=args.orientation)
     try:
         with guarded_output(args.out, kind="file", wait=args.wait):
-            result = model.impute(data, layer=args.layer, batch_rows=args.batch_rows, out=args.out, device=args.device, progress=args.progress)
+            result = model.impute(
+                data,
+                layer=args.layer,
+                batch_rows=args.batch_rows,
+                out=args.out,
+                device=args.device,
+                progress=args.progress,
+            )
             result.file.close()
     finally:
         if getattr(data, "isbacked", False):
             data.file.close()
         elif isinstance(data, MatrixSource):
             data.close()
-    logger.info("imputed %d samples x %d genes (%d measured) written to %s", result.n_obs, model.n_genes, model.n_panel, args.out)
+    logger.info(
+        "imputed %d samples x %d genes (%d measured) written to %s",
+        result.n_obs,
+        model.n_genes,
+        model.n_panel,
+        args.out,
+    )
     return 0
 
 
@@ -236,12 +317,18 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
             raise
         return adata
     if not suffixes or suffixes[-1] not in TEXT_SUFFIXES:
-        raise InputFileError(path, "unsupported input format", "give a .h5ad, .gctx, .csv or .tsv file")
+        raise InputFileError(
+            path, "unsupported input format", "give a .h5ad, .gctx, .csv or .tsv file"
+        )
     sep = TEXT_SUFFIXES[suffixes[-1]]
     try:
         table = pd.read_csv(path, sep=sep, index_col=0)
         # pandas renames a repeated column name GENE to GENE.1: read the header as data to see the real names
-        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        header = (
+            pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+            .iloc[0]
+            .tolist()
+        )
     except Exception as error:
         raise InputFileError(path, f"cannot parse the table ({error})") from None
     table.index = table.index.astype(str)
@@ -251,14 +338,20 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
         in_columns = sum(c in names for c in table.columns)
         in_rows = sum(r in names for r in table.index)
         orientation = "genes-by-samples" if in_rows > in_columns else "samples-by-genes"
-        logger.info("%s: reading as %s (%d panel genes found)", path, orientation, max(in_rows, in_columns))
+        logger.info(
+            "%s: reading as %s (%d panel genes found)", path, orientation, max(in_rows, in_columns)
+        )
     if orientation == "genes-by-samples":
         table = table.T
     check_unique(path, table.columns, "gene")
     check_unique(path, table.index, "sample")
     non_numeric = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
     if non_numeric:
-        raise InputFileError(path, f"non-numeric values in columns {non_numeric[:5]}", "the table must hold numbers apart from its id row and column")
+        raise InputFileError(
+            path,
+            f"non-numeric values in columns {non_numeric[:5]}",
+            "the table must hold numbers apart from its id row and column",
+        )
     frame = table.astype(np.float32)
     frame.attrs["source"] = str(path)
     return frame

@@ -21,10 +21,18 @@ from genesel.io.atomic import DISK_FULL_ERRNOS
 from genesel.usage import usage_line
 
 #: Subcommands in the order ``genesel --help`` lists them.
-SUBCOMMANDS = ("simulate", "preprocess", "moments", "select", "impute", "evaluate", "curve", "report")
+SUBCOMMANDS = (
+    "simulate",
+    "preprocess",
+    "moments",
+    "select",
+    "impute",
+    "evaluate",
+    "curve",
+    "report",
+)
 
 logger = logging.getLogger("genesel")
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"genesel {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only, no progress bars")
-    parser.add_argument("--debug", action="store_true", help="let errors propagate with their full traceback")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="log warnings only, no progress bars"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="let errors propagate with their full traceback"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"genesel.cli.{name}")
@@ -47,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 def configure_logging(*, verbose: bool = False, quiet: bool = False) -> None:
     """Send genesel's log records to stderr with a short timestamped format."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     logger.setLevel(level)
 
 
@@ -66,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        logger.error("interrupted; completed outputs are intact, rerun with --resume where offered")
+        logger.error(
+            "interrupted; completed outputs are intact, rerun with --resume where offered"
+        )
         return 130
     except Exception as error:
         if args.debug:
@@ -94,7 +110,9 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
         return str(error)
     message = str(error) or "(no message)"
     where = f"genesel {command}" if command else "genesel"
-    return f"{where} failed: {type(error).__name__}: {message} (rerun with --debug for the traceback)"
+    return (
+        f"{where} failed: {type(error).__name__}: {message} (rerun with --debug for the traceback)"
+    )
 
 
 def _disk_full(error: BaseException) -> OSError | None:

@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "the data again, and the `greedy` method selects from them. Memory: two D x D float64 matrices."
         ),
     )
-    parser.add_argument("--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)")
+    parser.add_argument(
+        "--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)"
+    )
     parser.add_argument("--out", required=True, help="moments file to write (.h5)")
     parser.add_argument(
         "--precision",
@@ -32,8 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="arithmetic of the per-block products (default float64; sums over blocks are float64 either way)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--block-rows", type=int, default=2048, help="rows per block (default 2048)")
-    parser.add_argument("--max-memory-gib", type=float, default=None, help="memory budget for the matrices (default: half the machine's)")
+    parser.add_argument(
+        "--block-rows", type=int, default=2048, help="rows per block (default 2048)"
+    )
+    parser.add_argument(
+        "--max-memory-gib",
+        type=float,
+        default=None,
+        help="memory budget for the matrices (default: half the machine's)",
+    )
     add_wait_argument(parser)
     parser.set_defaults(func=run)
 

@@ -23,9 +23,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "the train split. Rows are grouped train, validation, test. See docs/data.md."
         ),
     )
-    parser.add_argument("input", metavar="INPUT", help="matrix file, or a directory of D-GEX/CAE .npy files")
+    parser.add_argument(
+        "input", metavar="INPUT", help="matrix file, or a directory of D-GEX/CAE .npy files"
+    )
     parser.add_argument("--out", required=True, help="store to write (.h5ad)")
-    parser.add_argument("--format", choices=sorted(FORMATS), default=None, help="input format (default: from the extension)")
+    parser.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        default=None,
+        help="input format (default: from the extension)",
+    )
     parser.add_argument(
         "--orientation",
         choices=("samples-by-genes", "genes-by-samples"),
@@ -33,17 +40,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="text/GCTX layout (default: guessed from the ids)",
     )
     parser.add_argument("--layer", default=None, help="AnnData layer to read instead of X")
-    parser.add_argument("--probe-map", default=None, help="probe -> gene map (symbol, gene id, probes[, landmark]; default D-GEX)")
     parser.add_argument(
-        "--log2", choices=("auto", "yes", "no"), default="auto", help="take log2(x + 1): auto = only if not log-scale (default)"
+        "--probe-map",
+        default=None,
+        help="probe -> gene map (symbol, gene id, probes[, landmark]; default D-GEX)",
     )
-    parser.add_argument("--force-log", action="store_true", help="with --log2 yes, log data that looks log-scale already")
-    parser.add_argument("--quantile-normalize", action="store_true", help="quantile-normalise samples (reference: train split)")
-    parser.add_argument("--remove-duplicates", action="store_true", help="drop samples repeating an earlier one")
     parser.add_argument(
-        "--duplicate-tolerance", type=float, default=1e-3, help="max abs difference of duplicates (default 1e-3)"
+        "--log2",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="take log2(x + 1): auto = only if not log-scale (default)",
     )
-    parser.add_argument("--split-column", default=None, help="obs column holding train/validation/test labels")
+    parser.add_argument(
+        "--force-log",
+        action="store_true",
+        help="with --log2 yes, log data that looks log-scale already",
+    )
+    parser.add_argument(
+        "--quantile-normalize",
+        action="store_true",
+        help="quantile-normalise samples (reference: train split)",
+    )
+    parser.add_argument(
+        "--remove-duplicates", action="store_true", help="drop samples repeating an earlier one"
+    )
+    parser.add_argument(
+        "--duplicate-tolerance",
+        type=float,
+        default=1e-3,
+        help="max abs difference of duplicates (default 1e-3)",
+    )
+    parser.add_argument(
+        "--split-column", default=None, help="obs column holding train/validation/test labels"
+    )
     parser.add_argument(
         "--group-column",
         default=None,
@@ -51,9 +80,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     parser.add_argument(
-        "--sizes", type=int, nargs="+", default=None, metavar="N", help="train and validation sizes [and test] (default: D-GEX's)"
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="train and validation sizes [and test] (default: D-GEX's)",
     )
-    parser.add_argument("--block-rows", type=int, default=None, help="samples per block (default: about 64 MiB)")
+    parser.add_argument(
+        "--block-rows", type=int, default=None, help="samples per block (default: about 64 MiB)"
+    )
     add_wait_argument(parser)
     parser.set_defaults(func=run)
 
@@ -61,7 +97,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel preprocess``."""
     if args.sizes is not None and len(args.sizes) not in (2, 3):
-        raise ConfigError(f"--sizes takes 2 or 3 numbers (train validation [test]), got {args.sizes}")
+        raise ConfigError(
+            f"--sizes takes 2 or 3 numbers (train validation [test]), got {args.sizes}"
+        )
     with guarded_output(args.out, kind="file", wait=args.wait):
         _preprocess(args)
     return 0

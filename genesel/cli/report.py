@@ -24,15 +24,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "versus_random.tsv and runs.tsv; prints the headline sentence."
         ),
     )
-    parser.add_argument("--results", required=True, metavar="DIR", help="run directory, e.g. results/demo")
-    parser.add_argument("--out", default=None, metavar="DIR", help="report directory (default DIR/report)")
+    parser.add_argument(
+        "--results", required=True, metavar="DIR", help="run directory, e.g. results/demo"
+    )
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="report directory (default DIR/report)"
+    )
     parser.add_argument(
         "--runs",
         default=None,
         metavar="TSV",
         help="use this aggregated runs table (from the workflow's aggregate step) instead of scanning DIR/metrics",
     )
-    parser.add_argument("--metric", default=None, help="metric plotted against panel size (default: mse_imputed, the imputed-gene test MSE in standardised units)")
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="metric plotted against panel size (default: mse_imputed, the imputed-gene test MSE in standardised units)",
+    )
     parser.add_argument("--title", default=None, help="page title")
     add_wait_argument(parser)
     parser.add_argument(
@@ -59,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
             from genesel.report.transfer import read_transfer
 
             transfer = read_transfer(args.transfer)
-        outputs = build_report(args.results, out, runs=runs, metric=args.metric, title=args.title, transfer=transfer)
+        outputs = build_report(
+            args.results, out, runs=runs, metric=args.metric, title=args.title, transfer=transfer
+        )
     for sentence in outputs.headline:
         print(sentence)
     logger.info("open %s in a browser", outputs.index)

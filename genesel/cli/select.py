@@ -32,11 +32,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", help="preprocessed store (.h5ad from genesel preprocess); required")
-    parser.add_argument("--method", required=True, choices=available_methods(), help="selection method (see above)")
-    parser.add_argument("--help-params", action="store_true", help="print the --param keys of --method with their defaults, and exit")
     parser.add_argument(
-        "--n-genes", "-k", type=int, nargs="+",
+        "--data", help="preprocessed store (.h5ad from genesel preprocess); required"
+    )
+    parser.add_argument(
+        "--method", required=True, choices=available_methods(), help="selection method (see above)"
+    )
+    parser.add_argument(
+        "--help-params",
+        action="store_true",
+        help="print the --param keys of --method with their defaults, and exit",
+    )
+    parser.add_argument(
+        "--n-genes",
+        "-k",
+        type=int,
+        nargs="+",
         help="panel size K, included genes among them; required unless --budget is given (several: one run per size, see --out)",
     )
     parser.add_argument(
@@ -47,7 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "a file (one per line, or a table with a gene_id column such as an earlier panel.tsv), or the word 'landmarks'",
     )
     parser.add_argument(
-        "--exclude", metavar="GENES", default=None, help="genes no panel contains (same forms as --include); every method honours both"
+        "--exclude",
+        metavar="GENES",
+        default=None,
+        help="genes no panel contains (same forms as --include); every method honours both",
     )
     parser.add_argument(
         "--gene-cost",
@@ -56,7 +70,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="per-gene costs: a TSV with columns gene (id or symbol, as for --include) and cost (positive); greedy, "
         "lassonet and logitnormal weigh genes by cost, panel.tsv gets a cost column; cae/ipcae refuse it",
     )
-    parser.add_argument("--default-cost", type=float, default=None, help="cost of genes --gene-cost does not name (default 1)")
+    parser.add_argument(
+        "--default-cost",
+        type=float,
+        default=None,
+        help="cost of genes --gene-cost does not name (default 1)",
+    )
     parser.add_argument(
         "--budget",
         type=float,
@@ -65,7 +84,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "costs --default-cost); alone: as many genes as fit, with --n-genes: exactly K genes within it",
     )
     parser.add_argument(
-        "--seed", type=int, nargs="+", default=[0], help="random seed (default 0; several: one run per seed, see --out)"
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="random seed (default 0; several: one run per seed, see --out)",
     )
     parser.add_argument(
         "--out",
@@ -101,15 +124,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="then swap panel genes for outside genes while that lowers the validated ridge imputation error "
         "(exact, from the gene-by-gene moments; any method)",
     )
-    parser.add_argument("--refine-max-swaps", type=int, default=None, help="swap budget of --refine (default: K)")
-    parser.add_argument("--refine-ridge", type=float, default=None, help="ridge penalty of --refine (default 1.0)")
+    parser.add_argument(
+        "--refine-max-swaps", type=int, default=None, help="swap budget of --refine (default: K)"
+    )
+    parser.add_argument(
+        "--refine-ridge", type=float, default=None, help="ridge penalty of --refine (default 1.0)"
+    )
     parser.add_argument(
         "--moments",
         default=None,
         help="moments file of the store (genesel moments) for --refine and for methods that use moments (greedy, qr's "
         "completion); default: STORE.moments.h5 beside the store if present, else computed into DIR",
     )
-    parser.add_argument("--keep-checkpoint", action="store_true", help="keep the resume checkpoint in DIR after the panel is written")
+    parser.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="keep the resume checkpoint in DIR after the panel is written",
+    )
     add_wait_argument(parser)
     parser.set_defaults(func=run)
 
@@ -121,7 +152,11 @@ def method_params(method: str) -> list[tuple[str, object]]:
     from genesel.selectors.base import get_selector_class
 
     signature = inspect.signature(get_selector_class(method).__init__)
-    return [(name, p.default) for name, p in signature.parameters.items() if name not in ("self", "n_genes", "seed")]
+    return [
+        (name, p.default)
+        for name, p in signature.parameters.items()
+        if name not in ("self", "n_genes", "seed")
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,12 +166,25 @@ def run(args: argparse.Namespace) -> int:
     if args.help_params:
         params = method_params(args.method)
         print(f"{args.method}: {METHOD_SUMMARIES[args.method]}")
-        print("\n".join(f"  --param {name}={default!r}" for name, default in params) or "  (no parameters)")
+        print(
+            "\n".join(f"  --param {name}={default!r}" for name, default in params)
+            or "  (no parameters)"
+        )
         return 0
     size = args.budget if args.n_genes is None else args.n_genes
-    missing = [flag for flag, value in (("--data", args.data), ("--n-genes or --budget", size), ("--out", args.out)) if value is None]
+    missing = [
+        flag
+        for flag, value in (
+            ("--data", args.data),
+            ("--n-genes or --budget", size),
+            ("--out", args.out),
+        )
+        if value is None
+    ]
     if missing:
-        raise ConfigError(f"genesel select needs {', '.join(missing)} (or --help-params to list the method's parameters)")
+        raise ConfigError(
+            f"genesel select needs {', '.join(missing)} (or --help-params to list the method's parameters)"
+        )
     costs: dict[str, object] = {"gene_cost": args.gene_cost, "budget": args.budget}
     if args.default_cost is not None:
         costs["default_cost"] = args.default_cost
@@ -148,10 +196,14 @@ def run(args: argparse.Namespace) -> int:
     from genesel.training import remove_checkpoint
 
     params = parse_params(args.param)
-    accepts_moments = "moments" in inspect.signature(get_selector_class(args.method).__init__).parameters
+    accepts_moments = (
+        "moments" in inspect.signature(get_selector_class(args.method).__init__).parameters
+    )
     if args.moments is not None and accepts_moments:
         params.setdefault("moments", args.moments)
-    runs = run_directories(args.out, args.n_genes or [None], args.seed)  # [None]: only a budget, as many genes as fit
+    runs = run_directories(
+        args.out, args.n_genes or [None], args.seed
+    )  # [None]: only a budget, as many genes as fit
     with Store.open(args.data) as store:
         for n_genes, seed, out in runs:
             with guarded_output(out, kind="dir", wait=args.wait):
@@ -164,7 +216,10 @@ def run(args: argparse.Namespace) -> int:
                         seed=seed,
                         params=dict(params),
                         trainer=trainer_config(
-                            args, seed=seed, stop_when_converged=args.stop_when_converged, converge_extension=args.converge_extension
+                            args,
+                            seed=seed,
+                            stop_when_converged=args.stop_when_converged,
+                            converge_extension=args.converge_extension,
                         ),
                         loader=loader_config(args),
                         out_dir=out,
@@ -179,11 +234,18 @@ def run(args: argparse.Namespace) -> int:
                     for name in get_selector_class(args.method).checkpoint_files:
                         remove_checkpoint(Path(out) / name)
             overlap = int(result.table()["landmark"].sum())
-            logger.info("panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv", result.n_genes, overlap, out)
+            logger.info(
+                "panel of %d genes (%d L1000 landmarks) written to %s/panel.tsv",
+                result.n_genes,
+                overlap,
+                out,
+            )
     return 0
 
 
-def run_directories(out: str, sizes: list[int | None], seeds: list[int]) -> list[tuple[int | None, int, str]]:
+def run_directories(
+    out: str, sizes: list[int | None], seeds: list[int]
+) -> list[tuple[int | None, int, str]]:
     """``(n_genes, seed, directory)`` of every run: each size with each seed, in that order.
 
     One run writes to ``out`` as given (its ``{n_genes}`` and ``{seed}`` filled in, if named);
@@ -198,13 +260,19 @@ def run_directories(out: str, sizes: list[int | None], seeds: list[int]) -> list
     if len(pairs) == 1 and "{n_genes}" not in out and "{seed}" not in out:
         return [(*pairs[0], out)]
     fields = {"n_genes": len(set(sizes)) > 1, "seed": len(set(seeds)) > 1}
-    lacking = [f"{{{name}}}" for name, needed in fields.items() if needed and f"{{{name}}}" not in out]
+    lacking = [
+        f"{{{name}}}" for name, needed in fields.items() if needed and f"{{{name}}}" not in out
+    ]
     if lacking:
-        raise ConfigError(f"--out {out!r} must contain {' and '.join(lacking)} to give each of the {len(pairs)} runs its own directory")
+        raise ConfigError(
+            f"--out {out!r} must contain {' and '.join(lacking)} to give each of the {len(pairs)} runs its own directory"
+        )
     try:
         return [(k, s, out.format(n_genes="budget" if k is None else k, seed=s)) for k, s in pairs]
     except (KeyError, IndexError, ValueError) as error:
-        raise ConfigError(f"--out {out!r}: only {{n_genes}} and {{seed}} may be named in braces ({error})") from None
+        raise ConfigError(
+            f"--out {out!r}: only {{n_genes}} and {{seed}} may be named in braces ({error})"
+        ) from None
 
 
 def refine_options(args: argparse.Namespace) -> bool | dict[str, object]:

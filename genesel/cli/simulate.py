@@ -24,22 +24,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--out", required=True, help="output .h5ad")
-    parser.add_argument("--n-obs", type=int, default=GEO_N_OBS, help=f"number of samples (default {GEO_N_OBS:,}, as the GEO data)")
+    parser.add_argument(
+        "--n-obs",
+        type=int,
+        default=GEO_N_OBS,
+        help=f"number of samples (default {GEO_N_OBS:,}, as the GEO data)",
+    )
     parser.add_argument(
         "--n-genes",
         type=int,
         default=None,
         help="keep this many genes: the first landmarks and a seeded subset of targets, in the 943 : 9,520 proportion (default: all 10,463)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of everything (default 0)")
-    parser.add_argument("--block-rows", type=int, default=4096, help="rows written at a time; sets memory use only, not the values (default 4096)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed of everything (default 0)"
+    )
+    parser.add_argument(
+        "--block-rows",
+        type=int,
+        default=4096,
+        help="rows written at a time; sets memory use only, not the values (default 4096)",
+    )
     add_wait_argument(parser)
     model = parser.add_argument_group("model")
-    model.add_argument("--n-clusters", type=int, default=_DEFAULTS.n_clusters, help=f"tissue-like sample clusters (default {_DEFAULTS.n_clusters})")
-    model.add_argument("--rank", type=int, default=_DEFAULTS.rank, help=f"latent factors (default {_DEFAULTS.rank})")
-    model.add_argument("--n-programs", type=int, default=_DEFAULTS.n_programs, help=f"nonlinear regulatory programs (default {_DEFAULTS.n_programs})")
     model.add_argument(
-        "--noise-df", type=float, default=_DEFAULTS.noise_df, help=f"Student-t degrees of freedom of the noise, > 2; inf for Gaussian (default {_DEFAULTS.noise_df})"
+        "--n-clusters",
+        type=int,
+        default=_DEFAULTS.n_clusters,
+        help=f"tissue-like sample clusters (default {_DEFAULTS.n_clusters})",
+    )
+    model.add_argument(
+        "--rank",
+        type=int,
+        default=_DEFAULTS.rank,
+        help=f"latent factors (default {_DEFAULTS.rank})",
+    )
+    model.add_argument(
+        "--n-programs",
+        type=int,
+        default=_DEFAULTS.n_programs,
+        help=f"nonlinear regulatory programs (default {_DEFAULTS.n_programs})",
+    )
+    model.add_argument(
+        "--noise-df",
+        type=float,
+        default=_DEFAULTS.noise_df,
+        help=f"Student-t degrees of freedom of the noise, > 2; inf for Gaussian (default {_DEFAULTS.noise_df})",
     )
     model.add_argument(
         "--noise-fraction",

@@ -3,7 +3,12 @@
 from genesel.impute.fit import fit_imputer
 from genesel.impute.genes import match_columns, resolve_panel
 from genesel.impute.knn import NearestNeighborImputer, fit_knn
-from genesel.impute.linear import LinearSolution, NormalEquations, fit_linear, solve_normal_equations
+from genesel.impute.linear import (
+    LinearSolution,
+    NormalEquations,
+    fit_linear,
+    solve_normal_equations,
+)
 from genesel.impute.mlp import PanelDecoderTask, fit_mlp
 from genesel.impute.model import DECODERS, ImputationModel, load_model
 

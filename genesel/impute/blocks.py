@@ -37,7 +37,10 @@ def iter_row_blocks(
     if not prefetch:
         buffer = np.empty((min(block_rows, rows.size), store.n_vars), dtype=np.float32)
         for start in starts:
-            yield start, store.read_rows(rows[start : start + block_rows], standardize=False, out=buffer)
+            yield (
+                start,
+                store.read_rows(rows[start : start + block_rows], standardize=False, out=buffer),
+            )
         return
     shape = (min(block_rows, rows.size), store.n_vars)
     if pin_memory:
@@ -53,7 +56,9 @@ def iter_row_blocks(
             for i, start in enumerate(starts):
                 if stop.is_set():
                     return
-                block = store.read_rows(rows[start : start + block_rows], standardize=False, out=ring[i % 3])
+                block = store.read_rows(
+                    rows[start : start + block_rows], standardize=False, out=ring[i % 3]
+                )
                 ready.put((start, block))
         except BaseException as error:  # re-raised in the consumer
             ready.put(error)

@@ -44,7 +44,11 @@ def panel_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:
         return str(config["method"]), int(config["n_genes"]), int(config["seed"])
     key = parse_panel_path(path)
     if key is None:
-        raise InputFileError(path, "cannot tell the panel's method, size and seed", "keep the config.json genesel select writes beside it")
+        raise InputFileError(
+            path,
+            "cannot tell the panel's method, size and seed",
+            "keep the config.json genesel select writes beside it",
+        )
     return key
 
 
@@ -102,11 +106,21 @@ def linear_curve(
             for seed in range(int(random_panels)):
                 key = RunKey("random", int(n_genes), seed, DECODER)
                 if key not in chosen:
-                    chosen[key] = make_selector("random", n_genes=int(n_genes), seed=seed).select(store).gene_indices
-        results = evaluate_linear_panels(store, handle, chosen, ridge=ridge, split=split, progress=progress)
+                    chosen[key] = (
+                        make_selector("random", n_genes=int(n_genes), seed=seed)
+                        .select(store)
+                        .gene_indices
+                    )
+        results = evaluate_linear_panels(
+            store, handle, chosen, ridge=ridge, split=split, progress=progress
+        )
     rows = []
-    for key, result in sorted(results.items(), key=lambda item: (item[0].method, item[0].n_genes, item[0].seed)):
-        path = out / key.method / f"k{key.n_genes}" / f"seed{key.seed}" / key.decoder / "metrics.json"
+    for key, result in sorted(
+        results.items(), key=lambda item: (item[0].method, item[0].n_genes, item[0].seed)
+    ):
+        path = (
+            out / key.method / f"k{key.n_genes}" / f"seed{key.seed}" / key.decoder / "metrics.json"
+        )
         result.evaluation.write(path)
         metrics = result.evaluation.metrics
         rows.append(
@@ -125,5 +139,10 @@ def linear_curve(
     table = pd.DataFrame(rows)
     with atomic_output(out / TABLE_NAME) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    logger.info("linear decoder of %d panels scored on the %s split; written under %s", len(table), split, out)
+    logger.info(
+        "linear decoder of %d panels scored on the %s split; written under %s",
+        len(table),
+        split,
+        out,
+    )
     return table

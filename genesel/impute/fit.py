@@ -17,9 +17,9 @@ from genesel.impute.blocks import DEFAULT_BLOCK_ROWS
 from genesel.impute.genes import resolve_panel
 from genesel.impute.knn import DEFAULT_MAX_REFERENCE, fit_knn
 from genesel.impute.linear import fit_linear
-from genesel.impute.ridge import DEFAULT_RIDGE
 from genesel.impute.mlp import DEFAULT_LR_DECAY, check_hidden, fit_mlp
 from genesel.impute.model import DECODERS, ImputationModel
+from genesel.impute.ridge import DEFAULT_RIDGE
 from genesel.loader import LoaderConfig
 from genesel.store import Store
 from genesel.training import TrainerConfig, resolve_device
@@ -99,23 +99,46 @@ def fit_imputer(
     n_train = int(store.require_split("train").size)
     from genesel.moments import store_fingerprint  # here: genesel.moments imports genesel.impute
 
-    training: dict[str, Any] = {"n_train": n_train, "store": str(store.path) if store.path else None, "store_fingerprint": store_fingerprint(store)}
+    training: dict[str, Any] = {
+        "n_train": n_train,
+        "store": str(store.path) if store.path else None,
+        "store_fingerprint": store_fingerprint(store),
+    }
     history = None
     if decoder == "linear":
-        solution = fit_linear(store, panel_indices, ridge=ridge, block_rows=block_rows, device=device, precision=precision, progress=progress)
+        solution = fit_linear(
+            store,
+            panel_indices,
+            ridge=ridge,
+            block_rows=block_rows,
+            device=device,
+            precision=precision,
+            progress=progress,
+        )
         module = build_decoder(len(panel_indices), store.n_vars)
         with torch.no_grad():
             module[0].weight.copy_(torch.from_numpy(solution.coef.T))
             module[0].bias.copy_(torch.from_numpy(solution.intercept))
         params: dict[str, Any] = {"ridge": solution.ridge, "precision": precision}
-        training.update(solver=solution.method, seconds_accumulate=solution.seconds["accumulate"], seconds_solve=solution.seconds["solve"])
+        training.update(
+            solver=solution.method,
+            seconds_accumulate=solution.seconds["accumulate"],
+            seconds_solve=solution.seconds["solve"],
+        )
         if solution.ridge_choice is not None:
             training["ridge_choice"] = solution.ridge_choice.record()
     elif decoder == "mlp":
         hidden = check_hidden(hidden)
         module, result = fit_mlp(
-            store, panel_indices, hidden=hidden, activation=activation, dropout=dropout,
-            trainer=trainer, loader=loader, work_dir=work_dir, resume=resume,
+            store,
+            panel_indices,
+            hidden=hidden,
+            activation=activation,
+            dropout=dropout,
+            trainer=trainer,
+            loader=loader,
+            work_dir=work_dir,
+            resume=resume,
         )
         params = {"hidden": list(hidden), "activation": activation, "dropout": float(dropout)}
         history = result.history
@@ -129,8 +152,13 @@ def fit_imputer(
         )
     else:
         module = fit_knn(
-            store, panel_indices, n_neighbors=n_neighbors, max_reference=max_reference,
-            seed=trainer.seed, block_rows=block_rows, progress=progress,
+            store,
+            panel_indices,
+            n_neighbors=n_neighbors,
+            max_reference=max_reference,
+            seed=trainer.seed,
+            block_rows=block_rows,
+            progress=progress,
         )
         params = {"n_neighbors": int(n_neighbors), "n_reference": int(module.reference.shape[0])}
         training.update(seed=trainer.seed, max_reference=max_reference)

@@ -23,7 +23,15 @@ logger = logging.getLogger(__name__)
 #: ``var`` columns of new data that may hold gene ids, besides ``var_names``.
 ID_COLUMNS = ("gene_id", "gene_ids", "ensembl_id", "ensembl", "gene_ensembl", "entrez_id")
 #: ``var`` columns of new data that may hold gene symbols (``pr_gene_symbol``: CMap's GCTX row field).
-SYMBOL_COLUMNS = ("symbol", "gene_symbol", "gene_symbols", "feature_name", "gene_name", "Symbol", "pr_gene_symbol")
+SYMBOL_COLUMNS = (
+    "symbol",
+    "gene_symbol",
+    "gene_symbols",
+    "feature_name",
+    "gene_name",
+    "Symbol",
+    "pr_gene_symbol",
+)
 #: How :func:`locate_columns` found a gene, by its stage code.
 MATCH_STAGES = ("gene_id", "symbol", "symbol ignoring case")
 #: How many missing genes an error message lists before abbreviating.
@@ -51,7 +59,11 @@ def panel_gene_ids(panel: Any) -> tuple[list[str] | None, list[int] | None, Path
 
         path = Path(panel)
         table = read_panel(path)
-        return table["gene_id"].astype(str).tolist(), None, path / "panel.tsv" if path.is_dir() else path
+        return (
+            table["gene_id"].astype(str).tolist(),
+            None,
+            path / "panel.tsv" if path.is_dir() else path,
+        )
     if isinstance(panel, pd.DataFrame):
         column = panel["gene_id"] if "gene_id" in panel.columns else panel.index.to_series()
         return column.astype(str).tolist(), None, None
@@ -76,7 +88,9 @@ def resolve_panel(panel: Any, var: pd.DataFrame) -> np.ndarray:
     if indices is not None:
         bad = [i for i in indices if not 0 <= i < n_genes]
         if bad:
-            raise ConfigError(f"panel column indices {bad[:MAX_LISTED]} are outside 0..{n_genes - 1}")
+            raise ConfigError(
+                f"panel column indices {bad[:MAX_LISTED]} are outside 0..{n_genes - 1}"
+            )
         result = np.asarray(indices, dtype=np.int64)
     else:
         lookup = _first_position(var.index.astype(str))
@@ -97,9 +111,13 @@ def resolve_panel(panel: Any, var: pd.DataFrame) -> np.ndarray:
             raise ConfigError(f"{problem} ({hint})")
     if len(np.unique(result)) != len(result):
         repeated = pd.Index(result).duplicated()
-        raise ConfigError(f"the panel names some genes twice: {_listing(var.index[result[repeated]].astype(str).tolist())}")
+        raise ConfigError(
+            f"the panel names some genes twice: {_listing(var.index[result[repeated]].astype(str).tolist())}"
+        )
     if len(result) >= n_genes:
-        raise ConfigError(f"the panel has {len(result)} genes but the data only {n_genes}; nothing is left to impute")
+        raise ConfigError(
+            f"the panel has {len(result)} genes but the data only {n_genes}; nothing is left to impute"
+        )
     return result
 
 
@@ -160,7 +178,11 @@ def locate_columns(
     result = np.full(len(gene_ids), -1, dtype=np.int64)
     stage_of = np.full(len(gene_ids), -1, dtype=np.int64)
     ambiguous: list[str] = []
-    stages = ((id_sources, gene_ids, False), (symbol_sources, symbols, False), (symbol_sources, symbols, True))
+    stages = (
+        (id_sources, gene_ids, False),
+        (symbol_sources, symbols, False),
+        (symbol_sources, symbols, True),
+    )
     for stage, (sources, keys, fold) in enumerate(stages):
         todo = np.flatnonzero(result == -1)
         if not todo.size:
@@ -175,7 +197,9 @@ def locate_columns(
                 if found is None or key in ("", "NAN"):
                     continue
                 if len(found) > 1:
-                    ambiguous.append(f"{symbols[k]} ({gene_ids[k]}) in columns {[str(var_names[i]) for i in found[:3]]}")
+                    ambiguous.append(
+                        f"{symbols[k]} ({gene_ids[k]}) in columns {[str(var_names[i]) for i in found[:3]]}"
+                    )
                     result[k] = -2
                 else:
                     result[k] = found[0]
@@ -210,7 +234,11 @@ def match_columns(
     require_panel(match, panel_ids, panel_symbols, source=source, var_names=var_names)
     counts = match.counts()
     if counts["gene_id"] < len(panel_ids):
-        logger.info("%s: panel genes found by %s", source, ", ".join(f"{name}: {n}" for name, n in counts.items() if n))
+        logger.info(
+            "%s: panel genes found by %s",
+            source,
+            ", ".join(f"{name}: {n}" for name, n in counts.items() if n),
+        )
     return match.columns
 
 
@@ -235,14 +263,22 @@ def require_panel(
             "give one column per gene (average probes into genes first, e.g. with genesel preprocess)",
         )
     if var_names is not None:
-        _check_renamed_duplicates(source, match.columns, pd.Index(np.asarray(var_names).astype(str)))
+        _check_renamed_duplicates(
+            source, match.columns, pd.Index(np.asarray(var_names).astype(str))
+        )
     missing = np.flatnonzero(match.columns < 0)
     if missing.size:
         listed = [f"{panel_symbols[k]} ({panel_ids[k]})" for k in missing]
-        raise InputFileError(source, f"{missing.size} of {len(panel_ids)} panel genes are missing: {_listing(listed)}", hint)
+        raise InputFileError(
+            source,
+            f"{missing.size} of {len(panel_ids)} panel genes are missing: {_listing(listed)}",
+            hint,
+        )
 
 
-def _check_renamed_duplicates(source: str | os.PathLike[str], result: np.ndarray, var_names: pd.Index) -> None:
+def _check_renamed_duplicates(
+    source: str | os.PathLike[str], result: np.ndarray, var_names: pd.Index
+) -> None:
     """Refuse a matched column ``G`` next to ``G.1``: pandas' name for a second ``G`` column."""
     present = set(var_names)
     renamed = []

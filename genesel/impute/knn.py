@@ -44,14 +44,25 @@ class NearestNeighborImputer(nn.Module):
         ``k``.
     """
 
-    def __init__(self, n_reference: int, panel: np.ndarray | list[int], n_genes: int, *, n_neighbors: int = 10) -> None:
+    def __init__(
+        self,
+        n_reference: int,
+        panel: np.ndarray | list[int],
+        n_genes: int,
+        *,
+        n_neighbors: int = 10,
+    ) -> None:
         super().__init__()
         if n_neighbors < 1:
             raise ConfigError(f"n_neighbors must be at least 1, got {n_neighbors}")
         if n_reference < n_neighbors:
-            raise ConfigError(f"n_neighbors={n_neighbors} exceeds the {n_reference} reference samples")
+            raise ConfigError(
+                f"n_neighbors={n_neighbors} exceeds the {n_reference} reference samples"
+            )
         self.n_neighbors = int(n_neighbors)
-        self.register_buffer("reference", torch.zeros((int(n_reference), int(n_genes)), dtype=torch.float32))
+        self.register_buffer(
+            "reference", torch.zeros((int(n_reference), int(n_genes)), dtype=torch.float32)
+        )
         self.register_buffer("panel", torch.as_tensor(np.asarray(panel, dtype=np.int64)))
         self._reference_panel: torch.Tensor | None = None
 
@@ -75,8 +86,12 @@ class NearestNeighborImputer(nn.Module):
         best_index = torch.zeros((query.shape[0], k), dtype=torch.int64, device=query.device)
         for start in range(0, reference.shape[0], REFERENCE_BLOCK_ROWS):
             block = reference[start : start + REFERENCE_BLOCK_ROWS]
-            distance = query_norm - 2.0 * query @ block.T + reference_norm[start : start + block.shape[0]]
-            index = torch.arange(start, start + block.shape[0], device=query.device).expand(query.shape[0], -1)
+            distance = (
+                query_norm - 2.0 * query @ block.T + reference_norm[start : start + block.shape[0]]
+            )
+            index = torch.arange(start, start + block.shape[0], device=query.device).expand(
+                query.shape[0], -1
+            )
             distance = torch.cat([best_distance, distance], dim=1)
             index = torch.cat([best_index, index], dim=1)
             best_distance, chosen = torch.topk(distance, k, dim=1, largest=False, sorted=True)
@@ -86,9 +101,15 @@ class NearestNeighborImputer(nn.Module):
     def forward(self, panel_values: torch.Tensor) -> torch.Tensor:
         """Predict every gene (standardised) from the panel genes (standardised)."""
         index = self.neighbors(panel_values)
-        total = torch.zeros((panel_values.shape[0], self.reference.shape[1]), dtype=torch.float32, device=panel_values.device)
+        total = torch.zeros(
+            (panel_values.shape[0], self.reference.shape[1]),
+            dtype=torch.float32,
+            device=panel_values.device,
+        )
         for j in range(self.n_neighbors):
-            total += self.reference.index_select(0, index[:, j].to(self.reference.device)).to(total.device)
+            total += self.reference.index_select(0, index[:, j].to(self.reference.device)).to(
+                total.device
+            )
         return total / self.n_neighbors
 
 
@@ -123,7 +144,9 @@ def fit_knn(
     """
     rows = store.require_split("train")
     if max_reference is not None and max_reference < rows.size:
-        keep = np.sort(np.random.default_rng(seed).choice(rows.size, size=int(max_reference), replace=False))
+        keep = np.sort(
+            np.random.default_rng(seed).choice(rows.size, size=int(max_reference), replace=False)
+        )
         logger.info("KNN reference: %d of %d train samples (seed %d)", keep.size, rows.size, seed)
     else:
         keep = np.arange(rows.size)
@@ -131,7 +154,9 @@ def fit_knn(
     mean = store.var["mean"].to_numpy(np.float32)
     std = store.var["std"].to_numpy(np.float32)
     filled = 0
-    with tqdm(total=rows.size, desc="knn reference", unit="rows", disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=rows.size, desc="knn reference", unit="rows", disable=not progress, leave=False
+    ) as bar:
         for offset, block in iter_row_blocks(store, rows, block_rows=block_rows):
             chosen = keep[(keep >= offset) & (keep < offset + block.shape[0])] - offset
             if chosen.size:

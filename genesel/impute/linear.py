@@ -92,15 +92,25 @@ class NormalEquations:
     """
 
     def __init__(
-        self, panel: np.ndarray, n_genes: int, *, center: np.ndarray, device: torch.device | str = "cpu", precision: str = "float64"
+        self,
+        panel: np.ndarray,
+        n_genes: int,
+        *,
+        center: np.ndarray,
+        device: torch.device | str = "cpu",
+        precision: str = "float64",
     ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device)
         self.dtype = torch.float64 if precision == "float64" else torch.float32
         self.panel = torch.as_tensor(np.asarray(panel, dtype=np.int64), device=self.device)
-        self.center = torch.as_tensor(np.asarray(center, dtype=np.float64), device=self.device).to(self.dtype)
-        self.products = torch.zeros((self.panel.numel() + 1, n_genes), dtype=torch.float64, device=self.device)
+        self.center = torch.as_tensor(np.asarray(center, dtype=np.float64), device=self.device).to(
+            self.dtype
+        )
+        self.products = torch.zeros(
+            (self.panel.numel() + 1, n_genes), dtype=torch.float64, device=self.device
+        )
         self.squares = torch.zeros(n_genes, dtype=torch.float64, device=self.device)
         self.n_samples = 0
         self._centred: torch.Tensor | None = None
@@ -113,8 +123,12 @@ class NormalEquations:
         if not rows:
             return
         if self._centred is None or self._centred.shape[0] < rows:
-            self._centred = torch.empty((rows, block.shape[1]), dtype=self.dtype, device=self.device)
-            self._design = torch.ones((rows, self.panel.numel() + 1), dtype=self.dtype, device=self.device)
+            self._centred = torch.empty(
+                (rows, block.shape[1]), dtype=self.dtype, device=self.device
+            )
+            self._design = torch.ones(
+                (rows, self.panel.numel() + 1), dtype=self.dtype, device=self.device
+            )
         source = torch.from_numpy(block).to(self.device)
         centred = torch.sub(source, self.center, out=self._centred[:rows])
         design = self._design[:rows]
@@ -123,9 +137,13 @@ class NormalEquations:
             self.products.addmm_(design.T, centred)
         else:
             if self._block_products is None:
-                self._block_products = torch.empty(self.products.shape, dtype=torch.float32, device=self.device)
+                self._block_products = torch.empty(
+                    self.products.shape, dtype=torch.float32, device=self.device
+                )
             self.products.add_(torch.mm(design.T, centred, out=self._block_products))
-        self.squares.add_((centred * centred).sum(0).to(torch.float64))  # not einsum: pathological when threads are oversubscribed
+        self.squares.add_(
+            (centred * centred).sum(0).to(torch.float64)
+        )  # not einsum: pathological when threads are oversubscribed
         self.n_samples += rows
 
     def statistics(self, *, scale: np.ndarray) -> PanelStatistics:
@@ -152,7 +170,11 @@ def solve_statistics(train: PanelStatistics, *, ridge: float = 0.0) -> LinearSol
 
 
 def solve_validated(
-    train: PanelStatistics, validation: PanelStatistics | None, *, ridge: float | str = AUTO, overwrite: bool = False
+    train: PanelStatistics,
+    validation: PanelStatistics | None,
+    *,
+    ridge: float | str = AUTO,
+    overwrite: bool = False,
 ) -> LinearSolution:
     """Solve with ``ridge`` given, or chosen on ``validation`` when ``ridge="auto"``.
 
@@ -229,14 +251,23 @@ def solve_normal_equations(
     except np.linalg.LinAlgError:
         method = "lstsq"
         coef = scipy.linalg.lstsq(gram, centred, cond=SINGULAR_RCOND, lapack_driver="gelsd")[0]
-        weak = np.flatnonzero(np.diag(gram) <= SINGULAR_RCOND * max(float(np.diag(gram).max()), 1.0))
+        weak = np.flatnonzero(
+            np.diag(gram) <= SINGULAR_RCOND * max(float(np.diag(gram).max()), 1.0)
+        )
         logger.warning(
             "the panel genes are linearly dependent on the training rows%s; used the minimum-norm "
             "least-squares solution (a small ridge, e.g. --ridge 1e-3, makes the fit unique)",
             f" (constant panel columns at positions {weak.tolist()[:10]})" if weak.size else "",
         )
     intercept = (column_sum - coef.T @ panel_sum) / n_samples
-    return LinearSolution(coef, intercept, int(n_samples), float(ridge), method, {"solve": time.perf_counter() - started})
+    return LinearSolution(
+        coef,
+        intercept,
+        int(n_samples),
+        float(ridge),
+        method,
+        {"solve": time.perf_counter() - started},
+    )
 
 
 def accumulate_statistics(
@@ -253,9 +284,19 @@ def accumulate_statistics(
     rows = store.require_split(split)
     mean = store.var["mean"].to_numpy(np.float64)
     std = store.var["std"].to_numpy(np.float64)
-    equations = NormalEquations(panel, store.n_vars, center=mean, device=device, precision=precision)
-    with tqdm(total=rows.size, desc=f"linear fit ({split})", unit="rows", disable=not progress, leave=False) as bar:
-        for _, block in iter_row_blocks(store, rows, block_rows=block_rows, pin_memory=equations.device.type == "cuda"):
+    equations = NormalEquations(
+        panel, store.n_vars, center=mean, device=device, precision=precision
+    )
+    with tqdm(
+        total=rows.size,
+        desc=f"linear fit ({split})",
+        unit="rows",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for _, block in iter_row_blocks(
+            store, rows, block_rows=block_rows, pin_memory=equations.device.type == "cuda"
+        ):
             equations.update(block)
             bar.update(block.shape[0])
     if equations.device.type == "cuda":
@@ -300,7 +341,12 @@ def fit_linear(
         Show a progress bar.
     """
     ridge = parse_ridge(ridge)
-    options = {"block_rows": block_rows, "device": device, "precision": precision, "progress": progress}
+    options = {
+        "block_rows": block_rows,
+        "device": device,
+        "precision": precision,
+        "progress": progress,
+    }
     started = time.perf_counter()
     train = accumulate_statistics(store, panel, split, **options)
     validation = None
@@ -312,7 +358,13 @@ def fit_linear(
     choice = solution.ridge_choice
     logger.info(
         "linear imputer: %d x %d normal equations over %d rows in %.1f s (+ %.2f s %s solve); ridge %.3g (%s)",
-        len(panel), store.n_vars, train.n, accumulate, solution.seconds["solve"], solution.method,
-        solution.ridge, choice.criterion if choice else "fixed",
+        len(panel),
+        store.n_vars,
+        train.n,
+        accumulate,
+        solution.seconds["solve"],
+        solution.method,
+        solution.ridge,
+        choice.criterion if choice else "fixed",
     )
     return solution

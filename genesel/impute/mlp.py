@@ -42,7 +42,9 @@ class PanelDecoderTask(nn.Module):
     def __init__(self, decoder: nn.Module, panel: np.ndarray) -> None:
         super().__init__()
         self.decoder = decoder
-        self.register_buffer("panel", torch.as_tensor(np.asarray(panel, dtype=np.int64)), persistent=False)
+        self.register_buffer(
+            "panel", torch.as_tensor(np.asarray(panel, dtype=np.int64)), persistent=False
+        )
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """Predict all genes of ``rows`` (full standardised rows) from their panel columns."""
@@ -66,7 +68,9 @@ def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
     """Validate MLP hidden-layer widths (one to three layers, as D-GEX)."""
     hidden = tuple(int(h) for h in hidden)
     if not 1 <= len(hidden) <= 3:
-        raise ConfigError(f"an MLP imputer has 1 to 3 hidden layers (D-GEX), got {list(hidden)}; use decoder='linear' for none")
+        raise ConfigError(
+            f"an MLP imputer has 1 to 3 hidden layers (D-GEX), got {list(hidden)}; use decoder='linear' for none"
+        )
     if min(hidden) < 1:
         raise ConfigError(f"hidden layer widths must be positive, got {list(hidden)}")
     return hidden
@@ -117,7 +121,9 @@ def fit_mlp(
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
     seed_everything(trainer.seed, -2)
-    decoder = build_decoder(len(panel), store.n_vars, hidden=hidden, activation=activation, dropout=dropout)
+    decoder = build_decoder(
+        len(panel), store.n_vars, hidden=hidden, activation=activation, dropout=dropout
+    )
     task = PanelDecoderTask(decoder, panel)
     identity = {
         "decoder": "mlp",
@@ -127,12 +133,18 @@ def fit_mlp(
         "dropout": float(dropout),
     }
     runner = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=identity)
-    train_loader = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=runner.device)
+    train_loader = MinibatchLoader(
+        store, "train", config=loader, shuffle=True, seed=trainer.seed, device=runner.device
+    )
     validation_loader = None
     if store.split_indices("validation").size:
-        validation_loader = MinibatchLoader(store, "validation", config=loader, shuffle=False, device=runner.device)
+        validation_loader = MinibatchLoader(
+            store, "validation", config=loader, shuffle=False, device=runner.device
+        )
     else:
-        logger.warning("no validation split: the MLP keeps the weights of the lowest training loss")
+        logger.warning(
+            "no validation split: the MLP keeps the weights of the lowest training loss"
+        )
     result = runner.fit(task, train_loader, validation_loader, resume=resume)
     decoder = task.decoder.to("cpu").eval()
     return decoder, result

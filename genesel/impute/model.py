@@ -36,21 +36,41 @@ DECODERS = ("linear", "mlp", "knn")
 #: Bumped when the saved layout changes incompatibly.
 MODEL_FORMAT_VERSION = 1
 #: Keys ``model.json`` must hold (``weights_sha256`` is checked when present; older models lack it).
-REQUIRED_KEYS = ("format_version", "decoder", "params", "panel_gene_ids", "panel_symbols", "gene_ids", "symbols", "mean", "std")
+REQUIRED_KEYS = (
+    "format_version",
+    "decoder",
+    "params",
+    "panel_gene_ids",
+    "panel_symbols",
+    "gene_ids",
+    "symbols",
+    "mean",
+    "std",
+)
 #: Rows predicted at a time by default.
 DEFAULT_BATCH_ROWS = 4096
 #: Warn when the panel genes of new data sit this many train standard deviations off the train means.
 UNITS_WARNING_SHIFT = 3.0
 
 
-def build_module(decoder: str, params: dict[str, Any], *, n_panel: int, n_genes: int, panel: np.ndarray) -> nn.Module:
+def build_module(
+    decoder: str, params: dict[str, Any], *, n_panel: int, n_genes: int, panel: np.ndarray
+) -> nn.Module:
     """Create an untrained prediction module from its init parameters."""
     if decoder == "linear":
         return build_decoder(n_panel, n_genes)
     if decoder == "mlp":
-        return build_decoder(n_panel, n_genes, hidden=params["hidden"], activation=params["activation"], dropout=params["dropout"])
+        return build_decoder(
+            n_panel,
+            n_genes,
+            hidden=params["hidden"],
+            activation=params["activation"],
+            dropout=params["dropout"],
+        )
     if decoder == "knn":
-        return NearestNeighborImputer(params["n_reference"], panel, n_genes, n_neighbors=params["n_neighbors"])
+        return NearestNeighborImputer(
+            params["n_reference"], panel, n_genes, n_neighbors=params["n_neighbors"]
+        )
     raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
 
 
@@ -137,10 +157,14 @@ class ImputationModel:
 
     def var(self) -> pd.DataFrame:
         """Gene annotation of imputed output: ``symbol`` and ``measured``."""
-        return pd.DataFrame({"symbol": self.symbols, "measured": self.measured_mask}, index=self.gene_ids)
+        return pd.DataFrame(
+            {"symbol": self.symbols, "measured": self.measured_mask}, index=self.gene_ids
+        )
 
     def __repr__(self) -> str:
-        return f"ImputationModel({self.decoder}, {self.n_panel} panel genes -> {self.n_genes} genes)"
+        return (
+            f"ImputationModel({self.decoder}, {self.n_panel} panel genes -> {self.n_genes} genes)"
+        )
 
     # -- prediction -------------------------------------------------------------
     @torch.no_grad()
@@ -166,15 +190,23 @@ class ImputationModel:
         -------
         ``n x D`` float32; the panel genes' columns are the inputs, unchanged.
         """
-        values = panel_values.detach().cpu().numpy() if isinstance(panel_values, torch.Tensor) else np.asarray(panel_values)
+        values = (
+            panel_values.detach().cpu().numpy()
+            if isinstance(panel_values, torch.Tensor)
+            else np.asarray(panel_values)
+        )
         if values.ndim != 2 or values.shape[1] != self.n_panel:
-            raise ConfigError(f"expected panel values of shape (n, {self.n_panel}), got {values.shape}")
+            raise ConfigError(
+                f"expected panel values of shape (n, {self.n_panel}), got {values.shape}"
+            )
         values = values.astype(np.float32, copy=False)
         device = torch.device(device)
         self.module.to(device).eval()
         out = np.empty((values.shape[0], self.n_genes), dtype=np.float32)
         for start in range(0, values.shape[0], batch_rows):
-            block = torch.from_numpy(np.ascontiguousarray(values[start : start + batch_rows])).to(device)
+            block = torch.from_numpy(np.ascontiguousarray(values[start : start + batch_rows])).to(
+                device
+            )
             out[start : start + block.shape[0]] = self.module(block).float().cpu().numpy()
         out[:, self.panel_indices] = values
         return out
@@ -259,8 +291,16 @@ class ImputationModel:
         else:
             result = np.empty((n_obs, self.n_genes), dtype=np.float32)
         try:
-            for start in tqdm(range(0, n_obs, batch_rows), desc="impute", unit="block", disable=not progress, leave=False):
-                measured = _dense_rows(matrix, start, start + batch_rows)[:, columns].astype(np.float64)
+            for start in tqdm(
+                range(0, n_obs, batch_rows),
+                desc="impute",
+                unit="block",
+                disable=not progress,
+                leave=False,
+            ):
+                measured = _dense_rows(matrix, start, start + batch_rows)[:, columns].astype(
+                    np.float64
+                )
                 self._check_values(measured, source, first=start == 0)
                 full = self.predict(measured, batch_rows=batch_rows, device=device)
                 if writer is not None:
@@ -286,7 +326,10 @@ class ImputationModel:
                 "impute or drop those samples first; the decoders need every panel gene measured",
             )
         if first and measured.shape[0] >= 2:
-            shift = np.abs(measured.mean(axis=0) - self.mean[self.panel_indices]) / self.std[self.panel_indices]
+            shift = (
+                np.abs(measured.mean(axis=0) - self.mean[self.panel_indices])
+                / self.std[self.panel_indices]
+            )
             if np.median(shift) > UNITS_WARNING_SHIFT:
                 logger.warning(
                     "%s: the panel genes average %.1f train standard deviations away from the training means; "
@@ -305,9 +348,17 @@ class ImputationModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "model.json").unlink(missing_ok=True)
-        with removing_on_error(*(directory / name for name in ("model.pt", "history.tsv", "model.json"))):
+        with removing_on_error(
+            *(directory / name for name in ("model.pt", "history.tsv", "model.json"))
+        ):
             with atomic_output(directory / "model.pt") as tmp:
-                torch.save({k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}, tmp)
+                torch.save(
+                    {
+                        k: v.detach().cpu().contiguous()
+                        for k, v in self.module.state_dict().items()
+                    },
+                    tmp,
+                )
                 weights_sha256 = file_sha256(tmp)
             if self.history is not None:
                 with atomic_output(directory / "history.tsv") as tmp:
@@ -329,7 +380,13 @@ class ImputationModel:
                     "weights_sha256": weights_sha256,
                 },
             )
-        logger.info("saved %s imputation model (%d -> %d genes) to %s", self.decoder, self.n_panel, self.n_genes, directory)
+        logger.info(
+            "saved %s imputation model (%d -> %d genes) to %s",
+            self.decoder,
+            self.n_panel,
+            self.n_genes,
+            directory,
+        )
         return directory
 
     @classmethod
@@ -338,38 +395,70 @@ class ImputationModel:
         directory = Path(directory)
         meta_path, weights_path = directory / "model.json", directory / "model.pt"
         if not meta_path.exists() or not weights_path.exists():
-            raise InputFileError(directory, "not a complete imputation model (needs model.json and model.pt)", "run `genesel impute fit`")
+            raise InputFileError(
+                directory,
+                "not a complete imputation model (needs model.json and model.pt)",
+                "run `genesel impute fit`",
+            )
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as error:
             raise InputFileError(meta_path, f"not valid JSON ({error})") from None
         if not isinstance(meta, dict):
-            raise InputFileError(meta_path, "not a model description (expected a JSON object)", "refit the model")
+            raise InputFileError(
+                meta_path, "not a model description (expected a JSON object)", "refit the model"
+            )
         if meta.get("format_version") != MODEL_FORMAT_VERSION:
-            raise InputFileError(meta_path, f"model format {meta.get('format_version')} is not {MODEL_FORMAT_VERSION}", "refit the model")
+            raise InputFileError(
+                meta_path,
+                f"model format {meta.get('format_version')} is not {MODEL_FORMAT_VERSION}",
+                "refit the model",
+            )
         missing = [key for key in REQUIRED_KEYS if key not in meta]
         if missing:
-            raise InputFileError(meta_path, f"missing keys {missing}", "the file was edited or truncated; refit the model")
+            raise InputFileError(
+                meta_path,
+                f"missing keys {missing}",
+                "the file was edited or truncated; refit the model",
+            )
         _verify_weights(meta, meta_path, weights_path)
         try:
             gene_ids = pd.Index(meta["gene_ids"])
             position = pd.Series(np.arange(len(gene_ids)), index=gene_ids)
             panel_indices = position.loc[meta["panel_gene_ids"]].to_numpy()
-            if not (len(meta["symbols"]) == len(meta["mean"]) == len(meta["std"]) == len(gene_ids)):
+            if not (
+                len(meta["symbols"]) == len(meta["mean"]) == len(meta["std"]) == len(gene_ids)
+            ):
                 raise ValueError("symbols, mean and std do not have one entry per gene")
             if len(meta["panel_symbols"]) != len(panel_indices):
                 raise ValueError("panel_symbols does not have one entry per panel gene")
-            module = build_module(meta["decoder"], meta["params"], n_panel=len(panel_indices), n_genes=len(gene_ids), panel=panel_indices)
+            module = build_module(
+                meta["decoder"],
+                meta["params"],
+                n_panel=len(panel_indices),
+                n_genes=len(gene_ids),
+                panel=panel_indices,
+            )
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, InputFileError):
                 raise
-            raise InputFileError(meta_path, f"inconsistent model description ({type(error).__name__}: {error})", "refit the model") from None
+            raise InputFileError(
+                meta_path,
+                f"inconsistent model description ({type(error).__name__}: {error})",
+                "refit the model",
+            ) from None
         try:
             state = torch.load(weights_path, map_location="cpu", weights_only=True, mmap=mmap)
             module.load_state_dict(state, assign=True)
         except Exception as error:
-            raise InputFileError(weights_path, f"cannot load the weights ({error})", "refit the model") from None
-        history = pd.read_csv(directory / "history.tsv", sep="\t") if (directory / "history.tsv").exists() else None
+            raise InputFileError(
+                weights_path, f"cannot load the weights ({error})", "refit the model"
+            ) from None
+        history = (
+            pd.read_csv(directory / "history.tsv", sep="\t")
+            if (directory / "history.tsv").exists()
+            else None
+        )
         return cls(
             decoder=meta["decoder"],
             module=module,
@@ -397,7 +486,11 @@ def _verify_weights(meta: dict[str, Any], meta_path: Path, weights_path: Path) -
     """Check ``model.pt`` against the digest ``model.json`` recorded when the model was saved."""
     expected = meta.get("weights_sha256")
     if expected is None:  # saved before digests were recorded
-        logger.warning("%s records no weights_sha256; cannot check that %s belongs to it", meta_path, weights_path)
+        logger.warning(
+            "%s records no weights_sha256; cannot check that %s belongs to it",
+            meta_path,
+            weights_path,
+        )
         return
     if file_sha256(weights_path) != expected:
         raise InputFileError(
@@ -426,18 +519,24 @@ def _as_matrix(data: Any, layer: str | None) -> tuple[Any, pd.DataFrame, str]:
     if isinstance(data, np.ndarray | torch.Tensor):
         values = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else data
         if values.ndim != 2:
-            raise InputFileError("<array>", f"expected a 2-D samples x genes array, got shape {values.shape}")
+            raise InputFileError(
+                "<array>", f"expected a 2-D samples x genes array, got shape {values.shape}"
+            )
         return values, pd.DataFrame(index=[str(i) for i in range(values.shape[0])]), "<array>"
     if hasattr(data, "obs") and hasattr(data, "var"):
         source = str(getattr(data, "filename", None) or "<AnnData>")
         if layer is not None:
             if layer not in data.layers:
-                raise InputFileError(source, f"no layer {layer!r}; layers: {list(data.layers.keys())}")
+                raise InputFileError(
+                    source, f"no layer {layer!r}; layers: {list(data.layers.keys())}"
+                )
             matrix = data.layers[layer]
         else:
             matrix = data.X
         return matrix, data.obs.copy(), source
-    raise ConfigError(f"cannot impute from a {type(data).__name__}; pass an AnnData, a DataFrame or an array")
+    raise ConfigError(
+        f"cannot impute from a {type(data).__name__}; pass an AnnData, a DataFrame or an array"
+    )
 
 
 def _names(data: Any) -> tuple[pd.Index, pd.DataFrame | None]:

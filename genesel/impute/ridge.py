@@ -66,7 +66,9 @@ class PanelStatistics:
     squares: np.ndarray
     panel: np.ndarray
 
-    def shifted(self, center: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def shifted(
+        self, center: np.ndarray, *, overwrite: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cross-products, panel Gram matrix and sums of squares of ``z - center``.
 
         ``sum (z_p - c_p)(z - c)^T = S - u_p c^T - c_p u^T`` with ``u = t - n c / 2``: two
@@ -75,14 +77,21 @@ class PanelStatistics:
         """
         center = np.asarray(center, dtype=np.float64)
         cross = self.cross
-        if not (overwrite and cross.dtype == np.float64 and cross.flags.c_contiguous and cross.flags.writeable):
+        if not (
+            overwrite
+            and cross.dtype == np.float64
+            and cross.flags.c_contiguous
+            and cross.flags.writeable
+        ):
             cross = np.array(cross, dtype=np.float64, order="C", copy=True)
         shift_cross_products(cross, self.total, self.n, center, self.panel)
         squares = self.squares - 2.0 * center * self.total + self.n * center**2
         return cross, cross[:, self.panel], squares
 
 
-def shift_cross_products(cross: np.ndarray, total: np.ndarray, n: int, center: np.ndarray, rows: np.ndarray | slice) -> None:
+def shift_cross_products(
+    cross: np.ndarray, total: np.ndarray, n: int, center: np.ndarray, rows: np.ndarray | slice
+) -> None:
     """Shift raw cross-products to ``center`` in place.
 
     ``cross`` (C-contiguous float64, ``len(rows) x D``) holds ``S = sum z_rows z^T`` and
@@ -119,7 +128,12 @@ class RidgeChoice:
 
     def record(self) -> dict[str, Any]:
         """A JSON-ready summary for ``model.json`` and the report."""
-        return {"ridge": self.ridge, "criterion": self.criterion, "grid": self.grid, "errors": self.errors}
+        return {
+            "ridge": self.ridge,
+            "criterion": self.criterion,
+            "grid": self.grid,
+            "errors": self.errors,
+        }
 
 
 class RidgeProblem:
@@ -214,7 +228,9 @@ class RidgeProblem:
     def gcv_errors(self, grid: np.ndarray) -> np.ndarray:
         """Generalised cross-validation of the imputed-gene train error for every penalty."""
         imputed = self.imputed
-        energy = np.einsum("ik,ik->k", self.vectors, self.imputed_gram() @ self.vectors)  # diag(V^T Q V)
+        energy = np.einsum(
+            "ik,ik->k", self.vectors, self.imputed_gram() @ self.vectors
+        )  # diag(V^T Q V)
         base = float(self.residual_squares[imputed].sum())
         errors = []
         for ridge in grid:
@@ -223,10 +239,14 @@ class RidgeProblem:
             rss = base - 2.0 * d @ energy + (d**2 * self.values) @ energy
             dof = 1.0 + float((d * self.values).sum())  # the intercept is a degree of freedom too
             residual_dof = self.n - dof
-            errors.append(self.n * max(rss, 0.0) / residual_dof**2 if residual_dof > 1e-6 else np.inf)
+            errors.append(
+                self.n * max(rss, 0.0) / residual_dof**2 if residual_dof > 1e-6 else np.inf
+            )
         return np.asarray(errors) / imputed.sum()
 
-    def choose(self, validation: PanelStatistics | None, *, grid: tuple[float, ...] = RIDGE_GRID) -> RidgeChoice:
+    def choose(
+        self, validation: PanelStatistics | None, *, grid: tuple[float, ...] = RIDGE_GRID
+    ) -> RidgeChoice:
         """The penalty of 0 and ``grid`` with the lowest validation error (GCV without validation rows)."""
         candidates = np.asarray((0.0, *grid))
         if validation is not None and validation.n > 0:
@@ -234,7 +254,9 @@ class RidgeProblem:
         else:
             errors, criterion = self.gcv_errors(candidates), "gcv"
         best = int(np.nanargmin(errors))
-        return RidgeChoice(float(candidates[best]), criterion, candidates.tolist(), [float(e) for e in errors])
+        return RidgeChoice(
+            float(candidates[best]), criterion, candidates.tolist(), [float(e) for e in errors]
+        )
 
 
 def parse_ridge(value: float | str) -> float | str:
@@ -248,13 +270,17 @@ def _as_ridge(value: Any) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"ridge must be 'auto' or a non-negative number, got {value!r}") from None
+        raise ConfigError(
+            f"ridge must be 'auto' or a non-negative number, got {value!r}"
+        ) from None
     if number < 0 or not math.isfinite(number):
         raise ConfigError(f"ridge must be 'auto' or a non-negative number, got {value!r}")
     return number
 
 
-def prediction_sums(coef: np.ndarray, intercept: np.ndarray, stats: PanelStatistics) -> dict[str, np.ndarray]:
+def prediction_sums(
+    coef: np.ndarray, intercept: np.ndarray, stats: PanelStatistics
+) -> dict[str, np.ndarray]:
     """Per-gene sums over ``stats``' rows needed for errors and correlations of ``z_hat``.
 
     Returns ``squared_error`` (``sum (z - z_hat)^2``), ``predicted``, ``predicted2`` and
@@ -273,9 +299,18 @@ def prediction_sums(coef: np.ndarray, intercept: np.ndarray, stats: PanelStatist
     predicted2 = n * intercept**2 + 2.0 * intercept * wt + wgw
     cross = intercept * total + wx
     squared_error = stats.squares - 2.0 * cross + predicted2
-    predicted[panel], predicted2[panel], cross[panel] = total[panel], stats.squares[panel], stats.squares[panel]
+    predicted[panel], predicted2[panel], cross[panel] = (
+        total[panel],
+        stats.squares[panel],
+        stats.squares[panel],
+    )
     squared_error[panel] = 0.0
-    return {"squared_error": np.maximum(squared_error, 0.0), "predicted": predicted, "predicted2": predicted2, "cross": cross}
+    return {
+        "squared_error": np.maximum(squared_error, 0.0),
+        "predicted": predicted,
+        "predicted2": predicted2,
+        "cross": cross,
+    }
 
 
 def _quadratic_forms(gram: np.ndarray, coef: np.ndarray) -> np.ndarray:

@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from genesel.evaluate import HEADLINE_METRIC, Evaluation, gene_table, pearson_from_sums, summary_metrics
+from genesel.evaluate import (
+    HEADLINE_METRIC,
+    Evaluation,
+    gene_table,
+    pearson_from_sums,
+    summary_metrics,
+)
 from genesel.impute.linear import solve_validated
 from genesel.impute.ridge import DEFAULT_RIDGE, RidgeChoice, prediction_sums
 from genesel.moments import Moments
@@ -94,21 +100,30 @@ def evaluate_linear_panels(
     The same keys mapped to :class:`LinearPanelResult`.
     """
     if split == "validation" and ridge == "auto":
-        logger.warning("scoring on the validation split, which also chose each panel's ridge penalty: the errors are optimistic")
+        logger.warning(
+            "scoring on the validation split, which also chose each panel's ridge penalty: the errors are optimistic"
+        )
     rows = interval_rows(store, split, max_interval_rows)
     n_split = moments.n(split)
-    values = (store.read_rows(rows, standardize=False).astype(np.float64) - store.var["mean"].to_numpy(np.float64)) / store.var[
-        "std"
-    ].to_numpy(np.float64)
+    values = (
+        store.read_rows(rows, standardize=False).astype(np.float64)
+        - store.var["mean"].to_numpy(np.float64)
+    ) / store.var["std"].to_numpy(np.float64)
     sample_ids = pd.Index(store.obs.index[rows].astype(str), name="sample_id")
-    symbols = store.var["symbol"].astype(str).to_numpy() if "symbol" in store.var else store.gene_ids.astype(str).to_numpy()
+    symbols = (
+        store.var["symbol"].astype(str).to_numpy()
+        if "symbol" in store.var
+        else store.gene_ids.astype(str).to_numpy()
+    )
     std = store.var["std"].to_numpy(np.float64)
     validation_rows = moments.n("validation")
     train_mean = moments.mean("train")  # of z: about 0, as z is standardised with the train means
     centred = values - train_mean  # the rows about the train means of z
     del values
     results: dict[Any, LinearPanelResult] = {}
-    for key, panel in tqdm(panels.items(), desc="linear panels", unit="panel", disable=not progress, leave=False):
+    for key, panel in tqdm(
+        panels.items(), desc="linear panels", unit="panel", disable=not progress, leave=False
+    ):
         panel = np.asarray(panel, dtype=np.int64)
         train = moments.panel_statistics("train", panel)
         validation = moments.panel_statistics("validation", panel) if validation_rows else None
@@ -125,29 +140,49 @@ def evaluate_linear_panels(
             mse=sums["squared_error"] / test.n,
             mae=None,
             std=std,
-            pearson=pearson_from_sums(test.n, test.total, test.squares, sums["predicted"], sums["predicted2"], sums["cross"]),
+            pearson=pearson_from_sums(
+                test.n,
+                test.total,
+                test.squares,
+                sums["predicted"],
+                sums["predicted2"],
+                sums["cross"],
+            ),
             index=store.gene_ids.astype(str),
         )
-        mean_predictor = (test.squares - 2.0 * train_mean * test.total + test.n * train_mean**2) / test.n
+        mean_predictor = (
+            test.squares - 2.0 * train_mean * test.total + test.n * train_mean**2
+        ) / test.n
         # z_hat - z = W^T (z_p - m_p) - (z - m); panel genes are measured (no error)
         residual = centred[:, panel] @ solution.coef
         residual -= centred
         residual[:, panel] = 0.0
         per_sample_errors = np.einsum("ij,ij->i", residual, residual) / max((~measured).sum(), 1)
         del residual
-        metrics = summary_metrics(per_gene, per_sample_errors, mean_predictor=mean_predictor, split=split, decoder="linear")
+        metrics = summary_metrics(
+            per_gene,
+            per_sample_errors,
+            mean_predictor=mean_predictor,
+            split=split,
+            decoder="linear",
+        )
         metrics["n_samples"] = int(test.n)
         metrics["n_interval_samples"] = int(rows.size)
         if rows.size < n_split:  # rescale the subset's bootstrap spread to the whole split
             subset_mean = float(per_sample_errors.mean())
             factor = math.sqrt(rows.size / n_split)
-            metrics["mse_imputed_ci"] = [metrics[HEADLINE_METRIC] + (v - subset_mean) * factor for v in metrics["mse_imputed_ci"]]
+            metrics["mse_imputed_ci"] = [
+                metrics[HEADLINE_METRIC] + (v - subset_mean) * factor
+                for v in metrics["mse_imputed_ci"]
+            ]
         metrics["ridge"] = solution.ridge
         if solution.ridge_choice is not None:
             metrics["ridge_choice"] = solution.ridge_choice.record()
         if store.noise_floor is not None:
             metrics["noise_floor"] = store.noise_floor
         per_sample = pd.DataFrame({HEADLINE_METRIC: per_sample_errors}, index=sample_ids)
-        results[key] = LinearPanelResult(solution.ridge, solution.ridge_choice, Evaluation(metrics, per_gene, per_sample))
+        results[key] = LinearPanelResult(
+            solution.ridge, solution.ridge_choice, Evaluation(metrics, per_gene, per_sample)
+        )
         del solution
     return results

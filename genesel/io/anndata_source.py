@@ -61,7 +61,9 @@ def _lazy_rows(element: Any, path: Path) -> Any:
             )
         return SparseRows(sparse_dataset(element))
     if not hasattr(element, "shape") or len(element.shape) != 2:
-        raise InputFileError(path, f"the matrix is stored as {encoding!r}, not as a 2-D array or sparse matrix")
+        raise InputFileError(
+            path, f"the matrix is stored as {encoding!r}, not as a 2-D array or sparse matrix"
+        )
     if element.dtype.kind not in "fiub":
         raise InputFileError(path, f"the matrix has non-numeric dtype {element.dtype}")
     return element if hasattr(element, "id") else DenseRows(element)  # h5py Datasets slice as-is
@@ -135,7 +137,9 @@ def _read_uns(group: Any, path: Path) -> dict[str, Any]:
         return {}
 
 
-def source_from_anndata(adata: Any, *, layer: str | None = None, gene_map: pd.DataFrame | None = None) -> MatrixSource:
+def source_from_anndata(
+    adata: Any, *, layer: str | None = None, gene_map: pd.DataFrame | None = None
+) -> MatrixSource:
     """Wrap an AnnData (in memory or opened with ``backed="r"``) as a :class:`MatrixSource`.
 
     The AnnData is not copied and is not closed by :meth:`MatrixSource.close`.
@@ -143,7 +147,10 @@ def source_from_anndata(adata: Any, *, layer: str | None = None, gene_map: pd.Da
     matrix = adata.X if layer is None else adata.layers[layer] if layer in adata.layers else None
     path = Path(adata.filename) if getattr(adata, "isbacked", False) else Path("<AnnData>")
     if matrix is None:
-        raise InputFileError(path, "the AnnData has no X" if layer is None else f"the AnnData has no layer {layer!r}")
+        raise InputFileError(
+            path,
+            "the AnnData has no X" if layer is None else f"the AnnData has no layer {layer!r}",
+        )
     if sp.issparse(matrix) or type(matrix).__name__.endswith(("CSRDataset", "CSCDataset")):
         data: Any = SparseRows(matrix)
     elif isinstance(matrix, np.ndarray) or hasattr(matrix, "id"):

@@ -14,7 +14,9 @@ from typing import Any
 from genesel.errors import GeneselError
 
 #: ``errno`` values of a full disk (``EDQUOT``: over quota).
-DISK_FULL_ERRNOS = frozenset(code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None)
+DISK_FULL_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
+)
 #: A failed write counts as a full disk when fewer bytes than this remain free beside the
 #: output: torch and HDF5 report a full disk as a ``RuntimeError`` without its ``errno``.
 FULL_DISK_BYTES = 1 << 20
@@ -97,7 +99,9 @@ def removing_new_folders(*paths: str | os.PathLike[str]) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for folder in sorted(set(missing), key=lambda p: len(p.parts), reverse=True):  # deepest first
+        for folder in sorted(
+            set(missing), key=lambda p: len(p.parts), reverse=True
+        ):  # deepest first
             with contextlib.suppress(OSError):
                 if folder.is_dir() and not folder.is_symlink():
                     folder.rmdir()

@@ -58,7 +58,9 @@ def _load(path: Path, n_columns: int) -> np.ndarray:
         raise InputFileError(path, f"cannot be read as a .npy array ({error})") from error
     if array.ndim != 2 or array.shape[1] != n_columns:
         raise InputFileError(
-            path, f"has shape {array.shape}, expected (samples, {n_columns})", "is this the D-GEX/CAE file it is named as?"
+            path,
+            f"has shape {array.shape}, expected (samples, {n_columns})",
+            "is this the D-GEX/CAE file it is named as?",
         )
     if array.dtype.kind != "f":
         raise InputFileError(path, f"has dtype {array.dtype}, expected floating point values")
@@ -96,7 +98,9 @@ def read_dgex_npy(path: str | os.PathLike[str]) -> MatrixSource:
         has_dgex = any(DGEX_FILE.match(p.name) for p in directory.iterdir())
         if has_cae and has_dgex:
             raise InputFileError(
-                directory, "holds both the D-GEX (X/Y) and the CAE (XY) files", "point at one file of the layout to use"
+                directory,
+                "holds both the D-GEX (X/Y) and the CAE (XY) files",
+                "point at one file of the layout to use",
             )
         if not (has_cae or has_dgex):
             raise InputFileError(
@@ -118,14 +122,16 @@ def read_dgex_npy(path: str | os.PathLike[str]) -> MatrixSource:
         logger.warning(
             "%s: no %s; assuming the columns follow the D-GEX map order. D-GEX's own bgedv2.py "
             "shuffled the genes and wrote their order to these files: put them next to the .npy files.",
-            directory, " / ".join(GENE_ORDER_FILES),
+            directory,
+            " / ".join(GENE_ORDER_FILES),
         )
     else:
         genes = genes.loc[order]
     split_labels = np.concatenate([np.repeat(name, n) for name, n in splits])
     obs_names = np.concatenate([[f"{name}_{i}" for i in range(n)] for name, n in splits])
     obs = pd.DataFrame(
-        {"split": pd.Categorical(split_labels, categories=list(SPLIT_NAMES.values()))}, index=obs_names
+        {"split": pd.Categorical(split_labels, categories=list(SPLIT_NAMES.values()))},
+        index=obs_names,
     )
     logger.info("%s: %s layout, splits %s", directory, layout.upper(), dict(splits))
     return MatrixSource(
@@ -154,15 +160,21 @@ def read_gene_order(directory: Path) -> pd.Index | None:
     for file, expected in zip(files, (N_LANDMARKS, N_TARGETS), strict=True):
         table = pd.read_csv(file, sep="\t", header=None, dtype=str, keep_default_na=False)
         if len(table) != expected or table.shape[1] < 3:
-            raise InputFileError(file, f"expected {expected} lines of 3 tab-separated fields, found {table.shape}")
+            raise InputFileError(
+                file, f"expected {expected} lines of 3 tab-separated fields, found {table.shape}"
+            )
         for line, probes in enumerate(table.iloc[:, 2], start=1):
             matched = {gene_of_probe.get(p.strip()) for p in probes.split(",")}
             if len(matched) != 1 or None in matched:
-                raise InputFileError(file, f"line {line}: probes {probes!r} do not name one D-GEX gene")
+                raise InputFileError(
+                    file, f"line {line}: probes {probes!r} do not name one D-GEX gene"
+                )
             order.append(matched.pop())
     index = pd.Index(order, name="gene_id")
     if not index.is_unique or set(index[:N_LANDMARKS]) != set(genes.index[genes["landmark"]]):
-        raise InputFileError(files[0], "the gene order files do not list each D-GEX landmark and target once")
+        raise InputFileError(
+            files[0], "the gene order files do not list each D-GEX landmark and target once"
+        )
     return index
 
 
@@ -177,11 +189,19 @@ def _dgex_part(directory: Path, short: str) -> Any:
     if x_file is None and not any(y_files):
         return None
     if x_file is None or not all(y_files):
-        missing = [name for name, f in zip(["X", *TARGET_HALVES], [x_file, *y_files], strict=True) if f is None]
-        raise InputFileError(directory, f"split {SPLIT_NAMES[short]!r} lacks its {missing} file(s)")
+        missing = [
+            name
+            for name, f in zip(["X", *TARGET_HALVES], [x_file, *y_files], strict=True)
+            if f is None
+        ]
+        raise InputFileError(
+            directory, f"split {SPLIT_NAMES[short]!r} lacks its {missing} file(s)"
+        )
     x = _load(x_file, N_LANDMARKS)
     halves = [_load(f, N_TARGETS // 2) for f in y_files]  # type: ignore[arg-type]
     for file, half in zip(y_files, halves, strict=True):
         if half.shape[0] != x.shape[0]:
-            raise InputFileError(file, f"has {half.shape[0]} samples but {x_file.name} has {x.shape[0]}")
+            raise InputFileError(
+                file, f"has {half.shape[0]} samples but {x_file.name} has {x.shape[0]}"
+            )
     return SideBySideRows([x, *halves])

@@ -47,7 +47,9 @@ ENTREZ_ID_PATTERN = re.compile(r"^\d+$")
 def _decode_ids(dataset: h5py.Dataset) -> np.ndarray:
     values = dataset[()]
     if values.dtype.kind in "SO":
-        values = np.array([v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+        values = np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values], dtype=object
+        )
     return np.asarray(values).astype(str)
 
 
@@ -91,9 +93,13 @@ def read_gctx(
         matrix = handle[MATRIX_PATH]
         feature_ids = _decode_ids(handle[f"{ROW_META}/id"])
         sample_ids = _decode_ids(handle[f"{COL_META}/id"])
-        stored = _stored_orientation(path, tuple(matrix.shape), len(sample_ids), len(feature_ids), orientation)
+        stored = _stored_orientation(
+            path, tuple(matrix.shape), len(sample_ids), len(feature_ids), orientation
+        )
         data: Any = matrix if stored == "samples-by-genes" else TransposedRows(matrix)
-        var = entrez_annotation(feature_ids, _read_meta(handle[ROW_META], len(feature_ids)), path=path)
+        var = entrez_annotation(
+            feature_ids, _read_meta(handle[ROW_META], len(feature_ids)), path=path
+        )
         obs = _read_meta(handle[COL_META], len(sample_ids))
         feature_kind = detect_feature_kind(feature_ids, gene_map)
         return MatrixSource(
@@ -112,7 +118,9 @@ def read_gctx(
         raise
 
 
-def entrez_annotation(feature_ids: Sequence[str], var: pd.DataFrame, *, path: str | os.PathLike[str] = "<gctx>") -> pd.DataFrame:
+def entrez_annotation(
+    feature_ids: Sequence[str], var: pd.DataFrame, *, path: str | os.PathLike[str] = "<gctx>"
+) -> pd.DataFrame:
     """Add ``entrez_id`` and ``symbol`` to the row annotation when every row id is an Entrez id.
 
     The symbol is CMap's ``pr_gene_symbol`` where the file has one, else the shipped L1000
@@ -136,15 +144,23 @@ def entrez_annotation(feature_ids: Sequence[str], var: pd.DataFrame, *, path: st
     var["symbol"] = np.where(known, symbols, ids.to_numpy()).astype(str)
     logger.info(
         "%s: %d rows named by Entrez gene id (%d L1000 landmarks); symbols from %s for %d of them",
-        path, len(ids), int(ids.isin(landmarks.index).sum()),
-        f"{CMAP_SYMBOL_FIELD} and the landmark table" if CMAP_SYMBOL_FIELD in var.columns else "the L1000 landmark table",
+        path,
+        len(ids),
+        int(ids.isin(landmarks.index).sum()),
+        f"{CMAP_SYMBOL_FIELD} and the landmark table"
+        if CMAP_SYMBOL_FIELD in var.columns
+        else "the L1000 landmark table",
         int(known.sum()),
     )
     return var
 
 
 def _stored_orientation(
-    path: Path, shape: tuple[int, ...], n_samples: int, n_features: int, orientation: Orientation | None
+    path: Path,
+    shape: tuple[int, ...],
+    n_samples: int,
+    n_features: int,
+    orientation: Orientation | None,
 ) -> Orientation:
     if len(shape) != 2:
         raise InputFileError(path, f"/{MATRIX_PATH} has shape {shape}, expected 2 dimensions")
@@ -215,10 +231,18 @@ def write_gctx(
         handle.attrs["version"] = "GCTX1.0"
         chunks = (max(1, min(n_samples, 256)), max(1, min(n_features, 1024)))
         dataset = handle.create_dataset(
-            MATRIX_PATH, shape=(n_samples, n_features), dtype=matrix.dtype, chunks=chunks, compression=compression
+            MATRIX_PATH,
+            shape=(n_samples, n_features),
+            dtype=matrix.dtype,
+            chunks=chunks,
+            compression=compression,
         )
         for start in range(0, n_samples, block_rows):
             dataset[start : start + block_rows] = np.asarray(matrix[start : start + block_rows])
-        handle.create_dataset(f"{ROW_META}/id", data=np.array([str(i).encode() for i in row_ids], dtype="S"))
-        handle.create_dataset(f"{COL_META}/id", data=np.array([str(i).encode() for i in col_ids], dtype="S"))
+        handle.create_dataset(
+            f"{ROW_META}/id", data=np.array([str(i).encode() for i in row_ids], dtype="S")
+        )
+        handle.create_dataset(
+            f"{COL_META}/id", data=np.array([str(i).encode() for i in col_ids], dtype="S")
+        )
     return path

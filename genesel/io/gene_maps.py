@@ -40,9 +40,25 @@ ENSEMBL_ID_PATTERN = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$")
 SYMBOL_COLUMNS = ("symbol", "gene_symbol", "gene_symbols", "feature_name", "gene_name", "Symbol")
 #: Columns of ``var`` that may flag the L1000 landmark genes, in order of preference (CMap's
 #: gene info calls it ``pr_is_lm``).
-LANDMARK_COLUMNS = ("landmark", "l1000_landmark", "is_landmark", "pr_is_lm", "is_lm", "lm", "landmark_gene")
+LANDMARK_COLUMNS = (
+    "landmark",
+    "l1000_landmark",
+    "is_landmark",
+    "pr_is_lm",
+    "is_lm",
+    "lm",
+    "landmark_gene",
+)
 #: Columns of ``var`` that may hold Entrez gene ids, in order of preference (CMap: ``pr_gene_id``).
-ENTREZ_COLUMNS = ("entrez_id", "entrez", "entrezgene", "entrez_gene_id", "entrezgene_id", "pr_gene_id", "gene_id")
+ENTREZ_COLUMNS = (
+    "entrez_id",
+    "entrez",
+    "entrezgene",
+    "entrez_gene_id",
+    "entrezgene_id",
+    "pr_gene_id",
+    "gene_id",
+)
 #: Values of a landmark column read as true (case-insensitive); numbers count when non-zero.
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0")
 #: An Entrez gene id: digits only.
@@ -50,7 +66,9 @@ ENTREZ_ID_PATTERN = re.compile(r"^\d+$")
 
 
 def _read_map_table(source: Any, landmark: bool, where: str) -> pd.DataFrame:
-    table = pd.read_csv(source, sep="\t", header=None, dtype=str, comment="#", keep_default_na=False)
+    table = pd.read_csv(
+        source, sep="\t", header=None, dtype=str, comment="#", keep_default_na=False
+    )
     if table.shape[1] < 3:
         raise InputFileError(
             where,
@@ -61,7 +79,9 @@ def _read_map_table(source: Any, landmark: bool, where: str) -> pd.DataFrame:
         {
             "symbol": table.iloc[:, 0].str.strip(),
             "ensembl_id": table.iloc[:, 1].str.strip(),
-            "probes": [tuple(p.strip() for p in cell.split(",") if p.strip()) for cell in table.iloc[:, 2]],
+            "probes": [
+                tuple(p.strip() for p in cell.split(",") if p.strip()) for cell in table.iloc[:, 2]
+            ],
             "landmark": (
                 table.iloc[:, 3].str.strip().str.lower().isin(["true", "1", "yes"]).to_numpy()
                 if table.shape[1] >= 4
@@ -85,7 +105,9 @@ def _finish_map(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     probes = pd.Series([p for ps in frame["probes"] for p in ps])
     if probes.duplicated().any():
         dup = probes[probes.duplicated()].unique()
-        raise InputFileError(where, f"probe ids belong to more than one gene: {list(dup[:N_EXAMPLES])}")
+        raise InputFileError(
+            where, f"probe ids belong to more than one gene: {list(dup[:N_EXAMPLES])}"
+        )
     frame["landmark"] = frame["landmark"].astype(bool)
     return frame
 
@@ -153,7 +175,9 @@ def l1000_landmarks() -> pd.DataFrame:
     return _l1000_landmarks().copy()
 
 
-def flag_l1000_landmarks(symbols: Iterable[Any], entrez_ids: Iterable[Any] | None = None) -> np.ndarray:
+def flag_l1000_landmarks(
+    symbols: Iterable[Any], entrez_ids: Iterable[Any] | None = None
+) -> np.ndarray:
     """Return a bool array: which genes are L1000 landmark genes.
 
     A gene with an Entrez id (``entrez_ids``; empty or non-numeric entries count as unknown)
@@ -178,7 +202,9 @@ def flag_l1000_landmarks(symbols: Iterable[Any], entrez_ids: Iterable[Any] | Non
     for column in ("symbol_current", "symbol"):
         if column not in table.columns:
             continue
-        by_symbol = dict(zip(table[column].str.upper(), table["entrez_id"].astype(str), strict=True))
+        by_symbol = dict(
+            zip(table[column].str.upper(), table["entrez_id"].astype(str), strict=True)
+        )
         matched = set()
         for i, symbol in enumerate(symbols):
             landmark = by_symbol.get(symbol)
@@ -210,13 +236,14 @@ def read_flags(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values):
         return values.fillna(False).astype(bool).to_numpy()
     if pd.api.types.is_numeric_dtype(values):
-        return (values.fillna(0).to_numpy() != 0)
+        return values.fillna(0).to_numpy() != 0
     return values.astype(str).str.strip().str.lower().isin(TRUE_WORDS).to_numpy()
 
 
 def entrez_ids_of(var_names: pd.Index, var: pd.DataFrame) -> pd.Series | None:
     """Entrez ids of the genes: an Entrez column (:data:`ENTREZ_COLUMNS`) or var names that are
-    mostly numeric; ``None`` when neither is there."""
+    mostly numeric; ``None`` when neither is there.
+    """
     lowered = {str(c).lower(): c for c in var.columns}
     for name in ENTREZ_COLUMNS:
         if name in lowered:
@@ -248,12 +275,16 @@ def annotate_genes(var_names: pd.Index, var: pd.DataFrame) -> pd.DataFrame:
     column = landmark_column(var)
     if column is not None:
         landmark = read_flags(var[column])
-        logger.info("landmarks: %d genes flagged by the input's %r column", int(landmark.sum()), column)
+        logger.info(
+            "landmarks: %d genes flagged by the input's %r column", int(landmark.sum()), column
+        )
     else:
         universe = _dgex_gene_map()
         known = var_names.isin(universe.index)
         if known.mean() > 0.5:
-            landmark = universe["landmark"].reindex(var_names).fillna(False).astype(bool).to_numpy()
+            landmark = (
+                universe["landmark"].reindex(var_names).fillna(False).astype(bool).to_numpy()
+            )
             symbols = universe["symbol"].reindex(var_names).fillna(symbols)
         else:
             entrez = entrez_ids_of(var_names, var)
@@ -270,7 +301,9 @@ def count_known_ids(ids: Sequence[Any], gene_map: pd.DataFrame | None = None) ->
     gene_map = _dgex_gene_map() if gene_map is None else gene_map
     ids = pd.Index(np.asarray(ids).astype(str))
     probes = {p for ps in gene_map["probes"] for p in ps}
-    is_probe = ids.isin(list(probes)) | np.array([bool(PROBE_ID_PATTERN.match(i)) for i in ids], dtype=bool)
+    is_probe = ids.isin(list(probes)) | np.array(
+        [bool(PROBE_ID_PATTERN.match(i)) for i in ids], dtype=bool
+    )
     gene_names = set(gene_map.index) | set(gene_map["symbol"].str.upper())
     if "ensembl_id" in gene_map.columns:
         gene_names |= set(gene_map["ensembl_id"])
@@ -352,7 +385,9 @@ def probe_averaging(
             f"e.g. {list(column_of)[:N_EXAMPLES]}",
             "use GPL96 (HG-U133A) probe ids, pass a matching probe_map, or gene-level data",
         )
-    matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(column_of), len(kept)), dtype=np.float64)
+    matrix = sp.csr_matrix(
+        (weights, (rows, cols)), shape=(len(column_of), len(kept)), dtype=np.float64
+    )
     genes = gene_map.iloc[kept][["symbol", "landmark"]].copy()
     genes["n_probes"] = np.asarray(n_probes, dtype=np.int64)
     missing = gene_map.index[np.setdiff1d(np.arange(len(gene_map)), kept)]
@@ -361,14 +396,23 @@ def probe_averaging(
     n_unmatched = int((~used).sum())
     logger.info(
         "%s: %d probes averaged into %d genes (%d landmarks); %d probes belong to no gene",
-        path, int(used.sum()), len(kept), int(genes["landmark"].sum()), n_unmatched,
+        path,
+        int(used.sum()),
+        len(kept),
+        int(genes["landmark"].sum()),
+        n_unmatched,
     )
     if len(missing):
         logger.warning(
             "%s: %d of %d genes have none of their probes in the data and are dropped, e.g. %s",
-            path, len(missing), len(gene_map), list(missing[:N_EXAMPLES]),
+            path,
+            len(missing),
+            len(gene_map),
+            list(missing[:N_EXAMPLES]),
         )
-    return ProbeAveraging(matrix=matrix, genes=genes, missing_genes=missing, n_unmatched_probes=n_unmatched)
+    return ProbeAveraging(
+        matrix=matrix, genes=genes, missing_genes=missing, n_unmatched_probes=n_unmatched
+    )
 
 
 def average_probes(source: MatrixSource, gene_map: pd.DataFrame | None = None) -> MatrixSource:

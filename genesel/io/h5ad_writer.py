@@ -53,7 +53,9 @@ def _fallocate(fd: int, n_bytes: int) -> bool:
     raise OSError(code, os.strerror(code))
 
 
-def chunk_rows_for(n_vars: int, dtype: np.dtype | type = np.float32, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+def chunk_rows_for(
+    n_vars: int, dtype: np.dtype | type = np.float32, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> int:
     """Return how many rows of ``n_vars`` values fit in one HDF5 chunk of ``chunk_bytes``."""
     return max(1, int(chunk_bytes // (max(n_vars, 1) * np.dtype(dtype).itemsize)))
 
@@ -107,7 +109,9 @@ class DenseH5adWriter:
         self._reserved = False
         try:
             self._file = h5py.File(self._tmp, "w")
-            self._reserved = self._reserve(x_bytes + RESERVE_BYTES_PER_ROW * (self.n_obs + len(var)) + RESERVE_MARGIN_BYTES)
+            self._reserved = self._reserve(
+                x_bytes + RESERVE_BYTES_PER_ROW * (self.n_obs + len(var)) + RESERVE_MARGIN_BYTES
+            )
         except BaseException as error:
             full = disk_full_error(error, self.path)
             with contextlib.suppress(Exception):
@@ -148,7 +152,9 @@ class DenseH5adWriter:
         f.flush()
         used = f.id.get_filesize()  # HDF5's end of allocation, before the file closes
         f.close()
-        if self._reserved and os.path.getsize(self._tmp) > used:  # give back the reserved space it did not use
+        if (
+            self._reserved and os.path.getsize(self._tmp) > used
+        ):  # give back the reserved space it did not use
             os.truncate(self._tmp, used)
         os.replace(self._tmp, self.path)
         self._closed = True
@@ -182,9 +188,13 @@ class DenseH5adWriter:
                 # at exit: free the file's space first, so that the close can complete
                 with contextlib.suppress(OSError):
                     os.truncate(self._tmp, 0)
-            with contextlib.suppress(Exception):  # the file is dropped: the error that stopped it matters
+            with contextlib.suppress(
+                Exception
+            ):  # the file is dropped: the error that stopped it matters
                 self._file.close()
-            self.X = self._file = None  # release every HDF5 id of the file now, while it can be closed
+            self.X = self._file = (
+                None  # release every HDF5 id of the file now, while it can be closed
+            )
         finally:
             _remove(self._tmp)
             self._closed = True

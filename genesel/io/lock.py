@@ -49,7 +49,9 @@ def lock_path(out: str | os.PathLike[str], kind: Literal["dir", "file"]) -> Path
 
 
 @contextlib.contextmanager
-def output_lock(out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False) -> Iterator[Path]:
+def output_lock(
+    out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False
+) -> Iterator[Path]:
     """Hold the advisory lock of output ``out`` for the duration of the block.
 
     Parameters
@@ -123,7 +125,9 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def guarded_output(out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False) -> Iterator[None]:
+def guarded_output(
+    out: str | os.PathLike[str], *, kind: Literal["dir", "file"], wait: bool = False
+) -> Iterator[None]:
     """Lock output ``out`` and, on error, remove the folders the block created empty.
 
     This is what a command wraps its work in: ``with guarded_output(args.out, kind="dir", wait=args.wait):``.

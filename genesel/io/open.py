@@ -20,7 +20,15 @@ FORMATS = {
     "tsv": "tab-separated text, ids in the first row and column",
     "npy": "D-GEX (bgedv2_X/Y_*.npy) or CAE (bgedv2_XY_*.npy) files, or their directory",
 }
-_EXTENSIONS = {".gctx": "gctx", ".h5ad": "h5ad", ".zarr": "zarr", ".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".npy": "npy"}
+_EXTENSIONS = {
+    ".gctx": "gctx",
+    ".h5ad": "h5ad",
+    ".zarr": "zarr",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".npy": "npy",
+}
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip")
 
 
@@ -100,7 +108,9 @@ def open_source(
     if fmt in ("h5ad", "zarr"):
         from genesel.io.anndata_source import read_anndata_file
 
-        _reject_option(orientation, "orientation", f"{fmt} files (they are always samples x genes)")
+        _reject_option(
+            orientation, "orientation", f"{fmt} files (they are always samples x genes)"
+        )
         return read_anndata_file(path, layer=layer, gene_map=gene_map)
     _reject_option(layer, "layer", f"{fmt} files")
     if fmt == "gctx":
@@ -110,7 +120,9 @@ def open_source(
     if fmt in ("csv", "tsv"):
         from genesel.io.text import read_text
 
-        return read_text(path, orientation=orientation, sep="," if fmt == "csv" else "\t", gene_map=gene_map)  # type: ignore[arg-type]
+        return read_text(
+            path, orientation=orientation, sep="," if fmt == "csv" else "\t", gene_map=gene_map
+        )  # type: ignore[arg-type]
     from genesel.io.dgex_npy import read_dgex_npy
 
     _reject_option(orientation, "orientation", "D-GEX/CAE .npy files (they are samples x genes)")

@@ -157,13 +157,19 @@ class SideBySideRows(RowBlockArray):
         self.dtype = np.result_type(*[p.dtype for p in parts])
 
     def _rows(self, start: int, stop: int) -> np.ndarray:
-        return as_float_block(np.concatenate([np.asarray(p[start:stop], dtype=self.dtype) for p in self.parts], axis=1))
+        return as_float_block(
+            np.concatenate(
+                [np.asarray(p[start:stop], dtype=self.dtype) for p in self.parts], axis=1
+            )
+        )
 
 
 class MappedRows(RowBlockArray):
     """Row blocks of ``stored`` passed through ``transform`` (e.g. a sparse probe -> gene product)."""
 
-    def __init__(self, stored: Any, transform: Callable[[np.ndarray], np.ndarray], n_cols: int, dtype: Any) -> None:
+    def __init__(
+        self, stored: Any, transform: Callable[[np.ndarray], np.ndarray], n_cols: int, dtype: Any
+    ) -> None:
         self.stored = stored
         self.transform = transform
         self.shape = (int(stored.shape[0]), int(n_cols))
@@ -268,7 +274,10 @@ class MatrixSource:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -277,17 +286,25 @@ class MatrixSource:
 
     def _validate(self) -> None:
         if len(self.data.shape) != 2:
-            raise InputFileError(self.path, f"expected a 2-D matrix, found shape {tuple(self.data.shape)}")
+            raise InputFileError(
+                self.path, f"expected a 2-D matrix, found shape {tuple(self.data.shape)}"
+            )
         if self.n_obs == 0 or self.n_vars == 0:
             raise InputFileError(
                 self.path, f"the matrix is empty ({self.n_obs} samples x {self.n_vars} features)"
             )
         if len(self.obs_names) != self.n_obs:
-            raise InputFileError(self.path, f"{len(self.obs_names)} sample ids for {self.n_obs} rows")
+            raise InputFileError(
+                self.path, f"{len(self.obs_names)} sample ids for {self.n_obs} rows"
+            )
         if len(self.var_names) != self.n_vars:
-            raise InputFileError(self.path, f"{len(self.var_names)} feature ids for {self.n_vars} columns")
+            raise InputFileError(
+                self.path, f"{len(self.var_names)} feature ids for {self.n_vars} columns"
+            )
         if len(self.var) != self.n_vars or len(self.obs) != self.n_obs:
-            raise InputFileError(self.path, "the sample or feature annotation does not match the matrix shape")
+            raise InputFileError(
+                self.path, "the sample or feature annotation does not match the matrix shape"
+            )
         check_unique(self.path, self.obs_names, "sample")
         check_unique(self.path, self.var_names, "feature")
 

@@ -43,7 +43,9 @@ KNOWN_FRACTION = 0.5
 
 def separator_for(path: Path) -> str:
     """Return the delimiter implied by the file name (``.csv`` -> comma, else tab)."""
-    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".xz", ".zip")]
+    suffixes = [
+        s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".xz", ".zip")
+    ]
     return "," if suffixes and suffixes[-1] == ".csv" else "\t"
 
 
@@ -68,13 +70,19 @@ def read_labels(path: Path, sep: str) -> tuple[pd.Index, pd.Index]:
     elif len(header) == n_fields - 1:
         columns = header
     else:
-        raise InputFileError(path, f"the header has {len(header)} fields but the first row has {n_fields}")
+        raise InputFileError(
+            path, f"the header has {len(header)} fields but the first row has {n_fields}"
+        )
     rows = _csv(path, sep, skiprows=1, usecols=[0], dtype=str, keep_default_na=False).iloc[:, 0]
     return pd.Index(rows.to_numpy(dtype=str)), pd.Index(np.asarray(columns, dtype=str))
 
 
 def guess_orientation(
-    path: Path, row_ids: pd.Index, column_ids: pd.Index, gene_map: pd.DataFrame | None, orientation: str | None
+    path: Path,
+    row_ids: pd.Index,
+    column_ids: pd.Index,
+    gene_map: pd.DataFrame | None,
+    orientation: str | None,
 ) -> Orientation:
     """Return which axis holds the features, checking a given ``orientation`` against the ids."""
     if orientation is not None and orientation not in ORIENTATIONS:
@@ -83,7 +91,9 @@ def guess_orientation(
     column_known = sum(count_known_ids(column_ids, gene_map)) / len(column_ids)
     columns_are_genes = column_known >= KNOWN_FRACTION and row_known < column_known / 2
     rows_are_genes = row_known >= KNOWN_FRACTION and column_known < row_known / 2
-    evidence = "samples-by-genes" if columns_are_genes else "genes-by-samples" if rows_are_genes else None
+    evidence = (
+        "samples-by-genes" if columns_are_genes else "genes-by-samples" if rows_are_genes else None
+    )
     if orientation is not None:
         if evidence is not None and evidence != orientation:
             raise InputFileError(
@@ -102,7 +112,9 @@ def guess_orientation(
                 f"{column_known:.0%} of the column ids are known genes/probes)"
             )
         raise InputFileError(
-            path, problem, "pass orientation='samples-by-genes' or 'genes-by-samples' (--orientation)"
+            path,
+            problem,
+            "pass orientation='samples-by-genes' or 'genes-by-samples' (--orientation)",
         )
     logger.info("%s: guessed orientation %s", path, evidence)
     return evidence  # type: ignore[return-value]
@@ -110,7 +122,9 @@ def guess_orientation(
 
 def _numeric(chunk: pd.DataFrame, path: Path, first_line: int) -> np.ndarray:
     """Return the chunk's values as float64, or raise naming the first non-numeric cell."""
-    values = chunk.apply(pd.to_numeric, errors="coerce") if (chunk.dtypes == object).any() else chunk
+    values = (
+        chunk.apply(pd.to_numeric, errors="coerce") if (chunk.dtypes == object).any() else chunk
+    )
     bad = values.isna().to_numpy() & chunk.notna().to_numpy()
     if bad.any():
         row, column = (int(i[0]) for i in np.nonzero(bad))
@@ -151,18 +165,23 @@ def read_text(
     sep = sep or separator_for(path)
     row_ids, column_ids = read_labels(path, sep)
     orientation = guess_orientation(path, row_ids, column_ids, gene_map, orientation)
-    samples, features = (row_ids, column_ids) if orientation == "samples-by-genes" else (column_ids, row_ids)
+    samples, features = (
+        (row_ids, column_ids) if orientation == "samples-by-genes" else (column_ids, row_ids)
+    )
     check_unique(path, samples, "sample")
     check_unique(path, features, "feature")
     if not len(samples) or not len(features):
-        raise InputFileError(path, f"the matrix is empty ({len(samples)} samples x {len(features)} features)")
+        raise InputFileError(
+            path, f"the matrix is empty ({len(samples)} samples x {len(features)} features)"
+        )
     transpose = orientation == "genes-by-samples"
     on_close: list[Any] = []
     if path.stat().st_size <= max_in_memory_bytes:
         values = _numeric(_csv(path, sep, skiprows=1, index_col=0), path, first_line=1)
         if values.shape != (len(row_ids), len(column_ids)):
             raise InputFileError(
-                path, f"found {values.shape[0]} x {values.shape[1]} values for {len(row_ids)} x {len(column_ids)} ids"
+                path,
+                f"found {values.shape[0]} x {values.shape[1]} values for {len(row_ids)} x {len(column_ids)} ids",
             )
         data: Any = np.ascontiguousarray(values.T if transpose else values)
     else:
@@ -178,7 +197,9 @@ def read_text(
     )
 
 
-def _to_temporary_h5(path: Path, sep: str, n_rows: int, n_columns: int, transpose: bool) -> tuple[Any, list[Any]]:
+def _to_temporary_h5(
+    path: Path, sep: str, n_rows: int, n_columns: int, transpose: bool
+) -> tuple[Any, list[Any]]:
     import h5py
 
     directory = Path(tempfile.mkdtemp(prefix="genesel-text-"))
@@ -189,13 +210,19 @@ def _to_temporary_h5(path: Path, sep: str, n_rows: int, n_columns: int, transpos
         shape = (n_columns, n_rows) if transpose else (n_rows, n_columns)
         side = 512
         dataset = handle.create_dataset(
-            "matrix", shape=shape, dtype=np.float64, chunks=(min(shape[0], side), min(shape[1], side))
+            "matrix",
+            shape=shape,
+            dtype=np.float64,
+            chunks=(min(shape[0], side), min(shape[1], side)),
         )
         start = 0
         for chunk in _csv(path, sep, skiprows=1, index_col=0, chunksize=CHUNK_LINES):
             values = _numeric(chunk, path, first_line=1 + start)
             if values.shape[1] != n_columns:
-                raise InputFileError(path, f"line {start + 2} has {values.shape[1] + 1} fields, expected {n_columns + 1}")
+                raise InputFileError(
+                    path,
+                    f"line {start + 2} has {values.shape[1] + 1} fields, expected {n_columns + 1}",
+                )
             stop = start + values.shape[0]
             if transpose:
                 dataset[:, start:stop] = values.T

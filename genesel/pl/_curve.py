@@ -92,5 +92,7 @@ def _table(adata: AnnData | pd.DataFrame, key: str) -> pd.DataFrame:
     if isinstance(adata, pd.DataFrame):
         return adata
     if key not in adata.uns:
-        raise ConfigError(f"adata.uns has no {key!r}; run genesel.tl.panel_curve(adata, key_added={key!r}, ...) first")
+        raise ConfigError(
+            f"adata.uns has no {key!r}; run genesel.tl.panel_curve(adata, key_added={key!r}, ...) first"
+        )
     return pd.DataFrame(adata.uns[key])

@@ -55,7 +55,11 @@ class ResultTables:
     def write(self, out_dir: str | os.PathLike[str]) -> None:
         """Write ``runs.tsv``, ``histories.tsv`` and ``benchmarks.tsv`` into ``out_dir``."""
         out_dir = Path(out_dir)
-        for name, frame in (("runs", self.runs), ("histories", self.histories), ("benchmarks", self.benchmarks)):
+        for name, frame in (
+            ("runs", self.runs),
+            ("histories", self.histories),
+            ("benchmarks", self.benchmarks),
+        ):
             write_table(frame, out_dir / f"{name}.tsv")
 
 
@@ -85,13 +89,27 @@ def read_metrics(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
         path = Path(path)
         key = parse_metrics_path(path)
         if key is None:
-            raise InputFileError(path, "not a metrics path of a run directory", "expected metrics/<method>/k<K>/seed<S>/<decoder>/metrics.json")
+            raise InputFileError(
+                path,
+                "not a metrics path of a run directory",
+                "expected metrics/<method>/k<K>/seed<S>/<decoder>/metrics.json",
+            )
         try:
             payload = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise InputFileError(path, f"cannot read metrics ({error})", "re-run `genesel evaluate`") from None
+            raise InputFileError(
+                path, f"cannot read metrics ({error})", "re-run `genesel evaluate`"
+            ) from None
         metrics = {k: v for k, v in flatten(payload).items() if k not in KEY_COLUMNS}
-        rows.append({"method": key.method, "n_genes": key.n_genes, "seed": key.seed, "decoder": key.decoder, **metrics})
+        rows.append(
+            {
+                "method": key.method,
+                "n_genes": key.n_genes,
+                "seed": key.seed,
+                "decoder": key.decoder,
+                **metrics,
+            }
+        )
     frame = pd.DataFrame(rows, columns=None if rows else list(KEY_COLUMNS))
     return frame.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
 
@@ -101,7 +119,9 @@ def panel_overlap(layout: ResultsLayout, method: str, n_genes: int, seed: int) -
     path = layout.panel_dir(method, n_genes, seed) / "panel.tsv"
     if not path.exists():
         return math.nan
-    table = pd.read_csv(path, sep="\t", usecols=lambda c: c in ("gene_id", "landmark"), comment="#")  # "# key=value" metadata lines
+    table = pd.read_csv(
+        path, sep="\t", usecols=lambda c: c in ("gene_id", "landmark"), comment="#"
+    )  # "# key=value" metadata lines
     if "landmark" not in table:
         return math.nan
     return float(table["landmark"].astype(str).str.lower().isin(["true", "1"]).sum())
@@ -124,7 +144,9 @@ def panel_total_cost(layout: ResultsLayout, method: str, n_genes: int, seed: int
     path = layout.panel_dir(method, n_genes, seed) / "panel.tsv"
     if not path.exists():
         return math.nan
-    with open(path) as handle:  # the "# key=value" lines above the header (no torch import for the report)
+    with open(
+        path
+    ) as handle:  # the "# key=value" lines above the header (no torch import for the report)
         for line in handle:
             if not line.startswith("#"):
                 break
@@ -137,7 +159,9 @@ def panel_total_cost(layout: ResultsLayout, method: str, n_genes: int, seed: int
     return math.nan
 
 
-def read_per_sample(layout: ResultsLayout, runs: pd.DataFrame, *, metric: str = "mse_imputed") -> list[pd.Series | None]:
+def read_per_sample(
+    layout: ResultsLayout, runs: pd.DataFrame, *, metric: str = "mse_imputed"
+) -> list[pd.Series | None]:
     """Each run's per-sample errors (``per_sample.tsv`` beside its metrics), aligned with ``runs``."""
     series: list[pd.Series | None] = []
     for key in run_keys(runs):
@@ -168,7 +192,9 @@ def read_histories(layout: ResultsLayout, panels: Iterable[tuple[str, int, int]]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def read_benchmarks(directory: str | os.PathLike[str], logs: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+def read_benchmarks(
+    directory: str | os.PathLike[str], logs: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
     """Read Snakemake benchmark files ``<directory>/<rule>/<job>.tsv`` (mean over repeats).
 
     Wall time and peak RSS come from Snakemake. CPU time comes from the job's log
@@ -186,18 +212,26 @@ def read_benchmarks(directory: str | os.PathLike[str], logs: str | os.PathLike[s
         if "s" not in table or not len(table):
             continue
         numeric = table.apply(pd.to_numeric, errors="coerce").mean()
-        usage = read_usage(Path(logs) / path.parent.name / f"{path.stem}.log") if logs is not None else None
+        usage = (
+            read_usage(Path(logs) / path.parent.name / f"{path.stem}.log")
+            if logs is not None
+            else None
+        )
         rows.append(
             {
                 "rule": path.parent.name,
                 "job": path.stem,
                 "seconds": float(numeric["s"]),
                 "max_rss_mb": float(numeric.get("max_rss", math.nan)),
-                "cpu_seconds": usage["cpu_s"] if usage and "cpu_s" in usage else float(numeric.get("cpu_time", math.nan)),
+                "cpu_seconds": usage["cpu_s"]
+                if usage and "cpu_s" in usage
+                else float(numeric.get("cpu_time", math.nan)),
                 "cpu_source": "genesel" if usage and "cpu_s" in usage else "snakemake",
             }
         )
-    return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds", "cpu_source"])
+    return pd.DataFrame(
+        rows, columns=["rule", "job", "seconds", "max_rss_mb", "cpu_seconds", "cpu_source"]
+    )
 
 
 def aggregate_results(
@@ -223,12 +257,22 @@ def aggregate_results(
     """
     layout = ResultsLayout.at(results_dir)
     if not layout.root.is_dir():
-        raise InputFileError(layout.root, "no such results directory", "run the workflow or point --results at results/<run>")
+        raise InputFileError(
+            layout.root,
+            "no such results directory",
+            "run the workflow or point --results at results/<run>",
+        )
     paths = layout.find_metrics() if metrics_paths is None else [Path(p) for p in metrics_paths]
     if not paths:
-        raise InputFileError(layout.metrics_dir, "no metrics.json found", "run `genesel evaluate` (or the workflow) first")
+        raise InputFileError(
+            layout.metrics_dir,
+            "no metrics.json found",
+            "run `genesel evaluate` (or the workflow) first",
+        )
     runs = read_metrics(paths)
-    panels = list(runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None))
+    panels = list(
+        runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None)
+    )
     overlap = {panel: panel_overlap(layout, *panel) for panel in panels}
     converged = {panel: panel_converged(layout, *panel) for panel in panels}
     total_cost = {panel: panel_total_cost(layout, *panel) for panel in panels}
@@ -236,8 +280,17 @@ def aggregate_results(
     runs["landmark_overlap"] = [overlap[triple] for triple in triples]
     runs["converged"] = [converged[triple] for triple in triples]
     runs["total_cost"] = [total_cost[triple] for triple in triples]
-    tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir))
-    logger.info("collected %d evaluated models, %d benchmarked jobs from %s", len(runs), len(tables.benchmarks), layout.root)
+    tables = ResultTables(
+        runs=runs,
+        histories=read_histories(layout, panels),
+        benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir),
+    )
+    logger.info(
+        "collected %d evaluated models, %d benchmarked jobs from %s",
+        len(runs),
+        len(tables.benchmarks),
+        layout.root,
+    )
     return tables
 
 
@@ -245,7 +298,9 @@ def read_runs(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a ``runs.tsv`` written by :meth:`ResultTables.write`."""
     path = Path(path)
     if not path.exists():
-        raise InputFileError(path, "no such runs table", "run the workflow's aggregate step or omit --runs")
+        raise InputFileError(
+            path, "no such runs table", "run the workflow's aggregate step or omit --runs"
+        )
     frame = pd.read_csv(path, sep="\t")
     missing = [c for c in KEY_COLUMNS if c not in frame]
     if missing:
@@ -255,4 +310,7 @@ def read_runs(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def run_keys(runs: pd.DataFrame) -> list[RunKey]:
     """The :class:`RunKey` of every row of a runs table."""
-    return [RunKey(m, int(k), int(s), d) for m, k, s, d in runs[list(KEY_COLUMNS)].itertuples(index=False, name=None)]
+    return [
+        RunKey(m, int(k), int(s), d)
+        for m, k, s, d in runs[list(KEY_COLUMNS)].itertuples(index=False, name=None)
+    ]

@@ -12,16 +12,30 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from genesel.errors import ConfigError
-from genesel.io.atomic import atomic_output
 from genesel.evaluate import HEADLINE_METRIC
-from genesel.report.aggregate import ResultTables, aggregate_results, read_benchmarks, read_histories, read_per_sample, write_table
+from genesel.io.atomic import atomic_output
+from genesel.report.aggregate import (
+    ResultTables,
+    aggregate_results,
+    read_benchmarks,
+    read_histories,
+    read_per_sample,
+    write_table,
+)
 from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, Curves, summarize_curves
-from genesel.report.figures import cost_figure, curves_figure, decoder_order, figure_png, runtime_figure, training_figure
+from genesel.report.figures import (
+    cost_figure,
+    curves_figure,
+    decoder_order,
+    figure_png,
+    runtime_figure,
+    training_figure,
+)
 from genesel.report.headline import genes_text, headline, match_landmarks, random_comparison
 from genesel.report.html import ReportSection, render_report
-from genesel.report.uncertainty import LEVEL, RESAMPLES
 from genesel.report.layout import ResultsLayout
 from genesel.report.runtime import rule_times, step_times
+from genesel.report.uncertainty import LEVEL, RESAMPLES
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +75,18 @@ def choose_metric(runs: pd.DataFrame, metric: str | None = None) -> str:
     """Return ``metric`` if the runs have it, else the first of :data:`PREFERRED_METRICS` they have."""
     if metric is not None:
         if metric not in runs:
-            raise ConfigError(f"metric {metric!r} is not in the results; available: {', '.join(_numeric_columns(runs))}")
+            raise ConfigError(
+                f"metric {metric!r} is not in the results; available: {', '.join(_numeric_columns(runs))}"
+            )
         return metric
     for name in PREFERRED_METRICS:
         if name in runs:
             return name
     candidates = [c for c in _numeric_columns(runs) if "mse" in c.lower()]
     if not candidates:
-        raise ConfigError(f"no MSE column in the results; name one with --metric from: {', '.join(_numeric_columns(runs))}")
+        raise ConfigError(
+            f"no MSE column in the results; name one with --metric from: {', '.join(_numeric_columns(runs))}"
+        )
     return candidates[0]
 
 
@@ -117,22 +135,41 @@ def build_report(
     if runs is None:
         tables = aggregate_results(layout.root)
     else:
-        panels = list(runs[["method", "n_genes", "seed"]].drop_duplicates().itertuples(index=False, name=None))
-        tables = ResultTables(runs=runs, histories=read_histories(layout, panels), benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir))
+        panels = list(
+            runs[["method", "n_genes", "seed"]]
+            .drop_duplicates()
+            .itertuples(index=False, name=None)
+        )
+        tables = ResultTables(
+            runs=runs,
+            histories=read_histories(layout, panels),
+            benchmarks=read_benchmarks(layout.benchmarks_dir, layout.logs_dir),
+        )
     metric = choose_metric(tables.runs, metric)
     runs = tables.runs.reset_index(drop=True)
-    per_sample = read_per_sample(layout, runs, metric=metric) if metric == HEADLINE_METRIC else None
+    per_sample = (
+        read_per_sample(layout, runs, metric=metric) if metric == HEADLINE_METRIC else None
+    )
     curves = summarize_curves(runs, metric=metric, per_sample=per_sample)
     decoders = decoder_order(runs["decoder"].unique())
-    if metric == HEADLINE_METRIC:  # the matching rule, the ceiling and the wording assume this error metric
+    if (
+        metric == HEADLINE_METRIC
+    ):  # the matching rule, the ceiling and the wording assume this error metric
         matches = match_landmarks(curves)
         versus_random = random_comparison(curves)
         sentences = [headline(matches, curves, decoder=decoder) for decoder in decoders]
     else:
-        matches, versus_random = match_landmarks(Curves(curves.table.iloc[0:0])), random_comparison(Curves(curves.table.iloc[0:0]))
-        sentences = [f"The report plots {metric}; the landmark match and the comparison with random panels are made on {HEADLINE_METRIC} only."]
+        matches, versus_random = (
+            match_landmarks(Curves(curves.table.iloc[0:0])),
+            random_comparison(Curves(curves.table.iloc[0:0])),
+        )
+        sentences = [
+            f"The report plots {metric}; the landmark match and the comparison with random panels are made on {HEADLINE_METRIC} only."
+        ]
     metric_label = f"{split_name(runs)} {METRIC_LABELS.get(metric, metric)}"
-    figure = curves_figure(curves.table, metric_label=metric_label, noise_floor=tables.noise_floor, decoders=decoders)
+    figure = curves_figure(
+        curves.table, metric_label=metric_label, noise_floor=tables.noise_floor, decoders=decoders
+    )
 
     outputs = ReportOutputs(
         index=out_dir / "index.html",
@@ -151,7 +188,16 @@ def build_report(
     write_table(versus_random, outputs.random_tsv)
     if aggregated:
         write_table(tables.runs, outputs.runs_tsv)
-    sections = _sections(tables, curves, matches, versus_random, curves_png, metric=metric, sentences=sentences, bootstrapped=per_sample is not None)
+    sections = _sections(
+        tables,
+        curves,
+        matches,
+        versus_random,
+        curves_png,
+        metric=metric,
+        sentences=sentences,
+        bootstrapped=per_sample is not None,
+    )
     costs = cost_figure(runs, metric=metric, metric_label=metric_label, decoders=decoders)
     if costs is not None:  # panels chosen with gene costs: the error against what they cost
         sections.insert(
@@ -172,7 +218,9 @@ def build_report(
         sections.insert(-1, transfer_section(transfer))  # before "Files"
         write_table(transfer, out_dir / "transfer.tsv")
     subtitle = f"{layout.root} · {len(tables.runs)} evaluated models · built {datetime.now():%Y-%m-%d %H:%M}"
-    page = render_report(title or f"genesel report: {layout.root.name}", sections, subtitle=subtitle)
+    page = render_report(
+        title or f"genesel report: {layout.root.name}", sections, subtitle=subtitle
+    )
     with atomic_output(outputs.index) as tmp:
         tmp.write_text(page, encoding="utf-8")
     for sentence in sentences:
@@ -194,11 +242,17 @@ def _sections(
 ) -> list[ReportSection]:
     runs = tables.runs
     methods = sorted(runs["method"].unique())
-    sizes = sorted(int(k) for k in runs.loc[runs["method"] != REFERENCE_METHOD, "n_genes"].unique())
+    sizes = sorted(
+        int(k) for k in runs.loc[runs["method"] != REFERENCE_METHOD, "n_genes"].unique()
+    )
     # the random band's seeds (0 .. random_panels - 1) are panels of their own, not repeats of a selector
     selector_seeds = runs.loc[runs["method"] != RANDOM_METHOD, "seed"]
-    seeds = sorted(int(s) for s in (selector_seeds if len(selector_seeds) else runs["seed"]).unique())
-    n_random = runs[runs["method"] == RANDOM_METHOD].groupby(["decoder", "n_genes"])["seed"].nunique()
+    seeds = sorted(
+        int(s) for s in (selector_seeds if len(selector_seeds) else runs["seed"]).unique()
+    )
+    n_random = (
+        runs[runs["method"] == RANDOM_METHOD].groupby(["decoder", "n_genes"])["seed"].nunique()
+    )
     overview = (
         f"{len(methods)} methods ({', '.join(methods)}), panel sizes {', '.join(map(str, sizes))}, "
         f"seeds {', '.join(map(str, seeds))}"
@@ -278,16 +332,24 @@ def _sections(
         ReportSection(
             "Error by panel size",
             tables={
-                f"{metric}: mean over seeds [{100 * LEVEL:.0f}% interval].": _curve_table(curves.table),
-                "Secondary: MSE over all genes (panel genes count as zero error, which flatters large panels), mean over seeds.": _all_gene_table(runs),
-                "Linear decoder: the ridge penalty used (median over seeds; relative to unit gene variance): validated on the validation split, by GCV without validation rows, or fixed by the config; grids and criterion values in each metrics.json.": _ridge_table(runs),
+                f"{metric}: mean over seeds [{100 * LEVEL:.0f}% interval].": _curve_table(
+                    curves.table
+                ),
+                "Secondary: MSE over all genes (panel genes count as zero error, which flatters large panels), mean over seeds.": _all_gene_table(
+                    runs
+                ),
+                "Linear decoder: the ridge penalty used (median over seeds; relative to unit gene variance): validated on the validation split, by GCV without validation rows, or fixed by the config; grids and criterion values in each metrics.json.": _ridge_table(
+                    runs
+                ),
             },
         )
     )
     sections.append(
         ReportSection(
             "Overlap with the L1000 landmarks",
-            paragraphs=["Landmark genes in each panel (mean over seeds); the landmark panel itself is all landmarks."],
+            paragraphs=[
+                "Landmark genes in each panel (mean over seeds); the landmark panel itself is all landmarks."
+            ],
             tables={"Landmarks in the panel, by panel size:": _overlap_table(curves.table)},
         )
     )
@@ -310,10 +372,16 @@ def _sections(
     if runtime is not None:
         tables_shown = {}
         if len(by_rule):
-            tables_shown["Wall time per workflow rule (Snakemake benchmark files) and CPU time (user + system, from each genesel command's own resource-usage line in its log; Snakemake's sampled figure where a log lacks it):"] = by_rule
+            tables_shown[
+                "Wall time per workflow rule (Snakemake benchmark files) and CPU time (user + system, from each genesel command's own resource-usage line in its log; Snakemake's sampled figure where a log lacks it):"
+            ] = by_rule
         if len(by_step):
-            tables_shown["Training speed per method (median over epochs; methods that record steps per second):"] = by_step
-        sections.append(ReportSection("Runtime", figures={"runtime": _png(runtime)}, tables=tables_shown))
+            tables_shown[
+                "Training speed per method (median over epochs; methods that record steps per second):"
+            ] = by_step
+        sections.append(
+            ReportSection("Runtime", figures={"runtime": _png(runtime)}, tables=tables_shown)
+        )
     sections.append(
         ReportSection(
             "Files",
@@ -346,16 +414,29 @@ def _match_table(matches: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _by_size(frame: pd.DataFrame, values: str, *, aggfunc: str = "first", index: list[str] | None = None) -> pd.DataFrame:
+def _by_size(
+    frame: pd.DataFrame, values: str, *, aggfunc: str = "first", index: list[str] | None = None
+) -> pd.DataFrame:
     """``values`` with one row per (decoder,) method and one column ``K=<size>`` per panel size."""
-    table = frame.pivot_table(index=index or ["decoder", "method"], columns="n_genes", values=values, aggfunc=aggfunc)
+    table = frame.pivot_table(
+        index=index or ["decoder", "method"], columns="n_genes", values=values, aggfunc=aggfunc
+    )
     table.columns = [f"K={k}" for k in table.columns]
     return table
 
 
 def _random_table(versus_random: pd.DataFrame) -> pd.DataFrame:
     cells = versus_random.assign(
-        cell=[f"{v}: {d:+.3g} [{lo:+.3g}, {hi:+.3g}]" for v, d, lo, hi in zip(versus_random["verdict"], versus_random["difference"], versus_random["low"], versus_random["high"], strict=True)]
+        cell=[
+            f"{v}: {d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+            for v, d, lo, hi in zip(
+                versus_random["verdict"],
+                versus_random["difference"],
+                versus_random["low"],
+                versus_random["high"],
+                strict=True,
+            )
+        ]
     )
     return _by_size(cells, "cell").fillna("")
 
@@ -368,7 +449,12 @@ def _unconverged(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _curve_table(curves: pd.DataFrame) -> pd.DataFrame:
-    cells = curves.assign(cell=[f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in zip(curves["mean"], curves["low"], curves["high"], strict=True)])
+    cells = curves.assign(
+        cell=[
+            f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
+            for m, lo, hi in zip(curves["mean"], curves["low"], curves["high"], strict=True)
+        ]
+    )
     return _by_size(cells, "cell").fillna("")
 
 
@@ -392,4 +478,8 @@ def _overlap_table(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def _numeric_columns(runs: pd.DataFrame) -> list[str]:
-    return [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and c not in ("n_genes", "seed")]
+    return [
+        c
+        for c in runs.columns
+        if pd.api.types.is_numeric_dtype(runs[c]) and c not in ("n_genes", "seed")
+    ]

@@ -69,10 +69,14 @@ def sizes_around_landmarks(n_landmarks: int, n_vars: int) -> set[int]:
     """Panel sizes at the landmark count and +-25 % of it (below ``n_vars``); none without landmarks."""
     if not n_landmarks:
         return set()
-    return {k for k in (max(1, round(f * n_landmarks)) for f in LANDMARK_SIZE_FACTORS) if k < n_vars}
+    return {
+        k for k in (max(1, round(f * n_landmarks)) for f in LANDMARK_SIZE_FACTORS) if k < n_vars
+    }
 
 
-def summarize_curves(runs: pd.DataFrame, *, metric: str, per_sample: Sequence[pd.Series | None] | None = None) -> Curves:
+def summarize_curves(
+    runs: pd.DataFrame, *, metric: str, per_sample: Sequence[pd.Series | None] | None = None
+) -> Curves:
     """Mean over seeds, bootstrap interval and spread of ``metric`` per method, decoder and size.
 
     Parameters
@@ -94,18 +98,34 @@ def summarize_curves(runs: pd.DataFrame, *, metric: str, per_sample: Sequence[pd
     (``band_*``, random rows only), the mean predictor's error and the mean ``landmark_overlap``.
     """
     if metric not in runs:
-        numeric = [c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and c not in ("n_genes", "seed")]
-        raise ConfigError(f"metric {metric!r} is not in the results; available: {', '.join(numeric)}")
+        numeric = [
+            c
+            for c in runs.columns
+            if pd.api.types.is_numeric_dtype(runs[c]) and c not in ("n_genes", "seed")
+        ]
+        raise ConfigError(
+            f"metric {metric!r} is not in the results; available: {', '.join(numeric)}"
+        )
     runs = runs.reset_index(drop=True)
     values = pd.to_numeric(runs[metric], errors="coerce").to_numpy(np.float64)
     replicates = None
     if per_sample is not None:
-        n_split = pd.to_numeric(runs.get("n_samples", pd.Series(0, index=runs.index)), errors="coerce").fillna(0).astype(int)
+        n_split = (
+            pd.to_numeric(runs.get("n_samples", pd.Series(0, index=runs.index)), errors="coerce")
+            .fillna(0)
+            .astype(int)
+        )
         replicates = run_replicates(values, per_sample, n_split.to_numpy())
-    overlap = pd.to_numeric(runs.get("landmark_overlap", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
-    predictor = pd.to_numeric(runs.get("mse_mean_predictor", pd.Series(math.nan, index=runs.index)), errors="coerce").to_numpy()
+    overlap = pd.to_numeric(
+        runs.get("landmark_overlap", pd.Series(math.nan, index=runs.index)), errors="coerce"
+    ).to_numpy()
+    predictor = pd.to_numeric(
+        runs.get("mse_mean_predictor", pd.Series(math.nan, index=runs.index)), errors="coerce"
+    ).to_numpy()
     rows, stored = [], {}
-    for (method, decoder, n_genes), members in groups_of(runs, ["method", "decoder", "n_genes"]).items():
+    for (method, decoder, n_genes), members in groups_of(
+        runs, ["method", "decoder", "n_genes"]
+    ).items():
         point = values[members]
         row = {
             "method": method,
@@ -116,24 +136,34 @@ def summarize_curves(runs: pd.DataFrame, *, metric: str, per_sample: Sequence[pd
             "std": float(np.nanstd(point, ddof=1)) if len(members) > 1 else 0.0,
             "min": float(np.nanmin(point)),
             "max": float(np.nanmax(point)),
-            "mean_predictor": float(np.nanmean(predictor[members])) if np.isfinite(predictor[members]).any() else math.nan,
-            "landmark_overlap": float(np.nanmean(overlap[members])) if np.isfinite(overlap[members]).any() else math.nan,
+            "mean_predictor": float(np.nanmean(predictor[members]))
+            if np.isfinite(predictor[members]).any()
+            else math.nan,
+            "landmark_overlap": float(np.nanmean(overlap[members]))
+            if np.isfinite(overlap[members]).any()
+            else math.nan,
             "band_low": math.nan,
             "band_median": math.nan,
             "band_high": math.nan,
         }
         if replicates is not None:
             # the same seed resample at every size of a method: a replicate curve keeps its seeds
-            reps = group_replicates(replicates, members, seed=zlib.crc32(f"{method}|{decoder}".encode()))
+            reps = group_replicates(
+                replicates, members, seed=zlib.crc32(f"{method}|{decoder}".encode())
+            )
             stored[(method, decoder, int(n_genes))] = reps
             row["low"], row["high"] = interval(reps)
         else:
             row["low"], row["high"] = row["min"], row["max"]
         if method == RANDOM_METHOD and len(members) >= 3:
-            row["band_low"], row["band_median"], row["band_high"] = (float(q) for q in np.nanquantile(point, BAND_QUANTILES))
+            row["band_low"], row["band_median"], row["band_high"] = (
+                float(q) for q in np.nanquantile(point, BAND_QUANTILES)
+            )
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
-    table = table.sort_values(["method", "decoder", "n_genes"], kind="stable").reset_index(drop=True)
+    table = table.sort_values(["method", "decoder", "n_genes"], kind="stable").reset_index(
+        drop=True
+    )
     return Curves(table, stored)
 
 

@@ -69,16 +69,39 @@ def plot_panel_curve(
     subset = curves[curves["decoder"] == decoder]
     random = subset[subset["method"] == RANDOM_METHOD].sort_values("n_genes")
     if len(random) and random["band_low"].notna().any():
-        ax.fill_between(random["n_genes"], random["band_low"], random["band_high"], color="#bbbbbb", alpha=0.45, linewidth=0, label="random panels (10-90%)")
-        ax.plot(random["n_genes"], random["band_median"], color="#777777", linestyle="--", linewidth=1.2, label="random panels (median)")
-    for method, curve in subset[~subset["method"].isin([REFERENCE_METHOD, RANDOM_METHOD])].groupby("method", sort=True):
+        ax.fill_between(
+            random["n_genes"],
+            random["band_low"],
+            random["band_high"],
+            color="#bbbbbb",
+            alpha=0.45,
+            linewidth=0,
+            label="random panels (10-90%)",
+        )
+        ax.plot(
+            random["n_genes"],
+            random["band_median"],
+            color="#777777",
+            linestyle="--",
+            linewidth=1.2,
+            label="random panels (median)",
+        )
+    for method, curve in subset[~subset["method"].isin([REFERENCE_METHOD, RANDOM_METHOD])].groupby(
+        "method", sort=True
+    ):
         _line(ax, curve.sort_values("n_genes"), method)
     if len(random) and random["band_low"].isna().all():
         _line(ax, random, RANDOM_METHOD)
     reference = subset[subset["method"] == REFERENCE_METHOD]
     if len(reference):
         row = reference.sort_values("n_genes").iloc[-1]
-        ax.axhline(row["mean"], color=method_color(REFERENCE_METHOD), linestyle="--", linewidth=1, zorder=0)
+        ax.axhline(
+            row["mean"],
+            color=method_color(REFERENCE_METHOD),
+            linestyle="--",
+            linewidth=1,
+            zorder=0,
+        )
         ax.errorbar(
             [row["n_genes"]],
             [row["mean"]],
@@ -91,7 +114,14 @@ def plot_panel_curve(
             label=f"L1000 landmarks ({int(row['n_genes'])} genes)",
         )
     if noise_floor is not None and np.isfinite(noise_floor):
-        ax.axhline(noise_floor, color="#999999", linestyle=":", linewidth=1.2, label="noise floor (simulation)", zorder=0)
+        ax.axhline(
+            noise_floor,
+            color="#999999",
+            linestyle=":",
+            linewidth=1.2,
+            label="noise floor (simulation)",
+            zorder=0,
+        )
     ax.set_xlabel("panel size (genes)")
     ax.set_ylabel(metric_label)
     ax.set_title(f"{decoder} decoder")
@@ -103,7 +133,15 @@ def plot_panel_curve(
 def _line(ax: Axes, curve: pd.DataFrame, method: str) -> None:
     yerr = np.vstack([curve["mean"] - curve["low"], curve["high"] - curve["mean"]]).clip(min=0)
     ax.errorbar(
-        curve["n_genes"], curve["mean"], yerr=yerr, label=method, color=method_color(method), marker="o", markersize=4, capsize=3, linewidth=1.5
+        curve["n_genes"],
+        curve["mean"],
+        yerr=yerr,
+        label=method,
+        color=method_color(method),
+        marker="o",
+        markersize=4,
+        capsize=3,
+        linewidth=1.5,
     )
 
 
@@ -115,11 +153,15 @@ def curves_figure(
     decoders: Sequence[str] | None = None,
 ) -> Figure:
     """One panel-size plot per decoder, side by side, with a shared legend."""
-    decoders = list(decoders) if decoders is not None else decoder_order(curves["decoder"].unique())
+    decoders = (
+        list(decoders) if decoders is not None else decoder_order(curves["decoder"].unique())
+    )
     figure = Figure(figsize=(5.8 * max(len(decoders), 1) + 2.2, 4.6), layout="constrained")
     axes = figure.subplots(1, max(len(decoders), 1), squeeze=False)[0]
     for ax, decoder in zip(axes, decoders, strict=False):
-        plot_panel_curve(curves, decoder=decoder, ax=ax, metric_label=metric_label, noise_floor=noise_floor)
+        plot_panel_curve(
+            curves, decoder=decoder, ax=ax, metric_label=metric_label, noise_floor=noise_floor
+        )
     handles, labels = axes[0].get_legend_handles_labels()
     for ax in axes[1:]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -131,24 +173,45 @@ def curves_figure(
     return figure
 
 
-def cost_figure(runs: pd.DataFrame, *, metric: str, metric_label: str, decoders: Sequence[str] | None = None) -> Figure | None:
+def cost_figure(
+    runs: pd.DataFrame, *, metric: str, metric_label: str, decoders: Sequence[str] | None = None
+) -> Figure | None:
     """Error against the panel's total gene cost, one plot per decoder; ``None`` without costs.
 
     Each point is one method at one panel size: the mean total cost and the mean error over
     its seeds; a method's points are joined in order of cost.
     """
-    if "total_cost" not in runs or not np.isfinite(pd.to_numeric(runs["total_cost"], errors="coerce")).any():
+    if (
+        "total_cost" not in runs
+        or not np.isfinite(pd.to_numeric(runs["total_cost"], errors="coerce")).any()
+    ):
         return None
-    costed = runs.assign(total_cost=pd.to_numeric(runs["total_cost"], errors="coerce")).dropna(subset=["total_cost", metric])
-    decoders = list(decoders) if decoders is not None else decoder_order(costed["decoder"].unique())
+    costed = runs.assign(total_cost=pd.to_numeric(runs["total_cost"], errors="coerce")).dropna(
+        subset=["total_cost", metric]
+    )
+    decoders = (
+        list(decoders) if decoders is not None else decoder_order(costed["decoder"].unique())
+    )
     figure = Figure(figsize=(5.8 * max(len(decoders), 1) + 2.2, 4.6), layout="constrained")
     axes = figure.subplots(1, max(len(decoders), 1), squeeze=False)[0]
     for ax, decoder in zip(axes, decoders, strict=False):
         subset = costed[costed["decoder"] == decoder]
-        points = subset.groupby(["method", "n_genes"], sort=True)[["total_cost", metric]].mean().reset_index()
+        points = (
+            subset.groupby(["method", "n_genes"], sort=True)[["total_cost", metric]]
+            .mean()
+            .reset_index()
+        )
         for method, curve in points.groupby("method", sort=True):
             curve = curve.sort_values("total_cost")
-            ax.plot(curve["total_cost"], curve[metric], marker="o", markersize=4, linewidth=1.5, color=method_color(method), label=method)
+            ax.plot(
+                curve["total_cost"],
+                curve[metric],
+                marker="o",
+                markersize=4,
+                linewidth=1.5,
+                color=method_color(method),
+                label=method,
+            )
         ax.set_xlabel("total panel cost")
         ax.set_ylabel(metric_label)
         ax.set_title(f"{decoder} decoder")
@@ -172,9 +235,18 @@ def training_figure(histories: pd.DataFrame) -> Figure | None:
     """
     if histories.empty or "epoch" not in histories:
         return None
-    labels = {"validation_loss": "validation loss", **{name: "unique genes selected (%)" for name in UNIQUE_COLUMNS}}
-    unique = next((c for c in UNIQUE_COLUMNS if c in histories and histories[c].notna().any()), None)
-    present = [c for c in ("validation_loss", unique) if c is not None and c in histories and histories[c].notna().any()]
+    labels = {
+        "validation_loss": "validation loss",
+        **{name: "unique genes selected (%)" for name in UNIQUE_COLUMNS},
+    }
+    unique = next(
+        (c for c in UNIQUE_COLUMNS if c in histories and histories[c].notna().any()), None
+    )
+    present = [
+        c
+        for c in ("validation_loss", unique)
+        if c is not None and c in histories and histories[c].notna().any()
+    ]
     if not present:
         return None
     figure = Figure(figsize=(5.2 * len(present), 3.8), layout="constrained")
@@ -186,9 +258,22 @@ def training_figure(histories: pd.DataFrame) -> Figure | None:
             run = run.dropna(subset=[column])
             if not len(run):
                 continue
-            label = f"{method} (K={int(run['n_genes'].iloc[0])})" if seed == shown[shown["method"] == method]["seed"].min() else None
-            ax.plot(run["epoch"], run[column], color=method_color(method), label=label, linewidth=1.3, alpha=0.85)
-        ax.set_xlabel("epoch (LassoNet: step of its lambda path)" if "lambda" in shown else "epoch")
+            label = (
+                f"{method} (K={int(run['n_genes'].iloc[0])})"
+                if seed == shown[shown["method"] == method]["seed"].min()
+                else None
+            )
+            ax.plot(
+                run["epoch"],
+                run[column],
+                color=method_color(method),
+                label=label,
+                linewidth=1.3,
+                alpha=0.85,
+            )
+        ax.set_xlabel(
+            "epoch (LassoNet: step of its lambda path)" if "lambda" in shown else "epoch"
+        )
         ax.set_ylabel(labels[column])
         if column == "validation_loss":
             ax.set_yscale("log")
@@ -213,7 +298,9 @@ def runtime_figure(rule_times: pd.DataFrame, step_times: pd.DataFrame) -> Figure
         ordered = rule_times.sort_values("total_seconds")
         rows = np.arange(len(ordered))
         ax.barh(rows + 0.2, ordered["total_seconds"], height=0.4, color="#4c72b0", label="wall")
-        ax.barh(rows - 0.2, ordered["cpu_seconds"].fillna(0), height=0.4, color="#dd8452", label="CPU")
+        ax.barh(
+            rows - 0.2, ordered["cpu_seconds"].fillna(0), height=0.4, color="#dd8452", label="CPU"
+        )
         ax.set_yticks(rows, ordered["rule"])
         ax.set_xlabel("seconds, all jobs of the rule")
         ax.set_title("per rule: wall and CPU time")
@@ -222,7 +309,11 @@ def runtime_figure(rule_times: pd.DataFrame, step_times: pd.DataFrame) -> Figure
     if step_times is not None and len(step_times):
         ax = next(axes)
         ordered = step_times.sort_values("ms_per_step")
-        ax.barh(ordered["method"], ordered["ms_per_step"], color=[method_color(m) for m in ordered["method"]])
+        ax.barh(
+            ordered["method"],
+            ordered["ms_per_step"],
+            color=[method_color(m) for m in ordered["method"]],
+        )
         ax.set_xlabel("milliseconds per training step")
         ax.set_title("per training step")
         ax.grid(True, axis="x", alpha=0.3)

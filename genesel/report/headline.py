@@ -43,7 +43,9 @@ MATCH_COLUMNS = (
 )
 
 
-def matching_size(sizes: Sequence[float], errors: Sequence[float], target: float, *, ceiling: float = math.inf) -> tuple[float | None, str]:
+def matching_size(
+    sizes: Sequence[float], errors: Sequence[float], target: float, *, ceiling: float = math.inf
+) -> tuple[float | None, str]:
     """Smallest panel size whose error reaches ``target`` while the curve goes down.
 
     Parameters
@@ -74,7 +76,9 @@ def matching_size(sizes: Sequence[float], errors: Sequence[float], target: float
         previous = errors[i - 1]
         if previous > target:  # crossing downwards between sizes i-1 and i
             k0, k1 = sizes[i - 1], sizes[i]
-            return float(k0 + (previous - target) * (k1 - k0) / (previous - error)), HOW_INTERPOLATED
+            return float(
+                k0 + (previous - target) * (k1 - k0) / (previous - error)
+            ), HOW_INTERPOLATED
     return None, HOW_NOT_REACHED
 
 
@@ -84,20 +88,36 @@ def _landmark(curves: Curves, decoder: str) -> tuple[int, float, np.ndarray | No
     if not len(rows):
         return None
     row = rows.sort_values("n_genes").iloc[-1]
-    return int(row["n_genes"]), float(row["mean"]), curves.replicates.get((REFERENCE_METHOD, decoder, int(row["n_genes"])))
+    return (
+        int(row["n_genes"]),
+        float(row["mean"]),
+        curves.replicates.get((REFERENCE_METHOD, decoder, int(row["n_genes"]))),
+    )
 
 
-def verdict(genes: float | None, low: float, high: float, landmark_genes: int, largest: int, how: str) -> str:
+def verdict(
+    genes: float | None, low: float, high: float, landmark_genes: int, largest: int, how: str
+) -> str:
     """Plain words for a matching size and its interval."""
     if genes is None:
         return f"not reached within {largest} genes"
-    prefix = "at least " if how == HOW_BELOW_SMALLEST else ""  # the match is at or below the smallest size
+    prefix = (
+        "at least " if how == HOW_BELOW_SMALLEST else ""
+    )  # the match is at or below the smallest size
     if high < landmark_genes:
         saving = landmark_genes - genes
-        return f"{prefix}{saving:.0f} fewer genes than the landmarks" if saving > 0 else "fewer genes than the landmarks"
+        return (
+            f"{prefix}{saving:.0f} fewer genes than the landmarks"
+            if saving > 0
+            else "fewer genes than the landmarks"
+        )
     if low > landmark_genes:
         extra = genes - landmark_genes
-        return f"needs {extra:.0f} more genes than the landmarks" if extra > 0 else "needs more genes than the landmarks"
+        return (
+            f"needs {extra:.0f} more genes than the landmarks"
+            if extra > 0
+            else "needs more genes than the landmarks"
+        )
     return "tie with the landmarks (the interval includes their size)"
 
 
@@ -117,18 +137,31 @@ def match_landmarks(curves: Curves) -> pd.DataFrame:
         if reference is None:
             continue
         landmark_genes, landmark_error, landmark_reps = reference
-        lm_low, lm_high = interval(landmark_reps) if landmark_reps is not None else (landmark_error, landmark_error)
+        lm_low, lm_high = (
+            interval(landmark_reps)
+            if landmark_reps is not None
+            else (landmark_error, landmark_error)
+        )
         subset = table[(table["decoder"] == decoder) & (table["method"] != REFERENCE_METHOD)]
         for method, curve in subset.groupby("method", sort=True):
             curve = curve.sort_values("n_genes")
             sizes = curve["n_genes"].to_numpy()
-            ceiling = float(np.nanmin(curve["mean_predictor"])) if curve["mean_predictor"].notna().any() else math.inf
-            genes, how = matching_size(sizes, curve["mean"].to_numpy(), landmark_error, ceiling=ceiling)
+            ceiling = (
+                float(np.nanmin(curve["mean_predictor"]))
+                if curve["mean_predictor"].notna().any()
+                else math.inf
+            )
+            genes, how = matching_size(
+                sizes, curve["mean"].to_numpy(), landmark_error, ceiling=ceiling
+            )
             low = high = math.nan if genes is None else genes
             reps = [curves.replicates.get((method, decoder, int(k))) for k in sizes]
             if landmark_reps is not None and all(r is not None for r in reps):
                 stacked = np.vstack(reps)  # sizes x B
-                found = [matching_size(sizes, stacked[:, b], landmark_reps[b], ceiling=ceiling)[0] for b in range(stacked.shape[1])]
+                found = [
+                    matching_size(sizes, stacked[:, b], landmark_reps[b], ceiling=ceiling)[0]
+                    for b in range(stacked.shape[1])
+                ]
                 low, high = interval(np.array([math.inf if f is None else f for f in found]))
             monotone = bool(np.all(np.diff(curve["mean"].to_numpy()) <= 0))
             rows.append(
@@ -157,7 +190,11 @@ def genes_text(row: pd.Series) -> str:
     if not np.isfinite(genes):
         return "not reached"
     prefix = "at most " if row["how"] == HOW_BELOW_SMALLEST else "about "
-    high = "more than the sizes run" if not np.isfinite(row["genes_high"]) else f"{row['genes_high']:.0f}"
+    high = (
+        "more than the sizes run"
+        if not np.isfinite(row["genes_high"])
+        else f"{row['genes_high']:.0f}"
+    )
     low = "" if not np.isfinite(row["genes_low"]) else f"{row['genes_low']:.0f}"
     return f"{prefix}{genes:.0f} genes (95% interval {low}-{high})"
 
@@ -177,8 +214,16 @@ def headline(matches: pd.DataFrame, curves: Curves, *, decoder: str) -> str:
     if reached.empty:
         table = curves.table
         largest = table[(table["decoder"] == decoder) & (table["method"] != REFERENCE_METHOD)]
-        best = largest.sort_values(["n_genes", "mean"], ascending=[False, True]).iloc[0] if len(largest) else None
-        closest = "" if best is None else f"; the closest is {best['method']} with {best['mean']:.3g} at {int(best['n_genes'])} genes"
+        best = (
+            largest.sort_values(["n_genes", "mean"], ascending=[False, True]).iloc[0]
+            if len(largest)
+            else None
+        )
+        closest = (
+            ""
+            if best is None
+            else f"; the closest is {best['method']} with {best['mean']:.3g} at {int(best['n_genes'])} genes"
+        )
         return f"With the {decoder} decoder, no method reaches {target} within the panel sizes run (up to {int(rows['largest_size'].max())} genes){closest}."
     best = reached.iloc[0]
     tied = [
@@ -214,10 +259,26 @@ def random_comparison(curves: Curves) -> pd.DataFrame:
         for _, row in group[~group["method"].isin([RANDOM_METHOD, REFERENCE_METHOD])].iterrows():
             difference = float(row["mean"]) - random_point
             reps = curves.replicates.get((row["method"], decoder, int(k)))
-            low, high = (difference, difference) if reps is None or random_reps is None else interval(reps - random_reps)
+            low, high = (
+                (difference, difference)
+                if reps is None or random_reps is None
+                else interval(reps - random_reps)
+            )
             word = "better" if high < 0 else "worse" if low > 0 else "no clear difference"
-            rows.append({"decoder": decoder, "method": row["method"], "n_genes": int(k), "difference": difference, "low": low, "high": high, "verdict": word})
-    return pd.DataFrame(rows, columns=["decoder", "method", "n_genes", "difference", "low", "high", "verdict"])
+            rows.append(
+                {
+                    "decoder": decoder,
+                    "method": row["method"],
+                    "n_genes": int(k),
+                    "difference": difference,
+                    "low": low,
+                    "high": high,
+                    "verdict": word,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["decoder", "method", "n_genes", "difference", "low", "high", "verdict"]
+    )
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:

@@ -74,7 +74,11 @@ def render_report(title: str, sections: Sequence[ReportSection], *, subtitle: st
         if section.lead:
             parts.extend(f'<p class="lead">{html.escape(b)}</p>' for b in section.bullets)
         elif section.bullets:
-            parts.append('<ul class="headline">' + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
+            parts.append(
+                '<ul class="headline">'
+                + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets)
+                + "</ul>"
+            )
         parts.extend(f"<p>{html.escape(p)}</p>" for p in section.paragraphs)
         for name, png in section.figures.items():
             parts.append(embed_png(png, alt=name))

@@ -27,7 +27,9 @@ METRICS_PATTERN = re.compile(
 
 
 #: Matches the folder of a panel and names its parts.
-PANEL_PATTERN = re.compile(r"panels/(?P<method>[^/]+)/k(?P<n_genes>\d+)/seed(?P<seed>\d+)(/panel\.tsv)?/?$")
+PANEL_PATTERN = re.compile(
+    r"panels/(?P<method>[^/]+)/k(?P<n_genes>\d+)/seed(?P<seed>\d+)(/panel\.tsv)?/?$"
+)
 
 
 @dataclass(frozen=True)
@@ -88,15 +90,31 @@ class ResultsLayout:
 
     def imputer_dir(self, key: RunKey) -> Path:
         """Folder of one fitted imputation model."""
-        return self.root / "imputers" / key.method / f"k{key.n_genes}" / f"seed{key.seed}" / key.decoder
+        return (
+            self.root
+            / "imputers"
+            / key.method
+            / f"k{key.n_genes}"
+            / f"seed{key.seed}"
+            / key.decoder
+        )
 
     def metrics_path(self, key: RunKey) -> Path:
         """The ``metrics.json`` of one evaluated model."""
-        return self.metrics_dir / key.method / f"k{key.n_genes}" / f"seed{key.seed}" / key.decoder / "metrics.json"
+        return (
+            self.metrics_dir
+            / key.method
+            / f"k{key.n_genes}"
+            / f"seed{key.seed}"
+            / key.decoder
+            / "metrics.json"
+        )
 
     def find_metrics(self) -> list[Path]:
         """Every ``metrics.json`` under the run directory, sorted."""
-        return sorted(p for p in self.metrics_dir.glob("*/k*/seed*/*/metrics.json") if parse_metrics_path(p))
+        return sorted(
+            p for p in self.metrics_dir.glob("*/k*/seed*/*/metrics.json") if parse_metrics_path(p)
+        )
 
 
 def parse_metrics_path(path: str | os.PathLike[str]) -> RunKey | None:

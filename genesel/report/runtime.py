@@ -14,7 +14,15 @@ def rule_times(benchmarks: pd.DataFrame) -> pd.DataFrame:
     benchmarks
         Output of :func:`genesel.report.aggregate.read_benchmarks`.
     """
-    columns = ["rule", "jobs", "total_seconds", "mean_seconds", "max_seconds", "cpu_seconds", "peak_rss_mb"]
+    columns = [
+        "rule",
+        "jobs",
+        "total_seconds",
+        "mean_seconds",
+        "max_seconds",
+        "cpu_seconds",
+        "peak_rss_mb",
+    ]
     if benchmarks.empty:
         return pd.DataFrame(columns=columns)
     summary = (
@@ -41,8 +49,11 @@ def step_times(histories: pd.DataFrame) -> pd.DataFrame:
     if histories.empty or "steps_per_second" not in histories:
         return pd.DataFrame(columns=columns)
     frame = histories.assign(
-        ms_per_step=1000.0 / pd.to_numeric(histories["steps_per_second"], errors="coerce").replace(0, np.nan),
-        seconds_per_epoch=pd.to_numeric(histories.get("seconds", pd.Series(np.nan, index=histories.index)), errors="coerce"),
+        ms_per_step=1000.0
+        / pd.to_numeric(histories["steps_per_second"], errors="coerce").replace(0, np.nan),
+        seconds_per_epoch=pd.to_numeric(
+            histories.get("seconds", pd.Series(np.nan, index=histories.index)), errors="coerce"
+        ),
     )
     frame = frame.dropna(subset=["ms_per_step"])
     if frame.empty:
@@ -50,7 +61,10 @@ def step_times(histories: pd.DataFrame) -> pd.DataFrame:
     summary = (
         frame.groupby("method", sort=True)
         .agg(
-            runs=("n_genes", lambda s: int(frame.loc[s.index, ["n_genes", "seed"]].drop_duplicates().shape[0])),
+            runs=(
+                "n_genes",
+                lambda s: int(frame.loc[s.index, ["n_genes", "seed"]].drop_duplicates().shape[0]),
+            ),
             epochs=("epoch", "size"),
             ms_per_step=("ms_per_step", "median"),
             seconds_per_epoch=("seconds_per_epoch", "median"),

@@ -81,31 +81,77 @@ def transfer_curve(
     for position, panel in enumerate(panels):
         match = PANEL_PATTERN.search(Path(panel).as_posix())
         keys = (
-            {"method": match["method"], "n_genes": int(match["n_genes"]), "seed": int(match["seed"])}
+            {
+                "method": match["method"],
+                "n_genes": int(match["n_genes"]),
+                "seed": int(match["seed"]),
+            }
             if match
             else {"method": f"panel{position}", "n_genes": None, "seed": 0}
         )
         model = fit_imputer(source, panel, decoder="linear", progress=progress)
         on_source = evaluate_model(source, model, split=split, progress=progress).metrics
         try:
-            on_target = evaluate_model(target, model, split=split, standardize=standardize, progress=progress).metrics
-        except InputFileError as error:  # a panel gene the other data set lacks: recorded, not fatal to the curve
+            on_target = evaluate_model(
+                target, model, split=split, standardize=standardize, progress=progress
+            ).metrics
+        except (
+            InputFileError
+        ) as error:  # a panel gene the other data set lacks: recorded, not fatal to the curve
             if "panel genes" not in error.problem:
                 raise
             logger.warning("%s: cannot transfer: %s", panel, error.problem)
-            rows.append(keys | {"n_genes": model.n_panel, "mse_imputed_source": on_source[HEADLINE_METRIC], "standardize": standardize, "missing_panel_genes": error.problem})
+            rows.append(
+                keys
+                | {
+                    "n_genes": model.n_panel,
+                    "mse_imputed_source": on_source[HEADLINE_METRIC],
+                    "standardize": standardize,
+                    "missing_panel_genes": error.problem,
+                }
+            )
             continue
-        rows.append(_row(keys | {"n_genes": model.n_panel}, on_target, standardize, source=on_source[HEADLINE_METRIC]))
-        logger.info("%s k=%d seed %d: %s %.4g on the source, %.4g on the target", keys["method"], model.n_panel, keys["seed"], HEADLINE_METRIC, on_source[HEADLINE_METRIC], on_target[HEADLINE_METRIC])
+        rows.append(
+            _row(
+                keys | {"n_genes": model.n_panel},
+                on_target,
+                standardize,
+                source=on_source[HEADLINE_METRIC],
+            )
+        )
+        logger.info(
+            "%s k=%d seed %d: %s %.4g on the source, %.4g on the target",
+            keys["method"],
+            model.n_panel,
+            keys["seed"],
+            HEADLINE_METRIC,
+            on_source[HEADLINE_METRIC],
+            on_target[HEADLINE_METRIC],
+        )
     landmarks = target.gene_ids[target.landmark_mask]
     if own_landmarks and landmarks.size:
-        model = fit_imputer(target, landmarks.astype(str).tolist(), decoder="linear", progress=progress)
-        evaluation = evaluate_model(target, model, split=split, standardize=standardize, progress=progress)
-        own = _row({"method": OWN_LANDMARKS, "n_genes": model.n_panel, "seed": 0}, evaluation.metrics, standardize, source=np.nan)
+        model = fit_imputer(
+            target, landmarks.astype(str).tolist(), decoder="linear", progress=progress
+        )
+        evaluation = evaluate_model(
+            target, model, split=split, standardize=standardize, progress=progress
+        )
+        own = _row(
+            {"method": OWN_LANDMARKS, "n_genes": model.n_panel, "seed": 0},
+            evaluation.metrics,
+            standardize,
+            source=np.nan,
+        )
         shared = evaluation.per_gene.index.isin(source.gene_ids)
-        if not shared.all():  # score it on the genes the transferred panels are scored on: those both data sets have
+        if (
+            not shared.all()
+        ):  # score it on the genes the transferred panels are scored on: those both data sets have
             imputed = shared & ~evaluation.per_gene["measured"].to_numpy(bool)
-            own |= {"mse_imputed": float(evaluation.per_gene.loc[imputed, "mse"].mean()), "mse_imputed_low": np.nan, "mse_imputed_high": np.nan}
+            own |= {
+                "mse_imputed": float(evaluation.per_gene.loc[imputed, "mse"].mean()),
+                "mse_imputed_low": np.nan,
+                "mse_imputed_high": np.nan,
+            }
             own |= {"n_matched": int(shared.sum()), "n_missing_targets": int((~shared).sum())}
         rows.append(own)
     return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
@@ -135,7 +181,11 @@ def read_transfer(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def transfer_section(table: pd.DataFrame, *, name: str | None = None) -> ReportSection:
     """The report section: the curve on the other data set, against its own landmark panel."""
-    missing = table["missing_panel_genes"].fillna("").astype(str) if "missing_panel_genes" in table else pd.Series("", index=table.index)
+    missing = (
+        table["missing_panel_genes"].fillna("").astype(str)
+        if "missing_panel_genes" in table
+        else pd.Series("", index=table.index)
+    )
     lacking = table[missing != ""]
     table = table[missing == ""]
     designed = table[table["method"] != OWN_LANDMARKS]
@@ -151,16 +201,39 @@ def transfer_section(table: pd.DataFrame, *, name: str | None = None) -> ReportS
     for method, line in curve.groupby("method"):
         line = line.sort_values("n_genes")
         yerr = np.vstack([line["mean"] - line["low"], line["high"] - line["mean"]]).clip(min=0)
-        ax.errorbar(line["n_genes"], line["mean"], yerr=yerr, label=method, color=method_color(method), marker="o", markersize=4, capsize=3)
+        ax.errorbar(
+            line["n_genes"],
+            line["mean"],
+            yerr=yerr,
+            label=method,
+            color=method_color(method),
+            marker="o",
+            markersize=4,
+            capsize=3,
+        )
     if len(own):
         reference = own.iloc[0]
         ax.axhline(reference["mse_imputed"], color="black", linestyle="--", linewidth=1)
-        ax.plot([reference["n_genes"]], [reference["mse_imputed"]], marker="*", markersize=12, color="black", linestyle="none", label=f"its own landmarks (k={int(reference['n_genes'])})")
+        ax.plot(
+            [reference["n_genes"]],
+            [reference["mse_imputed"]],
+            marker="*",
+            markersize=12,
+            color="black",
+            linestyle="none",
+            label=f"its own landmarks (k={int(reference['n_genes'])})",
+        )
     ax.set_xlabel("panel size (genes)")
     ax.set_ylabel("imputed-gene test MSE on the other data set")
     if len(curve) or len(own):
         ax.legend(frameon=False, fontsize="small")
-    first = table.iloc[0] if len(table) else pd.Series({"matched_by": "-", "n_matched": 0, "n_missing_targets": 0, "standardize": "model"})
+    first = (
+        table.iloc[0]
+        if len(table)
+        else pd.Series(
+            {"matched_by": "-", "n_matched": 0, "n_missing_targets": 0, "standardize": "model"}
+        )
+    )
     where = f" ({name})" if name else ""
     paragraphs = [
         (
@@ -176,7 +249,14 @@ def transfer_section(table: pd.DataFrame, *, name: str | None = None) -> ReportS
             "The star and dashed line: the other data set's own landmark panel with a decoder fitted on its own train split, "
             "what a lab measuring the landmarks would get without this run's data."
         )
-    table_shown = curve.rename(columns={"mean": "on the other data", "source": "on this run's data", "low": "low", "high": "high"})
+    table_shown = curve.rename(
+        columns={
+            "mean": "on the other data",
+            "source": "on this run's data",
+            "low": "low",
+            "high": "high",
+        }
+    )
     if len(own):
         table_shown = pd.concat(
             [table_shown, pd.DataFrame([{"method": OWN_LANDMARKS, "n_genes": int(own.iloc[0]["n_genes"]), "on the other data": own.iloc[0]["mse_imputed"],
@@ -185,5 +265,12 @@ def transfer_section(table: pd.DataFrame, *, name: str | None = None) -> ReportS
         )  # fmt: skip
     tables = {"Imputed-gene test MSE, mean over seeds [95% interval]:": table_shown}
     if len(lacking):
-        tables["Panels that could not be transferred (the other data set lacks panel genes):"] = lacking[["method", "n_genes", "seed", "missing_panel_genes"]]
-    return ReportSection("Transfer to another data set", paragraphs=paragraphs, figures={"transfer": figure_png(figure)}, tables=tables)
+        tables["Panels that could not be transferred (the other data set lacks panel genes):"] = (
+            lacking[["method", "n_genes", "seed", "missing_panel_genes"]]
+        )
+    return ReportSection(
+        "Transfer to another data set",
+        paragraphs=paragraphs,
+        figures={"transfer": figure_png(figure)},
+        tables=tables,
+    )

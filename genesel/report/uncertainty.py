@@ -62,14 +62,24 @@ def run_replicates(
     shared = shared.sort_values()  # the same resamples whatever order the runs come in
     missing = len(per_sample) - len(present)
     if missing:
-        logger.warning("%d of %d runs have no per-sample errors: their intervals show no sampling noise", missing, len(per_sample))
+        logger.warning(
+            "%d of %d runs have no per-sample errors: their intervals show no sampling noise",
+            missing,
+            len(per_sample),
+        )
     if len(shared) < 2:
         return replicates
     smallest = min(len(per_sample[i]) for i in present)
     if len(shared) < smallest:
-        logger.warning("only %d test samples are shared by every run (the smallest run has %d): intervals use those", len(shared), smallest)
+        logger.warning(
+            "only %d test samples are shared by every run (the smallest run has %d): intervals use those",
+            len(shared),
+            smallest,
+        )
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(shared), np.full(len(shared), 1.0 / len(shared)), size=resamples).T  # samples x B
+    counts = rng.multinomial(
+        len(shared), np.full(len(shared), 1.0 / len(shared)), size=resamples
+    ).T  # samples x B
     for i in present:
         values = per_sample[i].reindex(shared).to_numpy(np.float64)
         means = values @ counts / len(shared)
@@ -78,13 +88,17 @@ def run_replicates(
     return replicates
 
 
-def group_replicates(replicates: np.ndarray, members: Sequence[int], *, seed: int = 0) -> np.ndarray:
+def group_replicates(
+    replicates: np.ndarray, members: Sequence[int], *, seed: int = 0
+) -> np.ndarray:
     """Replicates of the mean over ``members`` (runs), resampling the members too when several."""
     members = np.asarray(members, dtype=np.int64)
     if members.size == 1:
         return replicates[members[0]]
     rng = np.random.default_rng(seed)
-    picks = members[rng.integers(0, members.size, size=(replicates.shape[1], members.size))]  # B x s
+    picks = members[
+        rng.integers(0, members.size, size=(replicates.shape[1], members.size))
+    ]  # B x s
     return replicates[picks, np.arange(replicates.shape[1])[:, None]].mean(axis=1)
 
 
@@ -92,12 +106,19 @@ def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Percentile interval of bootstrap ``values`` (``inf`` entries count as larger than all)."""
     tail = 100 * (1 - level) / 2
     values = np.asarray(values, dtype=np.float64)
-    method = "linear" if np.isfinite(values).all() else "inverted_cdf"  # no interpolation towards inf
+    method = (
+        "linear" if np.isfinite(values).all() else "inverted_cdf"
+    )  # no interpolation towards inf
     low, high = np.percentile(values, [tail, 100 - tail], method=method)
     return float(low), float(high)
 
 
 def groups_of(runs: pd.DataFrame, columns: Sequence[str]) -> Mapping[Hashable, list[int]]:
     """Row positions of ``runs`` grouped by ``columns``."""
-    positions = pd.Series(np.arange(len(runs)), index=pd.MultiIndex.from_frame(runs[list(columns)]))
-    return {key: group.tolist() for key, group in positions.groupby(level=list(range(len(columns))), sort=True)}
+    positions = pd.Series(
+        np.arange(len(runs)), index=pd.MultiIndex.from_frame(runs[list(columns)])
+    )
+    return {
+        key: group.tolist()
+        for key, group in positions.groupby(level=list(range(len(columns))), sort=True)
+    }

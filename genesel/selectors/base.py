@@ -19,7 +19,14 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.constraints import DEFAULT_COST, CostSpec, GeneConstraints, GeneSpec, resolve_constraints, resolve_costs
+from genesel.selectors.constraints import (
+    DEFAULT_COST,
+    CostSpec,
+    GeneConstraints,
+    GeneSpec,
+    resolve_constraints,
+    resolve_costs,
+)
 from genesel.selectors.methods import METHOD_MODULES, available_methods
 from genesel.store import Store
 from genesel.training import TrainerConfig, resolve_device
@@ -37,8 +44,18 @@ PANEL_STATUSES = ("included", "selected")
 RESULT_FILES = ("history.tsv", "model.pt", "config.json", "panel.tsv")
 #: Run facts written as ``# key=value`` lines above the header of ``panel.tsv`` (when known).
 PANEL_METADATA_KEYS = (
-    "method", "n_genes", "n_included", "seed", "converged", "mean_max_probability", "unique_percent", "stopped", "steps",
-    "total_cost", "budget", "gene_cost_sha256",
+    "method",
+    "n_genes",
+    "n_included",
+    "seed",
+    "converged",
+    "mean_max_probability",
+    "unique_percent",
+    "stopped",
+    "steps",
+    "total_cost",
+    "budget",
+    "gene_cost_sha256",
 )
 
 
@@ -55,12 +72,22 @@ def warn_unconverged(method: str, extra: dict[str, Any], *, fix: str) -> None:
         )
         if part
     )
-    logger.warning("%s: training ended unconverged (%s); the panel may be close to random. Fix: %s", method, facts, fix)
+    logger.warning(
+        "%s: training ended unconverged (%s); the panel may be close to random. Fix: %s",
+        method,
+        facts,
+        fix,
+    )
 
 
 def panel_metadata(result: PanelResult) -> dict[str, Any]:
     """The ``# key=value`` facts of ``result`` written above the ``panel.tsv`` header."""
-    known = {"method": result.method, "n_genes": result.n_genes, "seed": result.seed, **result.extra}
+    known = {
+        "method": result.method,
+        "n_genes": result.n_genes,
+        "seed": result.seed,
+        **result.extra,
+    }
     if result.included is not None and result.included.any():
         known["n_included"] = int(result.included.sum())
     return {key: known[key] for key in PANEL_METADATA_KEYS if key in known}
@@ -134,13 +161,21 @@ class PanelResult:
 
     def __post_init__(self) -> None:
         self.gene_indices = np.asarray(self.gene_indices, dtype=np.int64)
-        self.included = np.zeros(self.gene_indices.size, dtype=bool) if self.included is None else np.asarray(self.included, dtype=bool)
+        self.included = (
+            np.zeros(self.gene_indices.size, dtype=bool)
+            if self.included is None
+            else np.asarray(self.included, dtype=bool)
+        )
         if self.included.shape != self.gene_indices.shape:
-            raise ValueError(f"{self.method}: 'included' has {self.included.size} flags for {self.gene_indices.size} panel genes")
+            raise ValueError(
+                f"{self.method}: 'included' has {self.included.size} flags for {self.gene_indices.size} panel genes"
+            )
         if len(np.unique(self.gene_indices)) != len(self.gene_indices):
             raise ValueError(f"{self.method}: panel has duplicate genes")
         if len(self.gene_indices) != self.n_genes:
-            raise ValueError(f"{self.method}: panel has {len(self.gene_indices)} genes, expected {self.n_genes}")
+            raise ValueError(
+                f"{self.method}: panel has {len(self.gene_indices)} genes, expected {self.n_genes}"
+            )
 
     @property
     def gene_ids(self) -> pd.Index:
@@ -150,15 +185,21 @@ class PanelResult:
     def table(self) -> pd.DataFrame:
         """The panel as written to ``panel.tsv``."""
         chosen = self.var.iloc[self.gene_indices]
-        symbol = chosen["symbol"] if "symbol" in chosen else pd.Series(chosen.index, index=chosen.index)
-        landmark = chosen["landmark"] if "landmark" in chosen else pd.Series(False, index=chosen.index)
+        symbol = (
+            chosen["symbol"] if "symbol" in chosen else pd.Series(chosen.index, index=chosen.index)
+        )
+        landmark = (
+            chosen["landmark"] if "landmark" in chosen else pd.Series(False, index=chosen.index)
+        )
         return pd.DataFrame(
             {
                 "rank": np.arange(1, self.n_genes + 1),
                 "gene_id": chosen.index.astype(str),
                 "symbol": symbol.astype(str).to_numpy(),
                 "landmark": landmark.astype(bool).to_numpy(),
-                "score": np.full(self.n_genes, np.nan) if self.scores is None else np.asarray(self.scores, float),
+                "score": np.full(self.n_genes, np.nan)
+                if self.scores is None
+                else np.asarray(self.scores, float),
                 "status": np.where(self.included, PANEL_STATUSES[0], PANEL_STATUSES[1]),
                 **({} if self.costs is None else {"cost": np.asarray(self.costs, dtype=float)}),
             }
@@ -183,7 +224,13 @@ class PanelResult:
                     torch.save({k: v.detach().cpu() for k, v in self.state_dict.items()}, tmp)
             write_json(
                 out_dir / "config.json",
-                {"method": self.method, "n_genes": self.n_genes, "seed": self.seed, "config": self.config, "extra": self.extra},
+                {
+                    "method": self.method,
+                    "n_genes": self.n_genes,
+                    "seed": self.seed,
+                    "config": self.config,
+                    "extra": self.extra,
+                },
             )
             with atomic_output(out_dir / "panel.tsv") as tmp:
                 with open(tmp, "w", newline="") as handle:
@@ -207,10 +254,19 @@ def read_panel(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputFileError(path, f"cannot parse panel table ({error})") from None
     missing = [c for c in ("rank", "gene_id") if c not in table.columns]
     if missing:
-        raise InputFileError(path, f"panel table lacks columns {missing}", "expected the panel.tsv written by genesel select")
+        raise InputFileError(
+            path,
+            f"panel table lacks columns {missing}",
+            "expected the panel.tsv written by genesel select",
+        )
     if table["gene_id"].duplicated().any():
-        raise InputFileError(path, f"duplicate genes in panel: {table.loc[table['gene_id'].duplicated(), 'gene_id'].tolist()[:5]}")
-    if "status" not in table.columns:  # written before include/exclude existed: every gene was selected
+        raise InputFileError(
+            path,
+            f"duplicate genes in panel: {table.loc[table['gene_id'].duplicated(), 'gene_id'].tolist()[:5]}",
+        )
+    if (
+        "status" not in table.columns
+    ):  # written before include/exclude existed: every gene was selected
         table["status"] = PANEL_STATUSES[1]
     return table.sort_values("rank").reset_index(drop=True)
 
@@ -273,7 +329,9 @@ class PanelSelector(ABC):
         its own way (see docs/methods.md, "Include and exclude").
         """
         if constraints.include.size > self.n_genes:
-            raise ConfigError(f"{self.method}: {constraints.include.size} included genes exceed n_genes={self.n_genes}")
+            raise ConfigError(
+                f"{self.method}: {constraints.include.size} included genes exceed n_genes={self.n_genes}"
+            )
         if constraints.costs is not None and not self.supports_costs:
             raise ConfigError(
                 f"{self.method} is not supported with --budget/--gene-cost (budget/gene_cost); use greedy, lassonet or logitnormal"
@@ -304,13 +362,19 @@ class PanelSelector(ABC):
                 f"{self.method}: n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)"
             )
 
-    def training_configs(self, trainer: TrainerConfig | None, loader: LoaderConfig | None) -> tuple[TrainerConfig, LoaderConfig]:
+    def training_configs(
+        self, trainer: TrainerConfig | None, loader: LoaderConfig | None
+    ) -> tuple[TrainerConfig, LoaderConfig]:
         """The given configurations, or the defaults (seeded with this selector's seed)."""
         return trainer or TrainerConfig(seed=self.seed), loader or LoaderConfig()
 
     def hyperparameters(self) -> dict[str, Any]:
         """The keyword arguments this selector was built with."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "n_genes", "seed")]
+        names = [
+            p
+            for p in inspect.signature(type(self).__init__).parameters
+            if p not in ("self", "n_genes", "seed")
+        ]
         return {name: getattr(self, name) for name in names if hasattr(self, name)}
 
     def fingerprint(self) -> dict[str, Any]:
@@ -321,7 +385,9 @@ class PanelSelector(ABC):
         """
         values = {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
         constraints = self.constraints.fingerprint()
-        if constraints:  # resuming with other include/exclude lists, costs or budget is another run
+        if (
+            constraints
+        ):  # resuming with other include/exclude lists, costs or budget is another run
             values["constraints"] = constraints
         return values
 
@@ -336,9 +402,14 @@ def training_loaders(
     """
     store.require_split("train")
     device = resolve_device(trainer.device)
-    train = MinibatchLoader(store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device)
+    train = MinibatchLoader(
+        store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device
+    )
     if not store.split_indices("validation").size:
-        logger.warning("%s: the store has no validation rows; keeping the weights of the best training loss", method)
+        logger.warning(
+            "%s: the store has no validation rows; keeping the weights of the best training loss",
+            method,
+        )
         return train, None
     return train, MinibatchLoader(store, "validation", config=loader, shuffle=False, device=device)
 
@@ -352,16 +423,24 @@ def register_selector(cls: type[PanelSelector]) -> type[PanelSelector]:
 def get_selector_class(method: str) -> type[PanelSelector]:
     """Return the selector class registered as ``method``."""
     if method not in METHOD_MODULES:
-        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(available_methods())}")
+        raise ConfigError(
+            f"unknown method {method!r}; choose one of {', '.join(available_methods())}"
+        )
     importlib.import_module(f"genesel.selectors.{METHOD_MODULES[method]}")
     return _REGISTRY[method]
 
 
-def make_selector(method: str, *, n_genes: int, seed: int = 0, params: dict[str, Any] | None = None) -> PanelSelector:
+def make_selector(
+    method: str, *, n_genes: int, seed: int = 0, params: dict[str, Any] | None = None
+) -> PanelSelector:
     """Instantiate a selector, rejecting hyperparameters it does not have."""
     cls = get_selector_class(method)
     params = dict(params or {})
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "n_genes", "seed")]
+    allowed = [
+        p
+        for p in inspect.signature(cls.__init__).parameters
+        if p not in ("self", "n_genes", "seed")
+    ]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"method {method!r} has no parameter(s) {unknown}; it accepts {allowed}")
@@ -439,12 +518,22 @@ def select_panel(
         if not isinstance(n_genes, int | np.integer) or n_genes < 1:
             raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
         if n_genes >= store.n_vars:
-            raise ConfigError(f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})")
+            raise ConfigError(
+                f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})"
+            )
     if budget is not None and refine:
-        raise ConfigError("refine is not supported with a budget (a swap may break it); drop refine or the budget")
+        raise ConfigError(
+            "refine is not supported with a budget (a swap may break it); drop refine or the budget"
+        )
     store.require_split("train")
-    costs = None if gene_cost is None and budget is None else resolve_costs(store.var, gene_cost, default_cost=default_cost)
-    constraints = resolve_constraints(store.var, n_genes, include=include, exclude=exclude, costs=costs, budget=budget)
+    costs = (
+        None
+        if gene_cost is None and budget is None
+        else resolve_costs(store.var, gene_cost, default_cost=default_cost)
+    )
+    constraints = resolve_constraints(
+        store.var, n_genes, include=include, exclude=exclude, costs=costs, budget=budget
+    )
     n_genes = int(constraints.n_genes)
     selector = make_selector(method, n_genes=n_genes, seed=seed, params=params)
     selector.constrain(constraints)
@@ -455,14 +544,26 @@ def select_panel(
     if trainer.seed != seed:
         trainer = TrainerConfig(**{**trainer.__dict__, "seed": seed})
     if selector.n_free == 0:
-        logger.info("%s: all %d panel genes are included; nothing to select", method, selector.n_genes)
+        logger.info(
+            "%s: all %d panel genes are included; nothing to select", method, selector.n_genes
+        )
         result = PanelResult(
-            method=method, n_genes=selector.n_genes, seed=seed, gene_indices=constraints.include, var=store.var,
+            method=method,
+            n_genes=selector.n_genes,
+            seed=seed,
+            gene_indices=constraints.include,
+            var=store.var,
             extra={"ranking": "the included genes, in the order given"},
         )
     else:
-        result = selector.select(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
-    result.config = {"params": selector.hyperparameters(), "trainer": trainer.__dict__ if selector.trainable else None, **result.config}
+        result = selector.select(
+            store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume
+        )
+    result.config = {
+        "params": selector.hyperparameters(),
+        "trainer": trainer.__dict__ if selector.trainable else None,
+        **result.config,
+    }
     result.config.update(constraints.record(store.var))
     if refine:
         from genesel.selectors.greedy import refine_result
@@ -470,8 +571,17 @@ def select_panel(
         options = dict(refine) if isinstance(refine, dict) else {}
         unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})
         if unknown:
-            raise ConfigError(f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib")
-        result = refine_result(store, result, work_dir=work_dir, progress=trainer.progress, constraints=constraints, **options)
+            raise ConfigError(
+                f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib"
+            )
+        result = refine_result(
+            store,
+            result,
+            work_dir=work_dir,
+            progress=trainer.progress,
+            constraints=constraints,
+            **options,
+        )
         result.config["refine"] = options or True
     result.included = check_constraints(result, constraints)
     if constraints.costs is not None:
@@ -482,7 +592,13 @@ def select_panel(
         if constraints.budgeted:
             result.extra["budget"] = constraints.budget
             if not constraints.exact_size:
-                logger.info("%s: %d genes fit the budget %g (total cost %g)", method, result.n_genes, constraints.budget, result.extra["total_cost"])
+                logger.info(
+                    "%s: %d genes fit the budget %g (total cost %g)",
+                    method,
+                    result.n_genes,
+                    constraints.budget,
+                    result.extra["total_cost"],
+                )
     if work_dir is not None:
         result.write(work_dir)
     return result

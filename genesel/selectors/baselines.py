@@ -53,7 +53,9 @@ def _completed(selector: PanelSelector, scores: np.ndarray) -> tuple[np.ndarray,
     return genes, panel_scores
 
 
-def _result(selector: PanelSelector, store: Store, genes: np.ndarray, scores: np.ndarray, **extra: object) -> PanelResult:
+def _result(
+    selector: PanelSelector, store: Store, genes: np.ndarray, scores: np.ndarray, **extra: object
+) -> PanelResult:
     return PanelResult(
         method=selector.method,
         n_genes=int(np.asarray(genes).size),
@@ -88,14 +90,20 @@ class LandmarkSelector(PanelSelector):
         """Return the landmark genes."""
         landmarks = np.flatnonzero(store.landmark_mask)
         if landmarks.size == 0:
-            raise ConfigError("landmarks: the data has no landmark genes (var['landmark'] is all False); choose another method")
+            raise ConfigError(
+                "landmarks: the data has no landmark genes (var['landmark'] is all False); choose another method"
+            )
         fixed = self.constraints
         landmarks = landmarks[fixed.candidate_mask(store.n_vars)[landmarks]]
-        if fixed.include.size + landmarks.size != self.n_genes and (fixed.exact_size or not fixed.budgeted):
+        if fixed.include.size + landmarks.size != self.n_genes and (
+            fixed.exact_size or not fixed.budgeted
+        ):
             what = f"{landmarks.size} landmark genes (var['landmark'])"
             if not fixed.empty:
                 what = f"{fixed.include.size} included genes and {landmarks.size} other landmark genes that are not excluded"
-            raise ConfigError(f"landmarks: the data has {what} but n_genes={self.n_genes}; use --n-genes {fixed.include.size + landmarks.size}")
+            raise ConfigError(
+                f"landmarks: the data has {what} but n_genes={self.n_genes}; use --n-genes {fixed.include.size + landmarks.size}"
+            )
         spread = store.std.astype(float)
         order = np.lexsort((landmarks, -spread[landmarks]))
         genes = np.concatenate([fixed.include, landmarks[order]])
@@ -156,11 +164,20 @@ class HighlyVariableSelector(PanelSelector):
     method: ClassVar[str] = "hvg"
 
     def __init__(
-        self, *, n_genes: int, seed: int = 0, flavor: str = "seurat", log_base: float | None = 2.0, n_bins: int = 20, max_rows: int = 10_000
+        self,
+        *,
+        n_genes: int,
+        seed: int = 0,
+        flavor: str = "seurat",
+        log_base: float | None = 2.0,
+        n_bins: int = 20,
+        max_rows: int = 10_000,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
         if flavor not in HVG_FLAVORS:
-            raise ConfigError(f"hvg: flavor must be one of {HVG_FLAVORS} (log data), got {flavor!r}")
+            raise ConfigError(
+                f"hvg: flavor must be one of {HVG_FLAVORS} (log data), got {flavor!r}"
+            )
         if log_base is not None and not float(log_base) > 1:
             raise ConfigError(f"hvg: log_base must be > 1 or null, got {log_base}")
         if int(max_rows) < 2:
@@ -174,7 +191,9 @@ class HighlyVariableSelector(PanelSelector):
         """The train rows used: all of them, or a seeded sorted subsample of ``max_rows``."""
         rows = store.require_split("train")
         if rows.size > self.max_rows:
-            rows = np.sort(np.random.default_rng(self.seed).choice(rows, size=self.max_rows, replace=False))
+            rows = np.sort(
+                np.random.default_rng(self.seed).choice(rows, size=self.max_rows, replace=False)
+            )
         return rows
 
     def select(
@@ -200,7 +219,9 @@ class HighlyVariableSelector(PanelSelector):
         adata = anndata.AnnData(values, var=pd.DataFrame(index=store.gene_ids.astype(str)))
         if self.log_base is not None:
             adata.uns["log1p"] = {"base": self.log_base}
-        table = sc.pp.highly_variable_genes(adata, flavor=self.flavor, n_bins=self.n_bins, n_top_genes=self.n_genes, inplace=False)
+        table = sc.pp.highly_variable_genes(
+            adata, flavor=self.flavor, n_bins=self.n_bins, n_top_genes=self.n_genes, inplace=False
+        )
         dispersion = np.asarray(table["dispersions_norm"], dtype=float)
         genes, scores = _completed(self, dispersion)
         return _result(
@@ -274,10 +295,20 @@ class QRSelector(PanelSelector):
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
         if isinstance(n_components, str) and n_components.lower() not in NOISE_THRESHOLDS:
-            raise ConfigError(f"qr: n_components must be 'gd', 'mp', a positive integer or null, got {n_components!r}")
-        if n_components is not None and not isinstance(n_components, str) and int(n_components) < 1:
+            raise ConfigError(
+                f"qr: n_components must be 'gd', 'mp', a positive integer or null, got {n_components!r}"
+            )
+        if (
+            n_components is not None
+            and not isinstance(n_components, str)
+            and int(n_components) < 1
+        ):
             raise ConfigError(f"qr: n_components must be positive, got {n_components}")
-        self.n_components = n_components.lower() if isinstance(n_components, str) else (None if n_components is None else int(n_components))
+        self.n_components = (
+            n_components.lower()
+            if isinstance(n_components, str)
+            else (None if n_components is None else int(n_components))
+        )
         self.weighted = bool(weighted)
         self.ridge = None if ridge is None else float(ridge)
         self.moments = None if moments is None else str(moments)
@@ -302,10 +333,16 @@ class QRSelector(PanelSelector):
         if max_rank < 1:
             raise ConfigError(f"qr: needs at least 2 train rows, got {rows.size}")
         block = (loader or LoaderConfig()).block_rows
-        wanted = self.n_genes if self.n_components is None or self.n_components in NOISE_THRESHOLDS else self.n_components
+        wanted = (
+            self.n_genes
+            if self.n_components is None or self.n_components in NOISE_THRESHOLDS
+            else self.n_components
+        )
         if self.n_components in NOISE_THRESHOLDS:
             # the whole spectrum to place the edge, except on the randomized path (only K directions can count)
-            randomized = not gram_fits(rows.size, store.n_vars) and store.n_vars > self.exact_max_genes
+            randomized = (
+                not gram_fits(rows.size, store.n_vars) and store.n_vars > self.exact_max_genes
+            )
             wanted = self.n_genes if randomized else max_rank
         wanted = min(wanted, max_rank)
         values, directions, how = leading_directions(
@@ -320,10 +357,14 @@ class QRSelector(PanelSelector):
         )
         info: dict[str, object] = {"pca": how}
         if self.n_components in NOISE_THRESHOLDS:
-            rank, noise, edge = marchenko_pastur_rank(values, n_obs=rows.size - 1, n_vars=store.n_vars)
+            rank, noise, edge = marchenko_pastur_rank(
+                values, n_obs=rows.size - 1, n_vars=store.n_vars
+            )
             info.update(noise_variance=noise, mp_edge=edge, n_above_mp_edge=rank)
             if self.n_components == "gd":
-                rank, threshold = gavish_donoho_rank(values, n_obs=rows.size - 1, n_vars=store.n_vars)
+                rank, threshold = gavish_donoho_rank(
+                    values, n_obs=rows.size - 1, n_vars=store.n_vars
+                )
                 info.update(gd_threshold=threshold, n_above_gd_threshold=rank)
             info["n_above_edge"] = rank
             rank = max(1, min(rank, self.n_genes))
@@ -333,9 +374,15 @@ class QRSelector(PanelSelector):
         if self.weighted:
             basis = basis * np.sqrt(np.clip(values[:rank], 0.0, None))[:, None]
         fixed = self.constraints
-        if fixed.budgeted:  # the pivots in Q-DEIM order, skipping those that do not fit, up to rank genes
-            pivots, pivot_scores = constrained_pivots(basis, fixed, basis.shape[0] + fixed.include.size)
-            genes = fixed.complete_within_budget(pivots[fixed.include.size :], self.n_genes, stop_at=rank)
+        if (
+            fixed.budgeted
+        ):  # the pivots in Q-DEIM order, skipping those that do not fit, up to rank genes
+            pivots, pivot_scores = constrained_pivots(
+                basis, fixed, basis.shape[0] + fixed.include.size
+            )
+            genes = fixed.complete_within_budget(
+                pivots[fixed.include.size :], self.n_genes, stop_at=rank
+            )
             scores = pd.Series(pivot_scores, index=pivots).reindex(genes).to_numpy(float)
         else:
             genes, scores = constrained_pivots(basis, fixed, rank)
@@ -344,7 +391,13 @@ class QRSelector(PanelSelector):
             from genesel.selectors.greedy import DEFAULT_GREEDY_RIDGE, greedy_path, store_moments
 
             progress = trainer.progress if trainer is not None else True
-            with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
+            with store_moments(
+                store,
+                self.moments,
+                work_dir=work_dir,
+                max_memory_gib=self.max_memory_gib,
+                progress=progress,
+            ) as moments:
                 ridge = DEFAULT_GREEDY_RIDGE if self.ridge is None else self.ridge
                 path = greedy_path(
                     moments,
@@ -358,12 +411,20 @@ class QRSelector(PanelSelector):
             completed = path.genes.size - genes.size
             scores = np.concatenate([scores, -path.errors[genes.size :]])
             genes = path.genes
-            info.update(completed=int(completed), completion="greedy (genesel.selectors.greedy defaults)", ridge=ridge)
-        ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (", then greedy completion" if info.get("completed") else "")
+            info.update(
+                completed=int(completed),
+                completion="greedy (genesel.selectors.greedy defaults)",
+                ridge=ridge,
+            )
+        ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (
+            ", then greedy completion" if info.get("completed") else ""
+        )
         return _result(self, store, genes, scores, ranking=ranking, **info)
 
 
-def constrained_pivots(basis: np.ndarray, constraints: GeneConstraints, rank: int) -> tuple[np.ndarray, np.ndarray]:
+def constrained_pivots(
+    basis: np.ndarray, constraints: GeneConstraints, rank: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Q-DEIM pivots of ``basis`` (directions x genes) after the included genes, never an excluded one.
 
     The included genes come first; the directions they already pin down are projected out
@@ -426,7 +487,9 @@ def gavish_donoho_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tuple[
     return int((values > threshold).sum()), threshold
 
 
-def marchenko_pastur_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tuple[int, float, float]:
+def marchenko_pastur_rank(
+    values: np.ndarray, *, n_obs: int, n_vars: int
+) -> tuple[int, float, float]:
     """Eigenvalues above the Marchenko-Pastur edge of a standardised covariance.
 
     ``values`` are the eigenvalues (descending; at least the nonzero ``min(n, D)`` ones when
@@ -441,7 +504,9 @@ def marchenko_pastur_rank(values: np.ndarray, *, n_obs: int, n_vars: int) -> tup
     beta = m / max(n_obs, n_vars)
     bulk = values[:m]
     scale = max(1.0, n_vars / max(n_obs, 1))
-    noise = float(np.median(bulk)) / (scale * marchenko_pastur_median(beta)) if bulk.size == m else 1.0
+    noise = (
+        float(np.median(bulk)) / (scale * marchenko_pastur_median(beta)) if bulk.size == m else 1.0
+    )
     noise = min(max(noise, 1e-12), 1.0)
     edge = noise * (1.0 + np.sqrt(n_vars / max(n_obs, 1))) ** 2
     return int((values > edge).sum()), noise, float(edge)
@@ -477,7 +542,9 @@ def leading_directions(
     if gram_fits(rows.size, store.n_vars):
         values_x = np.empty((rows.size, store.n_vars), dtype=np.float64)
         for start in range(0, rows.size, block_rows):
-            values_x[start : start + block_rows] = store.read_rows(rows[start : start + block_rows])
+            values_x[start : start + block_rows] = store.read_rows(
+                rows[start : start + block_rows]
+            )
         gram = values_x @ values_x.T / rows.size
         eigenvalues, left = np.linalg.eigh(0.5 * (gram + gram.T))
         order = np.argsort(eigenvalues)[::-1][:rank]
@@ -487,14 +554,25 @@ def leading_directions(
         directions /= np.where(norms > 0, norms, 1.0)
         return eigenvalues, directions, "train Gram matrix"
     if store.n_vars <= exact_max_genes:
-        return (*leading_directions_exact(store, rows, rank, block_rows=block_rows), "exact covariance")
+        return (
+            *leading_directions_exact(store, rows, rank, block_rows=block_rows),
+            "exact covariance",
+        )
     eigenvalues, directions = leading_directions_randomized(
-        store, rows, rank, block_rows=block_rows, seed=seed, power_iterations=power_iterations, oversampling=oversampling
+        store,
+        rows,
+        rank,
+        block_rows=block_rows,
+        seed=seed,
+        power_iterations=power_iterations,
+        oversampling=oversampling,
     )
     return eigenvalues, directions, "randomized subspace iteration"
 
 
-def covariance_times(store: Store, rows: np.ndarray, matrix: np.ndarray, *, block_rows: int = 4096) -> np.ndarray:
+def covariance_times(
+    store: Store, rows: np.ndarray, matrix: np.ndarray, *, block_rows: int = 4096
+) -> np.ndarray:
     """``C @ matrix`` for the covariance ``C = X^T X / n`` of the standardised ``rows``, one pass."""
     out = np.zeros((store.n_vars, matrix.shape[1]), dtype=np.float64)
     for start in range(0, rows.size, block_rows):
@@ -503,19 +581,30 @@ def covariance_times(store: Store, rows: np.ndarray, matrix: np.ndarray, *, bloc
     return out / rows.size
 
 
-def leading_directions_exact(store: Store, rows: np.ndarray, rank: int, *, block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def leading_directions_exact(
+    store: Store, rows: np.ndarray, rank: int, *, block_rows: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Top ``rank`` eigenvalues and eigenvectors (genes x rank) of the standardised covariance, accumulated in blocks."""
     covariance = np.zeros((store.n_vars, store.n_vars), dtype=np.float64)
     for start in range(0, rows.size, block_rows):
         values = store.read_rows(rows[start : start + block_rows]).astype(np.float64)
         covariance += values.T @ values
     covariance /= rows.size
-    values, vectors = scipy.linalg.eigh(covariance, subset_by_index=[store.n_vars - rank, store.n_vars - 1])
+    values, vectors = scipy.linalg.eigh(
+        covariance, subset_by_index=[store.n_vars - rank, store.n_vars - 1]
+    )
     return np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
 
 
 def leading_directions_randomized(
-    store: Store, rows: np.ndarray, rank: int, *, block_rows: int = 4096, seed: int = 0, power_iterations: int = 6, oversampling: int = 20
+    store: Store,
+    rows: np.ndarray,
+    rank: int,
+    *,
+    block_rows: int = 4096,
+    seed: int = 0,
+    power_iterations: int = 6,
+    oversampling: int = 20,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top ``rank`` eigenvalues and eigenvectors by randomized subspace iteration (Halko et al. 2011), out-of-core."""
     width = min(rank + oversampling, store.n_vars)

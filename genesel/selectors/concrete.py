@@ -23,7 +23,13 @@ import torch
 
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders, warn_unconverged
+from genesel.selectors.base import (
+    PanelResult,
+    PanelSelector,
+    register_selector,
+    training_loaders,
+    warn_unconverged,
+)
 from genesel.selectors.concrete_layer import (
     ANNEAL_MODES,
     CONVERGED_MEAN_MAX_PROBABILITY,
@@ -48,7 +54,10 @@ TRAINER_DEFAULTS = {"stop_when_converged": True, "min_steps": 1000, "converge_ex
 
 def with_method_defaults(trainer: TrainerConfig) -> TrainerConfig:
     """``trainer`` with CAE's defaults for the options it leaves ``None`` (see :data:`TRAINER_DEFAULTS`)."""
-    return replace(trainer, **{key: value for key, value in TRAINER_DEFAULTS.items() if getattr(trainer, key) is None})
+    return replace(
+        trainer,
+        **{key: value for key, value in TRAINER_DEFAULTS.items() if getattr(trainer, key) is None},
+    )
 
 
 @register_selector
@@ -127,11 +136,17 @@ class ConcreteSelector(PanelSelector):
             raise ConfigError(f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}")
         self.gumbel_noise = str(gumbel_noise)
         if self.gumbel_noise not in GUMBEL_NOISE_MODES:
-            raise ConfigError(f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}")
+            raise ConfigError(
+                f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}"
+            )
         if not (self.start_temperature > 0 and self.end_temperature > 0):
-            raise ConfigError(f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}")
+            raise ConfigError(
+                f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}"
+            )
         if selector_lr is not None and not float(selector_lr) > 0:
-            raise ConfigError(f"selector_lr must be positive (or null for the trainer's learning rate), got {selector_lr}")
+            raise ConfigError(
+                f"selector_lr must be positive (or null for the trainer's learning rate), got {selector_lr}"
+            )
         self.selector_lr = None if selector_lr is None else float(selector_lr)
         self.block_duplicates = bool(block_duplicates)
         self.model_: ConcreteAutoencoder | None = None
@@ -181,12 +196,20 @@ class ConcreteSelector(PanelSelector):
         trainer, loader = self.training_configs(trainer, loader)
         trainer = with_method_defaults(trainer)
         self.check_panel_size(store)
-        train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
+        train, validation = training_loaders(
+            store, trainer=trainer, loader=loader, method=self.method
+        )
         model = self.build_model(store.n_vars, seed=trainer.seed)
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
         if resume and (checkpoint is None or not checkpoint.exists()):
-            logger.info("%s: no checkpoint to resume from%s; starting afresh", self.method, "" if checkpoint is None else f" at {checkpoint}")
-        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(model, train, validation, resume=resume)
+            logger.info(
+                "%s: no checkpoint to resume from%s; starting afresh",
+                self.method,
+                "" if checkpoint is None else f" at {checkpoint}",
+            )
+        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(
+            model, train, validation, resume=resume
+        )
         self.model_ = model.eval()
         logits = model.logits().detach().cpu().numpy()
         argmax_genes = logits.argmax(axis=1)
@@ -205,8 +228,15 @@ class ConcreteSelector(PanelSelector):
             )
         history = fit.history
         unique_percent = 100.0 * len(np.unique(argmax_genes)) / self.n_free
-        converged = bool(float(max_probability.mean()) >= CONVERGED_MEAN_MAX_PROBABILITY and unique_percent == 100.0)
-        final_temperature = float(history["temperature"].iloc[-1]) if "temperature" in history and len(history) else model.temperature
+        converged = bool(
+            float(max_probability.mean()) >= CONVERGED_MEAN_MAX_PROBABILITY
+            and unique_percent == 100.0
+        )
+        final_temperature = (
+            float(history["temperature"].iloc[-1])
+            if "temperature" in history and len(history)
+            else model.temperature
+        )
         extra = {
             "duplicates_resolved": int(n_resolved),
             "resolved_nodes": resolved_nodes.tolist(),
@@ -227,10 +257,14 @@ class ConcreteSelector(PanelSelector):
             "resumed_from_epoch": fit.resumed_from_epoch,
         }
         if not converged:
-            warn_unconverged(self.method, extra, fix=(
-                "train longer (--epochs, or --min-steps / --param selector_lr=... for more or faster steps; "
-                "--converge-extension to go on at the final temperature)"
-            ))
+            warn_unconverged(
+                self.method,
+                extra,
+                fix=(
+                    "train longer (--epochs, or --min-steps / --param selector_lr=... for more or faster steps; "
+                    "--converge-extension to go on at the final temperature)"
+                ),
+            )
         return PanelResult(
             method=self.method,
             n_genes=self.n_genes,
@@ -245,7 +279,9 @@ class ConcreteSelector(PanelSelector):
         )
 
     @torch.no_grad()
-    def reconstruction_mse(self, store: Store, split: str, *, resolve_duplicates: bool = True, batch_size: int = 1024) -> float:
+    def reconstruction_mse(
+        self, store: Store, split: str, *, resolve_duplicates: bool = True, batch_size: int = 1024
+    ) -> float:
         """MSE of the trained decoder reconstructing all genes of ``split`` from the panel.
 
         Selection is hard (one-hot): node ``k`` reads its panel gene. With
@@ -258,7 +294,9 @@ class ConcreteSelector(PanelSelector):
         device = next(model.parameters()).device
         genes = self.node_genes_ if resolve_duplicates else model.input_genes().cpu().numpy()
         genes_t = torch.as_tensor(genes, device=device)
-        loader = MinibatchLoader(store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device=device)
+        loader = MinibatchLoader(
+            store, split, config=LoaderConfig(batch_size=batch_size), shuffle=False, device=device
+        )
         total, count = 0.0, 0
         for batch in loader:
             batch = batch.to(device).float()
@@ -328,7 +366,9 @@ class IndirectConcreteSelector(ConcreteSelector):
         if w_form not in W_FORMS:
             raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")
         if embedding_dim is not None and int(embedding_dim) < 1:
-            raise ConfigError(f"embedding_dim must be positive (or null for the number of genes), got {embedding_dim}")
+            raise ConfigError(
+                f"embedding_dim must be positive (or null for the number of genes), got {embedding_dim}"
+            )
         if float(gjsd_weight) < 0:
             raise ConfigError(f"gjsd_weight must be >= 0, got {gjsd_weight}")
         self.embedding_dim = None if embedding_dim is None else int(embedding_dim)
@@ -336,5 +376,8 @@ class IndirectConcreteSelector(ConcreteSelector):
         self.gjsd_weight = float(gjsd_weight)
 
     def _model_options(self) -> dict[str, Any]:
-        return {"embedding_dim": self.embedding_dim, "w_form": self.w_form, "gjsd_weight": self.gjsd_weight}
-
+        return {
+            "embedding_dim": self.embedding_dim,
+            "w_form": self.w_form,
+            "gjsd_weight": self.gjsd_weight,
+        }

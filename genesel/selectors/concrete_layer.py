@@ -152,7 +152,9 @@ class IndirectLogits(nn.Module):
     start with logits of the same spread; ``b`` is always ``U(+-1/sqrt(P))``.
     """
 
-    def __init__(self, n_nodes: int, n_genes: int, *, embedding_dim: int | None = None, w_form: str = "full") -> None:
+    def __init__(
+        self, n_nodes: int, n_genes: int, *, embedding_dim: int | None = None, w_form: str = "full"
+    ) -> None:
         super().__init__()
         if w_form not in W_FORMS:
             raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")
@@ -160,7 +162,9 @@ class IndirectLogits(nn.Module):
         if dim < 1:
             raise ConfigError(f"embedding_dim must be positive, got {embedding_dim}")
         if w_form != "full" and dim != n_genes:
-            raise ConfigError(f"w_form={w_form!r} needs embedding_dim equal to the number of genes ({n_genes}), got {dim}")
+            raise ConfigError(
+                f"w_form={w_form!r} needs embedding_dim equal to the number of genes ({n_genes}), got {dim}"
+            )
         self.w_form = w_form
         self.embedding_dim = dim
         self.embedding = nn.Parameter(torch.randn(n_nodes, dim))
@@ -248,13 +252,19 @@ class ConcreteAutoencoder(nn.Module):
     ) -> None:
         super().__init__()
         if gumbel_noise not in GUMBEL_NOISE_MODES:
-            raise ConfigError(f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}")
+            raise ConfigError(
+                f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}"
+            )
         if not 1 <= n_nodes < n_genes:
-            raise ConfigError(f"the panel size must be between 1 and {n_genes - 1} (the number of genes - 1), got {n_nodes}")
+            raise ConfigError(
+                f"the panel size must be between 1 and {n_genes - 1} (the number of genes - 1), got {n_nodes}"
+            )
         if anneal not in ANNEAL_MODES:
             raise ConfigError(f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}")
         if not (start_temperature > 0 and end_temperature > 0):
-            raise ConfigError(f"temperatures must be positive, got {start_temperature} -> {end_temperature}")
+            raise ConfigError(
+                f"temperatures must be positive, got {start_temperature} -> {end_temperature}"
+            )
         if gjsd_weight < 0:
             raise ConfigError(f"gjsd_weight must be >= 0, got {gjsd_weight}")
         if selector_lr is not None and not selector_lr > 0:
@@ -262,7 +272,9 @@ class ConcreteAutoencoder(nn.Module):
         self.selector_lr = None if selector_lr is None else float(selector_lr)
         self.n_genes, self.n_nodes = int(n_genes), int(n_nodes)
         if indirect:
-            self.selector = IndirectLogits(n_nodes, n_genes, embedding_dim=embedding_dim, w_form=w_form)
+            self.selector = IndirectLogits(
+                n_nodes, n_genes, embedding_dim=embedding_dim, w_form=w_form
+            )
         else:
             self.selector = DirectLogits(n_nodes, n_genes)
         fixed = torch.as_tensor(np.asarray(fixed_genes, dtype=np.int64))
@@ -270,12 +282,20 @@ class ConcreteAutoencoder(nn.Module):
         masked[fixed] = True
         masked[torch.as_tensor(np.asarray(excluded_genes, dtype=np.int64))] = True
         if int((~masked).sum()) < n_nodes:
-            raise ConfigError(f"{n_nodes} concrete nodes but only {int((~masked).sum())} genes neither included nor excluded")
+            raise ConfigError(
+                f"{n_nodes} concrete nodes but only {int((~masked).sum())} genes neither included nor excluded"
+            )
         # not persistent: they are the selector's constraints, not learned state (checkpoints keep their layout)
         self.register_buffer("fixed_genes", fixed, persistent=False)
         self.register_buffer("masked_genes", masked, persistent=False)
         self._any_masked = bool(masked.any())
-        self.decoder = build_decoder(n_nodes + fixed.numel(), n_genes, hidden=tuple(decoder_hidden), activation=activation, dropout=dropout)
+        self.decoder = build_decoder(
+            n_nodes + fixed.numel(),
+            n_genes,
+            hidden=tuple(decoder_hidden),
+            activation=activation,
+            dropout=dropout,
+        )
         self.start_temperature = float(start_temperature)
         self.end_temperature = float(end_temperature)
         self.anneal = anneal
@@ -286,7 +306,10 @@ class ConcreteAutoencoder(nn.Module):
         self.block_duplicates = bool(block_duplicates)
         # (node, gene) pairs taken out of a node's choice after it converged onto a gene another
         # node holds; only allocated when used (K x D booleans: 10 MB at the gene scale)
-        self.register_buffer("blocked", torch.zeros((n_nodes, n_genes) if block_duplicates else (0, 0), dtype=torch.bool))
+        self.register_buffer(
+            "blocked",
+            torch.zeros((n_nodes, n_genes) if block_duplicates else (0, 0), dtype=torch.bool),
+        )
 
     # -- selection ------------------------------------------------------------
     def logits(self) -> torch.Tensor:
@@ -313,7 +336,9 @@ class ConcreteAutoencoder(nn.Module):
         """``selected`` (``B x K``) preceded by the fixed genes' values."""
         if self.fixed_genes.numel() == 0:
             return selected
-        return torch.cat([batch.index_select(1, self.fixed_genes).to(selected.dtype), selected], dim=1)
+        return torch.cat(
+            [batch.index_select(1, self.fixed_genes).to(selected.dtype), selected], dim=1
+        )
 
     def select(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return the ``B x (fixed + K)`` decoder inputs (and the logits when training)."""
@@ -338,7 +363,11 @@ class ConcreteAutoencoder(nn.Module):
                 f"({4 * n_elements / 2**30:.1f} GiB, limit {4 * MAX_PER_SAMPLE_ELEMENTS / 2**30:.0f} GiB); "
                 "use gumbel_noise='step' or a smaller batch"
             )
-        gumbel = -torch.empty((batch.shape[0], *logits.shape), device=logits.device).exponential_().log()
+        gumbel = (
+            -torch.empty((batch.shape[0], *logits.shape), device=logits.device)
+            .exponential_()
+            .log()
+        )
         weights = torch.softmax((logits.unsqueeze(0) + gumbel) / self.temperature, dim=2)
         with torch.autocast(self._device_type(), enabled=False):
             return torch.bmm(weights, batch.float().unsqueeze(2)).squeeze(2)
@@ -374,13 +403,20 @@ class ConcreteAutoencoder(nn.Module):
         """Adam with the decoder at ``lr`` and the selector at ``selector_lr`` (``None``: the trainer's default)."""
         if self.selector_lr is None:
             return None
-        groups = [{"params": list(self.decoder.parameters()), "lr": lr}, {"params": list(self.selector.parameters()), "lr": self.selector_lr}]
+        groups = [
+            {"params": list(self.decoder.parameters()), "lr": lr},
+            {"params": list(self.selector.parameters()), "lr": self.selector_lr},
+        ]
         return adam(groups, lr)
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         """Per-epoch annealing: ``T(e) = T0 (TB/T0)^(e/(E-1))``, reaching TB in the last epoch."""
         if self.anneal == "epoch":
-            self.temperature = annealed_temperature(epoch / max(n_epochs - 1, 1), start=self.start_temperature, end=self.end_temperature)
+            self.temperature = annealed_temperature(
+                epoch / max(n_epochs - 1, 1),
+                start=self.start_temperature,
+                end=self.end_temperature,
+            )
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         """Per-step annealing: ``T(s) = T0 (TB/T0)^(s/(S-1))`` over the ``S`` planned steps.
@@ -388,7 +424,11 @@ class ConcreteAutoencoder(nn.Module):
         Steps beyond the plan (a convergence extension) stay at ``TB``.
         """
         if self.anneal == "step":
-            self.temperature = annealed_temperature(step / max(total_steps - 1, 1), start=self.start_temperature, end=self.end_temperature)
+            self.temperature = annealed_temperature(
+                step / max(total_steps - 1, 1),
+                start=self.start_temperature,
+                end=self.end_temperature,
+            )
 
     @torch.no_grad()
     def epoch_metrics(self) -> dict[str, float]:
@@ -414,7 +454,10 @@ class ConcreteAutoencoder(nn.Module):
         :func:`resolve_duplicate_selections` (most confident first); every later node on a
         taken gene gets that gene blocked (logit ``-inf``) and so reads its next-best gene.
         """
-        if not self.block_duplicates or metrics.get("mean_max_probability", 0.0) < CONVERGED_MEAN_MAX_PROBABILITY:
+        if (
+            not self.block_duplicates
+            or metrics.get("mean_max_probability", 0.0) < CONVERGED_MEAN_MAX_PROBABILITY
+        ):
             return
         if metrics.get("unique_percent", 100.0) >= 100.0:
             return
@@ -436,7 +479,10 @@ class ConcreteAutoencoder(nn.Module):
         gene, from stopping while duplicates remain (measured on the demo data: stopping on
         the probability alone left 5-12% duplicate nodes and worse panels).
         """
-        return metrics.get("mean_max_probability", 0.0) >= CONVERGED_MEAN_MAX_PROBABILITY and metrics.get("unique_percent", 0.0) >= 100.0
+        return (
+            metrics.get("mean_max_probability", 0.0) >= CONVERGED_MEAN_MAX_PROBABILITY
+            and metrics.get("unique_percent", 0.0) >= 100.0
+        )
 
     def _device_type(self) -> str:
         return next(self.parameters()).device.type

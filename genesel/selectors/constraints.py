@@ -137,7 +137,11 @@ class GeneConstraints:
 
     def panel_cost(self, genes: Sequence[int] | np.ndarray) -> float | None:
         """Total cost of ``genes`` (``None`` without costs)."""
-        return None if self.cost is None else float(self.cost[np.asarray(genes, dtype=np.int64)].sum())
+        return (
+            None
+            if self.cost is None
+            else float(self.cost[np.asarray(genes, dtype=np.int64)].sum())
+        )
 
     def fitting(self, panel: Sequence[int] | np.ndarray, n_genes: int) -> np.ndarray:
         """Boolean mask of the candidates that may join ``panel`` (store column indices).
@@ -206,10 +210,14 @@ class GeneConstraints:
             return self.complete_within_budget(ranking[allowed], n_genes)
         chosen = ranking[allowed][: n_genes - self.include.size]
         if self.include.size + chosen.size != n_genes:
-            raise ConfigError(f"only {chosen.size} candidate genes to complete {self.include.size} included genes to {n_genes}")
+            raise ConfigError(
+                f"only {chosen.size} candidate genes to complete {self.include.size} included genes to {n_genes}"
+            )
         return np.concatenate([self.include, chosen])
 
-    def complete_within_budget(self, ranking: np.ndarray, n_genes: int, *, stop_at: int | None = None) -> np.ndarray:
+    def complete_within_budget(
+        self, ranking: np.ndarray, n_genes: int, *, stop_at: int | None = None
+    ) -> np.ndarray:
         """The included genes, then the genes of ``ranking`` (best first) taken while they fit.
 
         Genes that do not fit the budget are skipped; the panel ends at ``n_genes`` genes (or
@@ -235,7 +243,9 @@ class GeneConstraints:
             recorded.update(include=ids[self.include].tolist(), exclude=ids[self.exclude].tolist())
         if self.costs is not None:
             recorded.update(
-                gene_cost=self.costs.source, gene_cost_sha256=self.costs.sha256, default_cost=self.costs.default_cost
+                gene_cost=self.costs.source,
+                gene_cost_sha256=self.costs.sha256,
+                default_cost=self.costs.default_cost,
             )
         if self.budgeted:
             recorded["budget"] = self.budget
@@ -286,16 +296,24 @@ def _read_gene_file(path: Path, what: str) -> list[str]:
         raise InputFileError(path, f"cannot read the {what} list ({error})") from None
     lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
-        raise InputFileError(path, f"the {what} list holds no gene", "one gene id or symbol per line")
+        raise InputFileError(
+            path, f"the {what} list holds no gene", "one gene id or symbol per line"
+        )
     header = [cell.strip().lower() for cell in lines[0].split("\t")]
     column = next((name for name in GENE_LIST_COLUMNS if name in header), None)
     if column is not None:
         position = header.index(column)
-        return [cells[position].strip() for cells in (line.split("\t") for line in lines[1:]) if len(cells) > position]
+        return [
+            cells[position].strip()
+            for cells in (line.split("\t") for line in lines[1:])
+            if len(cells) > position
+        ]
     return [line.split("\t")[0].split(",")[0].strip() for line in lines]
 
 
-def resolve_genes(names: Sequence[str], var: pd.DataFrame, *, what: str, prefer_landmarks: bool = True) -> np.ndarray:
+def resolve_genes(
+    names: Sequence[str], var: pd.DataFrame, *, what: str, prefer_landmarks: bool = True
+) -> np.ndarray:
     """Store column indices of ``names`` (ids first, then symbols, case-insensitive).
 
     The word ``landmarks`` stands for every gene flagged ``var["landmark"]``. A symbol that
@@ -310,9 +328,17 @@ def resolve_genes(names: Sequence[str], var: pd.DataFrame, *, what: str, prefer_
     """
     ids = pd.Index(var.index.astype(str))
     position = pd.Series(np.arange(ids.size), index=ids)
-    symbols = var["symbol"].astype(str).str.upper() if "symbol" in var.columns else pd.Series(ids.str.upper(), index=var.index)
+    symbols = (
+        var["symbol"].astype(str).str.upper()
+        if "symbol" in var.columns
+        else pd.Series(ids.str.upper(), index=var.index)
+    )
     by_symbol = pd.Series(np.arange(ids.size)).groupby(symbols.to_numpy()).apply(list).to_dict()
-    landmark = var["landmark"].to_numpy(bool) if "landmark" in var.columns else np.zeros(ids.size, dtype=bool)
+    landmark = (
+        var["landmark"].to_numpy(bool)
+        if "landmark" in var.columns
+        else np.zeros(ids.size, dtype=bool)
+    )
     found: list[int] = []
     unknown: list[str] = []
     ambiguous: list[str] = []
@@ -320,7 +346,9 @@ def resolve_genes(names: Sequence[str], var: pd.DataFrame, *, what: str, prefer_
         if name.lower() == LANDMARKS_WORD and name not in position.index:
             flagged = np.flatnonzero(landmark)
             if flagged.size == 0:
-                raise ConfigError(f"{what}: the data has no landmark genes (var['landmark'] is all False), so 'landmarks' names none")
+                raise ConfigError(
+                    f"{what}: the data has no landmark genes (var['landmark'] is all False), so 'landmarks' names none"
+                )
             found.extend(flagged.tolist())
         elif name in position.index:
             found.append(int(position[name]))
@@ -341,11 +369,15 @@ def resolve_genes(names: Sequence[str], var: pd.DataFrame, *, what: str, prefer_
             "check the names against the store's var (gene_id, symbol)"
         )
     if ambiguous:
-        raise ConfigError(f"{what}: symbol(s) naming several genes of the data: {_named(ambiguous)}; give their gene ids instead")
+        raise ConfigError(
+            f"{what}: symbol(s) naming several genes of the data: {_named(ambiguous)}; give their gene ids instead"
+        )
     return np.asarray(list(dict.fromkeys(found)), dtype=np.int64)
 
 
-def resolve_costs(var: pd.DataFrame, gene_cost: CostSpec = None, *, default_cost: float = DEFAULT_COST) -> GeneCosts:
+def resolve_costs(
+    var: pd.DataFrame, gene_cost: CostSpec = None, *, default_cost: float = DEFAULT_COST
+) -> GeneCosts:
     """One cost per gene of ``var`` from ``gene_cost`` (genes it does not name cost ``default_cost``).
 
     ``gene_cost`` is a TSV file with a header naming a gene column (``gene``, ``gene_id`` or
@@ -369,11 +401,17 @@ def resolve_costs(var: pd.DataFrame, gene_cost: CostSpec = None, *, default_cost
         values = np.full(len(var), default_cost)
         return GeneCosts(values, "none", None, default_cost)
     if isinstance(gene_cost, pd.Series | Mapping):
-        table = pd.Series(gene_cost, dtype=object) if isinstance(gene_cost, Mapping) else gene_cost.astype(object)
+        table = (
+            pd.Series(gene_cost, dtype=object)
+            if isinstance(gene_cost, Mapping)
+            else gene_cost.astype(object)
+        )
         names = [str(name).strip() for name in table.index]
         raw = table.tolist()
         source = "series" if isinstance(gene_cost, pd.Series) else "dict"
-        text = "\n".join(sorted(f"{name}\t{value}" for name, value in zip(names, raw, strict=True)))
+        text = "\n".join(
+            sorted(f"{name}\t{value}" for name, value in zip(names, raw, strict=True))
+        )
         digest = hashlib.sha256(text.encode()).hexdigest()
         fail = lambda problem: ConfigError(f"gene_cost ({source}): {problem}")
         rows = names
@@ -381,27 +419,55 @@ def resolve_costs(var: pd.DataFrame, gene_cost: CostSpec = None, *, default_cost
         path = Path(gene_cost)
         try:
             data = path.read_bytes()
-            frame = pd.read_csv(path, sep="\t", dtype=str, comment="#", skip_blank_lines=True, keep_default_na=False)
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-            raise InputFileError(path, f"cannot read the gene cost table ({error})", "a TSV with columns gene and cost") from None
+            frame = pd.read_csv(
+                path,
+                sep="\t",
+                dtype=str,
+                comment="#",
+                skip_blank_lines=True,
+                keep_default_na=False,
+            )
+        except (
+            OSError,
+            UnicodeDecodeError,
+            pd.errors.ParserError,
+            pd.errors.EmptyDataError,
+        ) as error:
+            raise InputFileError(
+                path,
+                f"cannot read the gene cost table ({error})",
+                "a TSV with columns gene and cost",
+            ) from None
         columns = {str(c).strip().lower(): c for c in frame.columns}
         gene_column = next((columns[c] for c in COST_GENE_COLUMNS if c in columns), None)
         if gene_column is None or COST_COLUMN not in columns:
             raise InputFileError(
-                path, f"the gene cost table has columns {list(frame.columns)}", "a TSV with a header naming columns gene and cost"
+                path,
+                f"the gene cost table has columns {list(frame.columns)}",
+                "a TSV with a header naming columns gene and cost",
             )
         names = frame[gene_column].astype(str).str.strip().tolist()
         raw = frame[columns[COST_COLUMN]].tolist()
         source, digest = str(path), hashlib.sha256(data).hexdigest()
-        fail = lambda problem: InputFileError(path, problem, "costs must be positive finite numbers, one per gene")
+        fail = lambda problem: InputFileError(
+            path, problem, "costs must be positive finite numbers, one per gene"
+        )
         rows = [f"row {i + 2} ({name})" for i, name in enumerate(names)]  # row 1 is the header
     parsed = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(float)
-    bad = [f"{row}: {value!r}" for row, value, number in zip(rows, raw, parsed, strict=True) if not (math.isfinite(number) and number > 0)]
+    bad = [
+        f"{row}: {value!r}"
+        for row, value, number in zip(rows, raw, parsed, strict=True)
+        if not (math.isfinite(number) and number > 0)
+    ]
     if bad:
         raise fail(f"{len(bad)} cost(s) not a positive finite number: {_named(bad)}")
     ids = pd.Index(var.index.astype(str))
     position = {name: i for i, name in enumerate(ids)}
-    symbols = var["symbol"].astype(str).str.upper().to_numpy() if "symbol" in var.columns else ids.str.upper().to_numpy()
+    symbols = (
+        var["symbol"].astype(str).str.upper().to_numpy()
+        if "symbol" in var.columns
+        else ids.str.upper().to_numpy()
+    )
     by_symbol = pd.Series(np.arange(ids.size)).groupby(symbols).apply(list).to_dict()
     values = np.full(len(var), np.nan)
     unknown: list[str] = []
@@ -415,17 +481,30 @@ def resolve_costs(var: pd.DataFrame, gene_cost: CostSpec = None, *, default_cost
                 conflicts.append(name)
             values[match] = cost
     if conflicts:
-        raise fail(f"{len(conflicts)} gene(s) given different costs: {_named(list(dict.fromkeys(conflicts)))}")
+        raise fail(
+            f"{len(conflicts)} gene(s) given different costs: {_named(list(dict.fromkeys(conflicts)))}"
+        )
     if unknown:
-        logger.info("gene costs: %d gene(s) of the table are not in the data and are ignored: %s", len(unknown), _named(unknown))
+        logger.info(
+            "gene costs: %d gene(s) of the table are not in the data and are ignored: %s",
+            len(unknown),
+            _named(unknown),
+        )
     n_default = int(np.isnan(values).sum())
     if n_default:
-        logger.info("gene costs: %d of %d genes not in the table cost the default %g", n_default, values.size, default_cost)
+        logger.info(
+            "gene costs: %d of %d genes not in the table cost the default %g",
+            n_default,
+            values.size,
+            default_cost,
+        )
     values[np.isnan(values)] = default_cost
     return GeneCosts(values, source, digest, default_cost)
 
 
-def max_panel_size(costs: np.ndarray, budget: float, *, include: np.ndarray, exclude: np.ndarray) -> int:
+def max_panel_size(
+    costs: np.ndarray, budget: float, *, include: np.ndarray, exclude: np.ndarray
+) -> int:
     """The most genes a panel holding ``include`` can have within ``budget`` (cheapest genes first).
 
     Raises
@@ -473,7 +552,9 @@ def resolve_constraints(
         message names the genes or numbers at fault.
     """
     included = resolve_genes(parse_gene_list(include, what="include"), var, what="include")
-    excluded = resolve_genes(parse_gene_list(exclude, what="exclude"), var, what="exclude", prefer_landmarks=False)
+    excluded = resolve_genes(
+        parse_gene_list(exclude, what="exclude"), var, what="exclude", prefer_landmarks=False
+    )
     if n_genes is None and budget is None:
         raise ConfigError("give n_genes, a budget, or both")
     if budget is not None:
@@ -484,7 +565,9 @@ def resolve_constraints(
         if n_genes is None:
             n_genes, exact_size = min(largest, len(var) - 1), False
             if n_genes < 1:
-                raise ConfigError(f"no gene fits the budget {budget:g}: the cheapest gene costs {costs.values.min():g}")
+                raise ConfigError(
+                    f"no gene fits the budget {budget:g}: the cheapest gene costs {costs.values.min():g}"
+                )
         if exact_size and largest < n_genes:
             raise ConfigError(
                 f"no panel of n_genes={n_genes} fits the budget {budget:g}: the included genes and the cheapest others fit only "
@@ -493,7 +576,9 @@ def resolve_constraints(
     ids = var.index.astype(str)
     both = np.intersect1d(included, excluded)
     if both.size:
-        raise ConfigError(f"{both.size} gene(s) both included and excluded: {_named(ids[both].tolist())}; remove them from one list")
+        raise ConfigError(
+            f"{both.size} gene(s) both included and excluded: {_named(ids[both].tolist())}; remove them from one list"
+        )
     if included.size > n_genes:
         raise ConfigError(
             f"{included.size} genes are included but the panel has n_genes={n_genes} (which counts the included genes); "
@@ -506,7 +591,9 @@ def resolve_constraints(
             f"the panel needs {needed} genes besides the {included.size} included, but only {candidates} of the data's "
             f"{len(var)} genes are neither included nor excluded ({excluded.size} excluded); lower n_genes or exclude fewer genes"
         )
-    return GeneConstraints(included, excluded, costs=costs, budget=budget, exact_size=exact_size, n_genes=int(n_genes))
+    return GeneConstraints(
+        included, excluded, costs=costs, budget=budget, exact_size=exact_size, n_genes=int(n_genes)
+    )
 
 
 def _check_budget(budget: float) -> float:

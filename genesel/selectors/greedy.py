@@ -74,7 +74,11 @@ def moments_path_for(store: Store) -> Path | None:
     if store.path is None:
         return None
     path = Path(store.path)
-    return path.with_name(path.name + ".moments.h5") if not path.name.endswith(".h5ad") else path.with_suffix(".moments.h5")
+    return (
+        path.with_name(path.name + ".moments.h5")
+        if not path.name.endswith(".h5ad")
+        else path.with_suffix(".moments.h5")
+    )
 
 
 @contextlib.contextmanager
@@ -108,7 +112,9 @@ def store_moments(
         return
     with tempfile.TemporaryDirectory(prefix="genesel-moments-", dir=work_dir) as tmp:
         logger.info("computing the gene-by-gene moments of the store (temporary file)")
-        path = compute_moments(store, Path(tmp) / "moments.h5", max_memory_gib=max_memory_gib, progress=progress)
+        path = compute_moments(
+            store, Path(tmp) / "moments.h5", max_memory_gib=max_memory_gib, progress=progress
+        )
         with open_moments(path, store) as handle:
             yield handle
 
@@ -141,7 +147,9 @@ class GreedyState:
         if criterion == "validation" and moments.n("validation") == 0:
             criterion = "train"  # callers warn
         if moments.n("train") < 2:
-            raise ConfigError(f"greedy selection needs at least 2 train rows, got {moments.n('train')}")
+            raise ConfigError(
+                f"greedy selection needs at least 2 train rows, got {moments.n('train')}"
+            )
         self.ridge = ridge
         self.criterion = criterion
         self.n_vars = moments.n_vars
@@ -167,7 +175,9 @@ class GreedyState:
             self.Q = self.R.copy()
             self.R[np.diag_indices(self.n_vars)] += ridge
         # gcv: coefficients B = P Sigma_S: (K x D) for ||beta_j||^2, and tr P, P = (Sigma_SS + ridge I)^-1
-        self._coef = np.zeros((16, self.n_vars)) if criterion == "gcv" else None  # rows beyond len(panel) unused
+        self._coef = (
+            np.zeros((16, self.n_vars)) if criterion == "gcv" else None
+        )  # rows beyond len(panel) unused
         self._trace_p = 0.0
         self.panel: list[int] = []
         self.in_panel = np.zeros(self.n_vars, dtype=bool)
@@ -266,7 +276,9 @@ class GreedyState:
             coef = self._coef[: len(self.panel)]
             norms = np.einsum("kd,kd->d", coef, coef)
             dof = len(self.panel) + 1 - self.ridge * (self._trace_p + (1.0 + norms[ok]) / p)
-            errors[ok] = np.where(dof < self.n_rows, errors[ok] / (1.0 - dof / self.n_rows) ** 2, np.inf)
+            errors[ok] = np.where(
+                dof < self.n_rows, errors[ok] / (1.0 - dof / self.n_rows) ** 2, np.inf
+            )
         return errors
 
     def add_many(self, genes: Sequence[int]) -> None:
@@ -291,7 +303,9 @@ class GreedyState:
         try:
             factor = scipy.linalg.cho_factor(r_rows[:, genes])
         except np.linalg.LinAlgError:
-            raise ConfigError(f"the {genes.size} genes added are linearly dependent (their covariance is singular); use ridge > 0") from None
+            raise ConfigError(
+                f"the {genes.size} genes added are linearly dependent (their covariance is singular); use ridge > 0"
+            ) from None
         coef = scipy.linalg.cho_solve(factor, r_rows)  # B, |S| x D
         q_rows = self.Q[genes]
         half = q_rows - 0.5 * (q_rows[:, genes] @ coef)  # M
@@ -315,7 +329,9 @@ class GreedyState:
         q = self._row(self.Q, gene)
         pivot = r[gene]
         if not pivot > 0:
-            raise ConfigError(f"gene {gene} is linearly dependent on the panel (Schur pivot {pivot:.3g}); use ridge > 0")
+            raise ConfigError(
+                f"gene {gene} is linearly dependent on the panel (Schur pivot {pivot:.3g}); use ridge > 0"
+            )
         b = r / pivot
         u = q - 0.5 * q[gene] * b
         if self._coef is not None:
@@ -383,7 +399,14 @@ def greedy_path(
         raise ConfigError(f"greedy: {len(state.panel)} start genes exceed n_genes={n_genes}")
     excluded = np.asarray(exclude, dtype=np.int64)
     cost = None if limits is None else limits.cost
-    with tqdm(total=n_genes, initial=len(state.panel), desc="greedy", unit="gene", disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=n_genes,
+        initial=len(state.panel),
+        desc="greedy",
+        unit="gene",
+        disable=not progress,
+        leave=False,
+    ) as bar:
         while len(state.panel) < n_genes:
             scores = state.scores()
             scores[excluded] = np.inf
@@ -392,21 +415,32 @@ def greedy_path(
                 if not fits.any():
                     if limits.budgeted:
                         break  # nothing more fits the budget
-                    raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
+                    raise ConfigError(
+                        f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0"
+                    )
                 best = cost_effective(scores, state.error(), cost, fits)
             else:
                 best = int(np.argmin(scores))
             if not np.isfinite(scores[best]):
-                raise ConfigError(f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0")
+                raise ConfigError(
+                    f"greedy: no gene adds information after {len(state.panel)} genes; use ridge > 0"
+                )
             state.add(best)
             errors.append(float(scores[best]))
             bar.update(1)
     return GreedyPath(
-        np.asarray(state.panel, dtype=np.int64), np.asarray(errors), state.ridge, state.criterion, time.perf_counter() - began, list(start)
+        np.asarray(state.panel, dtype=np.int64),
+        np.asarray(errors),
+        state.ridge,
+        state.criterion,
+        time.perf_counter() - began,
+        list(start),
     )
 
 
-def cost_effective(errors: np.ndarray, current: float, cost: np.ndarray, allowed: np.ndarray) -> int:
+def cost_effective(
+    errors: np.ndarray, current: float, cost: np.ndarray, allowed: np.ndarray
+) -> int:
     """The allowed gene of largest error drop per unit cost (``current - errors``) / ``cost``.
 
     When no allowed gene lowers the error, the one whose rise times its cost is smallest
@@ -444,17 +478,29 @@ class Refinement:
         }
 
 
-def _panel_inverse(moments: Moments, state: GreedyState, panel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _panel_inverse(
+    moments: Moments, state: GreedyState, panel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``P = Sigma_SS^-1``, ``B = P Sigma_S:`` (``K x D``), ``V_S:`` and ``V_SS`` of the panel."""
     train = moments.panel_statistics("train", panel)
     m = state.mean
     n = train.n
-    sigma_rows = (train.cross - np.outer(train.total[panel], m) - np.outer(m[panel], train.total) + n * np.outer(m[panel], m)) / n
+    sigma_rows = (
+        train.cross
+        - np.outer(train.total[panel], m)
+        - np.outer(m[panel], train.total)
+        + n * np.outer(m[panel], m)
+    ) / n
     sigma_rows[np.arange(panel.size), panel] += state.ridge
     split = "validation" if state.criterion == "validation" else "train"
     other = moments.panel_statistics(split, panel)
     nv = other.n
-    v_rows = (other.cross - np.outer(other.total[panel], m) - np.outer(m[panel], other.total) + nv * np.outer(m[panel], m)) / nv
+    v_rows = (
+        other.cross
+        - np.outer(other.total[panel], m)
+        - np.outer(m[panel], other.total)
+        + nv * np.outer(m[panel], m)
+    ) / nv
     sigma_pp = 0.5 * (sigma_rows[:, panel] + sigma_rows[:, panel].T)
     inverse = np.linalg.inv(sigma_pp)
     inverse = 0.5 * (inverse + inverse.T)
@@ -496,7 +542,16 @@ def swap_errors(moments: Moments, state: GreedyState) -> tuple[np.ndarray, np.nd
         w, c, a, sg = W[:, s], C[:, s], alpha[s], sigma[s]
         trace_t = trace + 2.0 * wc[s] + sg * ww[s]
         removal[s] = trace_t
-        rq_t = rq + c * RW[:, s] + w * RC[:, s] + sg * w * RW[:, s] + a * w * QW[:, s] + a * w * c * ww[s] + a * w**2 * wc[s] + a * sg * w**2 * ww[s]
+        rq_t = (
+            rq
+            + c * RW[:, s]
+            + w * RC[:, s]
+            + sg * w * RW[:, s]
+            + a * w * QW[:, s]
+            + a * w * c * ww[s]
+            + a * w**2 * wc[s]
+            + a * sg * w**2 * ww[s]
+        )
         rr_t = rr + 2.0 * a * w * RW[:, s] + a**2 * w**2 * ww[s]
         pivot = rd + a * w**2
         qd_t = qd + 2.0 * w * c + sg * w**2
@@ -555,10 +610,15 @@ def refine_panel(
     if len(set(panel)) != len(panel):
         raise ConfigError("refine: the panel has duplicate genes")
     if criterion == "gcv":
-        raise ConfigError("refine: criterion must be 'validation' or 'train' (swaps are scored on held-out rows)")
+        raise ConfigError(
+            "refine: criterion must be 'validation' or 'train' (swaps are scored on held-out rows)"
+        )
     state = GreedyState(moments, ridge=ridge, criterion=criterion)
     if state.criterion == "train":
-        warnings.warn("refine: the moments hold no validation rows; swapping by the train error", stacklevel=2)
+        warnings.warn(
+            "refine: the moments hold no validation rows; swapping by the train error",
+            stacklevel=2,
+        )
     state.add_many(panel)
     state.flush()
     excluded = np.asarray(exclude, dtype=np.int64)
@@ -585,9 +645,20 @@ def refine_panel(
             state.flush()
             state.panel.insert(int(s), state.panel.pop())  # keep the position
             current = state.error()
-            swaps.append({"position": int(s), "out": int(out_gene), "in": int(j), "error": current})
+            swaps.append(
+                {"position": int(s), "out": int(out_gene), "in": int(j), "error": current}
+            )
             bar.update(1)
-    return Refinement(np.asarray(state.panel, dtype=np.int64), before, current, swaps, rounds, converged, state.criterion, state.ridge)
+    return Refinement(
+        np.asarray(state.panel, dtype=np.int64),
+        before,
+        current,
+        swaps,
+        rounds,
+        converged,
+        state.criterion,
+        state.ridge,
+    )
 
 
 @register_selector
@@ -635,7 +706,9 @@ class GreedySelector(PanelSelector):
         if not ridge >= 0 or not math.isfinite(ridge):
             raise ConfigError(f"greedy: ridge must be a non-negative number, got {ridge}")
         if criterion is not None and criterion not in CRITERIA:
-            raise ConfigError(f"greedy: criterion must be one of {CRITERIA} or null, got {criterion!r}")
+            raise ConfigError(
+                f"greedy: criterion must be one of {CRITERIA} or null, got {criterion!r}"
+            )
         self.ridge = ridge
         self.criterion = criterion
         self.moments = None if moments is None else str(moments)
@@ -655,7 +728,13 @@ class GreedySelector(PanelSelector):
         self.check_panel_size(store)
         progress = trainer.progress if trainer is not None else True
         fixed = self.constraints
-        with store_moments(store, self.moments, work_dir=work_dir, max_memory_gib=self.max_memory_gib, progress=progress) as moments:
+        with store_moments(
+            store,
+            self.moments,
+            work_dir=work_dir,
+            max_memory_gib=self.max_memory_gib,
+            progress=progress,
+        ) as moments:
             path = greedy_path(
                 moments,
                 self.n_genes,
@@ -667,7 +746,13 @@ class GreedySelector(PanelSelector):
                 limits=fixed if fixed.costs is not None else None,
             )
         self.path_ = path
-        logger.info("greedy: %d genes in %.1f s (%s criterion, ridge %g)", path.genes.size, path.seconds, path.criterion, path.ridge)
+        logger.info(
+            "greedy: %d genes in %.1f s (%s criterion, ridge %g)",
+            path.genes.size,
+            path.seconds,
+            path.criterion,
+            path.ridge,
+        )
         return PanelResult(
             method=self.method,
             n_genes=int(path.genes.size),
@@ -705,7 +790,9 @@ def refine_result(
     Included genes of ``constraints`` stay and its excluded genes never come in.
     """
     constraints = constraints or GeneConstraints()
-    with store_moments(store, moments, work_dir=work_dir, max_memory_gib=max_memory_gib, progress=progress) as handle:
+    with store_moments(
+        store, moments, work_dir=work_dir, max_memory_gib=max_memory_gib, progress=progress
+    ) as handle:
         refinement = refine_panel(
             handle,
             result.gene_indices,
@@ -735,5 +822,11 @@ def refine_result(
         history=result.history,
         state_dict=result.state_dict,
         config=result.config,
-        extra={**result.extra, "refine": {**refinement.record(), "original_panel": [int(g) for g in result.gene_indices]}},
+        extra={
+            **result.extra,
+            "refine": {
+                **refinement.record(),
+                "original_panel": [int(g) for g in result.gene_indices],
+            },
+        },
     )

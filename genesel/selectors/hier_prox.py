@@ -54,14 +54,20 @@ def hier_prox_factors(
     that input unpenalised).
     """
     if group_norm.shape[0] != first_layer.shape[1]:
-        raise ValueError(f"skip has {group_norm.shape[0]} inputs but the first layer has {first_layer.shape[1]}")
+        raise ValueError(
+            f"skip has {group_norm.shape[0]} inputs but the first layer has {first_layer.shape[1]}"
+        )
     n_hidden, n_inputs = first_layer.shape
     sorted_abs = torch.sort(first_layer.abs(), dim=0, descending=True).values  # (hidden, inputs)
     zeros = sorted_abs.new_zeros(1, n_inputs)
     # candidate m = 0..hidden: how many first-layer weights end up pinned at the bound
     shrunk_partial = torch.cat([zeros, torch.cumsum(sorted_abs - lambda_bar, dim=0)])
     m = torch.arange(n_hidden + 1, dtype=first_layer.dtype, device=first_layer.device).unsqueeze(1)
-    bound = hierarchy / (1.0 + m * hierarchy**2) * torch.clamp(group_norm - lambda_ + hierarchy * shrunk_partial, min=0.0)
+    bound = (
+        hierarchy
+        / (1.0 + m * hierarchy**2)
+        * torch.clamp(group_norm - lambda_ + hierarchy * shrunk_partial, min=0.0)
+    )
     breakpoints = torch.cat([torch.clamp(sorted_abs - lambda_bar, min=0.0), zeros])
     # the solution uses the first m whose bound lies above the (m+1)-th shrunk magnitude
     chosen = torch.argmax((breakpoints <= bound).to(torch.uint8), dim=0, keepdim=True)
@@ -69,7 +75,9 @@ def hier_prox_factors(
     active = group_norm > 0
     bound_star = torch.where(active, bound_star, torch.zeros_like(bound_star))
     scale = bound_star / (hierarchy * torch.where(active, group_norm, torch.ones_like(group_norm)))
-    new_first = torch.sign(first_layer) * torch.minimum(torch.clamp(first_layer.abs() - lambda_bar, min=0.0), bound_star)
+    new_first = torch.sign(first_layer) * torch.minimum(
+        torch.clamp(first_layer.abs() - lambda_bar, min=0.0), bound_star
+    )
     return scale, new_first
 
 
@@ -100,5 +108,11 @@ def group_hier_prox(
     -------
     The new skip and first-layer weights (new tensors, same shapes).
     """
-    scale, new_first = hier_prox_factors(column_norms(skip), first_layer, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy)
+    scale, new_first = hier_prox_factors(
+        column_norms(skip),
+        first_layer,
+        lambda_=lambda_,
+        lambda_bar=lambda_bar,
+        hierarchy=hierarchy,
+    )
     return skip * scale, new_first

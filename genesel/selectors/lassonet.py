@@ -39,7 +39,15 @@ from genesel.selectors.base import PanelResult, PanelSelector, register_selector
 from genesel.selectors.hier_prox import column_norms, hier_prox_factors
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, adam, check_fingerprint, resolve_device, run_fingerprint, seed_everything
+from genesel.training import (
+    Trainer,
+    TrainerConfig,
+    adam,
+    check_fingerprint,
+    resolve_device,
+    run_fingerprint,
+    seed_everything,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +74,23 @@ class LassoNetAutoencoder(nn.Module):
         Hidden-layer nonlinearity and dropout (see :func:`~genesel.decoders.build_decoder`).
     """
 
-    def __init__(self, n_genes: int, *, hidden: Sequence[int] = (200,), activation: str = "relu", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        n_genes: int,
+        *,
+        hidden: Sequence[int] = (200,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if not hidden:
-            raise ConfigError("lassonet needs at least one hidden layer (hidden=[...]); the skip layer is the linear part")
+            raise ConfigError(
+                "lassonet needs at least one hidden layer (hidden=[...]); the skip layer is the linear part"
+            )
         self.skip = nn.Linear(n_genes, n_genes, bias=False)
-        self.mlp = build_decoder(n_genes, n_genes, hidden=hidden, activation=activation, dropout=dropout)
+        self.mlp = build_decoder(
+            n_genes, n_genes, hidden=hidden, activation=activation, dropout=dropout
+        )
         self.register_buffer("input_mask", torch.ones(n_genes))
         #: Per-gene weight of the penalty (``None``: 1 for every gene); 0 leaves a gene
         #: unpenalised, so it never leaves the path (included genes). Not learned state.
@@ -94,7 +113,9 @@ class LassoNetAutoencoder(nn.Module):
     def penalty(self) -> torch.Tensor:
         """``sum_j w_j ||theta_j||`` (``w_j``: :attr:`penalty_weights`, default 1)."""
         norms = self.group_norms()
-        return norms.sum() if self.penalty_weights is None else (norms * self.penalty_weights).sum()
+        return (
+            norms.sum() if self.penalty_weights is None else (norms * self.penalty_weights).sum()
+        )
 
     def ridge(self) -> torch.Tensor:
         """Squared norm of the MLP weights after the first layer (LassoNet's ``gamma`` term)."""
@@ -111,7 +132,11 @@ class LassoNetAutoencoder(nn.Module):
         if self.penalty_weights is not None:
             lambda_, lambda_bar = lambda_ * self.penalty_weights, lambda_bar * self.penalty_weights
         scale, first = hier_prox_factors(
-            column_norms(self.skip.weight.data), self.first_layer.weight.data, lambda_=lambda_, lambda_bar=lambda_bar, hierarchy=hierarchy
+            column_norms(self.skip.weight.data),
+            self.first_layer.weight.data,
+            lambda_=lambda_,
+            lambda_bar=lambda_bar,
+            hierarchy=hierarchy,
         )
         self.skip.weight.data.mul_(scale)  # in place: at the GEO scale the skip layer is D x D
         self.first_layer.weight.data.copy_(first)
@@ -159,7 +184,9 @@ class _PathStep(nn.Module):
 
     def configure_optimizer(self, learning_rate: float) -> torch.optim.Optimizer:
         if self.optimizer_name == "sgd":
-            optimizer = torch.optim.SGD(self.parameters(), lr=learning_rate, momentum=self.momentum)
+            optimizer = torch.optim.SGD(
+                self.parameters(), lr=learning_rate, momentum=self.momentum
+            )
         else:
             optimizer = adam(self.parameters(), learning_rate)
         self._optimizer = weakref.ref(optimizer)
@@ -182,7 +209,11 @@ class _PathStep(nn.Module):
     def after_optimizer_step(self) -> None:
         if self.lambda_ > 0 or self.lambda_bar > 0:
             step = self._optimizer().param_groups[0]["lr"]
-            self.model.prox(lambda_=self.lambda_ * step, lambda_bar=self.lambda_bar * step, hierarchy=self.hierarchy)
+            self.model.prox(
+                lambda_=self.lambda_ * step,
+                lambda_bar=self.lambda_bar * step,
+                hierarchy=self.hierarchy,
+            )
 
 
 @dataclass
@@ -228,7 +259,9 @@ class LassoNetPathPoint:
         full = dict(self.state_dict)
         for key in COLUMN_KEYS:
             compact = self.state_dict[key]
-            if compact.shape[1] == self.selected.size:  # stored in full (a checkpoint of an older version)
+            if (
+                compact.shape[1] == self.selected.size
+            ):  # stored in full (a checkpoint of an older version)
                 continue
             weight = compact.new_zeros(compact.shape[0], self.selected.size)
             weight[:, columns] = compact
@@ -238,12 +271,17 @@ class LassoNetPathPoint:
 
 def compact_state(model: LassoNetAutoencoder, selected: np.ndarray) -> dict[str, torch.Tensor]:
     """A CPU copy of ``model``'s weights with only the ``selected`` input columns of
-    :data:`COLUMN_KEYS` (see :attr:`LassoNetPathPoint.state_dict`)."""
+    :data:`COLUMN_KEYS` (see :attr:`LassoNetPathPoint.state_dict`).
+    """
     columns = torch.from_numpy(np.flatnonzero(selected))
     state = {}
     for key, value in model.state_dict().items():
         value = value.detach()
-        state[key] = value[:, columns.to(value.device)].cpu() if key in COLUMN_KEYS else value.to("cpu", copy=True)
+        state[key] = (
+            value[:, columns.to(value.device)].cpu()
+            if key in COLUMN_KEYS
+            else value.to("cpu", copy=True)
+        )
     return state
 
 
@@ -261,7 +299,8 @@ class LassoNetPath:
 
     def _last_exits(self) -> tuple[np.ndarray, np.ndarray]:
         """Per gene: index of the point after which it never returns (-1: still in use), and
-        its skip norm at the point before that."""
+        its skip norm at the point before that.
+        """
         selected = np.stack([p.selected for p in self.points])  # points x genes
         alive_at_end = selected[-1]
         # last point at which each gene was in use
@@ -297,9 +336,15 @@ class LassoNetPath:
 
     def point_for(self, n_genes: int, *, with_state: bool = True) -> LassoNetPathPoint:
         """The sparsest point still using at least ``n_genes`` genes (with a kept state)."""
-        candidates = [p for p in self.points if p.n_selected >= n_genes and (p.state_dict is not None or not with_state)]
+        candidates = [
+            p
+            for p in self.points
+            if p.n_selected >= n_genes and (p.state_dict is not None or not with_state)
+        ]
         if not candidates:
-            raise ConfigError(f"no path point with >= {n_genes} genes and a kept state; lower keep_states_below or rerun")
+            raise ConfigError(
+                f"no path point with >= {n_genes} genes and a kept state; lower keep_states_below or rerun"
+            )
         return min(candidates, key=lambda p: (p.n_selected, -p.lambda_))
 
     def summary(self) -> pd.DataFrame:
@@ -316,7 +361,9 @@ class LassoNetPath:
 
 
 @torch.no_grad()
-def estimate_lambda_start(model: LassoNetAutoencoder, train: MinibatchLoader, *, fraction: float = 0.1) -> float:
+def estimate_lambda_start(
+    model: LassoNetAutoencoder, train: MinibatchLoader, *, fraction: float = 0.1
+) -> float:
     """A ``lambda`` just below where genes start to leave the path.
 
     Removing gene ``j`` from a fitted model (others fixed) raises the loss by about
@@ -324,7 +371,9 @@ def estimate_lambda_start(model: LassoNetAutoencoder, train: MinibatchLoader, *,
     ``2 ||theta_j|| E[x_j^2]``; the smallest such value over the genes that carry weight,
     times ``fraction`` (the other genes partly compensate), starts the path.
     """
-    second_moment = torch.zeros(model.input_mask.numel(), dtype=torch.float64, device=model.input_mask.device)
+    second_moment = torch.zeros(
+        model.input_mask.numel(), dtype=torch.float64, device=model.input_mask.device
+    )
     rows = 0
     for batch in train:
         batch = batch.to(second_moment.device)
@@ -336,7 +385,9 @@ def estimate_lambda_start(model: LassoNetAutoencoder, train: MinibatchLoader, *,
         needed = needed[model.penalty_weights.to(needed.device) > 0]
     needed = needed[needed > 0]
     if needed.numel() == 0:
-        raise ConfigError("lassonet: the dense model uses no gene; check the data (all genes constant?)")
+        raise ConfigError(
+            "lassonet: the dense model uses no gene; check the data (all genes constant?)"
+        )
     return float(fraction * torch.quantile(needed, 0.05))
 
 
@@ -357,7 +408,9 @@ def _sample_rows(train: MinibatchLoader, max_rows: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def largest_covariance_eigenvalue(train: MinibatchLoader, *, max_rows: int = 4096, n_iter: int = 50) -> float:
+def largest_covariance_eigenvalue(
+    train: MinibatchLoader, *, max_rows: int = 4096, n_iter: int = 50
+) -> float:
     """Largest eigenvalue of ``E[x x^T]`` over (up to ``max_rows``) standardised train rows."""
     sample = _sample_rows(train, max_rows)
     generator = torch.Generator(device="cpu").manual_seed(0)
@@ -396,7 +449,9 @@ def largest_hessian_eigenvalue(task: _PathStep, batch: torch.Tensor, *, n_iter: 
         value = 0.0
         for _ in range(n_iter):
             norm = _total_norm(vector)
-            products = torch.autograd.grad(grads, params, grad_outputs=[v / norm for v in vector], retain_graph=True)
+            products = torch.autograd.grad(
+                grads, params, grad_outputs=[v / norm for v in vector], retain_graph=True
+            )
             value = float(_total_norm(products))
             if value == 0.0 or not math.isfinite(value):
                 break
@@ -493,12 +548,18 @@ class LassoNetSelector(PanelSelector):
         refit_patience: int = 10,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
-        self.hidden = [int(hidden)] if isinstance(hidden, int | np.integer) else [int(h) for h in hidden]
+        self.hidden = (
+            [int(hidden)] if isinstance(hidden, int | np.integer) else [int(h) for h in hidden]
+        )
         self.activation = str(activation)
         self.dropout = float(dropout)
         self.hierarchy = float(hierarchy)
-        if not (lambda_start == "auto" or (isinstance(lambda_start, int | float) and lambda_start > 0)):
-            raise ConfigError(f"lambda_start must be 'auto' or a positive number, got {lambda_start!r}")
+        if not (
+            lambda_start == "auto" or (isinstance(lambda_start, int | float) and lambda_start > 0)
+        ):
+            raise ConfigError(
+                f"lambda_start must be 'auto' or a positive number, got {lambda_start!r}"
+            )
         self.lambda_start = lambda_start
         self.lambda_start_fraction = float(lambda_start_fraction)
         self.path_multiplier = float(path_multiplier)
@@ -510,8 +571,13 @@ class LassoNetSelector(PanelSelector):
         self.lambda_bar = float(lambda_bar)
         self.epochs_per_lambda = int(epochs_per_lambda)
         self.lambda_patience = int(lambda_patience)
-        if not (path_learning_rate == "auto" or (isinstance(path_learning_rate, int | float) and path_learning_rate > 0)):
-            raise ConfigError(f"path_learning_rate must be 'auto' or a positive number, got {path_learning_rate!r}")
+        if not (
+            path_learning_rate == "auto"
+            or (isinstance(path_learning_rate, int | float) and path_learning_rate > 0)
+        ):
+            raise ConfigError(
+                f"path_learning_rate must be 'auto' or a positive number, got {path_learning_rate!r}"
+            )
         self.path_learning_rate = path_learning_rate
         self.momentum = float(momentum)
         if path_optimizer not in ("sgd", "adam"):
@@ -544,10 +610,14 @@ class LassoNetSelector(PanelSelector):
         """Train the dense model, then follow the path until ``stop_at`` genes remain."""
         trainer, loader = self.training_configs(trainer, loader)
         device = resolve_device(trainer.device)
-        train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
+        train, validation = training_loaders(
+            store, trainer=trainer, loader=loader, method=self.method
+        )
         with torch.random.fork_rng(devices=[]):
             seed_everything(trainer.seed, -2)
-            model = LassoNetAutoencoder(store.n_vars, hidden=self.hidden, activation=self.activation, dropout=self.dropout).to(device)
+            model = LassoNetAutoencoder(
+                store.n_vars, hidden=self.hidden, activation=self.activation, dropout=self.dropout
+            ).to(device)
         self._apply_constraints(model, store.n_vars)
         stop_at = self.n_genes if self.stop_at is None else self.stop_at
         stop_at = max(stop_at, int(self.constraints.include.size))  # included genes never leave
@@ -555,8 +625,12 @@ class LassoNetSelector(PanelSelector):
         points: list[LassoNetPathPoint] = []
         fingerprint = None if checkpoint is None else self._path_fingerprint(train, trainer)
         if resume and checkpoint is not None and checkpoint.exists():
-            points, lambda_start, self.path_learning_rate_ = self._load_path_checkpoint(checkpoint, model, fingerprint)
-            logger.info("lassonet: resuming the path after %d points from %s", len(points), checkpoint)
+            points, lambda_start, self.path_learning_rate_ = self._load_path_checkpoint(
+                checkpoint, model, fingerprint
+            )
+            logger.info(
+                "lassonet: resuming the path after %d points from %s", len(points), checkpoint
+            )
         else:
             covariance_rule = None
             if self.path_learning_rate == "auto" and self.path_optimizer == "sgd":
@@ -564,13 +638,21 @@ class LassoNetSelector(PanelSelector):
             task = _PathStep(model, l2_penalty=self.l2_penalty, optimizer="adam")
             fit = Trainer(replace(trainer, progress=False)).fit(task, train, validation)
             points.append(self._point(task, fit, validation))
-            self.path_learning_rate_ = self._path_learning_rate(model, train, trainer, covariance_rule=covariance_rule)
+            self.path_learning_rate_ = self._path_learning_rate(
+                model, train, trainer, covariance_rule=covariance_rule
+            )
             if self.lambda_start == "auto":
-                lambda_start = self._search_lambda_start(model, train, validation, trainer, n_dense=points[0].n_selected)
+                lambda_start = self._search_lambda_start(
+                    model, train, validation, trainer, n_dense=points[0].n_selected
+                )
             else:
                 lambda_start = float(self.lambda_start)
         self.lambda_start_ = lambda_start
-        logger.info("lassonet: dense model uses %d genes; path starts at lambda=%.4g", points[0].n_selected, lambda_start)
+        logger.info(
+            "lassonet: dense model uses %d genes; path starts at lambda=%.4g",
+            points[0].n_selected,
+            lambda_start,
+        )
         bar = tqdm(desc="lassonet path", unit="lambda", disable=not trainer.progress, leave=False)
         last_saved = time.monotonic()
         while not self._path_done(points[-1], stop_at):
@@ -586,8 +668,14 @@ class LassoNetSelector(PanelSelector):
                 points[-1].n_epochs,
             )
             bar.update(1)
-            bar.set_postfix(lam=f"{lambda_:.3g}", genes=points[-1].n_selected, val=f"{points[-1].validation_loss:.4g}")
-            if checkpoint is not None and (time.monotonic() - last_saved > 60 or self._path_done(points[-1], stop_at)):
+            bar.set_postfix(
+                lam=f"{lambda_:.3g}",
+                genes=points[-1].n_selected,
+                val=f"{points[-1].validation_loss:.4g}",
+            )
+            if checkpoint is not None and (
+                time.monotonic() - last_saved > 60 or self._path_done(points[-1], stop_at)
+            ):
                 self._save_path_checkpoint(checkpoint, points, lambda_start, model, fingerprint)
                 last_saved = time.monotonic()
         bar.close()
@@ -599,7 +687,9 @@ class LassoNetSelector(PanelSelector):
     def _path_done(self, point: LassoNetPathPoint, stop_at: int) -> bool:
         """Whether the path ends at ``point``: at most ``stop_at`` genes, within the budget if any, or none left."""
         fixed = self.constraints
-        over = fixed.budgeted and fixed.panel_cost(np.flatnonzero(point.selected)) > fixed.budget * (1.0 + 1e-9)
+        over = fixed.budgeted and fixed.panel_cost(
+            np.flatnonzero(point.selected)
+        ) > fixed.budget * (1.0 + 1e-9)
         return point.n_selected == 0 or (point.n_selected <= stop_at and not over)
 
     def _apply_constraints(self, model: LassoNetAutoencoder, n_vars: int) -> None:
@@ -621,7 +711,14 @@ class LassoNetSelector(PanelSelector):
         if fixed.exclude.size:
             model.restrict_inputs(np.flatnonzero(~fixed.excluded_mask(n_vars)))
 
-    def _path_learning_rate(self, model: LassoNetAutoencoder, train: MinibatchLoader, trainer: TrainerConfig, *, covariance_rule: float | None) -> float:
+    def _path_learning_rate(
+        self,
+        model: LassoNetAutoencoder,
+        train: MinibatchLoader,
+        trainer: TrainerConfig,
+        *,
+        covariance_rule: float | None,
+    ) -> float:
         """The path's step size: ``path_learning_rate``, or the ``"auto"`` rule at the dense fit.
 
         ``"auto"`` with SGD is ``0.05 / lambda_max(cov)`` (``covariance_rule``, computed before
@@ -633,10 +730,14 @@ class LassoNetSelector(PanelSelector):
             return float(self.path_learning_rate)
         if self.path_optimizer == "adam":
             return float(trainer.learning_rate)
-        train.set_epoch(0)  # both estimates read the first rows of epoch 0, as before the dense fit
+        train.set_epoch(
+            0
+        )  # both estimates read the first rows of epoch 0, as before the dense fit
         if covariance_rule is None:
             covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
-        curvature = largest_hessian_eigenvalue(_PathStep(model, l2_penalty=self.l2_penalty), _sample_rows(train, HESSIAN_ROWS))
+        curvature = largest_hessian_eigenvalue(
+            _PathStep(model, l2_penalty=self.l2_penalty), _sample_rows(train, HESSIAN_ROWS)
+        )
         if not curvature > 0 or 1.0 / curvature >= covariance_rule:
             return covariance_rule
         logger.info(
@@ -665,7 +766,9 @@ class LassoNetSelector(PanelSelector):
                 if count < low:  # a new low: genes left for good so far
                     break
                 quiet += 1
-        return points[-1].lambda_ * min(self.path_multiplier ** (2.0 ** min(quiet, 30)), max(2.0, self.path_multiplier))
+        return points[-1].lambda_ * min(
+            self.path_multiplier ** (2.0 ** min(quiet, 30)), max(2.0, self.path_multiplier)
+        )
 
     def _train_lambda(
         self,
@@ -684,7 +787,9 @@ class LassoNetSelector(PanelSelector):
         the learning rate, which the rest of the path then keeps. ``start`` is a copy of the
         model's current weights when the caller already holds one (saves a ``D x D`` copy).
         """
-        step_seed = int(np.random.SeedSequence([trainer.seed, index]).generate_state(1)[0] % (2**31))
+        step_seed = int(
+            np.random.SeedSequence([trainer.seed, index]).generate_state(1)[0] % (2**31)
+        )
         if start is None:
             start = snapshot(model)
         halvings = 0
@@ -719,7 +824,11 @@ class LassoNetSelector(PanelSelector):
                 model.load_state_dict(start)
                 self.path_learning_rate_ /= 2.0
                 halvings += 1
-                logger.warning("lassonet: the path step at lambda=%.4g diverged; learning rate halved to %.3g", lambda_, self.path_learning_rate_)
+                logger.warning(
+                    "lassonet: the path step at lambda=%.4g diverged; learning rate halved to %.3g",
+                    lambda_,
+                    self.path_learning_rate_,
+                )
 
     def _search_lambda_start(
         self,
@@ -740,7 +849,9 @@ class LassoNetSelector(PanelSelector):
         dense_state = snapshot(model)
         guess = estimate_lambda_start(model, train, fraction=self.lambda_start_fraction)
         for attempt in range(60):  # the guess itself already removes genes: halve it
-            self._train_lambda(model, guess, 10**6 + attempt, train, validation, trainer, start=dense_state)
+            self._train_lambda(
+                model, guess, 10**6 + attempt, train, validation, trainer, start=dense_state
+            )
             if int(model.active_genes().sum()) >= n_dense:
                 break
             model.load_state_dict(dense_state)
@@ -749,8 +860,14 @@ class LassoNetSelector(PanelSelector):
         lambda_, state = guess, snapshot(model)
         for attempt in range(60):
             candidate = lambda_ * 2.0
-            self._train_lambda(model, candidate, 2 * 10**6 + attempt, train, validation, trainer, start=state)
-            logger.debug("lassonet: start search lambda=%.4g genes=%d", candidate, int(model.active_genes().sum()))
+            self._train_lambda(
+                model, candidate, 2 * 10**6 + attempt, train, validation, trainer, start=state
+            )
+            logger.debug(
+                "lassonet: start search lambda=%.4g genes=%d",
+                candidate,
+                int(model.active_genes().sum()),
+            )
             if int(model.active_genes().sum()) < n_dense:
                 break
             del state
@@ -760,7 +877,8 @@ class LassoNetSelector(PanelSelector):
 
     def _forget_states(self, points: list[LassoNetPathPoint]) -> None:
         """Drop the weights of points above ``keep_states_below`` genes, except the sparsest
-        point that still uses at least ``n_genes`` genes (the panel model starts from it)."""
+        point that still uses at least ``n_genes`` genes (the panel model starts from it).
+        """
         limit = 2 * self.n_genes if self.keep_states_below is None else self.keep_states_below
         if limit < 0:
             return
@@ -770,7 +888,9 @@ class LassoNetSelector(PanelSelector):
             if point.n_selected > limit and point is not keep:
                 point.state_dict = None
 
-    def _point(self, task: _PathStep, fit: Any, validation: MinibatchLoader | None) -> LassoNetPathPoint:
+    def _point(
+        self, task: _PathStep, fit: Any, validation: MinibatchLoader | None
+    ) -> LassoNetPathPoint:
         model, lambda_ = task.model, task.lambda_
         n_genes = model.input_mask.numel()
         selected = model.active_genes().cpu().numpy()
@@ -796,18 +916,34 @@ class LassoNetSelector(PanelSelector):
 
     def _path_fingerprint(self, train: MinibatchLoader, trainer: TrainerConfig) -> dict[str, Any]:
         """The run fingerprint of the path: data, batches, trainer and every option but the refit's."""
-        options = {k: v for k, v in self.fingerprint().items() if k not in ("refit_epochs", "refit_patience")}
+        options = {
+            k: v
+            for k, v in self.fingerprint().items()
+            if k not in ("refit_epochs", "refit_patience")
+        }
         return run_fingerprint(train, trainer, options)
 
     def _save_path_checkpoint(
-        self, path: Path, points: list[LassoNetPathPoint], lambda_start: float, model: nn.Module, fingerprint: dict[str, Any]
+        self,
+        path: Path,
+        points: list[LassoNetPathPoint],
+        lambda_start: float,
+        model: nn.Module,
+        fingerprint: dict[str, Any],
     ) -> None:
         payload = {
             "fingerprint": fingerprint,
             "lambda_start": lambda_start,
             "path_learning_rate": self.path_learning_rate_,
             "model": model.state_dict(),
-            "points": [{**p.__dict__, "selected": torch.from_numpy(p.selected), "group_norms": torch.from_numpy(p.group_norms)} for p in points],
+            "points": [
+                {
+                    **p.__dict__,
+                    "selected": torch.from_numpy(p.selected),
+                    "group_norms": torch.from_numpy(p.group_norms),
+                }
+                for p in points
+            ],
         }
         with atomic_output(path) as tmp:
             torch.save(payload, tmp)
@@ -818,11 +954,20 @@ class LassoNetSelector(PanelSelector):
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise InputFileError(path, f"cannot read the LassoNet path checkpoint ({error})", "delete it to start over") from None
-        check_fingerprint(path, payload.get("fingerprint") if isinstance(payload, dict) else None, fingerprint)
+            raise InputFileError(
+                path,
+                f"cannot read the LassoNet path checkpoint ({error})",
+                "delete it to start over",
+            ) from None
+        check_fingerprint(
+            path, payload.get("fingerprint") if isinstance(payload, dict) else None, fingerprint
+        )
         model.load_state_dict(payload["model"])
         points = [
-            LassoNetPathPoint(**{**p, "selected": p["selected"].numpy(), "group_norms": p["group_norms"].numpy()}) for p in payload["points"]
+            LassoNetPathPoint(
+                **{**p, "selected": p["selected"].numpy(), "group_norms": p["group_norms"].numpy()}
+            )
+            for p in payload["points"]
         ]
         return points, float(payload["lambda_start"]), float(payload["path_learning_rate"])
 
@@ -840,7 +985,9 @@ class LassoNetSelector(PanelSelector):
         trainer, loader = self.training_configs(trainer, loader)
         self.check_panel_size(store)
         started = time.perf_counter()
-        path = self.fit_path(store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume)
+        path = self.fit_path(
+            store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume
+        )
         panel = self.constraints.complete(path.ranking(), self.n_genes)
         refit = self.restore_panel_model(store, panel, trainer=trainer, loader=loader)
         scores = path.scores()
@@ -867,7 +1014,12 @@ class LassoNetSelector(PanelSelector):
         )
 
     def restore_panel_model(
-        self, store: Store, panel: np.ndarray, *, trainer: TrainerConfig | None = None, loader: LoaderConfig | None = None
+        self,
+        store: Store,
+        panel: np.ndarray,
+        *,
+        trainer: TrainerConfig | None = None,
+        loader: LoaderConfig | None = None,
     ) -> dict[str, Any]:
         """Load the sparsest path point covering ``panel``, restrict its inputs, optionally refit."""
         if self.path_ is None or self.model_ is None:
@@ -877,22 +1029,44 @@ class LassoNetSelector(PanelSelector):
         model = self.model_
         model.load_state_dict(point.full_state_dict())
         model.restrict_inputs(panel)
-        info: dict[str, Any] = {"from_lambda": point.lambda_, "from_n_selected": point.n_selected, "epochs": 0}
+        info: dict[str, Any] = {
+            "from_lambda": point.lambda_,
+            "from_n_selected": point.n_selected,
+            "epochs": 0,
+        }
         if self.refit_epochs > 0:
-            train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
-            config = replace(trainer, max_epochs=self.refit_epochs, patience=self.refit_patience, lr_decay=None, progress=False)
-            fit = Trainer(config).fit(_PathStep(model, l2_penalty=self.l2_penalty, optimizer="adam"), train, validation)
-            model.restrict_inputs(panel)  # Adam moved nothing outside the mask, but keep the zeros exact
-            info.update(epochs=len(fit.history), best_validation_loss=fit.best_validation_loss / store.n_vars)
+            train, validation = training_loaders(
+                store, trainer=trainer, loader=loader, method=self.method
+            )
+            config = replace(
+                trainer,
+                max_epochs=self.refit_epochs,
+                patience=self.refit_patience,
+                lr_decay=None,
+                progress=False,
+            )
+            fit = Trainer(config).fit(
+                _PathStep(model, l2_penalty=self.l2_penalty, optimizer="adam"), train, validation
+            )
+            model.restrict_inputs(
+                panel
+            )  # Adam moved nothing outside the mask, but keep the zeros exact
+            info.update(
+                epochs=len(fit.history),
+                best_validation_loss=fit.best_validation_loss / store.n_vars,
+            )
         self.model_ = model.eval()
         return info
 
     @torch.no_grad()
-    def reconstruction_mse(self, store: Store, split: str, *, units: str = "standardized", batch_size: int = 1024) -> float:
+    def reconstruction_mse(
+        self, store: Store, split: str, *, units: str = "standardized", batch_size: int = 1024
+    ) -> float:
         """MSE of the panel model (inputs restricted to the panel) on ``split``, per gene and sample."""
         if self.model_ is None:
             raise ConfigError("lassonet: call select() before reconstruction_mse()")
         model = self.model_.eval()
         device = model.input_mask.device
-        return reconstruction_mse(model, store, split, units=units, batch_size=batch_size, device=device)
-
+        return reconstruction_mse(
+            model, store, split, units=units, batch_size=batch_size, device=device
+        )

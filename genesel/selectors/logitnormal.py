@@ -53,7 +53,13 @@ from torch import nn
 from genesel.decoders import build_decoder, make_activation
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders, warn_unconverged
+from genesel.selectors.base import (
+    PanelResult,
+    PanelSelector,
+    register_selector,
+    training_loaders,
+    warn_unconverged,
+)
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store
 from genesel.training import Trainer, TrainerConfig, adam, seed_everything
@@ -136,7 +142,9 @@ class LogitNormalMask(nn.Module):
         super().__init__()
         self.max_logit = None if max_logit is None else float(max_logit)
         if not gamma < 0 < 1 < eta:
-            raise ConfigError(f"the stretch needs gamma < 0 and eta > 1, got gamma={gamma}, eta={eta}")
+            raise ConfigError(
+                f"the stretch needs gamma < 0 and eta > 1, got gamma={gamma}, eta={eta}"
+            )
         if not 0 < init_open < 1:
             raise ConfigError(f"init_open must be in (0, 1), got {init_open}")
         self.n_genes = int(n_genes)
@@ -148,11 +156,19 @@ class LogitNormalMask(nn.Module):
         offset = normal_quantile(init_open)
         if self.hypernetwork:
             self.embedding = nn.Parameter(torch.randn(n_genes, embedding_dim))
-            self.hyper = nn.Sequential(nn.Linear(embedding_dim, hyper_hidden), make_activation("leaky_relu"), nn.Linear(hyper_hidden, latent_dim + 1))
+            self.hyper = nn.Sequential(
+                nn.Linear(embedding_dim, hyper_hidden),
+                make_activation("leaky_relu"),
+                nn.Linear(hyper_hidden, latent_dim + 1),
+            )
             with torch.no_grad():
-                self.hyper[-1].weight[latent_dim].mul_(0.1)  # gates start alike, embeddings differentiate them
+                self.hyper[-1].weight[latent_dim].mul_(
+                    0.1
+                )  # gates start alike, embeddings differentiate them
                 weight, bias = self.weight_and_bias()
-                self.hyper[-1].bias[latent_dim] += offset * float(torch.linalg.vector_norm(weight, dim=1).mean()) - float(bias.mean())
+                self.hyper[-1].bias[latent_dim] += offset * float(
+                    torch.linalg.vector_norm(weight, dim=1).mean()
+                ) - float(bias.mean())
         else:
             self.weight = nn.Parameter(torch.randn(n_genes, latent_dim) / math.sqrt(latent_dim))
             self.bias = nn.Parameter(torch.zeros(n_genes))
@@ -171,7 +187,9 @@ class LogitNormalMask(nn.Module):
         self.register_buffer("forced_closed", closed, persistent=False)
         self._forced = bool(opened.any() or closed.any())
 
-    def _force(self, values: torch.Tensor, *, open_value: float, closed_value: float) -> torch.Tensor:
+    def _force(
+        self, values: torch.Tensor, *, open_value: float, closed_value: float
+    ) -> torch.Tensor:
         """``values`` (last axis: genes) with the forced gates' entries replaced by constants."""
         if not self._forced:
             return values
@@ -180,7 +198,8 @@ class LogitNormalMask(nn.Module):
 
     def weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``W`` (genes x d, rows of norm ``noise_scale``) and ``b`` (genes, ``|b_i| <=
-        max_logit ||W_i||``)."""
+        max_logit ||W_i||``).
+        """
         weight, bias = self.raw_weight_and_bias()
         if self.max_logit is not None:
             bound = self.max_logit * torch.linalg.vector_norm(weight, dim=1).detach()
@@ -195,7 +214,11 @@ class LogitNormalMask(nn.Module):
         else:
             weight, bias = self.weight, self.bias
         if self.noise_scale is not None:
-            weight = self.noise_scale * weight / torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min(1e-12)
+            weight = (
+                self.noise_scale
+                * weight
+                / torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min(1e-12)
+            )
         return weight, bias
 
     def sample(self, n: int) -> torch.Tensor:
@@ -203,12 +226,20 @@ class LogitNormalMask(nn.Module):
         weight, bias = self.weight_and_bias()
         z = torch.randn(n, self.latent_dim, device=weight.device, dtype=weight.dtype)
         y = torch.sigmoid((z @ weight.T + bias) / self.temperature)
-        return self._force(torch.clamp(self.gamma + (self.eta - self.gamma) * y, 0.0, 1.0), open_value=1.0, closed_value=0.0)
+        return self._force(
+            torch.clamp(self.gamma + (self.eta - self.gamma) * y, 0.0, 1.0),
+            open_value=1.0,
+            closed_value=0.0,
+        )
 
     def open_logit(self) -> torch.Tensor:
         """``b_i / ||W_i||``: the zero-temperature gate is open with probability ``Phi`` of it."""
         weight, bias = self.weight_and_bias()
-        return self._force(bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8), open_value=math.inf, closed_value=-math.inf)
+        return self._force(
+            bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8),
+            open_value=math.inf,
+            closed_value=-math.inf,
+        )
 
     def open_probability(self) -> torch.Tensor:
         """``P(Y_i = 1)`` at zero temperature, ``Phi(b_i / ||W_i||) = 1 - Phi(-b_i / ||W_i||)``."""
@@ -218,7 +249,9 @@ class LogitNormalMask(nn.Module):
         """``P(m_i != 0)`` at the current temperature (differentiable)."""
         weight, bias = self.weight_and_bias()
         threshold = self.temperature * math.log(-self.gamma / self.eta)
-        probability = 1.0 - normal_cdf((threshold - bias) / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8))
+        probability = 1.0 - normal_cdf(
+            (threshold - bias) / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8)
+        )
         return self._force(probability, open_value=1.0, closed_value=0.0)
 
     def expected_l0(self) -> torch.Tensor:
@@ -228,7 +261,11 @@ class LogitNormalMask(nn.Module):
     def ranking_logit(self) -> torch.Tensor:
         """``b_i / ||W_i||`` before the ``max_logit`` bound (orders gates tied at the bound)."""
         weight, bias = self.raw_weight_and_bias()
-        return self._force(bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8), open_value=math.inf, closed_value=-math.inf)
+        return self._force(
+            bias / torch.linalg.vector_norm(weight, dim=1).clamp_min(1e-8),
+            open_value=math.inf,
+            closed_value=-math.inf,
+        )
 
     def top_genes(self, k: int) -> torch.Tensor:
         """The ``k`` genes most likely open at zero temperature, most likely first."""
@@ -291,14 +328,20 @@ class LogitNormalAutoencoder(nn.Module):
         self.register_buffer("log_l0_weight", torch.tensor(math.log(l0_weight)))
         self.register_buffer("panel_mask", torch.zeros(mask.n_genes))
         with torch.no_grad():
-            self.register_buffer("initial_open", mask.open_probability().sum().clamp_min(float(n_panel)))
+            self.register_buffer(
+                "initial_open", mask.open_probability().sum().clamp_min(float(n_panel))
+            )
         self.target_open = float(self.initial_open)
         self.total_steps = 1
         self.fixed_panel = False
         # per-gene costs of the cost-weighted L0 (relative to the candidates' mean; None: plain L0)
         # and the budget the controller keeps the open gates' expected cost within; not
         # persistent: the selector's constraints, not learned state (checkpoints keep their layout)
-        costs = None if gate_costs is None else torch.as_tensor(np.asarray(gate_costs, dtype=np.float32))
+        costs = (
+            None
+            if gate_costs is None
+            else torch.as_tensor(np.asarray(gate_costs, dtype=np.float32))
+        )
         self.register_buffer("gate_costs", costs, persistent=False)
         self.budget = None if budget is None else float(budget)
 
@@ -307,17 +350,27 @@ class LogitNormalAutoencoder(nn.Module):
         groups = [{"params": [p for p in self.decoder.parameters() if p.requires_grad]}]
         mask_parameters = [p for p in self.mask.parameters() if p.requires_grad]
         if mask_parameters:
-            groups.append({"params": mask_parameters, "lr": self.mask_learning_rate or learning_rate})
+            groups.append(
+                {"params": mask_parameters, "lr": self.mask_learning_rate or learning_rate}
+            )
         return adam(groups, learning_rate)
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         fraction = epoch / max(n_epochs - 1, 1)
-        self.mask.temperature.fill_(self.start_temperature * (self.end_temperature / self.start_temperature) ** fraction)
+        self.mask.temperature.fill_(
+            self.start_temperature * (self.end_temperature / self.start_temperature) ** fraction
+        )
 
     def on_step_start(self, step: int, total_steps: int) -> None:
         self.total_steps = max(int(total_steps), 1)
-        progress = min(1.0, step / max(self.anneal_fraction * total_steps, 1.0)) if self.anneal_fraction > 0 else 1.0
-        self.target_open = float(self.initial_open) * (self.n_panel / float(self.initial_open)) ** progress
+        progress = (
+            min(1.0, step / max(self.anneal_fraction * total_steps, 1.0))
+            if self.anneal_fraction > 0
+            else 1.0
+        )
+        self.target_open = (
+            float(self.initial_open) * (self.n_panel / float(self.initial_open)) ** progress
+        )
 
     def training_loss(self, batch: torch.Tensor) -> torch.Tensor:
         if self.fixed_panel:
@@ -351,7 +404,9 @@ class LogitNormalAutoencoder(nn.Module):
             # the tighter of the two: K genes open, and their expected cost within the budget
             # (annealed as the count target is); the weight is the budget's Lagrange multiplier
             target_cost = self.budget * self.target_open / max(float(self.n_panel), 1.0)
-            over = torch.log(self.expected_cost(probability).double().clamp_min(1e-3) / max(target_cost, 1e-3))
+            over = torch.log(
+                self.expected_cost(probability).double().clamp_min(1e-3) / max(target_cost, 1e-3)
+            )
             error = torch.maximum(error, over)
         error = error.clamp(-1.0, 1.0)
         step = self.controller_range / self.total_steps * error
@@ -393,7 +448,9 @@ class LogitNormalAutoencoder(nn.Module):
             self.panel_mask.copy_(self.deterministic_mask())
         else:
             self.panel_mask.zero_()
-            self.panel_mask[torch.as_tensor(np.asarray(genes, dtype=np.int64), device=self.panel_mask.device)] = 1.0
+            self.panel_mask[
+                torch.as_tensor(np.asarray(genes, dtype=np.int64), device=self.panel_mask.device)
+            ] = 1.0
         self.fixed_panel = True
         self.mask.requires_grad_(False)
 
@@ -471,7 +528,11 @@ class LogitNormalSelector(PanelSelector):
         finetune_patience: int = 10,
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
-        self.decoder_hidden = [int(decoder_hidden)] if isinstance(decoder_hidden, int | np.integer) else [int(h) for h in decoder_hidden]
+        self.decoder_hidden = (
+            [int(decoder_hidden)]
+            if isinstance(decoder_hidden, int | np.integer)
+            else [int(h) for h in decoder_hidden]
+        )
         self.activation = str(activation)
         self.dropout = float(dropout)
         self.latent_dim = int(latent_dim)
@@ -495,7 +556,9 @@ class LogitNormalSelector(PanelSelector):
         if not 0.0 <= self.anneal_fraction <= 1.0:
             raise ConfigError(f"anneal_fraction must be in [0, 1], got {anneal_fraction}")
         if not (self.start_temperature > 0 and self.end_temperature > 0):
-            raise ConfigError(f"temperatures must be positive, got {start_temperature}, {end_temperature}")
+            raise ConfigError(
+                f"temperatures must be positive, got {start_temperature}, {end_temperature}"
+            )
         if self.noise_scale is not None and not self.noise_scale > 0:
             raise ConfigError(f"noise_scale must be positive or null, got {noise_scale}")
         self.model_: LogitNormalAutoencoder | None = None
@@ -507,7 +570,10 @@ class LogitNormalSelector(PanelSelector):
         """The untrained mask + decoder for ``n_genes_total`` genes, initialised from ``seed``."""
         init_open = self.init_open if self.init_open is not None else self.n_genes / n_genes_total
         # included gates stay open and excluded ones closed for the whole run
-        forced = {"forced_open": self.constraints.include, "forced_closed": self.constraints.exclude}
+        forced = {
+            "forced_open": self.constraints.include,
+            "forced_closed": self.constraints.exclude,
+        }
         with torch.random.fork_rng(devices=[]):
             seed_everything(seed, -2)
             mask = LogitNormalMask(
@@ -522,7 +588,13 @@ class LogitNormalSelector(PanelSelector):
                 **forced,
                 **self._mask_options(),
             )
-            decoder = build_decoder(n_genes_total, n_genes_total, hidden=self.decoder_hidden, activation=self.activation, dropout=self.dropout)
+            decoder = build_decoder(
+                n_genes_total,
+                n_genes_total,
+                hidden=self.decoder_hidden,
+                activation=self.activation,
+                dropout=self.dropout,
+            )
         return LogitNormalAutoencoder(
             mask,
             decoder,
@@ -542,7 +614,10 @@ class LogitNormalSelector(PanelSelector):
         if fixed.costs is None:
             return {}
         scale = float(fixed.cost[fixed.candidate_mask(n_genes_total)].mean())
-        return {"gate_costs": fixed.cost / scale, "budget": None if fixed.budget is None else fixed.budget / scale}
+        return {
+            "gate_costs": fixed.cost / scale,
+            "budget": None if fixed.budget is None else fixed.budget / scale,
+        }
 
     def select(
         self,
@@ -556,16 +631,22 @@ class LogitNormalSelector(PanelSelector):
         """Train mask and decoder; return the ``K`` genes most likely open at zero temperature."""
         trainer, loader = self.training_configs(trainer, loader)
         self.check_panel_size(store)
-        train, validation = training_loaders(store, trainer=trainer, loader=loader, method=self.method)
+        train, validation = training_loaders(
+            store, trainer=trainer, loader=loader, method=self.method
+        )
         model = self.build_model(store.n_vars, seed=trainer.seed)
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
-        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(model, train, validation, resume=resume)
+        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(
+            model, train, validation, resume=resume
+        )
         history = fit.history
         probability = model.mask.open_probability().detach().cpu().numpy()
         logit = model.mask.ranking_logit().detach().cpu().numpy()
         fixed = self.constraints
         if fixed.budgeted:  # genes by open probability (ranking logit), taken while they fit
-            panel = fixed.complete_within_budget(np.lexsort((np.arange(logit.size), -logit)), self.n_genes)
+            panel = fixed.complete_within_budget(
+                np.lexsort((np.arange(logit.size), -logit)), self.n_genes
+            )
             model.freeze_panel(panel)
         else:
             model.freeze_panel()
@@ -581,20 +662,34 @@ class LogitNormalSelector(PanelSelector):
             # converged: the mask has decided the panel (K genes open at zero temperature, within OPEN_TOLERANCE)
             "converged": mask_converged(int((probability > 0.5).sum()), self.n_genes),
         }
-        if fixed.budgeted and not extra["converged"]:  # or: the open genes' cost is the budget, within OPEN_TOLERANCE
+        if (
+            fixed.budgeted and not extra["converged"]
+        ):  # or: the open genes' cost is the budget, within OPEN_TOLERANCE
             open_cost = float(fixed.cost[probability > 0.5].sum())
             extra["converged"] = abs(open_cost - fixed.budget) <= OPEN_TOLERANCE * fixed.budget
         if not extra["converged"]:
-            wanted = f"{self.n_genes}" if not fixed.budgeted else f"{self.n_genes} or genes costing the budget {fixed.budget:g}"
+            wanted = (
+                f"{self.n_genes}"
+                if not fixed.budgeted
+                else f"{self.n_genes} or genes costing the budget {fixed.budget:g}"
+            )
             warn_unconverged(
                 self.method,
                 {"steps": fit.steps},
                 fix=f"the mask ended with {extra['n_open']} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer (--epochs / --min-steps)",
             )
         if self.finetune_epochs > 0:
-            config = replace(trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience, progress=False)
+            config = replace(
+                trainer,
+                max_epochs=self.finetune_epochs,
+                patience=self.finetune_patience,
+                progress=False,
+            )
             tuned = Trainer(config).fit(model, train, validation)
-            extra.update(finetune_epochs=len(tuned.history), finetune_validation_loss=float(tuned.best_validation_loss))
+            extra.update(
+                finetune_epochs=len(tuned.history),
+                finetune_validation_loss=float(tuned.best_validation_loss),
+            )
         self.model_ = model.eval()
         include = self.constraints.include
         genes = torch.nonzero(model.panel_mask).flatten().cpu().numpy()
@@ -613,13 +708,17 @@ class LogitNormalSelector(PanelSelector):
         )
 
     @torch.no_grad()
-    def reconstruction_mse(self, store: Store, split: str, *, units: str = "standardized", batch_size: int = 1024) -> float:
+    def reconstruction_mse(
+        self, store: Store, split: str, *, units: str = "standardized", batch_size: int = 1024
+    ) -> float:
         """MSE of the decoder reading the deterministic top-``K`` mask, per gene and sample."""
         if self.model_ is None:
             raise ConfigError(f"{self.method}: call select() before reconstruction_mse()")
         model = self.model_.eval()
         device = model.panel_mask.device
-        return reconstruction_mse(model.reconstruct, store, split, units=units, batch_size=batch_size, device=device)
+        return reconstruction_mse(
+            model.reconstruct, store, split, units=units, batch_size=batch_size, device=device
+        )
 
 
 @register_selector

@@ -45,8 +45,17 @@ def reconstruction_mse(
     """
     if units not in UNITS:
         raise ConfigError(f"units must be one of {UNITS}, got {units!r}")
-    loader = MinibatchLoader(store, split, config=LoaderConfig(batch_size=batch_size, resident_bytes=0), shuffle=False, device=device)
-    weight = torch.as_tensor(store.std.astype(np.float64) ** 2 if units == "store" else np.ones(store.n_vars), device=device)
+    loader = MinibatchLoader(
+        store,
+        split,
+        config=LoaderConfig(batch_size=batch_size, resident_bytes=0),
+        shuffle=False,
+        device=device,
+    )
+    weight = torch.as_tensor(
+        store.std.astype(np.float64) ** 2 if units == "store" else np.ones(store.n_vars),
+        device=device,
+    )
     total, count = 0.0, 0
     for batch in loader:
         batch = batch.to(device)

@@ -110,30 +110,80 @@ def panel_curve(
         raise ConfigError(f"params given for methods not in methods: {unknown}")
     for key in (key_added, f"{key_added}_per_sample"):
         if key in adata.uns and not isinstance(adata.uns[key], pd.DataFrame):
-            raise ConfigError(f"adata.uns[{key!r}] holds a record of another call; pass another key_added")
+            raise ConfigError(
+                f"adata.uns[{key!r}] holds a record of another call; pass another key_added"
+            )
     store = ensure_store(adata, seed=seeds[0], layer=layer)
-    sizes = _with_landmark_sizes(sizes, store) if sizes_around_landmarks else [int(k) for k in sizes]
-    plan = [(method, int(k), int(seed)) for method in methods for k in _sizes_of(method, sizes, store) for seed in _seeds_of(method, seeds, decoder, random_panels)]
+    sizes = (
+        _with_landmark_sizes(sizes, store) if sizes_around_landmarks else [int(k) for k in sizes]
+    )
+    plan = [
+        (method, int(k), int(seed))
+        for method in methods
+        for k in _sizes_of(method, sizes, store)
+        for seed in _seeds_of(method, seeds, decoder, random_panels)
+    ]
     rows, per_sample = [], []
     for method, n_genes, seed in tqdm(plan, desc="panel curve", unit="run", disable=not progress):
         trainer, loader = training_configs(
-            seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=False
+            seed=seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            device=device,
+            progress=False,
         )
-        panel = select_panel(store, method=method, n_genes=n_genes, seed=seed, params=params.get(method), trainer=trainer, loader=loader)
+        panel = select_panel(
+            store,
+            method=method,
+            n_genes=n_genes,
+            seed=seed,
+            params=params.get(method),
+            trainer=trainer,
+            loader=loader,
+        )
         if decoder == "mlp":
             trainer.lr_decay = 0.95
-        model = fit_imputer(store, list(panel.gene_ids), decoder=decoder, hidden=tuple(hidden), trainer=trainer, loader=loader, progress=False)
+        model = fit_imputer(
+            store,
+            list(panel.gene_ids),
+            decoder=decoder,
+            hidden=tuple(hidden),
+            trainer=trainer,
+            loader=loader,
+            progress=False,
+        )
         evaluation = evaluate_model(store, model, split=split, progress=False)
         metrics = evaluation.metrics
         per_sample.append(evaluation.per_sample["mse_imputed"].rename(len(per_sample)))
         overlap = int(store.landmark_mask[panel.gene_indices].sum())
-        numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in CURVE_KEYS}
-        rows.append({"method": method, "n_genes": n_genes, "seed": seed, "decoder": decoder, "landmark_overlap": overlap, **numbers})
-        logger.debug("%s K=%d seed %d: %s imputed-gene MSE %.4g", method, n_genes, seed, split, metrics["mse_imputed"])
+        numbers = {
+            k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in CURVE_KEYS
+        }
+        rows.append(
+            {
+                "method": method,
+                "n_genes": n_genes,
+                "seed": seed,
+                "decoder": decoder,
+                "landmark_overlap": overlap,
+                **numbers,
+            }
+        )
+        logger.debug(
+            "%s K=%d seed %d: %s imputed-gene MSE %.4g",
+            method,
+            n_genes,
+            seed,
+            split,
+            metrics["mse_imputed"],
+        )
     frame = pd.DataFrame(rows)
     adata.uns[key_added] = frame
     adata.uns[f"{key_added}_per_sample"] = pd.concat(per_sample, axis=1).rename(columns=str)
-    logger.info("added uns[%r] (%d runs) and uns[%r]", key_added, len(frame), f"{key_added}_per_sample")
+    logger.info(
+        "added uns[%r] (%d runs) and uns[%r]", key_added, len(frame), f"{key_added}_per_sample"
+    )
     from genesel.report.headline import headline, match_landmarks
 
     curves = curve_summary(frame, adata.uns[f"{key_added}_per_sample"])
@@ -141,7 +191,9 @@ def panel_curve(
     return frame
 
 
-def curve_summary(frame: pd.DataFrame, per_sample: pd.DataFrame | None, *, metric: str = "mse_imputed"):
+def curve_summary(
+    frame: pd.DataFrame, per_sample: pd.DataFrame | None, *, metric: str = "mse_imputed"
+):
     """:class:`~genesel.report.curves.Curves` of a :func:`panel_curve` table, bootstrapped when per-sample errors are given."""
     from genesel.report.curves import summarize_curves
 
@@ -152,7 +204,10 @@ def curve_summary(frame: pd.DataFrame, per_sample: pd.DataFrame | None, *, metri
 
 
 def _with_landmark_sizes(sizes: Sequence[int], store: Store) -> list[int]:
-    return sorted({int(k) for k in sizes} | sizes_around_landmarks(int(store.landmark_mask.sum()), store.n_vars))
+    return sorted(
+        {int(k) for k in sizes}
+        | sizes_around_landmarks(int(store.landmark_mask.sum()), store.n_vars)
+    )
 
 
 def _seeds_of(method: str, seeds: Sequence[int], decoder: str, random_panels: int) -> list[int]:
@@ -166,5 +221,7 @@ def _sizes_of(method: str, sizes: Sequence[int], store: Store) -> list[int]:
         return [int(k) for k in sizes]
     n_landmarks = int(store.landmark_mask.sum())
     if n_landmarks == 0:
-        raise ConfigError("method 'landmarks' needs landmark genes, but var['landmark'] flags none")
+        raise ConfigError(
+            "method 'landmarks' needs landmark genes, but var['landmark'] flags none"
+        )
     return [n_landmarks]

@@ -60,4 +60,6 @@ def evaluate(
     if not isinstance(model, ImputationModel):
         model = load_model(model)
     store = ensure_store(adata, seed=seed, layer=layer)
-    return evaluate_model(store, model, split=split, standardize=standardize, device=device, progress=progress)
+    return evaluate_model(
+        store, model, split=split, standardize=standardize, device=device, progress=progress
+    )

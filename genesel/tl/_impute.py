@@ -22,7 +22,9 @@ def panel_from_var(adata: AnnData, key: str) -> list[str]:
     """Gene ids of the panel stored by :func:`genesel.tl.select_panel` under ``key``, best first."""
     column = f"{key}_rank"
     if column not in adata.var.columns:
-        raise ConfigError(f"adata.var has no {column!r}; run genesel.tl.select_panel(adata, key_added={key!r}, ...) first")
+        raise ConfigError(
+            f"adata.var has no {column!r}; run genesel.tl.select_panel(adata, key_added={key!r}, ...) first"
+        )
     rank = adata.var[column].to_numpy(dtype=float)
     chosen = np.flatnonzero(~np.isnan(rank))
     return [str(g) for g in adata.var_names[chosen[np.argsort(rank[chosen])]]]
@@ -81,7 +83,12 @@ def fit_imputer(
     """
     store = ensure_store(adata, seed=seed, layer=layer)
     trainer, loader = training_configs(
-        seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        device=device,
+        progress=progress,
     )
     if decoder == "mlp":
         trainer.lr_decay = 0.95
@@ -134,6 +141,13 @@ def impute(
     """
     if not isinstance(model, ImputationModel):
         model = load_model(model)
-    result = model.impute(adata, layer=layer, batch_rows=batch_rows, device=device, progress=progress)
-    logger.info("imputed %d genes for %d samples from %d measured", model.n_genes, result.n_obs, model.n_panel)
+    result = model.impute(
+        adata, layer=layer, batch_rows=batch_rows, device=device, progress=progress
+    )
+    logger.info(
+        "imputed %d genes for %d samples from %d measured",
+        model.n_genes,
+        result.n_obs,
+        model.n_panel,
+    )
     return result

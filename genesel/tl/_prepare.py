@@ -90,8 +90,12 @@ def prepare(
     adata = copy_or_self(adata, copy)
     if group_column is not None:
         if group_column not in adata.obs.columns:
-            raise ConfigError(f"adata.obs has no column {group_column!r}; available: {list(adata.obs.columns)}")
-        labels = assign_group_splits(adata.obs[group_column].to_numpy(), seed=seed, fractions=fractions, column=group_column)
+            raise ConfigError(
+                f"adata.obs has no column {group_column!r}; available: {list(adata.obs.columns)}"
+            )
+        labels = assign_group_splits(
+            adata.obs[group_column].to_numpy(), seed=seed, fractions=fractions, column=group_column
+        )
     else:
         labels = assign_splits(adata.n_obs, seed=seed, fractions=fractions)
     matrix = _matrix(adata, layer)
@@ -130,7 +134,10 @@ def is_prepared(adata: AnnData, layer: str | None = None) -> bool:
     :func:`prepare` wrote unprefixed columns.
     """
     info = adata.uns.get("genesel", {}) if hasattr(adata, "uns") else {}
-    prefixed = all(c in adata.var.columns for c in VAR_COLUMNS.values()) and SPLIT_COLUMN in adata.obs.columns
+    prefixed = (
+        all(c in adata.var.columns for c in VAR_COLUMNS.values())
+        and SPLIT_COLUMN in adata.obs.columns
+    )
     legacy = (
         all(c in adata.var.columns for c in REQUIRED_VAR_COLUMNS)
         and "split" in adata.obs.columns
@@ -155,7 +162,9 @@ def ensure_store(adata: AnnData, *, seed: int, layer: str | None) -> Store:
     return Store.from_anndata(adata, layer=layer)
 
 
-def warn_if_not_log_normalised(matrix: Any, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, *, layer: str | None) -> str | None:
+def warn_if_not_log_normalised(
+    matrix: Any, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, *, layer: str | None
+) -> str | None:
     """Warn once when the values look centred and scaled, or like raw counts.
 
     Scaled data (``sc.pp.scale``: every gene mean about 0 and standard deviation about 1,
@@ -191,8 +200,15 @@ def warn_if_not_log_normalised(matrix: Any, rows: np.ndarray, mean: np.ndarray, 
             )
     if message is None and rows.size:
         block = matrix[rows[:COUNT_CHECK_ROWS]]
-        block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
-        if block.size and block.min() >= 0 and block.max() > COUNT_MAX and np.all(block == np.round(block)):
+        block = np.asarray(
+            block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64
+        )
+        if (
+            block.size
+            and block.min() >= 0
+            and block.max() > COUNT_MAX
+            and np.all(block == np.round(block))
+        ):
             message = (
                 f"{where} looks like raw counts (non-negative integers up to {block.max():.0f}); genesel needs "
                 "log-normalised values: run sc.pp.normalize_total and sc.pp.log1p first (or pass layer=...)"
@@ -210,7 +226,9 @@ def _caller_level() -> int:
     """
     package = Path(__file__).resolve().parents[1]
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+    while frame.f_back is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(
+        package
+    ):
         frame, level = frame.f_back, level + 1
     return level
 
@@ -223,7 +241,9 @@ def train_statistics(matrix: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     total_sq = np.zeros(matrix.shape[1], dtype=np.float64)
     for start in range(0, rows.size, BLOCK_ROWS):
         block = matrix[rows[start : start + BLOCK_ROWS]]
-        block = np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
+        block = np.asarray(
+            block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64
+        )
         total += block.sum(axis=0)
         total_sq += np.einsum("ij,ij->j", block, block)
     mean = total / rows.size

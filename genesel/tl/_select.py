@@ -18,8 +18,20 @@ logger = logging.getLogger(__name__)
 #: Entries of ``uns[key_added]`` a call writes; a repeated call replaces them, other entries
 #: (:func:`genesel.tl.prepare`'s ``"prepare"`` record under the default key) stay.
 SELECT_RECORD_KEYS = (
-    "method", "n_genes", "seed", "layer", "params", "panel", "included", "converged", "mean_max_probability", "unique_percent",
-    "history", "total_cost", "budget", "gene_cost_sha256",
+    "method",
+    "n_genes",
+    "seed",
+    "layer",
+    "params",
+    "panel",
+    "included",
+    "converged",
+    "mean_max_probability",
+    "unique_percent",
+    "history",
+    "total_cost",
+    "budget",
+    "gene_cost_sha256",
 )
 
 
@@ -130,12 +142,28 @@ def select_panel(
     adata = copy_or_self(adata, copy)
     store = ensure_store(adata, seed=seed, layer=layer)
     trainer, loader = training_configs(
-        seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, device=device, progress=progress,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        device=device,
+        progress=progress,
         min_steps=min_steps,
     )
     result = _select_panel(
-        store, method=method, n_genes=n_genes, seed=seed, params=params, trainer=trainer, loader=loader, refine=refine,
-        include=include, exclude=exclude, gene_cost=gene_cost, default_cost=default_cost, budget=budget,
+        store,
+        method=method,
+        n_genes=n_genes,
+        seed=seed,
+        params=params,
+        trainer=trainer,
+        loader=loader,
+        refine=refine,
+        include=include,
+        exclude=exclude,
+        gene_cost=gene_cost,
+        default_cost=default_cost,
+        budget=budget,
     )
     rank = np.full(adata.n_vars, np.nan)
     rank[result.gene_indices] = np.arange(1, result.n_genes + 1)
@@ -157,7 +185,14 @@ def select_panel(
         cost = np.full(adata.n_vars, np.nan)
         cost[result.gene_indices] = result.costs
         adata.var[f"{key_added}_cost"] = cost
-    for key in ("converged", "mean_max_probability", "unique_percent", "total_cost", "budget", "gene_cost_sha256"):
+    for key in (
+        "converged",
+        "mean_max_probability",
+        "unique_percent",
+        "total_cost",
+        "budget",
+        "gene_cost_sha256",
+    ):
         if key in result.extra and result.extra[key] is not None:
             info[key] = uns_safe(result.extra[key])
     if result.history is not None:
@@ -165,6 +200,11 @@ def select_panel(
     add_record(adata, key_added, info, replaces=SELECT_RECORD_KEYS)
     logger.info(
         "added var[%r], var[%r], var[%r] and uns[%r]: %d genes by %s",
-        f"{key_added}_selected", f"{key_added}_rank", f"{key_added}_included", key_added, result.n_genes, method,
+        f"{key_added}_selected",
+        f"{key_added}_rank",
+        f"{key_added}_included",
+        key_added,
+        result.n_genes,
+        method,
     )
     return adata if copy else None

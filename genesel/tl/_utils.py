@@ -14,11 +14,25 @@ from genesel.training import TrainerConfig, configure_precision
 
 
 def training_configs(
-    *, seed: int, epochs: int, batch_size: int, learning_rate: float, device: str, progress: bool, min_steps: int | None = None
+    *,
+    seed: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    device: str,
+    progress: bool,
+    min_steps: int | None = None,
 ) -> tuple[TrainerConfig, LoaderConfig]:
     """The trainer and loader options the API functions expose as keywords."""
     configure_precision(device)
-    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, seed=seed, device=device, progress=progress, min_steps=min_steps)
+    trainer = TrainerConfig(
+        max_epochs=epochs,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=device,
+        progress=progress,
+        min_steps=min_steps,
+    )
     return trainer, LoaderConfig(batch_size=batch_size)
 
 
@@ -37,7 +51,9 @@ def uns_safe(value: Any) -> Any:
     return value
 
 
-def add_record(adata: Any, key: str, record: Mapping[str, Any], *, replaces: Sequence[str]) -> None:
+def add_record(
+    adata: Any, key: str, record: Mapping[str, Any], *, replaces: Sequence[str]
+) -> None:
     """Write ``record`` into ``adata.uns[key]``, keeping what other calls left there.
 
     Entries named in ``replaces`` (those the calling function writes) are dropped first, so
@@ -59,7 +75,9 @@ def add_record(adata: Any, key: str, record: Mapping[str, Any], *, replaces: Seq
     if not isinstance(previous, Mapping):
         from genesel.errors import ConfigError
 
-        raise ConfigError(f"adata.uns[{key!r}] holds a {type(previous).__name__} from another call; pass another key_added")
+        raise ConfigError(
+            f"adata.uns[{key!r}] holds a {type(previous).__name__} from another call; pass another key_added"
+        )
     kept = {k: v for k, v in previous.items() if k not in replaces}
     adata.uns[key] = {**kept, **record}
 
@@ -71,5 +89,7 @@ def copy_or_self(adata: Any, copy: bool) -> Any:
     if getattr(adata, "isbacked", False):
         from genesel.errors import ConfigError
 
-        raise ConfigError("copy=True needs an in-memory AnnData; load it with adata.to_memory() or annotate the backed object")
+        raise ConfigError(
+            "copy=True needs an in-memory AnnData; load it with adata.to_memory() or annotate the backed object"
+        )
     return adata.copy()

@@ -50,7 +50,12 @@ def main(folder: str) -> None:
             if key != "X":
                 source.copy(source[key], target, name=key)
         dataset = target.create_dataset(
-            "X", data=adata.X, chunks=(adata.n_obs, 1024), compression="gzip", compression_opts=9, shuffle=True
+            "X",
+            data=adata.X,
+            chunks=(adata.n_obs, 1024),
+            compression="gzip",
+            compression_opts=9,
+            shuffle=True,
         )
         dataset.attrs.update(dict(source["X"].attrs))
     draft.unlink()

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.skipif(
 
 def test_workflow_on_slurm_equals_local_run() -> None:
     env = {**os.environ, "GENESEL_PYTHON": os.environ.get("GENESEL_PYTHON", sys.executable)}
-    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=1800, env=env)
+    result = subprocess.run(
+        ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=1800, env=env
+    )
     output = result.stdout + result.stderr
     print(output)  # shown with pytest -rP
     assert result.returncode == 0, output[-6000:]

@@ -13,7 +13,11 @@ from genesel.report.aggregate import aggregate_results, write_table
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logging.basicConfig(
+    filename=snakemake.log[0],
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+)
 metrics = []
 for path in snakemake.input.decoders:  # metrics.json files, or with batch_runs the lists of them
     metrics += Path(path).read_text().split() if path.endswith(".txt") else [path]
