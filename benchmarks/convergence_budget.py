@@ -22,7 +22,7 @@ import torch
 
 torch.set_num_threads(1)
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import select_panel
+from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from genesel.impute.sweep import evaluate_linear_panels  # noqa: E402
 from genesel.moments import compute_moments, open_moments  # noqa: E402
 from genesel.preprocess import preprocess  # noqa: E402
-from genesel.selectors.base import select_panel  # noqa: E402
+from genesel.selectors.select import select_panel  # noqa: E402
 from genesel.store import Store  # noqa: E402
 from genesel.training import TrainerConfig  # noqa: E402
 

@@ -47,7 +47,7 @@ from genesel.impute.fit import fit_imputer  # noqa: E402
 from genesel.impute.ridge import parse_ridge  # noqa: E402
 from genesel.impute.sweep import DEFAULT_INTERVAL_ROWS  # noqa: E402
 from genesel.io.atomic import write_json  # noqa: E402
-from genesel.selectors.base import PanelResult  # noqa: E402
+from genesel.panel import PanelResult  # noqa: E402
 from genesel.store import Store  # noqa: E402
 
 GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]

@@ -41,8 +41,8 @@ from genesel.loader import LoaderConfig
 from genesel.moments import compute_moments, open_moments
 from genesel.report.curves import summarize_curves
 from genesel.report.headline import headline, match_landmarks, random_comparison
-from genesel.selectors.base import select_panel
 from genesel.selectors.methods import available_methods
+from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
 

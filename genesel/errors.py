@@ -33,8 +33,10 @@ class InputFileError(GeneselError, ValueError):
 
 
 class CheckpointMismatchError(InputFileError):
-    """A training checkpoint that this run must not continue: made with other inputs or
-    options, without a run fingerprint, or trained past this run's budget.
+    """A training checkpoint that this run must not continue.
+
+    It was made with other inputs or options, without a run fingerprint, or trained past
+    this run's budget.
     """
 
 
@@ -43,4 +45,18 @@ class StoreVersionError(InputFileError):
 
 
 class ConfigError(GeneselError, ValueError):
-    """An option or configuration value is invalid."""
+    """An option or configuration value is invalid.
+
+    Parameters
+    ----------
+    message
+        What is wrong, naming the Python parameter (``ridge``, ``device``), never a
+        command-line flag: the library is also called from Python.
+    parameter
+        The parameter at fault, when there is one; the command line adds its flag to the
+        message (:func:`genesel.cli.main.describe_error`).
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        self.parameter = parameter
+        super().__init__(message)

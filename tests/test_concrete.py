@@ -13,7 +13,8 @@ import torch
 from genesel.cli.main import main as genesel_main
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import make_selector, read_panel, read_panel_config, select_panel
+from genesel.panel import read_panel, read_panel_config
+from genesel.selectors.base import make_selector
 from genesel.selectors.concrete import ConcreteSelector, IndirectConcreteSelector
 from genesel.selectors.concrete_layer import (
     ConcreteAutoencoder,
@@ -22,6 +23,7 @@ from genesel.selectors.concrete_layer import (
     generalized_jensen_shannon,
     resolve_duplicate_selections,
 )
+from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
 from tests.conftest import load_benchmark, write_store

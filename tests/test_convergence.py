@@ -10,8 +10,9 @@ from torch import nn
 
 from genesel.cli.main import main as genesel_main
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import read_panel, read_panel_config, read_panel_metadata, select_panel
+from genesel.panel import read_panel, read_panel_config, read_panel_metadata
 from genesel.selectors.concrete_layer import ConcreteAutoencoder
+from genesel.selectors.select import select_panel
 from genesel.training import Trainer, TrainerConfig, plan_budget
 
 

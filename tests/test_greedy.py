@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from genesel.moments import compute_moments, open_moments
-from genesel.selectors.base import select_panel
 from genesel.selectors.greedy import GreedyState, greedy_path, refine_panel, swap_errors
+from genesel.selectors.select import select_panel
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
 
@@ -127,7 +127,7 @@ def test_cli_refines_any_panel_and_tl_selects_greedy(small, tmp_path):
     import anndata
 
     from genesel.cli import select as select_cli
-    from genesel.selectors.base import read_panel_config
+    from genesel.panel import read_panel_config
     from genesel.tl import select_panel as tl_select
 
     store, path, drivers = small

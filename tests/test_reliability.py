@@ -22,7 +22,7 @@ from genesel.impute import fit_imputer
 from genesel.io.atomic import removing_new_folders
 from genesel.io.lock import OutputLockedError, lock_path, output_lock
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import select_panel
+from genesel.selectors.select import select_panel
 from genesel.store import SPLITS, Store, StoreWriter
 from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix
@@ -491,7 +491,7 @@ def test_a_disk_that_fills_up_before_the_results_leaves_none_of_them(
 ):
     from genesel.evaluate import Evaluation
     from genesel.impute.model import ImputationModel
-    from genesel.selectors.base import PanelResult
+    from genesel.panel import PanelResult
 
     store, _ = planted_store
     cls, method = {

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from genesel import __version__
-from genesel.errors import GeneselError
+from genesel.errors import ConfigError, GeneselError
 from genesel.io.atomic import DISK_FULL_ERRNOS
 from genesel.usage import usage_line
 
@@ -106,6 +106,8 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     if full is not None:
         where = full.filename or full.filename2 or "the output"
         return f"disk full at {where} ({os.strerror(full.errno)}; free space or write elsewhere, then rerun)"
+    if isinstance(error, ConfigError) and error.parameter:
+        return f"{error} (command line: {parameter_flag(error.parameter)})"
     if isinstance(error, GeneselError):
         return str(error)
     message = str(error) or "(no message)"
@@ -113,6 +115,17 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     return (
         f"{where} failed: {type(error).__name__}: {message} (rerun with --debug for the traceback)"
     )
+
+
+def parameter_flag(parameter: str) -> str:
+    """The command-line flag of a library parameter (``max_epochs`` -> ``--max-epochs``).
+
+    A selector's or decoder's own hyperparameter has no flag of its own: it is set with
+    ``--param name=value``; the parameters below are the ones with flags.
+    """
+    if parameter.startswith("param:"):
+        return f"--param {parameter.removeprefix('param:')}=..."
+    return "--" + parameter.replace("_", "-")
 
 
 def _disk_full(error: BaseException) -> OSError | None:

@@ -191,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
     import inspect
 
     from genesel.io.lock import guarded_output
-    from genesel.selectors.base import get_selector_class, select_panel
+    from genesel.selectors.base import get_selector_class
+    from genesel.selectors.select import select_panel
     from genesel.store import Store
     from genesel.training import remove_checkpoint
 

@@ -37,7 +37,7 @@ DEFAULT_RANDOM_PANELS = 10
 
 def panel_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:
     """``(method, n_genes, seed)`` of a panel, from the ``config.json`` beside it or its path."""
-    from genesel.selectors.base import read_panel_config
+    from genesel.panel import read_panel_config
 
     config = read_panel_config(path)
     if {"method", "n_genes", "seed"} <= set(config):

@@ -54,7 +54,7 @@ def fit_imputer(
         Preprocessed data; fits use the train split (and validation for the MLP).
     panel
         Gene ids (or symbols), a ``panel.tsv`` path or its directory, a table from
-        :func:`~genesel.selectors.base.read_panel`, or a ``PanelResult``.
+        :func:`~genesel.panel.read_panel`, or a ``PanelResult``.
     decoder
         ``"linear"``: exact least squares with intercept (one pass, out-of-core).
         ``"mlp"``: D-GEX-style network trained with the :class:`~genesel.training.Trainer`.

@@ -45,8 +45,8 @@ def panel_gene_ids(panel: Any) -> tuple[list[str] | None, list[int] | None, Path
     ----------
     panel
         A ``panel.tsv`` path (or a directory holding one), a table from
-        :func:`genesel.selectors.base.read_panel` (``gene_id`` column), an object with a
-        ``gene_ids`` attribute (:class:`~genesel.selectors.base.PanelResult`), a sequence of
+        :func:`genesel.panel.read_panel` (``gene_id`` column), an object with a
+        ``gene_ids`` attribute (:class:`~genesel.panel.PanelResult`), a sequence of
         gene ids/symbols, or a sequence of integer column indices.
 
     Returns
@@ -55,7 +55,7 @@ def panel_gene_ids(panel: Any) -> tuple[list[str] | None, list[int] | None, Path
         Exactly one of ``names`` and ``indices`` is set; ``path`` is the panel file, if any.
     """
     if isinstance(panel, str | os.PathLike):
-        from genesel.selectors.base import read_panel
+        from genesel.panel import read_panel
 
         path = Path(panel)
         table = read_panel(path)

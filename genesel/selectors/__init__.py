@@ -22,7 +22,16 @@ __all__ = [
 ]
 
 
+#: Where each public name lives (imported on first use).
+_HOMES = {
+    "PanelResult": "genesel.panel",
+    "read_panel": "genesel.panel",
+    "read_panel_metadata": "genesel.panel",
+    "select_panel": "genesel.selectors.select",
+}
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("genesel.selectors.base"), name)
+        return getattr(importlib.import_module(_HOMES.get(name, "genesel.selectors.base")), name)
     raise AttributeError(f"module 'genesel.selectors' has no attribute {name!r}")

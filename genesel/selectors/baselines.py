@@ -24,7 +24,8 @@ import scipy.linalg
 
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.panel import PanelResult
+from genesel.selectors.base import PanelSelector, register_selector
 from genesel.selectors.constraints import GeneConstraints
 from genesel.store import Store
 from genesel.training import TrainerConfig

@@ -23,8 +23,8 @@ import torch
 
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.panel import PanelResult
 from genesel.selectors.base import (
-    PanelResult,
     PanelSelector,
     register_selector,
     training_loaders,

@@ -50,7 +50,8 @@ from tqdm.auto import tqdm
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.moments import Moments, check_memory, compute_moments, open_moments
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector
+from genesel.panel import PanelResult
+from genesel.selectors.base import PanelSelector, register_selector
 from genesel.selectors.constraints import GeneConstraints
 from genesel.store import Store
 from genesel.training import TrainerConfig

@@ -35,7 +35,8 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.selectors.base import PanelResult, PanelSelector, register_selector, training_loaders
+from genesel.panel import PanelResult
+from genesel.selectors.base import PanelSelector, register_selector, training_loaders
 from genesel.selectors.hier_prox import column_norms, hier_prox_factors
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.store import Store

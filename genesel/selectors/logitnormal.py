@@ -53,8 +53,8 @@ from torch import nn
 from genesel.decoders import build_decoder, make_activation
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
+from genesel.panel import PanelResult
 from genesel.selectors.base import (
-    PanelResult,
     PanelSelector,
     register_selector,
     training_loaders,

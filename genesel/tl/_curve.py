@@ -15,7 +15,7 @@ from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
 from genesel.impute.curve import DEFAULT_RANDOM_PANELS
 from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, sizes_around_landmarks
-from genesel.selectors.base import select_panel
+from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.tl._prepare import ensure_store
 from genesel.tl._utils import training_configs
