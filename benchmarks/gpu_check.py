@@ -40,9 +40,10 @@ from loader_throughput import loader_seconds, raw_read_seconds  # noqa: E402
 from genesel.decoders import build_decoder  # noqa: E402
 from genesel.impute.mlp import PanelDecoderTask  # noqa: E402
 from genesel.loader import LoaderConfig, MinibatchLoader  # noqa: E402
+from genesel.run import configure_precision  # noqa: E402
 from genesel.selectors.base import make_selector  # noqa: E402
 from genesel.store import Store  # noqa: E402
-from genesel.training import Trainer, TrainerConfig, configure_precision  # noqa: E402
+from genesel.training import Trainer, TrainerConfig  # noqa: E402
 
 GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]
 FULL = {

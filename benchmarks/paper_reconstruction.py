@@ -63,9 +63,10 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, GeneselError
 from genesel.io.atomic import write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.run import configure_precision
 from genesel.selectors.base import make_selector
 from genesel.store import SPLITS, Store
-from genesel.training import Trainer, TrainerConfig, configure_precision, seed_everything
+from genesel.training import Trainer, TrainerConfig, seed_everything
 
 logger = logging.getLogger("paper_reconstruction")
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from genesel.errors import CheckpointMismatchError, ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import MinibatchLoader
+from genesel.run import resolve_device
 from genesel.store import store_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -304,19 +305,6 @@ def _describe(key: str, saved: Any, current: Any) -> str:
     return f"{name} {saved!r} -> {current!r}"
 
 
-def configure_precision(device: str | torch.device = "auto") -> None:
-    """Allow TF32 matmuls and convolutions on CUDA (process-wide; no effect on the CPU).
-
-    Called once by the entry points (the ``genesel`` command line, the ``genesel.tl``
-    functions and the benchmarks) rather than inside :meth:`Trainer.fit`, so that library
-    users keep control of torch's global flags. Mixed precision itself (bfloat16 autocast)
-    is :attr:`TrainerConfig.mixed_precision`.
-    """
-    if resolve_device(device).type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
 @dataclass(frozen=True)
 class StepBudget:
     """How many optimizer steps a run plans and allows (see :func:`plan_budget`)."""
@@ -361,19 +349,6 @@ def plan_budget(config: TrainerConfig, n_batches: int) -> StepBudget:
         min(planned + extension, cap),
         stop,
     )
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Return the torch device for ``"auto"`` (CUDA when available) or an explicit name."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {device!r} requested but CUDA is not available; use --device cpu"
-        )
-    return torch.device(device)
 
 
 def best_weights_path(checkpoint: Path, epoch: int | str) -> Path:

@@ -140,7 +140,8 @@ def trainer_config(
     args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any
 ) -> TrainerConfig:
     """Build a :class:`TrainerConfig` from parsed arguments."""
-    from genesel.training import TrainerConfig, configure_precision
+    from genesel.run import configure_precision
+    from genesel.training import TrainerConfig
 
     configure_precision(args.device)
     return TrainerConfig(

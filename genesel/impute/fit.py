@@ -21,8 +21,9 @@ from genesel.impute.mlp import DEFAULT_LR_DECAY, check_hidden, fit_mlp
 from genesel.impute.model import DECODERS, ImputationModel
 from genesel.impute.ridge import DEFAULT_RIDGE
 from genesel.loader import LoaderConfig
+from genesel.run import resolve_device
 from genesel.store import Store
-from genesel.training import TrainerConfig, resolve_device
+from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 

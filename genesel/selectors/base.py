@@ -12,10 +12,11 @@ from typing import Any, ClassVar
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
+from genesel.run import resolve_device
 from genesel.selectors.constraints import GeneConstraints
 from genesel.selectors.methods import METHOD_MODULES, available_methods
 from genesel.store import Store
-from genesel.training import TrainerConfig, resolve_device
+from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from genesel.loader import LoaderConfig
-from genesel.training import TrainerConfig, configure_precision
+from genesel.run import configure_precision
+from genesel.training import TrainerConfig
 
 
 def training_configs(
