@@ -22,17 +22,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from genesel.errors import ConfigError, InputFileError
+from genesel.errors import ConfigError
 from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
-from genesel.impute.genes import (
-    MATCH_STAGES,
-    MAX_LISTED,
-    ColumnMatch,
-    locate_columns,
-    require_panel,
-)
+from genesel.impute.genes import MAX_LISTED
 from genesel.impute.model import ImputationModel
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
+from genesel.model_match import GeneMatch, match_model_genes
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
@@ -97,10 +92,10 @@ class Evaluation:
 class _GeneSums:
     """Per-gene float64 sums of errors and of the products a Pearson r needs."""
 
-    def __init__(self, n_genes: int, imputed: np.ndarray) -> None:
+    def __init__(self, n_vars: int, imputed: np.ndarray) -> None:
         self.n = 0
         names = ("squared", "absolute", "truth", "truth2", "pred", "pred2", "cross")
-        self.sums = {name: np.zeros(n_genes, dtype=np.float64) for name in names}
+        self.sums = {name: np.zeros(n_vars, dtype=np.float64) for name in names}
         self.imputed = imputed
         self.per_sample: list[np.ndarray] = []
 
@@ -258,108 +253,13 @@ def evaluate_model(
             store.path or "<store>",
             record["source_store"] or "unknown",
             record["n_matched"],
-            model.n_genes,
+            len(model.gene_ids),
             record["matched_by"],
             record["n_missing_targets"],
             "model" if standardize == "model" else "data",
         )
     logger.info("%s split: %s", split, describe_metrics(metrics))
     return Evaluation(metrics, per_gene, per_sample)
-
-
-@dataclass(frozen=True)
-class GeneMatch:
-    """The model's genes among a store's columns (see :func:`match_model_genes`).
-
-    Attributes
-    ----------
-    columns
-        Store column of each model gene (``-1``: not in the store, or ambiguous).
-    stages
-        How each gene was found: an index into :data:`genesel.impute.genes.MATCH_STAGES`.
-    missing_targets
-        Gene ids of the model's non-panel genes the store lacks.
-    """
-
-    columns: np.ndarray
-    stages: np.ndarray
-    missing_targets: pd.Index
-
-    @property
-    def kept(self) -> np.ndarray:
-        """Boolean mask over the model's genes: those scored."""
-        return self.columns >= 0
-
-    @property
-    def by_id(self) -> int:
-        """Genes matched by gene id."""
-        return int((self.stages == 0).sum())
-
-    @property
-    def by_symbol(self) -> int:
-        """Genes matched by symbol (exactly or ignoring case)."""
-        return int((self.stages > 0).sum())
-
-    @property
-    def matched_by(self) -> str:
-        """``"gene_id"``, ``"symbol"`` or ``"gene_id and symbol"``: what found the genes."""
-        used = [
-            name for name, count in (("gene_id", self.by_id), ("symbol", self.by_symbol)) if count
-        ]
-        return " and ".join(used) or "nothing"
-
-
-def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
-    """Find the model's genes among ``store``'s: by gene id, falling back to symbol.
-
-    Raises
-    ------
-    InputFileError
-        Naming the panel genes the store lacks (or holds in several columns).
-    """
-    source = store.path or "<store>"
-    match = locate_columns(
-        model.gene_ids, model.symbols, store.var.index.astype(str), store.var, source=source
-    )
-    columns, stages = match.columns.copy(), match.stages.copy()
-    # a column claimed twice (say by one gene's id and another's symbol) goes to the first claim by the earliest stage
-    order = np.lexsort((np.arange(columns.size), stages))
-    order = order[columns[order] >= 0]
-    taken = pd.Index(columns[order]).duplicated()
-    columns[order[taken]], stages[order[taken]] = -1, -1
-    panel = model.panel_indices
-    labels = [f"{model.symbols[k]} ({model.gene_ids[k]})" for k in panel[columns[panel] == -2]]
-    require_panel(
-        ColumnMatch(
-            columns[panel],
-            stages[panel],
-            [a for a in match.ambiguous if a.split(" in columns ")[0] in labels],
-        ),
-        model.panel_ids,
-        model.panel_symbols,
-        source=source,
-        hint="the data must measure every panel gene of the model (matched by gene id, then symbol); evaluate on data "
-        "that has them, or select a panel among the genes both data sets share and refit",
-    )
-    columns[columns < 0] = -1
-    stages[columns < 0] = -1
-    missing = model.gene_ids[columns < 0]
-    if missing.size:
-        logger.warning(
-            "%s: %d of the model's %d genes are not in the data and are left out of the scores, e.g. %s",
-            source,
-            missing.size,
-            model.n_genes,
-            missing[:MAX_LISTED].tolist(),
-        )
-    counts = {name: int((stages == k).sum()) for k, name in enumerate(MATCH_STAGES)}
-    if counts["gene_id"] < model.n_genes - missing.size:
-        logger.info(
-            "%s: model genes matched by %s",
-            source,
-            ", ".join(f"{name} {count}" for name, count in counts.items()),
-        )
-    return GeneMatch(columns, stages, missing)
 
 
 def transfer_record(
@@ -376,7 +276,8 @@ def transfer_record(
 
     fingerprint = store_fingerprint(store)
     source_fingerprint = model.training.get("store_fingerprint")
-    same_genes = match.by_id == model.n_genes and np.array_equal(
+    n_model_genes = len(model.gene_ids)
+    same_genes = match.by_id == n_model_genes and np.array_equal(
         match.columns, np.arange(store.n_vars)
     )
     same_store = (
@@ -391,7 +292,7 @@ def transfer_record(
         "data_fingerprint": fingerprint,
         "standardize": standardize,
         "matched_by": match.matched_by,
-        "n_model_genes": model.n_genes,
+        "n_model_genes": n_model_genes,
         "n_matched": int(match.kept.sum()),
         "n_matched_by_id": match.by_id,
         "n_matched_by_symbol": match.by_symbol,
@@ -499,95 +400,6 @@ def describe_metrics(metrics: dict[str, Any]) -> str:
         f"{metrics['n_samples']} samples; standardised units, {metrics['n_imputed']} imputed genes; predicting each "
         f"gene's train mean gives {metrics['mse_mean_predictor']:.4g})"
     )
-
-
-def open_evaluation_data(
-    path: str | os.PathLike[str],
-    *,
-    orientation: str | None = None,
-    statistics: bool = False,
-    block_rows: int = DEFAULT_BLOCK_ROWS,
-) -> Store:
-    """Open data to evaluate a model on: a genesel store, or any gene-level matrix file.
-
-    A store written by ``genesel preprocess`` opens as it is. Any other file that
-    :func:`genesel.io.open.open_source` reads (a CMap ``.gctx`` of L1000 profiles with
-    Entrez gene ids as rows, an ``.h5ad``, a ``.csv``/``.tsv``) opens as one split named
-    ``"test"`` holding every sample, its genes named as the file names them (GCTX rows by
-    Entrez id get ``entrez_id`` and ``symbol`` columns, see
-    :func:`genesel.io.gctx.entrez_annotation`).
-
-    Parameters
-    ----------
-    path
-        The file.
-    orientation
-        ``"samples-by-genes"`` or ``"genes-by-samples"`` for text and GCTX files (``None``: inferred).
-    statistics
-        Compute each gene's mean and standard deviation over all samples (one more pass;
-        what ``standardize="data"`` uses for such a file); otherwise they are NaN.
-    block_rows
-        Samples per block of that pass.
-    """
-    import h5py
-
-    from genesel.io.open import open_source
-
-    path = Path(path)
-    if path.suffix.lower() == ".h5ad" and path.is_file():
-        with h5py.File(path, "r") as handle:
-            is_store = "uns/genesel/store_version" in handle
-        if is_store:
-            return Store.open(path)
-    source = open_source(path, orientation=orientation)
-    try:
-        if source.feature_kind != "gene":
-            raise InputFileError(
-                path,
-                "its features are microarray probes, not genes",
-                "average them into genes with `genesel preprocess` first",
-            )
-        var = source.var.copy()
-        if "symbol" not in var.columns:
-            from genesel.io.gene_maps import symbols_of
-
-            var["symbol"] = symbols_of(source.var_names, source.var).to_numpy()
-        var["landmark"] = var["landmark"].astype(bool) if "landmark" in var.columns else False
-        mean, std = np.full(source.n_vars, np.nan), np.full(source.n_vars, np.nan)
-        if statistics:
-            mean, std = _column_statistics(source.data, block_rows=block_rows)
-        var["mean"], var["std"] = mean, std
-        var.index = pd.Index(source.var_names, name="gene_id")
-        obs = pd.DataFrame({"split": "test"}, index=source.obs_names)
-        logger.info(
-            "%s: not a genesel store; evaluating all %d samples as the test split",
-            path,
-            source.n_obs,
-        )
-        return Store(source.data, var=var, obs=obs, uns=source.uns, path=path, file=source)  # type: ignore[arg-type]
-    except BaseException:
-        source.close()
-        raise
-
-
-def _column_statistics(matrix: Any, *, block_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation (ddof 0; 1 for a constant column, as stores keep it) of a
-    row-sliceable matrix, summed in float64 about the first row (no cancellation for large means).
-    """
-    n = int(matrix.shape[0])
-    total = np.zeros(int(matrix.shape[1]))
-    squares = np.zeros_like(total)
-    shift = None
-    for start in range(0, n, block_rows):
-        block = np.asarray(matrix[start : start + block_rows], dtype=np.float64)
-        shift = block[0].copy() if shift is None else shift
-        block -= shift
-        total += block.sum(axis=0)
-        squares += np.einsum("ij,ij->j", block, block)
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
-    std[std == 0] = 1.0
-    return mean + shift, std
 
 
 def _nan_to_none(value: float) -> float | None:

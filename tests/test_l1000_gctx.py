@@ -13,7 +13,8 @@ import pytest
 
 import genesel.cli.main as cli
 from genesel.errors import InputFileError
-from genesel.evaluate import evaluate_model, open_evaluation_data
+from genesel.evaluate import evaluate_model
+from genesel.evaluation_data import open_evaluation_data
 from genesel.impute import fit_imputer
 from genesel.io.gctx import MATRIX_PATH, read_gctx, write_gctx
 from genesel.io.gene_maps import l1000_landmarks

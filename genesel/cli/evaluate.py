@@ -66,7 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel evaluate``."""
-    from genesel.evaluate import describe_metrics, evaluate_model, open_evaluation_data
+    from genesel.evaluate import describe_metrics, evaluate_model
+    from genesel.evaluation_data import open_evaluation_data
     from genesel.impute import load_model
 
     # a .json names the metrics file (tables beside it); anything else is a folder for metrics.json
