@@ -22,7 +22,7 @@ from genesel.report.aggregate import (
     read_per_sample,
     write_table,
 )
-from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, Curves, summarize_curves
+from genesel.report.curves import Curves, summarize_curves
 from genesel.report.figures import (
     cost_figure,
     curves_figure,
@@ -36,6 +36,7 @@ from genesel.report.html import ReportSection, render_report
 from genesel.report.layout import ResultsLayout
 from genesel.report.runtime import rule_times, step_times
 from genesel.report.uncertainty import LEVEL, RESAMPLES
+from genesel.sweep_plan import LANDMARK_METHOD, RANDOM_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -242,9 +243,7 @@ def _sections(
 ) -> list[ReportSection]:
     runs = tables.runs
     methods = sorted(runs["method"].unique())
-    sizes = sorted(
-        int(k) for k in runs.loc[runs["method"] != REFERENCE_METHOD, "n_genes"].unique()
-    )
+    sizes = sorted(int(k) for k in runs.loc[runs["method"] != LANDMARK_METHOD, "n_genes"].unique())
     # the random band's seeds (0 .. random_panels - 1) are panels of their own, not repeats of a selector
     selector_seeds = runs.loc[runs["method"] != RANDOM_METHOD, "seed"]
     seeds = sorted(

@@ -19,13 +19,8 @@ import pandas as pd
 
 from genesel.errors import ConfigError
 from genesel.report.uncertainty import group_replicates, groups_of, interval, run_replicates
+from genesel.sweep_plan import LANDMARK_METHOD, RANDOM_METHOD
 
-#: The method whose panel is the reference point.
-REFERENCE_METHOD = "landmarks"
-#: The method whose panels form the random-panel band.
-RANDOM_METHOD = "random"
-#: Panel sizes added around the landmark count, as fractions of it (the landmark count itself and +-25 %).
-LANDMARK_SIZE_FACTORS = (0.75, 1.0, 1.25)
 #: Quantiles of the random-panel band.
 BAND_QUANTILES = (0.1, 0.5, 0.9)
 
@@ -63,15 +58,6 @@ class Curves:
 
     table: pd.DataFrame
     replicates: dict[tuple[str, str, int], np.ndarray] = field(default_factory=dict)
-
-
-def sizes_around_landmarks(n_landmarks: int, n_vars: int) -> set[int]:
-    """Panel sizes at the landmark count and +-25 % of it (below ``n_vars``); none without landmarks."""
-    if not n_landmarks:
-        return set()
-    return {
-        k for k in (max(1, round(f * n_landmarks)) for f in LANDMARK_SIZE_FACTORS) if k < n_vars
-    }
 
 
 def summarize_curves(
@@ -169,7 +155,7 @@ def summarize_curves(
 
 def landmark_reference(curves: pd.DataFrame, decoder: str) -> tuple[int, float] | None:
     """Panel size and mean error of the landmark panel for ``decoder`` (``None`` if not run)."""
-    rows = curves[(curves["method"] == REFERENCE_METHOD) & (curves["decoder"] == decoder)]
+    rows = curves[(curves["method"] == LANDMARK_METHOD) & (curves["decoder"] == decoder)]
     if not len(rows):
         return None
     row = rows.sort_values("n_genes").iloc[-1]

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD
+from genesel.sweep_plan import LANDMARK_METHOD, RANDOM_METHOD
 
 #: A fixed colour per method, so every figure agrees.
 METHOD_COLORS = {
@@ -86,18 +86,18 @@ def plot_panel_curve(
             linewidth=1.2,
             label="random panels (median)",
         )
-    for method, curve in subset[~subset["method"].isin([REFERENCE_METHOD, RANDOM_METHOD])].groupby(
+    for method, curve in subset[~subset["method"].isin([LANDMARK_METHOD, RANDOM_METHOD])].groupby(
         "method", sort=True
     ):
         _line(ax, curve.sort_values("n_genes"), method)
     if len(random) and random["band_low"].isna().all():
         _line(ax, random, RANDOM_METHOD)
-    reference = subset[subset["method"] == REFERENCE_METHOD]
+    reference = subset[subset["method"] == LANDMARK_METHOD]
     if len(reference):
         row = reference.sort_values("n_genes").iloc[-1]
         ax.axhline(
             row["mean"],
-            color=method_color(REFERENCE_METHOD),
+            color=method_color(LANDMARK_METHOD),
             linestyle="--",
             linewidth=1,
             zorder=0,
@@ -108,7 +108,7 @@ def plot_panel_curve(
             yerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]],
             marker="*",
             markersize=13,
-            color=method_color(REFERENCE_METHOD),
+            color=method_color(LANDMARK_METHOD),
             linestyle="none",
             capsize=3,
             label=f"L1000 landmarks ({int(row['n_genes'])} genes)",

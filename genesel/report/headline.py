@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, Curves
+from genesel.report.curves import Curves
 from genesel.report.uncertainty import interval
+from genesel.sweep_plan import LANDMARK_METHOD, RANDOM_METHOD
 
 #: ``how`` values of :func:`matching_size`.
 HOW_INTERPOLATED = "interpolated"
@@ -84,14 +85,14 @@ def matching_size(
 
 def _landmark(curves: Curves, decoder: str) -> tuple[int, float, np.ndarray | None] | None:
     table = curves.table
-    rows = table[(table["method"] == REFERENCE_METHOD) & (table["decoder"] == decoder)]
+    rows = table[(table["method"] == LANDMARK_METHOD) & (table["decoder"] == decoder)]
     if not len(rows):
         return None
     row = rows.sort_values("n_genes").iloc[-1]
     return (
         int(row["n_genes"]),
         float(row["mean"]),
-        curves.replicates.get((REFERENCE_METHOD, decoder, int(row["n_genes"]))),
+        curves.replicates.get((LANDMARK_METHOD, decoder, int(row["n_genes"]))),
     )
 
 
@@ -142,7 +143,7 @@ def match_landmarks(curves: Curves) -> pd.DataFrame:
             if landmark_reps is not None
             else (landmark_error, landmark_error)
         )
-        subset = table[(table["decoder"] == decoder) & (table["method"] != REFERENCE_METHOD)]
+        subset = table[(table["decoder"] == decoder) & (table["method"] != LANDMARK_METHOD)]
         for method, curve in subset.groupby("method", sort=True):
             curve = curve.sort_values("n_genes")
             sizes = curve["n_genes"].to_numpy()
@@ -213,7 +214,7 @@ def headline(matches: pd.DataFrame, curves: Curves, *, decoder: str) -> str:
     reached = rows[rows["matching_genes"].notna()].sort_values("matching_genes")
     if reached.empty:
         table = curves.table
-        largest = table[(table["decoder"] == decoder) & (table["method"] != REFERENCE_METHOD)]
+        largest = table[(table["decoder"] == decoder) & (table["method"] != LANDMARK_METHOD)]
         best = (
             largest.sort_values(["n_genes", "mean"], ascending=[False, True]).iloc[0]
             if len(largest)
@@ -256,7 +257,7 @@ def random_comparison(curves: Curves) -> pd.DataFrame:
             continue
         random_point = float(random_rows["mean"].iloc[0])
         random_reps = curves.replicates.get((RANDOM_METHOD, decoder, int(k)))
-        for _, row in group[~group["method"].isin([RANDOM_METHOD, REFERENCE_METHOD])].iterrows():
+        for _, row in group[~group["method"].isin([RANDOM_METHOD, LANDMARK_METHOD])].iterrows():
             difference = float(row["mean"]) - random_point
             reps = curves.replicates.get((row["method"], decoder, int(k)))
             low, high = (

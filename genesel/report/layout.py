@@ -10,15 +10,47 @@ A run directory (``results/<run>/``) holds::
     logs/<rule>/<job>.log                                  log of each job
     report/                                                tables, figures and index.html
 
-``workflow/rules/common.smk`` spells the same patterns for Snakemake.
+The path patterns below (relative to the run directory, with ``{method}``, ``{n_genes}``,
+``{seed}`` and ``{decoder}`` fields) are what ``workflow/rules/common.smk`` builds its
+Snakemake patterns from, and what :class:`ResultsLayout` fills in.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+#: The simulated compendium the demo preprocesses.
+COMPENDIUM = "data/compendium.h5ad"
+#: The preprocessed store.
+STORE = "data/store.h5ad"
+#: The store's moments (``genesel moments``).
+MOMENTS = "data/moments.h5"
+#: The preprocessed copy of the data set the panels are transferred to.
+TRANSFER_STORE = "data/transfer_store.h5ad"
+#: Folder of one selected panel.
+PANEL_DIR = "panels/{method}/k{n_genes}/seed{seed}"
+#: Folder of one fitted imputation model.
+IMPUTER_DIR = "imputers/{method}/k{n_genes}/seed{seed}/{decoder}"
+#: Folder of all evaluations, and of one.
+METRICS_ROOT = "metrics"
+METRICS_DIR = METRICS_ROOT + "/{method}/k{n_genes}/seed{seed}/{decoder}"
+#: The file ``genesel impute fit`` writes last into a model folder (its presence marks it complete).
+IMPUTER_FILE = "model.json"
+#: The table ``genesel curve`` writes beside the linear decoder's metrics it lists.
+LINEAR_TABLE = "metrics/linear_runs.tsv"
+#: What a batched selection job writes last: the panel.tsv files of its method, one a line.
+PANEL_LIST = "panels/{method}/panels.txt"
+#: What a batched decoder job writes last: the metrics.json files of its decoder, one a line.
+DECODER_LIST = "metrics/{decoder}_runs.txt"
+#: The transfer table (``workflow/rules/transfer.smk``).
+TRANSFER_TABLE = "transfer/transfer.tsv"
+#: Folders of the jobs' logs, Snakemake benchmarks and the report.
+LOGS_DIR = "logs"
+BENCHMARKS_DIR = "benchmarks"
+REPORT_DIR = "report"
 
 #: Matches the tail of a metrics path and names its parts.
 METRICS_PATTERN = re.compile(
@@ -62,53 +94,39 @@ class ResultsLayout:
     @property
     def store(self) -> Path:
         """The preprocessed store."""
-        return self.root / "data" / "store.h5ad"
+        return self.root / STORE
 
     @property
     def metrics_dir(self) -> Path:
         """Folder of all evaluation results."""
-        return self.root / "metrics"
+        return self.root / METRICS_ROOT
 
     @property
     def benchmarks_dir(self) -> Path:
         """Folder of the Snakemake benchmark files."""
-        return self.root / "benchmarks"
+        return self.root / BENCHMARKS_DIR
 
     @property
     def logs_dir(self) -> Path:
         """Folder of the jobs' logs (``<rule>/<job>.log``, beside their benchmark files)."""
-        return self.root / "logs"
+        return self.root / LOGS_DIR
 
     @property
     def report_dir(self) -> Path:
         """Default folder of the report."""
-        return self.root / "report"
+        return self.root / REPORT_DIR
 
     def panel_dir(self, method: str, n_genes: int, seed: int) -> Path:
         """Folder of one selected panel."""
-        return self.root / "panels" / method / f"k{int(n_genes)}" / f"seed{int(seed)}"
+        return self.root / PANEL_DIR.format(method=method, n_genes=int(n_genes), seed=int(seed))
 
     def imputer_dir(self, key: RunKey) -> Path:
         """Folder of one fitted imputation model."""
-        return (
-            self.root
-            / "imputers"
-            / key.method
-            / f"k{key.n_genes}"
-            / f"seed{key.seed}"
-            / key.decoder
-        )
+        return self.root / IMPUTER_DIR.format(**asdict(key))
 
     def metrics_path(self, key: RunKey) -> Path:
         """The ``metrics.json`` of one evaluated model."""
-        return (
-            self.metrics_dir
-            / key.method
-            / f"k{key.n_genes}"
-            / f"seed{key.seed}"
-            / key.decoder
-            / "metrics.json"
-        )
+        return self.root / METRICS_DIR.format(**asdict(key)) / "metrics.json"
 
     def find_metrics(self) -> list[Path]:
         """Every ``metrics.json`` under the run directory, sorted."""

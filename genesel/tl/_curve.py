@@ -14,9 +14,8 @@ from genesel.errors import ConfigError
 from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
 from genesel.impute.curve import DEFAULT_RANDOM_PANELS
-from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, sizes_around_landmarks
 from genesel.selectors.select import select_panel
-from genesel.store import Store
+from genesel.sweep_plan import plan_sweep
 from genesel.tl._prepare import ensure_store
 from genesel.tl._utils import training_configs
 
@@ -114,17 +113,18 @@ def panel_curve(
                 f"adata.uns[{key!r}] holds a record of another call; pass another key_added"
             )
     store = ensure_store(adata, seed=seeds[0], layer=layer)
-    sizes = (
-        _with_landmark_sizes(sizes, store) if sizes_around_landmarks else [int(k) for k in sizes]
+    plan = plan_sweep(
+        dict.fromkeys(methods, seeds),
+        sizes,
+        decoders=(decoder,),
+        gene_counts=lambda: (int(store.landmark_mask.sum()), store.n_vars),
+        around_landmarks=sizes_around_landmarks,
+        random_panels=max(len(seeds), int(random_panels)),
     )
-    plan = [
-        (method, int(k), int(seed))
-        for method in methods
-        for k in _sizes_of(method, sizes, store)
-        for seed in _seeds_of(method, seeds, decoder, random_panels)
-    ]
-    rows, per_sample = [], []
-    for method, n_genes, seed in tqdm(plan, desc="panel curve", unit="run", disable=not progress):
+    rows: list[dict[str, Any]] = []
+    per_sample: list[pd.Series] = []
+    for run in tqdm(plan.runs, desc="panel curve", unit="run", disable=not progress):
+        method, n_genes, seed = run.method, run.n_genes, run.seed
         trainer, loader = training_configs(
             seed=seed,
             epochs=epochs,
@@ -201,27 +201,3 @@ def curve_summary(
     if per_sample is not None and metric == "mse_imputed" and per_sample.shape[1] == len(frame):
         series = [per_sample.iloc[:, i].dropna() for i in range(per_sample.shape[1])]
     return summarize_curves(frame, metric=metric, per_sample=series)
-
-
-def _with_landmark_sizes(sizes: Sequence[int], store: Store) -> list[int]:
-    return sorted(
-        {int(k) for k in sizes}
-        | sizes_around_landmarks(int(store.landmark_mask.sum()), store.n_vars)
-    )
-
-
-def _seeds_of(method: str, seeds: Sequence[int], decoder: str, random_panels: int) -> list[int]:
-    if method == RANDOM_METHOD and decoder == "linear":
-        return list(range(max(len(seeds), int(random_panels))))
-    return [int(s) for s in seeds]
-
-
-def _sizes_of(method: str, sizes: Sequence[int], store: Store) -> list[int]:
-    if method != REFERENCE_METHOD:
-        return [int(k) for k in sizes]
-    n_landmarks = int(store.landmark_mask.sum())
-    if n_landmarks == 0:
-        raise ConfigError(
-            "method 'landmarks' needs landmark genes, but var['landmark'] flags none"
-        )
-    return [n_landmarks]

@@ -1,42 +1,41 @@
 # Helpers of the genesel workflow: paths, the planned sweep, and command-line options built
 # from the (validated) config. Rules only reference these functions; they hold no logic.
-# The results layout mirrors genesel/report/layout.py, which the report reads.
+# The method lists come from genesel.selectors, the results layout from
+# genesel/report/layout.py (which the report reads) and the sweep from genesel/sweep_plan.py
+# (which genesel.tl.panel_curve iterates).
 
 import json
+import os
 import shlex
 from pathlib import Path
 
-import h5py
+from genesel.errors import InputFileError, StoreVersionError
+from genesel.report import layout
+from genesel.selectors.base import get_selector_class
+from genesel.selectors.methods import available_methods
+from genesel.store import Store
+from genesel.sweep_plan import LANDMARK_METHOD, LINEAR_DECODER, RANDOM_METHOD, plan_sweep
 
-from genesel.report.curves import sizes_around_landmarks
-
-TRAINED_METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
-BASELINE_METHODS = ("landmarks", "random", "hvg", "qr", "greedy")
-#: The method whose panel size is fixed by the data (all L1000 landmarks in it).
-LANDMARK_METHOD = "landmarks"
+#: Methods that train a network (their rule can be given a GPU) and the others.
+TRAINED_METHODS = tuple(m for m in available_methods() if get_selector_class(m).trainable)
+BASELINE_METHODS = tuple(m for m in available_methods() if m not in TRAINED_METHODS)
 
 RESULTS = f"results/{config['run']}"
-LOGS = f"{RESULTS}/logs"
-BENCHMARKS = f"{RESULTS}/benchmarks"
-COMPENDIUM = f"{RESULTS}/data/compendium.h5ad"
-STORE = f"{RESULTS}/data/store.h5ad"
-PANEL_DIR = f"{RESULTS}/panels/{{method}}/k{{n_genes}}/seed{{seed}}"
-IMPUTER_DIR = f"{RESULTS}/imputers/{{method}}/k{{n_genes}}/seed{{seed}}/{{decoder}}"
-METRICS_DIR = f"{RESULTS}/metrics/{{method}}/k{{n_genes}}/seed{{seed}}/{{decoder}}"
-MOMENTS = f"{RESULTS}/data/moments.h5"
-#: The decoder whose curve comes from the moments in one job (`genesel curve`).
-LINEAR_DECODER = "linear"
-#: The table `genesel curve` writes beside the metrics it lists.
-LINEAR_TABLE = f"{RESULTS}/metrics/linear_runs.tsv"
-REPORT_DIR = f"{RESULTS}/report"
-#: The file `genesel impute fit` writes last into a model directory.
-IMPUTER_FILE = "model.json"
+LOGS = f"{RESULTS}/{layout.LOGS_DIR}"
+BENCHMARKS = f"{RESULTS}/{layout.BENCHMARKS_DIR}"
+COMPENDIUM = f"{RESULTS}/{layout.COMPENDIUM}"
+STORE = f"{RESULTS}/{layout.STORE}"
+PANEL_DIR = f"{RESULTS}/{layout.PANEL_DIR}"
+IMPUTER_DIR = f"{RESULTS}/{layout.IMPUTER_DIR}"
+METRICS_DIR = f"{RESULTS}/{layout.METRICS_DIR}"
+MOMENTS = f"{RESULTS}/{layout.MOMENTS}"
+LINEAR_TABLE = f"{RESULTS}/{layout.LINEAR_TABLE}"
+REPORT_DIR = f"{RESULTS}/{layout.REPORT_DIR}"
+IMPUTER_FILE = layout.IMPUTER_FILE
 #: config batch_runs: one job per method selects all its panels, one job per decoder fits them all.
 BATCH_RUNS = config.get("batch_runs", False)
-#: What a batched selection job writes last: the panel.tsv files of its method, one a line.
-PANEL_LIST = f"{RESULTS}/panels/{{method}}/panels.txt"
-#: What a batched decoder job writes last: the metrics.json files of its decoder, one a line.
-DECODER_LIST = f"{RESULTS}/metrics/{{decoder}}_runs.txt"
+PANEL_LIST = f"{RESULTS}/{layout.PANEL_LIST}"
+DECODER_LIST = f"{RESULTS}/{layout.DECODER_LIST}"
 
 
 def method_pattern(methods):
@@ -116,27 +115,37 @@ def method_seeds(method):
     return config["methods"][method].get("seeds", config["seeds"])
 
 
-def landmark_panel_size():
-    """Number of landmark genes in the store (known once preprocess has run)."""
-    store = checkpoints.preprocess.get().output.store
-    with h5py.File(store, "r") as handle:
-        return int(handle["var"]["landmark"][:].sum())
+_gene_counts = {}
 
 
-def store_n_vars():
-    """Number of genes in the store (known once preprocess has run)."""
-    store = checkpoints.preprocess.get().output.store
-    with h5py.File(store, "r") as handle:
-        return int(handle["var"]["landmark"].shape[0])
+def store_gene_counts():
+    """Landmark genes and all genes of the store (known once preprocess has run)."""
+    path = checkpoints.preprocess.get().output.store
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _gene_counts:
+        with Store.open(path) as store:
+            _gene_counts[key] = (int(store.landmark_mask.sum()), store.n_vars)
+    return _gene_counts[key]
+
+
+def sweep_plan():
+    """The planned panels (genesel.sweep_plan): methods x panel sizes x seeds, the landmark
+    panel at its own size, the random panels the linear curve draws."""
+    return plan_sweep(
+        {method: method_seeds(method) for method in config["methods"]},
+        config["panel_sizes"],
+        decoders=config["decoders"],
+        gene_counts=store_gene_counts,
+        around_landmarks=config["reference"]["sizes_around_landmarks"],
+        random_panels=config["reference"]["random_panels"],
+    )
 
 
 def panel_sizes():
     """config panel_sizes, plus the landmark count and +-25% of it (reference.sizes_around_landmarks;
     known once preprocess has run)."""
-    sizes = set(config["panel_sizes"])
-    if config["reference"]["sizes_around_landmarks"]:
-        sizes |= sizes_around_landmarks(landmark_panel_size(), store_n_vars())
-    return sorted(sizes)
+    return list(sweep_plan().sizes)
 
 
 def linear_decoders():
@@ -151,19 +160,12 @@ def trained_decoders():
 
 def sweep_panels():
     """(method, n_genes, seed) of every selected panel except the landmark panel."""
-    chosen = []
-    for method in config["methods"]:
-        if method == LANDMARK_METHOD or (method == "random" and not trained_decoders()):
-            continue  # the linear curve draws its random panels itself
-        chosen += [(method, k, seed) for k in panel_sizes() for seed in method_seeds(method)]
-    return chosen
+    return [(r.method, r.n_genes, r.seed) for r in sweep_plan().selected if r.method != LANDMARK_METHOD]
 
 
 def landmark_panels():
     """(method, n_genes, seed) of the landmark panel (its size is read from the store)."""
-    if LANDMARK_METHOD not in config["methods"]:
-        return []
-    return [(LANDMARK_METHOD, landmark_panel_size(), seed) for seed in method_seeds(LANDMARK_METHOD)]
+    return [(r.method, r.n_genes, r.seed) for r in sweep_plan().selected if r.method == LANDMARK_METHOD]
 
 
 def panel_paths(chosen):
@@ -203,7 +205,7 @@ def landmark_panel_files(wildcards):
 
 def linear_panels():
     """(method, n_genes, seed) of every panel the linear curve scores (random panels are drawn in the job)."""
-    return [p for p in sweep_panels() + landmark_panels() if p[0] != "random"]
+    return [p for p in sweep_panels() + landmark_panels() if p[0] != RANDOM_METHOD]
 
 
 def linear_curve_panels(wildcards):
@@ -272,7 +274,7 @@ def linear_curve_tables(wildcards):
 
 def random_options(wildcards):
     """Options of genesel curve for the random-panel band."""
-    if "random" not in config["methods"]:
+    if RANDOM_METHOD not in config["methods"]:
         return ""
     sizes = [str(k) for k in panel_sizes()]
     return shlex.join(["--random-panels", str(config["reference"]["random_panels"]), "--random-sizes", *sizes])
@@ -389,17 +391,19 @@ def report_options(wildcards):
 # -- transfer to another data set (config transfer; workflow/rules/transfer.smk) -------------
 
 
-TRANSFER_STORE = f"{RESULTS}/data/transfer_store.h5ad"
-TRANSFER_TABLE = f"{RESULTS}/transfer/transfer.tsv"
+TRANSFER_STORE = f"{RESULTS}/{layout.TRANSFER_STORE}"
+TRANSFER_TABLE = f"{RESULTS}/{layout.TRANSFER_TABLE}"
 
 
 def is_genesel_store(path):
-    """Whether path is a store written by genesel preprocess (used as it is)."""
+    """Whether path is a store written by genesel preprocess (used as it is, whatever its version)."""
     try:
-        with h5py.File(path, "r") as handle:
-            return "uns/genesel/store_version" in handle
-    except OSError:
+        Store.open(path).close()
+    except StoreVersionError:
+        return True
+    except InputFileError:
         return False
+    return True
 
 
 def transfer_data(wildcards):
