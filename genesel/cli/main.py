@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from genesel import __version__
 from genesel.errors import ConfigError, GeneselError
@@ -105,7 +106,9 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     full = _disk_full(error)
     if full is not None:
         where = full.filename or full.filename2 or "the output"
-        return f"disk full at {where} ({os.strerror(full.errno)}; free space or write elsewhere, then rerun)"
+        # _disk_full returns only errors whose errno is one of DISK_FULL_ERRNOS
+        reason = os.strerror(cast(int, full.errno))
+        return f"disk full at {where} ({reason}; free space or write elsewhere, then rerun)"
     if isinstance(error, ConfigError) and error.parameter:
         return f"{error} (command line: {parameter_flag(error.parameter)})"
     if isinstance(error, GeneselError):

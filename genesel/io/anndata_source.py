@@ -127,12 +127,28 @@ def read_anndata_file(
         raise
 
 
+def _uns_errors() -> tuple[type[Exception], ...]:
+    """What reading an exotic ``uns`` raises: HDF5/IO errors, bad values, no reader registered."""
+    errors: tuple[type[Exception], ...] = (
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        NotImplementedError,
+    )
+    try:  # an element encoding anndata has no reader for; the class is private to anndata
+        from anndata._io.specs.registry import IORegistryError
+    except ImportError:
+        return errors
+    return (*errors, IORegistryError)
+
+
 def _read_uns(group: Any, path: Path) -> dict[str, Any]:
     if "uns" not in group:
         return {}
     try:
         return dict(_read_elem(group["uns"]))
-    except Exception as error:  # an exotic uns must not block reading the matrix
+    except _uns_errors() as error:  # an exotic uns must not block reading the matrix
         logger.warning("%s: could not read uns (%s); ignoring it", path, error)
         return {}
 

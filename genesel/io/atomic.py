@@ -42,8 +42,9 @@ def disk_full_error(error: BaseException, path: str | os.PathLike[str]) -> OSErr
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
-            return OSError(current.errno, os.strerror(current.errno), str(path))
+        code = current.errno if isinstance(current, OSError) else None
+        if code is not None and code in DISK_FULL_ERRNOS:
+            return OSError(code, os.strerror(code), str(path))
         current = current.__cause__ or current.__context__
     try:
         stat = os.statvfs(Path(path).parent)

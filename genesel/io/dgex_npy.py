@@ -197,9 +197,10 @@ def _dgex_part(directory: Path, short: str) -> Any:
         raise InputFileError(
             directory, f"split {SPLIT_NAMES[short]!r} lacks its {missing} file(s)"
         )
+    y_paths = [f for f in y_files if f is not None]  # all there: checked above
     x = _load(x_file, N_LANDMARKS)
-    halves = [_load(f, N_TARGETS // 2) for f in y_files]  # type: ignore[arg-type]
-    for file, half in zip(y_files, halves, strict=True):
+    halves = [_load(f, N_TARGETS // 2) for f in y_paths]
+    for file, half in zip(y_paths, halves, strict=True):
         if half.shape[0] != x.shape[0]:
             raise InputFileError(
                 file, f"has {half.shape[0]} samples but {x_file.name} has {x.shape[0]}"

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,7 +28,7 @@ import pandas as pd
 from genesel.errors import InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.io.gene_maps import detect_feature_kind, l1000_landmarks
-from genesel.io.source import MatrixSource, TransposedRows
+from genesel.io.source import MatrixSource, Orientation, TransposedRows
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ MATRIX_PATH = "0/DATA/0/matrix"
 ROW_META = "0/META/ROW"
 COL_META = "0/META/COL"
 
-Orientation = Literal["samples-by-genes", "genes-by-samples"]
 
 #: CMap's GCTX row field with the gene symbol.
 CMAP_SYMBOL_FIELD = "pr_gene_symbol"
@@ -119,7 +118,10 @@ def read_gctx(
 
 
 def entrez_annotation(
-    feature_ids: Sequence[str], var: pd.DataFrame, *, path: str | os.PathLike[str] = "<gctx>"
+    feature_ids: Sequence[str] | np.ndarray,
+    var: pd.DataFrame,
+    *,
+    path: str | os.PathLike[str] = "<gctx>",
 ) -> pd.DataFrame:
     """Add ``entrez_id`` and ``symbol`` to the row annotation when every row id is an Entrez id.
 

@@ -241,8 +241,10 @@ def read_flags(values: pd.Series) -> np.ndarray:
 
 
 def entrez_ids_of(var_names: pd.Index, var: pd.DataFrame) -> pd.Series | None:
-    """Entrez ids of the genes: an Entrez column (:data:`ENTREZ_COLUMNS`) or var names that are
-    mostly numeric; ``None`` when neither is there.
+    """Entrez ids of the genes, or ``None`` when the data has none.
+
+    They come from an Entrez column (:data:`ENTREZ_COLUMNS`) or from var names that are
+    mostly numeric.
     """
     lowered = {str(c).lower(): c for c in var.columns}
     for name in ENTREZ_COLUMNS:
@@ -292,29 +294,33 @@ def annotate_genes(var_names: pd.Index, var: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"symbol": symbols.to_numpy(), "landmark": landmark}, index=var_names)
 
 
-def count_known_ids(ids: Sequence[Any], gene_map: pd.DataFrame | None = None) -> tuple[int, int]:
+def count_known_ids(
+    ids: Sequence[Any] | np.ndarray, gene_map: pd.DataFrame | None = None
+) -> tuple[int, int]:
     """Count how many ``ids`` look like probe ids and how many look like gene ids.
 
     Probes: in the map's probe ids or shaped like Affymetrix probe sets. Genes: a map
     ``gene_id``/Ensembl id/symbol, an L1000 symbol, or shaped like an Ensembl id.
     """
     gene_map = _dgex_gene_map() if gene_map is None else gene_map
-    ids = pd.Index(np.asarray(ids).astype(str))
+    names = pd.Index(np.asarray(ids).astype(str))
     probes = {p for ps in gene_map["probes"] for p in ps}
-    is_probe = ids.isin(list(probes)) | np.array(
-        [bool(PROBE_ID_PATTERN.match(i)) for i in ids], dtype=bool
+    is_probe = names.isin(list(probes)) | np.array(
+        [bool(PROBE_ID_PATTERN.match(i)) for i in names], dtype=bool
     )
     gene_names = set(gene_map.index) | set(gene_map["symbol"].str.upper())
     if "ensembl_id" in gene_map.columns:
         gene_names |= set(gene_map["ensembl_id"])
     gene_names |= set(_l1000_landmarks()["symbol"].str.upper())
-    upper = ids.str.upper()
-    is_gene = upper.isin(list(gene_names)) | ids.isin(list(gene_names))
-    is_gene |= np.array([bool(ENSEMBL_ID_PATTERN.match(i)) for i in ids], dtype=bool)
+    upper = names.str.upper()
+    is_gene = upper.isin(list(gene_names)) | names.isin(list(gene_names))
+    is_gene |= np.array([bool(ENSEMBL_ID_PATTERN.match(i)) for i in names], dtype=bool)
     return int(is_probe.sum()), int((is_gene & ~is_probe).sum())
 
 
-def detect_feature_kind(ids: Sequence[Any], gene_map: pd.DataFrame | None = None) -> str:
+def detect_feature_kind(
+    ids: Sequence[Any] | np.ndarray, gene_map: pd.DataFrame | None = None
+) -> str:
     """Return ``"probe"`` when most ``ids`` look like probe ids, else ``"gene"``."""
     n_probe, n_gene = count_known_ids(ids, gene_map)
     return "probe" if n_probe > max(n_gene, len(ids) // 2) else "gene"
@@ -367,7 +373,11 @@ def probe_averaging(
     """
     gene_map = _dgex_gene_map() if gene_map is None else gene_map
     column_of = {str(p): i for i, p in enumerate(probe_ids)}
-    rows, cols, weights, n_probes, kept = [], [], [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    weights: list[float] = []
+    n_probes: list[int] = []
+    kept: list[int] = []
     for gene_index, probes in enumerate(gene_map["probes"]):
         present = [column_of[p] for p in probes if p in column_of]
         if not present:

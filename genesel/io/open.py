@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from genesel.errors import ConfigError, InputFileError
-from genesel.io.source import MatrixSource
+from genesel.io.source import ORIENTATIONS, MatrixSource, Orientation, is_orientation
 
 #: Accepted values of ``format`` and what they read.
 FORMATS = {
@@ -113,16 +113,17 @@ def open_source(
         )
         return read_anndata_file(path, layer=layer, gene_map=gene_map)
     _reject_option(layer, "layer", f"{fmt} files")
+    checked = _checked_orientation(orientation) if fmt in ("gctx", "csv", "tsv") else None
     if fmt == "gctx":
         from genesel.io.gctx import read_gctx
 
-        return read_gctx(path, orientation=orientation, gene_map=gene_map)  # type: ignore[arg-type]
+        return read_gctx(path, orientation=checked, gene_map=gene_map)
     if fmt in ("csv", "tsv"):
         from genesel.io.text import read_text
 
         return read_text(
-            path, orientation=orientation, sep="," if fmt == "csv" else "\t", gene_map=gene_map
-        )  # type: ignore[arg-type]
+            path, orientation=checked, sep="," if fmt == "csv" else "\t", gene_map=gene_map
+        )
     from genesel.io.dgex_npy import read_dgex_npy
 
     _reject_option(orientation, "orientation", "D-GEX/CAE .npy files (they are samples x genes)")
@@ -132,3 +133,11 @@ def open_source(
 def _reject_option(value: Any, name: str, where: str) -> None:
     if value is not None:
         raise ConfigError(f"option {name}={value!r} does not apply to {where}; leave it out")
+
+
+def _checked_orientation(orientation: str | None) -> Orientation | None:
+    if orientation is None:
+        return None
+    if not is_orientation(orientation):
+        raise ValueError(f"orientation must be one of {ORIENTATIONS} or None, not {orientation!r}")
+    return orientation

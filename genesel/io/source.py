@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,14 @@ FeatureKind = Literal["probe", "gene"]
 
 #: Ids shown when an error lists offending names.
 N_EXAMPLES = 5
+#: Which axis of a text or GCTX matrix holds the features.
+Orientation = Literal["samples-by-genes", "genes-by-samples"]
+ORIENTATIONS: tuple[Orientation, ...] = ("samples-by-genes", "genes-by-samples")
+
+
+def is_orientation(value: object) -> TypeGuard[Orientation]:
+    """Whether ``value`` is one of :data:`ORIENTATIONS`."""
+    return value in ORIENTATIONS
 
 
 def as_float_block(block: Any) -> np.ndarray:

@@ -19,19 +19,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genesel.errors import InputFileError
 from genesel.io.gene_maps import count_known_ids, detect_feature_kind
-from genesel.io.source import MatrixSource, check_unique
+from genesel.io.source import ORIENTATIONS, MatrixSource, Orientation, check_unique
 
 logger = logging.getLogger(__name__)
 
-Orientation = Literal["samples-by-genes", "genes-by-samples"]
-ORIENTATIONS = ("samples-by-genes", "genes-by-samples")
 
 #: Files up to this size are read into memory in one go.
 DEFAULT_MAX_IN_MEMORY_BYTES = 256 * 1024**2
@@ -102,7 +100,7 @@ def guess_orientation(
                 f"{column_known:.0%} of the column ids are known genes/probes",
                 f"pass orientation={evidence!r}",
             )
-        return orientation  # type: ignore[return-value]
+        return orientation
     if evidence is None:
         if max(row_known, column_known) == 0:
             problem = "neither the row ids nor the column ids match the D-GEX probe map or the gene lists"
@@ -123,7 +121,9 @@ def guess_orientation(
 def _numeric(chunk: pd.DataFrame, path: Path, first_line: int) -> np.ndarray:
     """Return the chunk's values as float64, or raise naming the first non-numeric cell."""
     values = (
-        chunk.apply(pd.to_numeric, errors="coerce") if (chunk.dtypes == object).any() else chunk
+        chunk.apply(pd.to_numeric, errors="coerce")
+        if (chunk.dtypes == np.dtype(object)).any()
+        else chunk
     )
     bad = values.isna().to_numpy() & chunk.notna().to_numpy()
     if bad.any():

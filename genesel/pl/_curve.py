@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
+from matplotlib.figure import SubFigure
 
 from genesel.errors import ConfigError
 from genesel.evaluate import HEADLINE_METRIC
@@ -81,7 +82,10 @@ def panel_curve(
     if save:
         path = Path("panel_curve.png") if save is True else Path(save)
         path.parent.mkdir(parents=True, exist_ok=True)
-        ax.figure.savefig(path, dpi=150)
+        figure = ax.figure
+        if isinstance(figure, SubFigure):  # save the whole figure the axes are drawn in
+            figure = figure.figure
+        figure.savefig(path, dpi=150)
         logger.info("saved figure to %s", path)
     if show or (show is None and not save and plt.isinteractive()):
         plt.show()

@@ -13,6 +13,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -108,10 +109,11 @@ def summarize_curves(
     predictor = pd.to_numeric(
         runs.get("mse_mean_predictor", pd.Series(math.nan, index=runs.index)), errors="coerce"
     ).to_numpy()
-    rows, stored = [], {}
-    for (method, decoder, n_genes), members in groups_of(
-        runs, ["method", "decoder", "n_genes"]
-    ).items():
+    rows: list[dict[str, Any]] = []
+    stored: dict[tuple[str, str, int], np.ndarray] = {}
+    for key, members in groups_of(runs, ["method", "decoder", "n_genes"]).items():
+        # grouped by three columns: each key is a (method, decoder, n_genes) tuple
+        method, decoder, n_genes = cast(tuple[str, str, int], key)
         point = values[members]
         row = {
             "method": method,

@@ -13,10 +13,10 @@ above, and ties otherwise; two methods tie when their intervals overlap.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from genesel.report.curves import Curves
 from genesel.report.uncertainty import interval
@@ -45,7 +45,7 @@ MATCH_COLUMNS = (
 
 
 def matching_size(
-    sizes: Sequence[float], errors: Sequence[float], target: float, *, ceiling: float = math.inf
+    sizes: ArrayLike, errors: ArrayLike, target: float, *, ceiling: float = math.inf
 ) -> tuple[float | None, str]:
     """Smallest panel size whose error reaches ``target`` while the curve goes down.
 
@@ -65,18 +65,18 @@ def matching_size(
     The size (``None`` when not reached) and how it was found: :data:`HOW_INTERPOLATED`,
     :data:`HOW_BELOW_SMALLEST` or :data:`HOW_NOT_REACHED`.
     """
-    sizes = np.asarray(sizes, dtype=float)
-    errors = np.asarray(errors, dtype=float)
-    known = np.isfinite(errors)  # a failed run leaves a gap, not a break in the curve
-    sizes, errors = sizes[known], errors[known]
-    for i, error in enumerate(errors):
+    all_sizes = np.asarray(sizes, dtype=float)
+    all_errors = np.asarray(errors, dtype=float)
+    known = np.isfinite(all_errors)  # a failed run leaves a gap, not a break in the curve
+    size_at, error_at = all_sizes[known], all_errors[known]
+    for i, error in enumerate(error_at):
         if not (error <= target and error < ceiling):
             continue
         if i == 0:
-            return float(sizes[0]), HOW_BELOW_SMALLEST
-        previous = errors[i - 1]
+            return float(size_at[0]), HOW_BELOW_SMALLEST
+        previous = error_at[i - 1]
         if previous > target:  # crossing downwards between sizes i-1 and i
-            k0, k1 = sizes[i - 1], sizes[i]
+            k0, k1 = size_at[i - 1], size_at[i]
             return float(
                 k0 + (previous - target) * (k1 - k0) / (previous - error)
             ), HOW_INTERPOLATED
@@ -157,8 +157,9 @@ def match_landmarks(curves: Curves) -> pd.DataFrame:
             )
             low = high = math.nan if genes is None else genes
             reps = [curves.replicates.get((method, decoder, int(k))) for k in sizes]
-            if landmark_reps is not None and all(r is not None for r in reps):
-                stacked = np.vstack(reps)  # sizes x B
+            known_reps = [r for r in reps if r is not None]
+            if landmark_reps is not None and len(known_reps) == len(reps):
+                stacked = np.vstack(known_reps)  # sizes x B
                 found = [
                     matching_size(sizes, stacked[:, b], landmark_reps[b], ceiling=ceiling)[0]
                     for b in range(stacked.shape[1])

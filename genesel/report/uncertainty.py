@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -51,14 +52,17 @@ def run_replicates(
     seed
         Seed of the resampling.
     """
-    exact = np.asarray(exact, dtype=np.float64)
-    replicates = np.repeat(exact[:, None], resamples, axis=1)
-    present = [i for i, series in enumerate(per_sample) if series is not None and len(series) > 1]
+    errors = np.asarray(exact, dtype=np.float64)
+    replicates = np.repeat(errors[:, None], resamples, axis=1)
+    present = {
+        i: series for i, series in enumerate(per_sample) if series is not None and len(series) > 1
+    }
     if not present:
         return replicates
-    shared = per_sample[present[0]].index
-    for i in present[1:]:
-        shared = shared.intersection(per_sample[i].index, sort=False)
+    first, *others = present.values()
+    shared = first.index
+    for series in others:
+        shared = shared.intersection(series.index, sort=False)
     shared = shared.sort_values()  # the same resamples whatever order the runs come in
     missing = len(per_sample) - len(present)
     if missing:
@@ -69,7 +73,7 @@ def run_replicates(
         )
     if len(shared) < 2:
         return replicates
-    smallest = min(len(per_sample[i]) for i in present)
+    smallest = min(len(series) for series in present.values())
     if len(shared) < smallest:
         logger.warning(
             "only %d test samples are shared by every run (the smallest run has %d): intervals use those",
@@ -80,11 +84,11 @@ def run_replicates(
     counts = rng.multinomial(
         len(shared), np.full(len(shared), 1.0 / len(shared)), size=resamples
     ).T  # samples x B
-    for i in present:
-        values = per_sample[i].reindex(shared).to_numpy(np.float64)
+    for i, series in present.items():
+        values = series.reindex(shared).to_numpy(np.float64)
         means = values @ counts / len(shared)
         factor = math.sqrt(len(shared) / max(int(n_split[i]), len(shared)))
-        replicates[i] = exact[i] + (means - values.mean()) * factor
+        replicates[i] = errors[i] + (means - values.mean()) * factor
     return replicates
 
 
@@ -92,24 +96,23 @@ def group_replicates(
     replicates: np.ndarray, members: Sequence[int], *, seed: int = 0
 ) -> np.ndarray:
     """Replicates of the mean over ``members`` (runs), resampling the members too when several."""
-    members = np.asarray(members, dtype=np.int64)
-    if members.size == 1:
-        return replicates[members[0]]
+    rows = np.asarray(members, dtype=np.int64)
+    if rows.size == 1:
+        return replicates[rows[0]]
     rng = np.random.default_rng(seed)
-    picks = members[
-        rng.integers(0, members.size, size=(replicates.shape[1], members.size))
-    ]  # B x s
+    picks = rows[rng.integers(0, rows.size, size=(replicates.shape[1], rows.size))]  # B x s
     return replicates[picks, np.arange(replicates.shape[1])[:, None]].mean(axis=1)
 
 
 def interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Percentile interval of bootstrap ``values`` (``inf`` entries count as larger than all)."""
     tail = 100 * (1 - level) / 2
-    values = np.asarray(values, dtype=np.float64)
-    method = (
-        "linear" if np.isfinite(values).all() else "inverted_cdf"
-    )  # no interpolation towards inf
-    low, high = np.percentile(values, [tail, 100 - tail], method=method)
+    draws = np.asarray(values, dtype=np.float64)
+    # no interpolation towards inf
+    method: Literal["linear", "inverted_cdf"] = (
+        "linear" if np.isfinite(draws).all() else "inverted_cdf"
+    )
+    low, high = np.percentile(draws, [tail, 100 - tail], method=method)
     return float(low), float(high)
 
 
