@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from genesel.errors import ConfigError
 from genesel.evaluate import HEADLINE_METRIC
@@ -31,10 +30,19 @@ from genesel.report.figures import (
     runtime_figure,
     training_figure,
 )
-from genesel.report.headline import genes_text, headline, match_landmarks, random_comparison
+from genesel.report.headline import headline, match_landmarks, random_comparison
 from genesel.report.html import ReportSection, render_report
 from genesel.report.layout import ResultsLayout
 from genesel.report.runtime import rule_times, step_times
+from genesel.report.tables import (
+    all_gene_table,
+    curve_table,
+    match_table,
+    overlap_table,
+    random_table,
+    ridge_table,
+    unconverged_runs,
+)
 from genesel.report.uncertainty import LEVEL, RESAMPLES
 from genesel.sweep_plan import LANDMARK_METHOD, RANDOM_METHOD
 
@@ -298,7 +306,7 @@ def _sections(
                     "predictor), with the interval from the same rule applied to every bootstrap replicate. Fewer or "
                     "more genes than the landmarks is claimed only when the whole interval says so; otherwise it is a tie."
                 ],
-                tables={"": _match_table(matches)},
+                tables={"": match_table(matches)},
             )
         )
     if len(versus_random):
@@ -310,10 +318,10 @@ def _sections(
                     f"random), with its {100 * LEVEL:.0f}% paired bootstrap interval: better or worse only when the "
                     "interval excludes zero."
                 ],
-                tables={"": _random_table(versus_random)},
+                tables={"": random_table(versus_random)},
             )
         )
-    flagged = _unconverged(runs)
+    flagged = unconverged_runs(runs)
     if len(flagged):
         sections.append(
             ReportSection(
@@ -331,13 +339,13 @@ def _sections(
         ReportSection(
             "Error by panel size",
             tables={
-                f"{metric}: mean over seeds [{100 * LEVEL:.0f}% interval].": _curve_table(
+                f"{metric}: mean over seeds [{100 * LEVEL:.0f}% interval].": curve_table(
                     curves.table
                 ),
-                "Secondary: MSE over all genes (panel genes count as zero error, which flatters large panels), mean over seeds.": _all_gene_table(
+                "Secondary: MSE over all genes (panel genes count as zero error, which flatters large panels), mean over seeds.": all_gene_table(
                     runs
                 ),
-                "Linear decoder: the ridge penalty used (median over seeds; relative to unit gene variance): validated on the validation split, by GCV without validation rows, or fixed by the config; grids and criterion values in each metrics.json.": _ridge_table(
+                "Linear decoder: the ridge penalty used (median over seeds; relative to unit gene variance): validated on the validation split, by GCV without validation rows, or fixed by the config; grids and criterion values in each metrics.json.": ridge_table(
                     runs
                 ),
             },
@@ -349,7 +357,7 @@ def _sections(
             paragraphs=[
                 "Landmark genes in each panel (mean over seeds); the landmark panel itself is all landmarks."
             ],
-            tables={"Landmarks in the panel, by panel size:": _overlap_table(curves.table)},
+            tables={"Landmarks in the panel, by panel size:": overlap_table(curves.table)},
         )
     )
     training = training_figure(tables.histories)
@@ -363,7 +371,7 @@ def _sections(
                     "per lambda of its path). A concrete selector has converged to a valid panel when the "
                     "unique percentage reaches 100; below that, duplicate choices were replaced by next-best genes."
                 ],
-                figures={"training": _png(training)},
+                figures={"training": figure_png(training)},
             )
         )
     by_rule, by_step = rule_times(tables.benchmarks), step_times(tables.histories)
@@ -379,7 +387,7 @@ def _sections(
                 "Training speed per method (median over epochs; methods that record steps per second):"
             ] = by_step
         sections.append(
-            ReportSection("Runtime", figures={"runtime": _png(runtime)}, tables=tables_shown)
+            ReportSection("Runtime", figures={"runtime": figure_png(runtime)}, tables=tables_shown)
         )
     sections.append(
         ReportSection(
@@ -392,88 +400,6 @@ def _sections(
         )
     )
     return sections
-
-
-def _png(figure: Figure) -> bytes:
-    return figure_png(figure)
-
-
-def _match_table(matches: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for _, row in matches.iterrows():
-        rows.append(
-            {
-                "decoder": row["decoder"],
-                "method": row["method"],
-                "genes to reach the landmarks": genes_text(row),
-                "in words": row["verdict"] + ("" if row["monotone"] else " (curve not monotone)"),
-                "landmarks": f"{int(row['landmark_genes'])} genes, {row['landmark_error']:.4g} [{row['landmark_low']:.4g}, {row['landmark_high']:.4g}]",
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _by_size(
-    frame: pd.DataFrame, values: str, *, aggfunc: str = "first", index: list[str] | None = None
-) -> pd.DataFrame:
-    """``values`` with one row per (decoder,) method and one column ``K=<size>`` per panel size."""
-    table = frame.pivot_table(
-        index=index or ["decoder", "method"], columns="n_genes", values=values, aggfunc=aggfunc
-    )
-    table.columns = [f"K={k}" for k in table.columns]
-    return table
-
-
-def _random_table(versus_random: pd.DataFrame) -> pd.DataFrame:
-    cells = versus_random.assign(
-        cell=[
-            f"{v}: {d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
-            for v, d, lo, hi in zip(
-                versus_random["verdict"],
-                versus_random["difference"],
-                versus_random["low"],
-                versus_random["high"],
-                strict=True,
-            )
-        ]
-    )
-    return _by_size(cells, "cell").fillna("")
-
-
-def _unconverged(runs: pd.DataFrame) -> pd.DataFrame:
-    if "converged" not in runs:
-        return pd.DataFrame()
-    flagged = runs[runs["converged"].astype(str).str.lower().isin(["false", "0"])]
-    return flagged[["method", "n_genes", "seed"]].drop_duplicates().reset_index(drop=True)
-
-
-def _curve_table(curves: pd.DataFrame) -> pd.DataFrame:
-    cells = curves.assign(
-        cell=[
-            f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
-            for m, lo, hi in zip(curves["mean"], curves["low"], curves["high"], strict=True)
-        ]
-    )
-    return _by_size(cells, "cell").fillna("")
-
-
-def _ridge_table(runs: pd.DataFrame) -> pd.DataFrame:
-    if "ridge" not in runs:
-        return pd.DataFrame()
-    linear = runs[(runs["decoder"] == "linear") & runs["ridge"].notna()]
-    return _by_size(linear, "ridge", aggfunc="median", index=["method"])
-
-
-def _all_gene_table(runs: pd.DataFrame) -> pd.DataFrame:
-    if "mse" not in runs:
-        return pd.DataFrame()
-    return _by_size(runs, "mse", aggfunc="mean").round(4)
-
-
-def _overlap_table(curves: pd.DataFrame) -> pd.DataFrame:
-    first_decoder = sorted(curves["decoder"].unique())[0]
-    subset = curves[curves["decoder"] == first_decoder]
-    return _by_size(subset, "landmark_overlap", index=["method"]).round(1)
 
 
 def _numeric_columns(runs: pd.DataFrame) -> list[str]:
