@@ -56,10 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="layout of a text or .gctx --data that is not a store (default: inferred)",
     )
+    # unset options are left to evaluate_model, which owns the defaults
     parser.add_argument(
-        "--block-rows", type=int, default=2048, help="samples per block (default 2048)"
+        "--block-rows", type=int, default=None, help="samples per block (default 2048)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
     add_wait_argument(parser)
     parser.set_defaults(func=run)
 
@@ -75,23 +76,25 @@ def run(args: argparse.Namespace) -> int:
         args.out, kind="file" if Path(args.out).suffix == ".json" else "dir", wait=args.wait
     ):
         model = load_model(args.model)
-        # the core owns the default (the model's statistics) and checks the value
-        options = {} if args.standardize is None else {"standardize": args.standardize}
-        statistics = args.standardize == "data"
+        # the core owns the defaults (the model's statistics, the block size, the CPU)
+        options = {
+            name: value
+            for name, value in (
+                ("standardize", args.standardize),
+                ("block_rows", args.block_rows),
+                ("device", args.device),
+            )
+            if value is not None
+        }
+        blocks = {} if args.block_rows is None else {"block_rows": args.block_rows}
         with open_evaluation_data(
             args.data,
             orientation=args.orientation,
-            statistics=statistics,
-            block_rows=args.block_rows,
+            statistics=args.standardize == "data",
+            **blocks,
         ) as store:
             evaluation = evaluate_model(
-                store,
-                model,
-                split=args.split,
-                **options,
-                block_rows=args.block_rows,
-                device=args.device,
-                progress=args.progress,
+                store, model, split=args.split, progress=args.progress, **options
             )
         path = evaluation.write(args.out)
     logger.info(

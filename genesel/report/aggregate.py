@@ -260,7 +260,7 @@ def aggregate_results(
         raise InputFileError(
             layout.root,
             "no such results directory",
-            "run the workflow or point --results at results/<run>",
+            "run the workflow, or pass its run directory results/<run>",
         )
     paths = layout.find_metrics() if metrics_paths is None else [Path(p) for p in metrics_paths]
     if not paths:
@@ -299,7 +299,9 @@ def read_runs(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputFileError(
-            path, "no such runs table", "run the workflow's aggregate step or omit --runs"
+            path,
+            "no such runs table",
+            "run the workflow's aggregate step, or collect the runs from the metrics instead",
         )
     frame = pd.read_csv(path, sep="\t")
     missing = [c for c in KEY_COLUMNS if c not in frame]

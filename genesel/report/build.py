@@ -85,7 +85,8 @@ def choose_metric(runs: pd.DataFrame, metric: str | None = None) -> str:
     if metric is not None:
         if metric not in runs:
             raise ConfigError(
-                f"metric {metric!r} is not in the results; available: {', '.join(_numeric_columns(runs))}"
+                f"metric {metric!r} is not in the results; available: {', '.join(_numeric_columns(runs))}",
+                parameter="metric",
             )
         return metric
     for name in PREFERRED_METRICS:
@@ -94,7 +95,8 @@ def choose_metric(runs: pd.DataFrame, metric: str | None = None) -> str:
     candidates = [c for c in _numeric_columns(runs) if "mse" in c.lower()]
     if not candidates:
         raise ConfigError(
-            f"no MSE column in the results; name one with --metric from: {', '.join(_numeric_columns(runs))}"
+            f"no MSE column in the results; name one as metric from: {', '.join(_numeric_columns(runs))}",
+            parameter="metric",
         )
     return candidates[0]
 

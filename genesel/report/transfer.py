@@ -90,21 +90,21 @@ def transfer_curve(
             else {"method": f"panel{position}", "n_genes": None, "seed": 0}
         )
         model = fit_imputer(source, panel, decoder="linear", progress=progress)
+        n_genes = len(model.panel_indices)
         on_source = evaluate_model(source, model, split=split, progress=progress).metrics
         try:
             on_target = evaluate_model(
                 target, model, split=split, standardize=standardize, progress=progress
             ).metrics
-        except (
-            InputFileError
-        ) as error:  # a panel gene the other data set lacks: recorded, not fatal to the curve
+        except InputFileError as error:
+            # a panel gene the other data set lacks: recorded, not fatal to the curve
             if "panel genes" not in error.problem:
                 raise
             logger.warning("%s: cannot transfer: %s", panel, error.problem)
             rows.append(
                 keys
                 | {
-                    "n_genes": model.n_panel,
+                    "n_genes": n_genes,
                     "mse_imputed_source": on_source[HEADLINE_METRIC],
                     "standardize": standardize,
                     "missing_panel_genes": error.problem,
@@ -113,7 +113,7 @@ def transfer_curve(
             continue
         rows.append(
             _row(
-                keys | {"n_genes": model.n_panel},
+                keys | {"n_genes": n_genes},
                 on_target,
                 standardize,
                 source=on_source[HEADLINE_METRIC],
@@ -122,7 +122,7 @@ def transfer_curve(
         logger.info(
             "%s k=%d seed %d: %s %.4g on the source, %.4g on the target",
             keys["method"],
-            model.n_panel,
+            n_genes,
             keys["seed"],
             HEADLINE_METRIC,
             on_source[HEADLINE_METRIC],
@@ -137,7 +137,7 @@ def transfer_curve(
             target, model, split=split, standardize=standardize, progress=progress
         )
         own = _row(
-            {"method": OWN_LANDMARKS, "n_genes": model.n_panel, "seed": 0},
+            {"method": OWN_LANDMARKS, "n_genes": len(model.panel_indices), "seed": 0},
             evaluation.metrics,
             standardize,
             source=np.nan,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from anndata import AnnData
 
@@ -22,7 +23,7 @@ def evaluate(
     standardize: str = DEFAULT_STANDARDIZE,
     seed: int = 0,
     layer: str | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     progress: bool = False,
 ) -> Evaluation:
     """Impute a split of ``adata`` from the model's panel genes and measure the errors.
@@ -48,7 +49,7 @@ def evaluate(
     layer
         Layer to read instead of ``X``.
     device
-        Where the decoder runs.
+        Where the decoder runs (default: :func:`~genesel.evaluate.evaluate_model`'s, the CPU).
     progress
         Show a progress bar.
 
@@ -60,6 +61,7 @@ def evaluate(
     if not isinstance(model, ImputationModel):
         model = load_model(model)
     store = ensure_store(adata, seed=seed, layer=layer)
+    options: dict[str, Any] = {} if device is None else {"device": device}
     return evaluate_model(
-        store, model, split=split, standardize=standardize, device=device, progress=progress
+        store, model, split=split, standardize=standardize, progress=progress, **options
     )
