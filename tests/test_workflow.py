@@ -253,7 +253,7 @@ def test_batched_workflow_runs_one_job_per_method_and_decoder(tmp_path: Path) ->
         (tmp_path / path).exists() for path in metrics
     )  # cae, random, landmarks x 2 seeds
     runs = pd.read_csv(run / "report" / "runs.tsv", sep="\t")
-    assert set(zip(runs["method"], runs["seed"], runs["decoder"])) >= {
+    assert set(zip(runs["method"], runs["seed"], runs["decoder"], strict=True)) >= {
         ("cae", 1, "mlp"),
         ("cae", 0, "linear"),
         ("landmarks", 0, "mlp"),

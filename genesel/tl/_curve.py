@@ -138,7 +138,7 @@ def panel_curve(
             method=method,
             n_genes=n_genes,
             seed=seed,
-            params=params.get(method),
+            params=dict(params[method]) if method in params else None,
             trainer=trainer,
             loader=loader,
         )
