@@ -93,8 +93,8 @@ def plan_sweep(
     *,
     decoders: Sequence[str],
     gene_counts: Callable[[], tuple[int, int]],
+    random_panels: int,
     around_landmarks: bool = True,
-    random_panels: int = 0,
 ) -> SweepPlan:
     """Expand methods x panel sizes x seeds into the panels of a sweep.
 
@@ -111,10 +111,11 @@ def plan_sweep(
         Returns the data's number of landmark genes and of all genes; called only when
         needed (``landmarks`` among the methods or ``around_landmarks``), so that the
         workflow can plan before its store exists.
+    random_panels
+        Random panels per size the linear curve draws (the callers' default is
+        :data:`genesel.impute.curve.DEFAULT_RANDOM_PANELS`).
     around_landmarks
         Add the landmark count and +-25 % of it to ``sizes``.
-    random_panels
-        Random panels per size the linear curve draws.
 
     Returns
     -------

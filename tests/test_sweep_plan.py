@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def test_plan_needs_the_store_only_when_asked() -> None:
     assert plan.selected == [PanelRun("hvg", 5, 0)]  # random only drawn: no fitted decoder
     assert plan.drawn == [PanelRun("random", 5, 0, drawn=True), PanelRun("random", 5, 1, True)]
     with pytest.raises(ConfigError, match="landmark genes"):
-        plan_sweep({"landmarks": [0]}, [5], decoders=["mlp"], gene_counts=lambda: (0, 50))
+        plan_sweep(
+            {"landmarks": [0]}, [5], decoders=["mlp"], gene_counts=lambda: (0, 50), random_panels=0
+        )
     assert sizes_around_landmarks(0, 50) == set() and sizes_around_landmarks(40, 45) == {30, 40}
 
 
@@ -123,3 +126,17 @@ def test_panel_curve_iterates_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
         (r.method, r.n_genes, r.seed) for r in plan.runs
     ]
     assert len(plan.drawn) == 6  # the linear decoder: 3 random panels per size
+
+
+def test_workflow_defaults_are_the_cores() -> None:
+    from genesel.evaluate import evaluate_model
+    from genesel.impute.curve import DEFAULT_RANDOM_PANELS
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    reference = schema["properties"]["reference"]["properties"]
+    evaluation = schema["properties"]["evaluation"]["properties"]
+    assert reference["random_panels"]["default"] == DEFAULT_RANDOM_PANELS
+    around = inspect.signature(plan_sweep).parameters["around_landmarks"].default
+    assert reference["sizes_around_landmarks"]["default"] is around
+    split = inspect.signature(evaluate_model).parameters["split"].default
+    assert evaluation["split"]["default"] == split
