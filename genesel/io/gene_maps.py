@@ -241,11 +241,7 @@ def read_flags(values: pd.Series) -> np.ndarray:
 
 
 def entrez_ids_of(var_names: pd.Index, var: pd.DataFrame) -> pd.Series | None:
-    """Entrez ids of the genes, or ``None`` when the data has none.
-
-    They come from an Entrez column (:data:`ENTREZ_COLUMNS`) or from var names that are
-    mostly numeric.
-    """
+    """Entrez ids from an Entrez column (:data:`ENTREZ_COLUMNS`) or numeric var names, or None."""
     lowered = {str(c).lower(): c for c in var.columns}
     for name in ENTREZ_COLUMNS:
         if name in lowered:
@@ -373,10 +369,7 @@ def probe_averaging(
     """
     gene_map = _dgex_gene_map() if gene_map is None else gene_map
     column_of = {str(p): i for i, p in enumerate(probe_ids)}
-    rows: list[int] = []
-    cols: list[int] = []
-    weights: list[float] = []
-    n_probes: list[int] = []
+    rows, cols, weights, n_probes = [], [], [], []
     kept: list[int] = []
     for gene_index, probes in enumerate(gene_map["probes"]):
         present = [column_of[p] for p in probes if p in column_of]
