@@ -161,14 +161,14 @@ def _stored_orientation(
     path: Path,
     shape: tuple[int, ...],
     n_samples: int,
-    n_features: int,
+    n_vars: int,
     orientation: Orientation | None,
 ) -> Orientation:
     if len(shape) != 2:
         raise InputFileError(path, f"/{MATRIX_PATH} has shape {shape}, expected 2 dimensions")
     fits = {
-        "samples-by-genes": shape == (n_samples, n_features),
-        "genes-by-samples": shape == (n_features, n_samples),
+        "samples-by-genes": shape == (n_samples, n_vars),
+        "genes-by-samples": shape == (n_vars, n_samples),
     }
     if orientation is not None:
         if orientation not in fits:
@@ -177,14 +177,14 @@ def _stored_orientation(
             raise InputFileError(
                 path,
                 f"orientation {orientation!r} does not fit: the matrix is {shape[0]} x {shape[1]} with "
-                f"{n_features} row (feature) ids and {n_samples} column (sample) ids",
+                f"{n_vars} row (feature) ids and {n_samples} column (sample) ids",
             )
         return orientation
     matching = [name for name, ok in fits.items() if ok]
     if not matching:
         raise InputFileError(
             path,
-            f"the matrix is {shape[0]} x {shape[1]} but there are {n_features} row (feature) ids "
+            f"the matrix is {shape[0]} x {shape[1]} but there are {n_vars} row (feature) ids "
             f"and {n_samples} column (sample) ids",
         )
     if len(matching) == 2:
@@ -222,19 +222,19 @@ def write_gctx(
     compression
         Optional h5py compression (e.g. ``"gzip"``).
     """
-    n_samples, n_features = (int(n) for n in matrix.shape)
-    if len(row_ids) != n_features or len(col_ids) != n_samples:
+    n_samples, n_vars = (int(n) for n in matrix.shape)
+    if len(row_ids) != n_vars or len(col_ids) != n_samples:
         raise ValueError(
-            f"matrix is {n_samples} samples x {n_features} features but got "
+            f"matrix is {n_samples} samples x {n_vars} features but got "
             f"{len(col_ids)} column (sample) ids and {len(row_ids)} row (feature) ids"
         )
     path = Path(path)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as handle:
         handle.attrs["version"] = "GCTX1.0"
-        chunks = (max(1, min(n_samples, 256)), max(1, min(n_features, 1024)))
+        chunks = (max(1, min(n_samples, 256)), max(1, min(n_vars, 1024)))
         dataset = handle.create_dataset(
             MATRIX_PATH,
-            shape=(n_samples, n_features),
+            shape=(n_samples, n_vars),
             dtype=matrix.dtype,
             chunks=chunks,
             compression=compression,
