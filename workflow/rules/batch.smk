@@ -45,7 +45,7 @@ rule fit_decoder_panels:
         paths=lambda wildcards: [run[2] for run in batch_decoder_runs(wildcards)],
         split=config["evaluation"]["split"],
     wildcard_constraints:
-        decoder=r"(?!linear$)[a-z]+",
+        decoder=rf"(?!{LINEAR_DECODER}$)[a-z]+",
     log:
         f"{LOGS}/fit_decoder_panels/{{decoder}}.log",
     benchmark:
