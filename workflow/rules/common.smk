@@ -129,11 +129,12 @@ def store_gene_counts():
     return _gene_counts[key]
 
 
-def sweep_plan():
-    """The planned panels (genesel.sweep_plan): methods x panel sizes x seeds, the landmark
-    panel at its own size, the random panels the linear curve draws."""
+def sweep_plan(methods):
+    """The planned panels of the given configured methods (genesel.sweep_plan): each method at
+    each panel size with its seeds, the landmark panel at its own size, the random panels the
+    linear curve draws."""
     return plan_sweep(
-        {method: method_seeds(method) for method in config["methods"]},
+        {method: method_seeds(method) for method in methods},
         config["panel_sizes"],
         decoders=config["decoders"],
         gene_counts=store_gene_counts,
@@ -145,7 +146,7 @@ def sweep_plan():
 def panel_sizes():
     """config panel_sizes, plus the landmark count and +-25% of it (reference.sizes_around_landmarks;
     known once preprocess has run)."""
-    return list(sweep_plan().sizes)
+    return list(sweep_plan([]).sizes)
 
 
 def linear_decoders():
@@ -159,13 +160,16 @@ def trained_decoders():
 
 
 def sweep_panels():
-    """(method, n_genes, seed) of every selected panel except the landmark panel."""
-    return [(r.method, r.n_genes, r.seed) for r in sweep_plan().selected if r.method != LANDMARK_METHOD]
+    """(method, n_genes, seed) of every selected panel except the landmark panel (planned apart:
+    its size waits for the store, the others' need not)."""
+    methods = [m for m in config["methods"] if m != LANDMARK_METHOD]
+    return [(r.method, r.n_genes, r.seed) for r in sweep_plan(methods).selected]
 
 
 def landmark_panels():
     """(method, n_genes, seed) of the landmark panel (its size is read from the store)."""
-    return [(r.method, r.n_genes, r.seed) for r in sweep_plan().selected if r.method == LANDMARK_METHOD]
+    methods = [m for m in config["methods"] if m == LANDMARK_METHOD]
+    return [(r.method, r.n_genes, r.seed) for r in sweep_plan(methods).selected]
 
 
 def panel_paths(chosen):
