@@ -14,14 +14,13 @@ from genesel.loader import LoaderConfig
 from genesel.selectors import make_selector, select_panel
 from genesel.selectors.base import training_loaders
 from genesel.selectors.hier_prox import group_hier_prox
-from genesel.selectors.lassonet import (
+from genesel.selectors.lassonet import LassoNetSelector
+from genesel.selectors.lassonet_network import LassoNetAutoencoder, PathStep
+from genesel.selectors.lassonet_rates import (
     HESSIAN_ROWS,
-    LassoNetAutoencoder,
-    LassoNetSelector,
-    _PathStep,
-    _sample_rows,
     largest_covariance_eigenvalue,
     largest_hessian_eigenvalue,
+    sample_rows,
 )
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -208,7 +207,7 @@ def test_rejects_bad_options():
 def test_hessian_eigenvalue_matches_the_dense_hessian():
     torch.manual_seed(0)
     model = LassoNetAutoencoder(6, hidden=[3], activation="tanh")
-    task = _PathStep(model, l2_penalty=0.1)
+    task = PathStep(model, l2_penalty=0.1)
     batch = torch.randn(20, 6)
     params = dict(model.named_parameters())
     shapes = {name: p.shape for name, p in params.items()}
@@ -241,10 +240,10 @@ def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_st
     train, _ = training_loaders(store, trainer=fast_trainer(), loader=LOADER, method="lassonet")
     covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
     curvature = largest_hessian_eigenvalue(
-        _PathStep(model, l2_penalty=selector.l2_penalty), _sample_rows(train, HESSIAN_ROWS)
+        PathStep(model, l2_penalty=selector.l2_penalty), sample_rows(train, HESSIAN_ROWS)
     )
     assert 1.0 / curvature < covariance_rule
-    with caplog.at_level("INFO", logger="genesel.selectors.lassonet"):
+    with caplog.at_level("INFO", logger="genesel.selectors.lassonet_rates"):
         rate = selector._path_learning_rate(
             model, train, fast_trainer(), covariance_rule=covariance_rule
         )
@@ -261,7 +260,7 @@ def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, capl
     selector = LassoNetSelector(
         n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1.0}
     )
-    with caplog.at_level("WARNING", logger="genesel.selectors.lassonet"):
+    with caplog.at_level("WARNING", logger="genesel.selectors.lassonet_path"):
         result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
     assert "diverged; learning rate halved" in caplog.text
     assert selector.path_learning_rate_ < 1.0
