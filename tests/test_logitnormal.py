@@ -11,7 +11,7 @@ import torch
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.selectors import make_selector, select_panel
-from genesel.selectors.logitnormal import LogitNormalMask
+from genesel.selectors.logitnormal_mask import LogitNormalMask
 from genesel.training import TrainerConfig
 from tests.test_lassonet import grouped_store  # noqa: F401  (module-scoped fixture)
 
@@ -34,12 +34,12 @@ def trainer(epochs: int, seed: int = 0) -> TrainerConfig:
     return TrainerConfig(max_epochs=epochs, seed=seed, device="cpu", progress=False)
 
 
-def random_mask(n_genes: int = 12, **options) -> LogitNormalMask:
+def random_mask(n_vars: int = 12, **options) -> LogitNormalMask:
     torch.manual_seed(0)
-    mask = LogitNormalMask(n_genes, latent_dim=3, noise_scale=None, max_logit=None, **options)
+    mask = LogitNormalMask(n_vars, latent_dim=3, noise_scale=None, max_logit=None, **options)
     with torch.no_grad():
-        mask.weight.mul_(torch.rand(n_genes, 1) * 2 + 0.2)
-        mask.bias.copy_(torch.linspace(-2.0, 2.0, n_genes))
+        mask.weight.mul_(torch.rand(n_vars, 1) * 2 + 0.2)
+        mask.bias.copy_(torch.linspace(-2.0, 2.0, n_vars))
     return mask
 
 
