@@ -11,6 +11,7 @@ from lassonet.prox import prox as reference_prox
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors import make_selector, select_panel
 from genesel.selectors.base import training_loaders
 from genesel.selectors.hier_prox import group_hier_prox
@@ -69,8 +70,12 @@ def grouped_store(tmp_path_factory):
         yield store, drivers
 
 
-def fast_trainer(seed: int = 0) -> TrainerConfig:
-    return TrainerConfig(max_epochs=20, patience=5, seed=seed, device="cpu", progress=False)
+def fast_trainer() -> TrainerConfig:
+    return TrainerConfig(max_epochs=20, patience=5)
+
+
+def cpu_run(seed: int = 0) -> RunConfig:
+    return RunConfig(seed=seed, device="cpu", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +83,7 @@ def fitted(grouped_store):
     """One full path on the grouped store: (selector, result)."""
     store, _ = grouped_store
     selector = LassoNetSelector(n_genes=K, seed=0, stop_at=2, keep_states_below=-1, **FAST)
-    result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
+    result = selector.select(store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER)
     return selector, result
 
 
@@ -177,6 +182,7 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
         seed=0,
         params={**FAST, "stop_at": 2},
         trainer=fast_trainer(),
+        run=cpu_run(),
         loader=LOADER,
         out_dir=tmp_path,
     )
@@ -185,7 +191,7 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
     assert (tmp_path / "lassonet_path.pt").exists() and (tmp_path / "panel.tsv").exists()
     resumed = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST)
     result = resumed.select(
-        store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
+        store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER, work_dir=tmp_path, resume=True
     )
     np.testing.assert_array_equal(result.gene_indices, first.gene_indices)
     np.testing.assert_allclose(result.history["lambda"], first.history["lambda"])
@@ -193,7 +199,12 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
         InputFileError, match=r"other inputs \(checkpoint -> this run: hierarchy 10.0 -> 3.0\)"
     ):
         LassoNetSelector(n_genes=K, seed=0, stop_at=2, **{**FAST, "hierarchy": 3.0}).select(
-            store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
+            store,
+            trainer=fast_trainer(),
+            run=cpu_run(),
+            loader=LOADER,
+            work_dir=tmp_path,
+            resume=True,
         )
 
 
@@ -214,7 +225,7 @@ def test_hessian_eigenvalue_matches_the_dense_hessian():
     sizes = [p.numel() for p in params.values()]
 
     def loss_of(flat: torch.Tensor) -> torch.Tensor:
-        chunks = dict(zip(params, torch.split(flat, sizes)))
+        chunks = dict(zip(params, torch.split(flat, sizes), strict=True))
         weights = {name: chunk.reshape(shapes[name]) for name, chunk in chunks.items()}
         prediction = torch.func.functional_call(model, weights, (batch,))
         ridge = sum(
@@ -237,7 +248,7 @@ def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_st
     model = LassoNetAutoencoder(store.n_vars, hidden=[2])
     with torch.no_grad():
         model.mlp[-1].weight.mul_(30.0)  # a stiff MLP, as after a dense fit at the GEO scale
-    train, _ = training_loaders(store, trainer=fast_trainer(), loader=LOADER, method="lassonet")
+    train, _ = training_loaders(store, run=cpu_run(), loader=LOADER, method="lassonet")
     covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
     curvature = largest_hessian_eigenvalue(
         PathStep(model, l2_penalty=selector.l2_penalty), sample_rows(train, HESSIAN_ROWS)
@@ -261,7 +272,7 @@ def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, capl
         n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1.0}
     )
     with caplog.at_level("WARNING", logger="genesel.selectors.lassonet_path"):
-        result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
+        result = selector.select(store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER)
     assert "diverged; learning rate halved" in caplog.text
     assert selector.path_learning_rate_ < 1.0
     assert len(set(result.gene_indices.tolist())) == K
@@ -276,4 +287,4 @@ def test_a_path_that_diverges_at_every_halving_names_the_option(grouped_store):
     with pytest.raises(
         FloatingPointError, match=r"diverged even at learning rate .*path_learning_rate"
     ):
-        selector.select(store, trainer=fast_trainer(), loader=LOADER)
+        selector.select(store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER)

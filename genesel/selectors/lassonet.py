@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +28,8 @@ import torch
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
-from genesel.selectors.base import PanelSelector, register_selector, training_loaders
+from genesel.run import RunConfig, resolve_device
+from genesel.selectors.base import register_selector, training_loaders
 from genesel.selectors.lassonet_checkpoint import (
     PATH_CHECKPOINT_NAME,
     PathProgress,
@@ -37,28 +37,37 @@ from genesel.selectors.lassonet_checkpoint import (
     path_options,
     save_path_checkpoint,
 )
-from genesel.selectors.lassonet_network import LassoNetAutoencoder, PathStep
+from genesel.selectors.lassonet_network import LassoNetAutoencoder
 from genesel.selectors.lassonet_path import PathFollower, PathSettings
 from genesel.selectors.lassonet_points import LassoNetPath, LassoNetPathPoint, forget_states
 from genesel.selectors.lassonet_rates import capped_path_learning_rate, covariance_rule
+from genesel.selectors.lassonet_refit import RefitOptions
+from genesel.selectors.lassonet_refit import restore_panel_model as restore_from_path
 from genesel.selectors.reconstruction import reconstruction_mse
+from genesel.selectors.trained import TrainedSelector, cpu_state, seeded_init
 from genesel.store import Store
-from genesel.training import (
-    Trainer,
-    TrainerConfig,
-    resolve_device,
-    run_fingerprint,
-    seed_everything,
-)
+from genesel.training import TrainerConfig, run_fingerprint
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between path checkpoints (the last point is always saved).
 CHECKPOINT_INTERVAL = 60.0
+#: Path optimisers (``path_optimizer``).
+PATH_OPTIMIZERS = ("sgd", "adam")
+
+
+def _require(valid: bool, name: str, expected: str, value: object) -> None:
+    """Raise :class:`ConfigError` naming hyperparameter ``name`` unless ``valid``."""
+    if not valid:
+        raise ConfigError(f"{name} must be {expected}, got {value!r}", parameter=f"param:{name}")
+
+
+def _auto_or_positive(value: float | str) -> bool:
+    return value == "auto" or (isinstance(value, int | float) and value > 0)
 
 
 @register_selector
-class LassoNetSelector(PanelSelector):
+class LassoNetSelector(TrainedSelector[LassoNetAutoencoder]):
     """Unsupervised LassoNet path selector (method ``"lassonet"``).
 
     Parameters
@@ -66,7 +75,7 @@ class LassoNetSelector(PanelSelector):
     n_genes
         Panel size ``K``.
     seed
-        Seed of initialisation and shuffling.
+        Seed of initialisation and shuffling (the run's seed wins when given).
     hidden
         Hidden layer widths of the MLP part (the skip layer is the linear part).
     activation
@@ -76,7 +85,8 @@ class LassoNetSelector(PanelSelector):
     hierarchy
         ``M``, the hierarchy bound (paper default 10).
     lambda_start
-        First ``lambda`` of the path, or ``"auto"`` (see :func:`estimate_lambda_start`).
+        First ``lambda`` of the path, or ``"auto"`` (see
+        :func:`~genesel.selectors.lassonet_rates.estimate_lambda_start`).
     lambda_start_fraction
         ``fraction`` of the automatic start.
     path_multiplier
@@ -91,11 +101,14 @@ class LassoNetSelector(PanelSelector):
         Epoch budget of each path point (warm-started from the previous one).
     lambda_patience
         Stop a point when the validation objective has not improved for this many epochs.
+    path_optimizer
+        ``"sgd"`` (as in the paper) or ``"adam"`` (then the trainer's learning rate by default).
     path_learning_rate, momentum
         SGD of the path steps (the dense start and the refit use Adam with the trainer's rate);
         ``"auto"`` is ``0.05 / lambda_max`` of the genes' covariance (the skip layer's
         curvature is ``2 lambda_max``), capped at ``1 / lambda_max`` of the loss Hessian at the
-        dense fit (see :func:`largest_hessian_eigenvalue`). A step that diverges is retried
+        dense fit (see
+        :func:`~genesel.selectors.lassonet_rates.largest_hessian_eigenvalue`). A step that diverges is retried
         with half the rate.
     l2_penalty
         ``gamma``: ridge penalty on the MLP weights after the first layer. Without it the MLP
@@ -115,7 +128,7 @@ class LassoNetSelector(PanelSelector):
     """
 
     method: ClassVar[str] = "lassonet"
-    trainable: ClassVar[bool] = True
+    checkpoint_name: ClassVar[str] = PATH_CHECKPOINT_NAME
     checkpoint_files: ClassVar[tuple[str, ...]] = (PATH_CHECKPOINT_NAME,)
 
     def __init__(
@@ -150,44 +163,35 @@ class LassoNetSelector(PanelSelector):
         self.activation = str(activation)
         self.dropout = float(dropout)
         self.hierarchy = float(hierarchy)
-        if not (
-            lambda_start == "auto" or (isinstance(lambda_start, int | float) and lambda_start > 0)
-        ):
-            raise ConfigError(
-                f"lambda_start must be 'auto' or a positive number, got {lambda_start!r}"
-            )
         self.lambda_start = lambda_start
         self.lambda_start_fraction = float(lambda_start_fraction)
         self.path_multiplier = float(path_multiplier)
         self.adaptive_path = bool(adaptive_path)
-        if self.path_multiplier <= 1.0:
-            raise ConfigError(f"path_multiplier must be > 1, got {path_multiplier}")
-        if self.hierarchy <= 0:
-            raise ConfigError(f"hierarchy (M) must be positive, got {hierarchy}")
         self.lambda_bar = float(lambda_bar)
         self.epochs_per_lambda = int(epochs_per_lambda)
         self.lambda_patience = int(lambda_patience)
-        if not (
-            path_learning_rate == "auto"
-            or (isinstance(path_learning_rate, int | float) and path_learning_rate > 0)
-        ):
-            raise ConfigError(
-                f"path_learning_rate must be 'auto' or a positive number, got {path_learning_rate!r}"
-            )
         self.path_learning_rate = path_learning_rate
         self.momentum = float(momentum)
-        if path_optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"path_optimizer must be 'sgd' or 'adam', got {path_optimizer!r}")
         self.path_optimizer = path_optimizer
         self.l2_penalty = float(l2_penalty)
-        if self.l2_penalty < 0:
-            raise ConfigError(f"l2_penalty must be >= 0, got {l2_penalty}")
         self.stop_at = None if stop_at is None else int(stop_at)
         self.keep_states_below = None if keep_states_below is None else int(keep_states_below)
         self.refit_epochs = int(refit_epochs)
         self.refit_patience = int(refit_patience)
-        if self.epochs_per_lambda < 1:
-            raise ConfigError(f"epochs_per_lambda must be at least 1, got {epochs_per_lambda}")
+        _require(_auto_or_positive(lambda_start), "lambda_start", "'auto' or > 0", lambda_start)
+        _require(self.path_multiplier > 1.0, "path_multiplier", "> 1", path_multiplier)
+        _require(self.hierarchy > 0, "hierarchy", "positive (M)", hierarchy)
+        _require(
+            _auto_or_positive(path_learning_rate),
+            "path_learning_rate",
+            "'auto' or > 0",
+            path_learning_rate,
+        )
+        _require(
+            path_optimizer in PATH_OPTIMIZERS, "path_optimizer", "'sgd' or 'adam'", path_optimizer
+        )
+        _require(self.l2_penalty >= 0, "l2_penalty", ">= 0", l2_penalty)
+        _require(self.epochs_per_lambda >= 1, "epochs_per_lambda", "at least 1", epochs_per_lambda)
         self.model_: LassoNetAutoencoder | None = None
         self.path_: LassoNetPath | None = None
         self.lambda_start_: float | None = None
@@ -209,24 +213,31 @@ class LassoNetSelector(PanelSelector):
             lambda_start_fraction=self.lambda_start_fraction,
         )
 
+    def build_model(self, n_vars: int, *, seed: int) -> LassoNetAutoencoder:
+        """The untrained autoencoder for ``n_vars`` genes, initialised from ``seed`` (on the CPU)."""
+        with seeded_init(seed):
+            return LassoNetAutoencoder(
+                n_vars, hidden=self.hidden, activation=self.activation, dropout=self.dropout
+            )
+
     def fit_path(
         self,
         store: Store,
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> LassoNetPath:
         """Train the dense model, then follow the path until ``stop_at`` genes remain."""
-        trainer, loader = self.training_configs(trainer, loader)
-        train, validation = training_loaders(
-            store, trainer=trainer, loader=loader, method=self.method
-        )
-        model = self._build_model(store.n_vars, trainer)
-        follower = PathFollower(model, self.path_settings(), train, validation, trainer)
-        checkpoint = None if work_dir is None else Path(work_dir) / PATH_CHECKPOINT_NAME
-        fingerprint = run_fingerprint(train, trainer, path_options(self.fingerprint()))
+        trainer, loader, run = self.resolve_configs(trainer, loader, run)
+        train, validation = training_loaders(store, loader=loader, run=run, method=self.method)
+        model = self.build_model(store.n_vars, seed=run.seed).to(resolve_device(run.device))
+        self._apply_constraints(model, store.n_vars)
+        follower = PathFollower(model, self.path_settings(), train, validation, trainer, run)
+        checkpoint = self.checkpoint_path(work_dir, resume=resume)
+        fingerprint = run_fingerprint(train, trainer, path_options(self.fingerprint()), run=run)
         if resume and checkpoint is not None and checkpoint.exists():
             progress = load_path_checkpoint(checkpoint, model, fingerprint)
             follower.learning_rate = progress.learning_rate
@@ -262,22 +273,12 @@ class LassoNetSelector(PanelSelector):
             progress.lambda_start,
             done=lambda point: self._path_done(point, stop_at),
             on_point=on_point,
-            progress=trainer.progress,
+            progress=run.progress,
         )
         self.path_learning_rate_ = follower.learning_rate
         self.model_ = model
         self.path_ = LassoNetPath(points, self.path_multiplier)
         return self.path_
-
-    def _build_model(self, n_vars: int, trainer: TrainerConfig) -> LassoNetAutoencoder:
-        """The untrained autoencoder on the trainer's device, constraints applied."""
-        with torch.random.fork_rng(devices=[]):
-            seed_everything(trainer.seed, -2)
-            model = LassoNetAutoencoder(
-                n_vars, hidden=self.hidden, activation=self.activation, dropout=self.dropout
-            ).to(resolve_device(trainer.device))
-        self._apply_constraints(model, n_vars)
-        return model
 
     def _start_path(self, follower: PathFollower) -> PathProgress:
         """The dense fit, the path's step size and its first ``lambda``."""
@@ -352,19 +353,19 @@ class LassoNetSelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
         """Run one path and return its ``n_genes`` most important genes."""
-        trainer, loader = self.training_configs(trainer, loader)
+        trainer, loader, run = self.resolve_configs(trainer, loader, run)
         self.check_panel_size(store)
         started = time.perf_counter()
         path = self.fit_path(
-            store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume
+            store, trainer=trainer, loader=loader, run=run, work_dir=work_dir, resume=resume
         )
         panel = self.constraints.complete(path.ranking(), self.n_genes)
-        refit = self.restore_panel_model(store, panel, trainer=trainer, loader=loader)
-        model = self._fitted_model("select")
+        refit = self.restore_panel_model(store, panel, trainer=trainer, loader=loader, run=run)
         scores = path.scores()
         summary = path.summary()
         extra = {
@@ -379,12 +380,12 @@ class LassoNetSelector(PanelSelector):
         return PanelResult(
             method=self.method,
             n_genes=int(panel.size),
-            seed=int(trainer.seed),
+            seed=int(run.seed),
             gene_indices=panel,
             var=store.var,
             scores=np.where(np.isin(panel, self.constraints.include), np.nan, scores[panel]),
             history=summary,
-            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            state_dict=cpu_state(self._fitted_model("select")),
             extra=extra,
         )
 
@@ -395,41 +396,23 @@ class LassoNetSelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
     ) -> dict[str, Any]:
-        """Load the sparsest path point covering ``panel``, restrict its inputs, optionally refit."""
+        """Load the sparsest path point covering ``panel``, restrict its inputs, optionally refit.
+
+        See :func:`~genesel.selectors.lassonet_refit.restore_panel_model`.
+        """
         if self.path_ is None or self.model_ is None:
             raise ConfigError("lassonet: call select() or fit_path() first")
-        trainer, loader = self.training_configs(trainer, loader)
-        point = self.path_.point_for(len(panel))
-        model = self.model_
-        model.load_state_dict(point.full_state_dict())
-        model.restrict_inputs(panel)
-        info: dict[str, Any] = {
-            "from_lambda": point.lambda_,
-            "from_n_selected": point.n_selected,
-            "epochs": 0,
-        }
-        if self.refit_epochs > 0:
-            train, validation = training_loaders(
-                store, trainer=trainer, loader=loader, method=self.method
-            )
-            config = replace(
-                trainer,
-                max_epochs=self.refit_epochs,
-                patience=self.refit_patience,
-                lr_decay=None,
-                progress=False,
-            )
-            fit = Trainer(config).fit(
-                PathStep(model, l2_penalty=self.l2_penalty, optimizer="adam"), train, validation
-            )
-            # Adam moved nothing outside the mask, but keep the zeros exact
-            model.restrict_inputs(panel)
-            info.update(
-                epochs=len(fit.history),
-                best_validation_loss=fit.best_validation_loss / store.n_vars,
-            )
-        self.model_ = model.eval()
+        trainer, loader, run = self.resolve_configs(trainer, loader, run)
+        options = RefitOptions(self.refit_epochs, self.refit_patience, self.l2_penalty)
+        loaders: tuple[MinibatchLoader, MinibatchLoader | None] | None = None
+        if options.epochs > 0:
+            loaders = training_loaders(store, loader=loader, run=run, method=self.method)
+        info = restore_from_path(
+            self.model_, self.path_, panel, options, loaders=loaders, trainer=trainer, run=run
+        )
+        self.model_ = self.model_.eval()
         return info
 
     @torch.no_grad()

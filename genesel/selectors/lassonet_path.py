@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genesel.loader import MinibatchLoader
+from genesel.run import RunConfig
 from genesel.selectors.lassonet_network import LassoNetAutoencoder, PathStep
 from genesel.selectors.lassonet_points import (
     LassoNetPathPoint,
@@ -114,7 +115,9 @@ class PathFollower:
     train, validation
         The loaders (the train loader's seed is set per step).
     trainer
-        Training options of the dense fit; the path steps derive theirs from it.
+        Training hyperparameters of the dense fit; the path steps derive theirs from it.
+    run
+        Seed and device; each path step runs with its own seed stream from ``run.seed``.
     learning_rate
         Step size of the path steps (halved after a diverging step; set it before the
         path steps when it depends on the dense fit).
@@ -127,6 +130,7 @@ class PathFollower:
         train: MinibatchLoader,
         validation: MinibatchLoader | None,
         trainer: TrainerConfig,
+        run: RunConfig,
         *,
         learning_rate: float = math.nan,
     ) -> None:
@@ -135,12 +139,14 @@ class PathFollower:
         self.train = train
         self.validation = validation
         self.trainer = trainer
+        self.run = run
         self.learning_rate = learning_rate
 
     def fit_dense(self) -> LassoNetPathPoint:
         """Fit the unpenalised model with Adam; the path's first point (``lambda = 0``)."""
         task = PathStep(self.model, l2_penalty=self.settings.l2_penalty, optimizer="adam")
-        fit = Trainer(replace(self.trainer, progress=False)).fit(task, self.train, self.validation)
+        trainer = Trainer(self.trainer, run=replace(self.run, progress=False))
+        fit = trainer.fit(task, self.train, self.validation)
         return path_point(task, fit, self.validation)
 
     def _step_task(self, lambda_: float) -> PathStep:
@@ -155,17 +161,16 @@ class PathFollower:
             momentum=s.momentum,
         )
 
-    def _step_config(self, seed: int) -> TrainerConfig:
-        """The trainer options of one path step (seed stream of that step, no progress bar)."""
-        return replace(
+    def _step_trainer(self, seed: int) -> Trainer:
+        """The trainer of one path step (seed stream of that step, no progress bar)."""
+        config = replace(
             self.trainer,
             max_epochs=self.settings.epochs_per_lambda,
             learning_rate=self.learning_rate,
             lr_decay=None,
             patience=self.settings.lambda_patience,
-            seed=seed,
-            progress=False,
         )
+        return Trainer(config, run=replace(self.run, seed=seed, progress=False))
 
     def train_lambda(
         self, lambda_: float, index: int, *, start: dict[str, torch.Tensor] | None = None
@@ -177,7 +182,7 @@ class PathFollower:
         model's current weights when the caller already holds one (saves a ``D x D`` copy).
         """
         step_seed = int(
-            np.random.SeedSequence([self.trainer.seed, index]).generate_state(1)[0] % (2**31)
+            np.random.SeedSequence([self.run.seed, index]).generate_state(1)[0] % (2**31)
         )
         if start is None:
             start = snapshot(self.model)
@@ -185,7 +190,7 @@ class PathFollower:
             self.train.seed = step_seed
             task = self._step_task(lambda_)
             try:
-                fit = Trainer(self._step_config(step_seed)).fit(task, self.train, self.validation)
+                fit = self._step_trainer(step_seed).fit(task, self.train, self.validation)
             except FloatingPointError:
                 if halvings == MAX_STEP_HALVINGS:
                     break
@@ -252,7 +257,7 @@ class PathFollower:
         """Add points to ``points`` (the dense point first) until ``done`` holds for the last.
 
         ``on_point(points, finished)`` runs after every new point (memory policy,
-        checkpoints). The train loader's seed is back at the trainer's on return.
+        checkpoints). The train loader's seed is back at the run's on return.
         """
         bar = tqdm(desc="lassonet path", unit="lambda", disable=not progress, leave=False)
         while not done(points[-1]):
@@ -274,4 +279,4 @@ class PathFollower:
                 lam=f"{lambda_:.3g}", genes=point.n_selected, val=f"{point.validation_loss:.4g}"
             )
         bar.close()
-        self.train.seed = self.trainer.seed
+        self.train.seed = self.run.seed

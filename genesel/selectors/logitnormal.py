@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,23 +23,16 @@ import torch
 
 from genesel.decoders import build_decoder
 from genesel.errors import ConfigError
-from genesel.loader import LoaderConfig
 from genesel.panel import PanelResult
-from genesel.selectors.base import (
-    PanelSelector,
-    register_selector,
-    training_loaders,
-    warn_unconverged,
-)
+from genesel.selectors.base import register_selector, warn_unconverged
 from genesel.selectors.logitnormal_mask import LogitNormalAutoencoder, LogitNormalMask
 from genesel.selectors.reconstruction import reconstruction_mse
+from genesel.selectors.trained import TrainedModel, TrainedSelector, cpu_state, seeded_init
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.training import Trainer
 
 logger = logging.getLogger(__name__)
 
-#: File name of the per-epoch checkpoint inside ``work_dir``.
-CHECKPOINT_NAME = "checkpoint.pt"
 #: The panel counts as converged when the genes the mask opens at zero temperature number
 #: ``K`` within this fraction (then at least 95 % of the panel is the mask's own decision).
 OPEN_TOLERANCE = 0.05
@@ -52,7 +44,7 @@ def mask_converged(n_open: int, n_genes: int, tolerance: float = OPEN_TOLERANCE)
 
 
 @register_selector
-class LogitNormalSelector(PanelSelector):
+class LogitNormalSelector(TrainedSelector[LogitNormalAutoencoder]):
     """Correlated logitNormal mask selector with free ``W, b`` (method ``"logitnormal"``).
 
     Parameters
@@ -92,8 +84,6 @@ class LogitNormalSelector(PanelSelector):
     """
 
     method: ClassVar[str] = "logitnormal"
-    trainable: ClassVar[bool] = True
-    checkpoint_files: ClassVar[tuple[str, ...]] = (CHECKPOINT_NAME,)
     hypernetwork: ClassVar[bool] = False
 
     def __init__(
@@ -141,18 +131,20 @@ class LogitNormalSelector(PanelSelector):
         self.mask_learning_rate = None if mask_learning_rate is None else float(mask_learning_rate)
         self.finetune_epochs = int(finetune_epochs)
         self.finetune_patience = int(finetune_patience)
-        if self.latent_dim < 1:
-            raise ConfigError(f"latent_dim must be at least 1, got {latent_dim}")
-        if not self.l0_weight > 0:
-            raise ConfigError(f"l0_weight must be positive, got {l0_weight}")
-        if not 0.0 <= self.anneal_fraction <= 1.0:
-            raise ConfigError(f"anneal_fraction must be in [0, 1], got {anneal_fraction}")
-        if not (self.start_temperature > 0 and self.end_temperature > 0):
-            raise ConfigError(
-                f"temperatures must be positive, got {start_temperature}, {end_temperature}"
-            )
-        if self.noise_scale is not None and not self.noise_scale > 0:
-            raise ConfigError(f"noise_scale must be positive or null, got {noise_scale}")
+        checks = [
+            ("latent_dim", self.latent_dim >= 1, "at least 1"),
+            ("l0_weight", self.l0_weight > 0, "positive"),
+            ("anneal_fraction", 0.0 <= self.anneal_fraction <= 1.0, "in [0, 1]"),
+            ("start_temperature", self.start_temperature > 0, "positive"),
+            ("end_temperature", self.end_temperature > 0, "positive"),
+            ("noise_scale", self.noise_scale is None or self.noise_scale > 0, "positive or null"),
+        ]
+        for name, valid, expected in checks:
+            if not valid:
+                raise ConfigError(
+                    f"{name} must be {expected}, got {getattr(self, name)!r}",
+                    parameter=f"param:{name}",
+                )
         self.model_: LogitNormalAutoencoder | None = None
 
     def _mask_options(self) -> dict[str, Any]:
@@ -161,8 +153,7 @@ class LogitNormalSelector(PanelSelector):
     def build_model(self, n_vars: int, *, seed: int) -> LogitNormalAutoencoder:
         """The untrained mask + decoder for ``n_vars`` genes, initialised from ``seed``."""
         init_open = self.init_open if self.init_open is not None else self.n_genes / n_vars
-        with torch.random.fork_rng(devices=[]):
-            seed_everything(seed, -2)
+        with seeded_init(seed):
             mask = LogitNormalMask(
                 n_vars,
                 latent_dim=self.latent_dim,
@@ -209,27 +200,15 @@ class LogitNormalSelector(PanelSelector):
             "budget": None if fixed.budget is None else fixed.budget / scale,
         }
 
-    def select(
-        self,
-        store: Store,
-        *,
-        trainer: TrainerConfig | None = None,
-        loader: LoaderConfig | None = None,
-        work_dir: Path | None = None,
-        resume: bool = False,
+    def panel_from_model(
+        self, store: Store, trained: TrainedModel[LogitNormalAutoencoder]
     ) -> PanelResult:
-        """Train mask and decoder; return the ``K`` genes most likely open at zero temperature."""
-        trainer, loader = self.training_configs(trainer, loader)
-        self.check_panel_size(store)
-        train, validation = training_loaders(
-            store, trainer=trainer, loader=loader, method=self.method
-        )
-        model = self.build_model(store.n_vars, seed=trainer.seed)
-        checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
-        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(
-            model, train, validation, resume=resume
-        )
-        history = fit.history
+        """Freeze the ``K`` genes most likely open at zero temperature and return them.
+
+        With ``finetune_epochs`` the decoder is then trained alone on them. The panel lists
+        the included genes first, then the others by open probability.
+        """
+        model, fit = trained.model, trained.fit
         probability = model.mask.open_probability().detach().cpu().numpy()
         logit = model.mask.ranking_logit().detach().cpu().numpy()
         fixed = self.constraints
@@ -244,42 +223,15 @@ class LogitNormalSelector(PanelSelector):
             "ranking": "zero-temperature open probability Phi(b_i / ||W_i||), descending",
             "best_epoch": int(fit.best_epoch),
             "best_validation_loss": float(fit.best_validation_loss),
-            "epochs_trained": len(history),
+            "epochs_trained": len(fit.history),
             "stopped": fit.stopped,
             "seconds": float(fit.seconds),
             "n_open": int((probability > 0.5).sum()),
             "expected_open": float(probability.sum()),
-            # converged: the mask has decided the panel (K genes open at zero temperature, within OPEN_TOLERANCE)
-            "converged": mask_converged(int((probability > 0.5).sum()), self.n_genes),
+            "converged": self._mask_decided(probability, steps=fit.steps),
         }
-        cost, budget = fixed.cost, fixed.budget
-        if budget is not None and cost is not None and not extra["converged"]:
-            # or: the open genes' cost is the budget, within OPEN_TOLERANCE
-            open_cost = float(cost[probability > 0.5].sum())
-            extra["converged"] = abs(open_cost - budget) <= OPEN_TOLERANCE * budget
-        if not extra["converged"]:
-            wanted = (
-                f"{self.n_genes}"
-                if not fixed.budgeted
-                else f"{self.n_genes} or genes costing the budget {fixed.budget:g}"
-            )
-            warn_unconverged(
-                self.method,
-                {"steps": fit.steps},
-                fix=f"the mask ended with {extra['n_open']} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer (max_epochs / min_steps)",
-            )
         if self.finetune_epochs > 0:
-            config = replace(
-                trainer,
-                max_epochs=self.finetune_epochs,
-                patience=self.finetune_patience,
-                progress=False,
-            )
-            tuned = Trainer(config).fit(model, train, validation)
-            extra.update(
-                finetune_epochs=len(tuned.history),
-                finetune_validation_loss=float(tuned.best_validation_loss),
-            )
+            extra.update(self._finetune(trained))
         self.model_ = model.eval()
         include = self.constraints.include
         genes = torch.nonzero(model.panel_mask).flatten().cpu().numpy()
@@ -288,14 +240,50 @@ class LogitNormalSelector(PanelSelector):
         return PanelResult(
             method=self.method,
             n_genes=int(genes.size),
-            seed=int(trainer.seed),
+            seed=int(trained.run.seed),
             gene_indices=genes,
             var=store.var,
             scores=np.where(np.isin(genes, include), np.nan, probability[genes]),
-            history=history,
-            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            history=fit.history,
+            state_dict=cpu_state(model),
             extra=extra,
         )
+
+    def _mask_decided(self, probability: np.ndarray, *, steps: int) -> bool:
+        """Whether the mask has decided the panel; warns when it has not.
+
+        Decided: ``K`` genes open at zero temperature (within :data:`OPEN_TOLERANCE`) or,
+        with a budget, the open genes' cost is the budget (within the same tolerance).
+        """
+        is_open = probability > 0.5
+        n_open = int(is_open.sum())
+        decided = mask_converged(n_open, self.n_genes)
+        cost, budget = self.constraints.cost, self.constraints.budget
+        if budget is not None and cost is not None and not decided:
+            decided = abs(float(cost[is_open].sum()) - budget) <= OPEN_TOLERANCE * budget
+        if not decided:
+            wanted = f"{self.n_genes}"
+            if budget is not None:
+                wanted += f" or genes costing the budget {budget:g}"
+            warn_unconverged(
+                self.method,
+                {"steps": steps},
+                fix=f"the mask ended with {n_open} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer (max_epochs / min_steps)",
+            )
+        return decided
+
+    def _finetune(self, trained: TrainedModel[LogitNormalAutoencoder]) -> dict[str, Any]:
+        """Train the decoder alone on the frozen panel; its epochs and best validation loss."""
+        config = replace(
+            trained.trainer, max_epochs=self.finetune_epochs, patience=self.finetune_patience
+        )
+        tuned = Trainer(config, run=replace(trained.run, progress=False)).fit(
+            trained.model, trained.train, trained.validation
+        )
+        return {
+            "finetune_epochs": len(tuned.history),
+            "finetune_validation_loss": float(tuned.best_validation_loss),
+        }
 
     @torch.no_grad()
     def reconstruction_mse(
