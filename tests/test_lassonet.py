@@ -256,12 +256,12 @@ def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_st
     assert 1.0 / curvature < covariance_rule
     with caplog.at_level("INFO", logger="genesel.selectors.lassonet_rates"):
         rate = selector._path_learning_rate(
-            model, train, fast_trainer(), covariance_rule=covariance_rule
+            model, train, fast_trainer(), covariance_rate=covariance_rule
         )
     assert rate == pytest.approx(1.0 / curvature)
     assert "largest Hessian eigenvalue" in caplog.text
     explicit = LassoNetSelector(n_genes=K, path_learning_rate=0.5)._path_learning_rate(
-        model, train, fast_trainer(), covariance_rule=None
+        model, train, fast_trainer(), covariance_rate=None
     )
     assert explicit == 0.5
 

@@ -12,6 +12,14 @@ transcriptome is best rebuilt from. A gene's importance is the ``lambda`` from w
 stays out of the model (minibatch noise can let a gene drop out and come back); the panel
 of ``K`` genes is the ``K`` most important genes of one path, so panels of different sizes
 from one path are nested.
+
+This module is the registered selector; the network and its path-step task are in
+:mod:`~genesel.selectors.lassonet_network`, the path algorithm in
+:mod:`~genesel.selectors.lassonet_path`, its points and memory policy in
+:mod:`~genesel.selectors.lassonet_points`, the step-size estimates in
+:mod:`~genesel.selectors.lassonet_rates`, the checkpoint in
+:mod:`~genesel.selectors.lassonet_checkpoint` and the refit in
+:mod:`~genesel.selectors.lassonet_refit`.
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ def _require(valid: bool, name: str, expected: str, value: object) -> None:
 
 
 def _auto_or_positive(value: float | str) -> bool:
+    """Whether ``value`` is ``"auto"`` or a positive number."""
     return value == "auto" or (isinstance(value, int | float) and value > 0)
 
 
@@ -287,7 +296,7 @@ class LassoNetSelector(TrainedSelector[LassoNetAutoencoder]):
             covariance_rate = covariance_rule(follower.train)
         dense = follower.fit_dense()
         follower.learning_rate = self._path_learning_rate(
-            follower.model, follower.train, follower.trainer, covariance_rule=covariance_rate
+            follower.model, follower.train, follower.trainer, covariance_rate=covariance_rate
         )
         self.path_learning_rate_ = follower.learning_rate
         if self.lambda_start == "auto":
@@ -330,7 +339,7 @@ class LassoNetSelector(TrainedSelector[LassoNetAutoencoder]):
         train: MinibatchLoader,
         trainer: TrainerConfig,
         *,
-        covariance_rule: float | None,
+        covariance_rate: float | None,
     ) -> float:
         """The path's step size: ``path_learning_rate``, or the ``"auto"`` rule at the dense fit.
 
@@ -343,7 +352,7 @@ class LassoNetSelector(TrainedSelector[LassoNetAutoencoder]):
         if self.path_optimizer == "adam":
             return float(trainer.learning_rate)
         return capped_path_learning_rate(
-            model, train, covariance_rate=covariance_rule, l2_penalty=self.l2_penalty
+            model, train, covariance_rate=covariance_rate, l2_penalty=self.l2_penalty
         )
 
     # -- selection ------------------------------------------------------------------
