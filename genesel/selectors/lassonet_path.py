@@ -150,6 +150,7 @@ class PathFollower:
         return path_point(task, fit, self.validation)
 
     def _step_task(self, lambda_: float) -> PathStep:
+        """The proximal task of the path step at ``lambda_``."""
         s = self.settings
         return PathStep(
             self.model,
