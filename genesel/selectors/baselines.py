@@ -389,7 +389,9 @@ class QRSelector(PanelSelector):
             genes, scores = constrained_pivots(basis, fixed, rank)
         info.update(n_components=int(rank), weighted=self.weighted)
         if self.n_genes > genes.size:
-            from genesel.selectors.greedy import DEFAULT_GREEDY_RIDGE, greedy_path, store_moments
+            from genesel.selectors.greedy import greedy_path
+            from genesel.selectors.greedy_scoring import DEFAULT_GREEDY_RIDGE
+            from genesel.selectors.moments_file import store_moments
 
             progress = trainer.progress if trainer is not None else True
             with store_moments(
