@@ -128,8 +128,9 @@ def test_landmarks_word_and_the_landmark_method(store):
         store, method="landmarks", n_genes=n_landmarks, include="GENE20", exclude="GENE0"
     )
     assert panel.gene_indices[0] == 20 and 0 not in panel.gene_indices
-    with pytest.raises(ConfigError, match="--n-genes 4"):
+    with pytest.raises(ConfigError, match="use n_genes=4") as error:
         select_panel(store, method="landmarks", n_genes=n_landmarks, include="GENE20")
+    assert error.value.parameter == "n_genes"
 
 
 def test_all_included_runs_no_method(store):

@@ -12,7 +12,7 @@ METHOD_MODULES: dict[str, str] = {
     "landmarks": "baselines",
     "random": "baselines",
     "hvg": "baselines",
-    "qr": "baselines",
+    "qr": "qr",
     "greedy": "greedy",
 }
 
