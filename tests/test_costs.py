@@ -17,7 +17,8 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.selectors import read_panel, read_panel_metadata, select_panel
-from genesel.selectors.constraints import GeneConstraints, GeneCosts, resolve_costs
+from genesel.selectors.constraints import GeneConstraints
+from genesel.selectors.costs import GeneCosts, resolve_costs
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
 from tests.test_include_exclude import PARAMS, TRAINER
@@ -142,7 +143,7 @@ def test_exact_size_reserves_room_for_the_cheapest_completion():
 
 def test_completion_within_the_budget_always_reaches_n_genes_when_some_panel_does():
     """Random costs, lists, budgets and rankings: whenever a K-gene panel fits, the walk finds one."""
-    from genesel.selectors.constraints import max_panel_size
+    from genesel.selectors.costs import max_panel_size
 
     rng = np.random.default_rng(1)
     checked = 0

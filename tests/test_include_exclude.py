@@ -14,7 +14,8 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.selectors import read_panel, read_panel_metadata, select_panel
-from genesel.selectors.constraints import GeneConstraints, parse_gene_list, resolve_constraints
+from genesel.selectors.constraints import GeneConstraints, resolve_constraints
+from genesel.selectors.gene_lists import parse_gene_list
 from genesel.selectors.logitnormal import LogitNormalMask
 from genesel.store import Store
 from genesel.training import TrainerConfig
