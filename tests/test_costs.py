@@ -21,7 +21,7 @@ from genesel.selectors.constraints import GeneConstraints
 from genesel.selectors.costs import GeneCosts, resolve_costs
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
-from tests.test_include_exclude import PARAMS, TRAINER
+from tests.test_include_exclude import PARAMS, RUN, TRAINER
 
 #: Costs 1-4 cycling over the 30 genes (by id); GENE7 (cost 4) is included.
 COSTS = {f"ENSG{j:011d}": float(1 + j % 4) for j in range(30)}
@@ -62,6 +62,7 @@ def test_every_method_stays_within_the_budget(store, cost_file, method, n_genes,
         seed=0,
         params=PARAMS[method],
         trainer=TRAINER,
+        run=RUN,
         loader=LoaderConfig(batch_size=32),
         include=INCLUDE,
         gene_cost=cost_file,
@@ -348,6 +349,7 @@ def test_resume_refuses_a_checkpoint_of_other_costs_or_budget(store, method, tmp
         "n_genes": 6,
         "params": PARAMS[method],
         "trainer": TRAINER,
+        "run": RUN,
         "loader": LoaderConfig(batch_size=32),
         "out_dir": tmp_path,
     }

@@ -21,6 +21,7 @@ import pandas as pd
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.panel import PanelResult
+from genesel.run import RunConfig
 from genesel.selectors.base import PanelSelector, register_selector
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -50,13 +51,19 @@ def _completed(selector: PanelSelector, scores: np.ndarray) -> tuple[np.ndarray,
 
 
 def baseline_result(
-    selector: PanelSelector, store: Store, genes: np.ndarray, scores: np.ndarray, **extra: object
+    selector: PanelSelector,
+    store: Store,
+    genes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    seed: int,
+    **extra: object,
 ) -> PanelResult:
     """The panel of a method that ranks genes: ``genes`` with their ``scores``, ``extra`` recorded."""
     return PanelResult(
         method=selector.method,
         n_genes=int(np.asarray(genes).size),
-        seed=selector.seed,
+        seed=seed,
         gene_indices=genes,
         var=store.var,
         scores=np.asarray(scores, dtype=float),
@@ -81,6 +88,7 @@ class LandmarkSelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
@@ -115,7 +123,12 @@ class LandmarkSelector(PanelSelector):
         scores = spread[genes]
         scores[: fixed.include.size] = np.nan
         return baseline_result(
-            self, store, genes, scores, ranking="train standard deviation, descending"
+            self,
+            store,
+            genes,
+            scores,
+            seed=self.seed,  # deterministic: recorded, not used
+            ranking="train standard deviation, descending",
         )
 
 
@@ -131,14 +144,18 @@ class RandomSelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
         """Draw ``n_genes`` distinct genes."""
         self.check_panel_size(store)
-        priority = np.random.default_rng(self.seed).random(store.n_vars)
+        seed = (run or RunConfig(seed=self.seed)).seed
+        priority = np.random.default_rng(seed).random(store.n_vars)
         genes, scores = _completed(self, priority)
-        return baseline_result(self, store, genes, scores, ranking="seeded uniform priority")
+        return baseline_result(
+            self, store, genes, scores, seed=seed, ranking="seeded uniform priority"
+        )
 
 
 @register_selector
@@ -194,12 +211,12 @@ class HighlyVariableSelector(PanelSelector):
         self.n_bins = int(n_bins)
         self.max_rows = int(max_rows)
 
-    def train_rows(self, store: Store) -> np.ndarray:
-        """The train rows used: all of them, or a seeded sorted subsample of ``max_rows``."""
+    def train_rows(self, store: Store, *, seed: int) -> np.ndarray:
+        """The train rows used: all of them, or a sorted subsample of ``max_rows`` drawn from ``seed``."""
         rows = store.require_split("train")
         if rows.size > self.max_rows:
             rows = np.sort(
-                np.random.default_rng(self.seed).choice(rows, size=self.max_rows, replace=False)
+                np.random.default_rng(seed).choice(rows, size=self.max_rows, replace=False)
             )
         return rows
 
@@ -209,6 +226,7 @@ class HighlyVariableSelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
@@ -217,7 +235,8 @@ class HighlyVariableSelector(PanelSelector):
         import scanpy as sc
 
         self.check_panel_size(store)
-        rows = self.train_rows(store)
+        seed = (run or RunConfig(seed=self.seed)).seed
+        rows = self.train_rows(store, seed=seed)
         block = (loader or LoaderConfig()).block_rows
         values = np.empty((rows.size, store.n_vars), dtype=np.float32)
         for start in range(0, rows.size, block):
@@ -236,6 +255,7 @@ class HighlyVariableSelector(PanelSelector):
             store,
             genes,
             scores,
+            seed=seed,
             ranking=f"scanpy highly_variable_genes(flavor={self.flavor!r}) normalised dispersion, descending",
             n_rows=int(rows.size),
         )

@@ -23,6 +23,7 @@ from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.moments import Moments
 from genesel.panel import PanelResult
+from genesel.run import RunConfig
 from genesel.selectors.base import PanelSelector, register_selector
 from genesel.selectors.constraints import GeneConstraints
 from genesel.selectors.greedy_scoring import CRITERIA, DEFAULT_GREEDY_RIDGE, GreedyState
@@ -211,12 +212,13 @@ class GreedySelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
         """Run the greedy path to ``n_genes`` genes."""
         self.check_panel_size(store)
-        progress = trainer.progress if trainer is not None else True
+        progress = (run or RunConfig(seed=self.seed)).progress
         fixed = self.constraints
         with store_moments(
             store,

@@ -20,6 +20,7 @@ import scipy.linalg
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.panel import PanelResult
+from genesel.run import RunConfig
 from genesel.selectors.base import PanelSelector, register_selector
 from genesel.selectors.baselines import baseline_result
 from genesel.selectors.constraints import GeneConstraints
@@ -132,11 +133,13 @@ class QRSelector(PanelSelector):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
         """Return the Q-DEIM pivots of the leading directions, completed greedily beyond them."""
         self.check_panel_size(store)
+        run = run or RunConfig(seed=self.seed)
         rows = store.require_split("train")
         max_rank = min(rows.size - 1, store.n_vars)
         if max_rank < 1:
@@ -159,7 +162,7 @@ class QRSelector(PanelSelector):
             wanted,
             block_rows=(loader or LoaderConfig()).block_rows,
             exact_max_genes=self.exact_max_genes,
-            seed=self.seed,
+            seed=run.seed,
             power_iterations=self.power_iterations,
             oversampling=self.oversampling,
         )
@@ -176,14 +179,13 @@ class QRSelector(PanelSelector):
         genes, scores = self._pivots(basis, rank)
         info.update(n_components=int(rank), weighted=self.weighted)
         if self.n_genes > genes.size:
-            progress = trainer.progress if trainer is not None else True
             genes, scores = self._complete_greedily(
-                store, genes, scores, work_dir=work_dir, progress=progress, info=info
+                store, genes, scores, work_dir=work_dir, progress=run.progress, info=info
             )
         ranking = "pivot order of Q-DEIM (|R_ii| descending)" + (
             ", then greedy completion" if info.get("completed") else ""
         )
-        return baseline_result(self, store, genes, scores, ranking=ranking, **info)
+        return baseline_result(self, store, genes, scores, seed=run.seed, ranking=ranking, **info)
 
     def _rank_above_noise(
         self,
