@@ -125,7 +125,7 @@ def panel_curve(
     per_sample: list[pd.Series] = []
     for run in tqdm(plan.runs, desc="panel curve", unit="run", disable=not progress):
         method, n_genes, seed = run.method, run.n_genes, run.seed
-        trainer, loader = training_configs(
+        trainer, loader, run_config = training_configs(
             seed=seed,
             epochs=epochs,
             batch_size=batch_size,
@@ -141,6 +141,7 @@ def panel_curve(
             params=dict(params[method]) if method in params else None,
             trainer=trainer,
             loader=loader,
+            run=run_config,
         )
         if decoder == "mlp":
             trainer.lr_decay = 0.95
