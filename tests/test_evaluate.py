@@ -13,7 +13,6 @@ from genesel.errors import InputFileError
 from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
 from genesel.store import Store
-from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix, write_store
 
 
@@ -119,9 +118,7 @@ def test_evaluation_needs_the_model_panel_genes(planted_store, tmp_path):
 
 def test_evaluation_matches_reordered_store_genes(planted_store, tmp_path):
     store, drivers = planted_store
-    model = fit_imputer(
-        store, drivers.tolist(), trainer=TrainerConfig(device="cpu"), progress=False
-    )
+    model = fit_imputer(store, drivers.tolist(), progress=False)
     expected = evaluate_model(store, model, progress=False).per_gene
     raw = store.read_rows(np.arange(store.n_obs), standardize=False)
     order = np.random.default_rng(0).permutation(store.n_vars)
