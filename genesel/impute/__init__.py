@@ -1,48 +1,44 @@
-"""Impute whole transcriptomes from a gene panel: linear, D-GEX MLP and KNN decoders."""
+"""Impute whole transcriptomes from a gene panel: linear, D-GEX MLP and KNN decoders.
 
-from genesel.impute.base import (
-    Decoder,
-    DecoderFit,
-    get_decoder_class,
-    make_decoder,
-    register_decoder,
-)
-from genesel.impute.decoders import available_decoders
-from genesel.impute.fit import fit_imputer
-from genesel.impute.genes import match_columns, resolve_panel
-from genesel.impute.knn import KNNDecoder, NearestNeighborImputer, fit_knn
-from genesel.impute.linear import (
-    LinearDecoder,
-    LinearSolution,
-    NormalEquations,
-    fit_linear,
-    solve_normal_equations,
-)
-from genesel.impute.mlp import MLPDecoder, PanelDecoderTask
-from genesel.impute.model import ImputationModel
-from genesel.impute.saved import load_model, save_model
+The names below are imported on first use, so that ``genesel.impute.decoders`` (the list of
+decoders, used by the command line to build its parser) does not import torch.
+"""
 
-__all__ = [
-    "Decoder",
-    "DecoderFit",
-    "ImputationModel",
-    "KNNDecoder",
-    "LinearDecoder",
-    "LinearSolution",
-    "MLPDecoder",
-    "NearestNeighborImputer",
-    "NormalEquations",
-    "PanelDecoderTask",
-    "available_decoders",
-    "fit_imputer",
-    "fit_knn",
-    "fit_linear",
-    "get_decoder_class",
-    "load_model",
-    "make_decoder",
-    "register_decoder",
-    "resolve_panel",
-    "match_columns",
-    "save_model",
-    "solve_normal_equations",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Where each public name lives (imported on first use).
+_HOMES = {
+    "Decoder": "genesel.impute.base",
+    "DecoderFit": "genesel.impute.base",
+    "get_decoder_class": "genesel.impute.base",
+    "make_decoder": "genesel.impute.base",
+    "register_decoder": "genesel.impute.base",
+    "available_decoders": "genesel.impute.decoders",
+    "fit_imputer": "genesel.impute.fit",
+    "match_columns": "genesel.impute.genes",
+    "resolve_panel": "genesel.impute.genes",
+    "KNNDecoder": "genesel.impute.knn",
+    "NearestNeighborImputer": "genesel.impute.knn",
+    "fit_knn": "genesel.impute.knn",
+    "LinearDecoder": "genesel.impute.linear",
+    "LinearSolution": "genesel.impute.linear",
+    "NormalEquations": "genesel.impute.linear",
+    "fit_linear": "genesel.impute.linear",
+    "solve_normal_equations": "genesel.impute.linear",
+    "MLPDecoder": "genesel.impute.mlp",
+    "PanelDecoderTask": "genesel.impute.mlp",
+    "ImputationModel": "genesel.impute.model",
+    "load_model": "genesel.impute.saved",
+    "save_model": "genesel.impute.saved",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'genesel.impute' has no attribute {name!r}")
