@@ -15,6 +15,7 @@ import pytest
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.preprocess import preprocess
+from genesel.run import RunConfig
 from genesel.selectors import read_panel, select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -63,9 +64,8 @@ def test_every_method_writes_k_distinct_valid_genes(gpl96_gene_store, method, tm
         method=method,
         n_genes=K,
         params=FAST_PARAMS[method],
-        trainer=TrainerConfig(
-            max_epochs=2, min_steps=0, progress=False
-        ),  # validity, not quality: no step floor
+        trainer=TrainerConfig(max_epochs=2, min_steps=0),  # validity, not quality: no step floor
+        run=RunConfig(progress=False),
         loader=LoaderConfig(batch_size=16),
         out_dir=tmp_path,
     )

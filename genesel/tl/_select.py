@@ -141,7 +141,7 @@ def select_panel(
     """
     adata = copy_or_self(adata, copy)
     store = ensure_store(adata, seed=seed, layer=layer)
-    trainer, loader = training_configs(
+    trainer, loader, run = training_configs(
         seed=seed,
         epochs=epochs,
         batch_size=batch_size,
@@ -158,6 +158,7 @@ def select_panel(
         params=params,
         trainer=trainer,
         loader=loader,
+        run=run,
         refine=refine,
         include=include,
         exclude=exclude,
