@@ -51,7 +51,7 @@ def core(name: str, store) -> dict:
 def from_cli(name: str, options: list[str], store) -> tuple[dict, int]:
     argv = ["impute", "fit", "--data", "d", "--panel", "p", "--out", "o", "--decoder", name]
     args = build_parser().parse_args([*argv, *options])
-    values = effective(name, decoder_params(args), trainer_config(args, seed=0), store)
+    values = effective(name, decoder_params(args), trainer_config(args), store)
     return values, loader_config(args).batch_size
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,15 +17,13 @@ from genesel.cli.common import (
     loader_config,
     parse_params,
     resuming,
+    run_config,
     trainer_config,
 )
 from genesel.errors import ConfigError, InputFileError
 from genesel.impute.decoders import DECODER_SUMMARIES, available_decoders
 from genesel.io.lock import guarded_output
 from genesel.io.source import MatrixSource, check_unique
-
-if TYPE_CHECKING:
-    from genesel.run import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +212,7 @@ def run_fit(args: argparse.Namespace) -> int:
                         store,
                         panel,
                         decoder=args.decoder,
-                        trainer=trainer_config(args, seed=seed),
+                        trainer=trainer_config(args),
                         run=run_config(args, seed=seed),
                         loader=loader_config(args),
                         work_dir=out,
@@ -252,18 +250,6 @@ def decoder_params(args: argparse.Namespace) -> dict[str, Any]:
     ):
         params.setdefault("block_rows", args.block_rows)
     return params
-
-
-def run_config(args: argparse.Namespace, *, seed: int) -> RunConfig:
-    """The :class:`~genesel.run.RunConfig` of one fit from parsed arguments."""
-    from genesel.run import RunConfig
-
-    return RunConfig(
-        seed=seed,
-        device=args.device,
-        progress=args.progress,
-        mixed_precision=not args.no_mixed_precision,
-    )
 
 
 def _score(store: Any, model: Any, metrics: str, args: argparse.Namespace) -> None:

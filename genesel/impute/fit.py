@@ -67,22 +67,9 @@ def fit_imputer(
     The fitted :class:`~genesel.impute.model.ImputationModel`; call ``save(dir)`` to keep it.
     """
     chosen = make_decoder(decoder, **params)
-    if run is None:
-        run = _legacy_run(trainer)
+    run = run or RunConfig()
     if progress is not None:
         run = dataclasses.replace(run, progress=progress)
     return chosen.fit(
         store, panel, trainer=trainer, run=run, loader=loader, work_dir=work_dir, resume=resume
-    )
-
-
-def _legacy_run(trainer: TrainerConfig | None) -> RunConfig:
-    # TODO(api-ready): TrainerConfig loses seed/device/progress; then this is RunConfig()
-    if trainer is None:
-        return RunConfig()
-    return RunConfig(
-        seed=trainer.seed,
-        device=trainer.device,
-        progress=trainer.progress,
-        mixed_precision=trainer.mixed_precision,
     )

@@ -19,7 +19,7 @@ from genesel.impute.base import Decoder, DecoderFit, register_decoder
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.run import RunConfig
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.training import Trainer, TrainerConfig, seed_everything, trainer_record
 
 logger = logging.getLogger(__name__)
 
@@ -156,14 +156,6 @@ class MLPDecoder(Decoder):
         made with any other is refused, except that the epoch budget may change.
         """
         trainer = self.trainer_config(trainer, store)
-        # TODO(api-ready): Trainer(config, run=run) takes these from the run config
-        trainer = dataclasses.replace(
-            trainer,
-            seed=run.seed,
-            device=run.device,
-            progress=run.progress,
-            mixed_precision=run.mixed_precision,
-        )
         loader = loader or LoaderConfig()
         checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
         if checkpoint is not None:
@@ -181,7 +173,7 @@ class MLPDecoder(Decoder):
             "panel": store.gene_ids[np.asarray(panel)].astype(str).tolist(),
             **params,
         }
-        runner = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=identity)
+        runner = Trainer(trainer, run=run, checkpoint_path=checkpoint, fingerprint=identity)
         train_loader = MinibatchLoader(
             store, "train", config=loader, shuffle=True, seed=run.seed, device=runner.device
         )
@@ -200,7 +192,7 @@ class MLPDecoder(Decoder):
             "best_validation_loss": result.best_validation_loss,
             "stopped": result.stopped,
             "resumed_from_epoch": result.resumed_from_epoch,
-            "trainer": {k: v for k, v in vars(trainer).items() if k != "progress"},
+            "trainer": {k: v for k, v in trainer_record(trainer, run).items() if k != "progress"},
             "batch_size": loader.batch_size,
         }
         return DecoderFit(task.decoder.to("cpu").eval(), params, training, result.history)

@@ -15,7 +15,6 @@ from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer, make_decoder
 from genesel.impute.curve import DEFAULT_RANDOM_PANELS
 from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, sizes_around_landmarks
-from genesel.run import RunConfig
 from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.tl._prepare import ensure_store
@@ -129,7 +128,7 @@ def panel_curve(
     ]
     rows, per_sample = [], []
     for method, n_genes, seed in tqdm(plan, desc="panel curve", unit="run", disable=not progress):
-        trainer, loader = training_configs(
+        trainer, loader, run = training_configs(
             seed=seed,
             epochs=epochs,
             batch_size=batch_size,
@@ -145,13 +144,14 @@ def panel_curve(
             params=params.get(method),
             trainer=trainer,
             loader=loader,
+            run=run,
         )
         model = fit_imputer(
             store,
             list(panel.gene_ids),
             decoder=decoder,
             trainer=trainer,
-            run=RunConfig(seed=seed, device=device, progress=False),
+            run=run,
             loader=loader,
             **dict(decoder_params or {}),
         )
