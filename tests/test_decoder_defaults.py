@@ -5,6 +5,7 @@ with the core's values."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anndata as ad
@@ -74,8 +75,15 @@ def test_core_mlp_defaults_are_dgex():
 def adata():
     X, _ = planted_matrix(300, 30, 4, seed=2)
     data = ad.AnnData(X.astype(np.float32), var=pd.DataFrame(index=[f"g{i}" for i in range(30)]))
-    genesel.tl.select_panel(data, n_genes=5, method="random", progress=False)
+    data.var["genesel_rank"] = np.where(np.arange(30) < 5, np.arange(30) + 1.0, np.nan)
     return data
+
+
+def first_genes(store, *, n_genes: int, **kwargs: Any) -> SimpleNamespace:
+    """Stands in for select_panel: the first ``n_genes`` genes (these tests are about decoders)."""
+    return SimpleNamespace(
+        gene_ids=store.var.index[:n_genes].astype(str), gene_indices=np.arange(n_genes)
+    )
 
 
 class Captured(Exception):
@@ -104,6 +112,7 @@ def test_tl_defaults_are_the_core_defaults(name, adata, planted_store, monkeypat
     assert params == {}  # tl passes no decoder hyperparameter the user did not set
     assert effective(name, params, kwargs["trainer"], store) == core(name, store)
     assert kwargs["loader"] is None
+    monkeypatch.setattr("genesel.tl._curve.select_panel", first_genes)
     monkeypatch.setattr("genesel.tl._curve.fit_imputer", capture)
     with pytest.raises(Captured) as call:
         genesel.tl.panel_curve(

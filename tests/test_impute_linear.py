@@ -10,8 +10,8 @@ import pytest
 from genesel.errors import ConfigError
 from genesel.impute import fit_imputer, fit_linear, solve_normal_equations
 from genesel.loader import LoaderConfig
-from genesel.store import Store
 from genesel.run import RunConfig
+from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
 
 

@@ -11,8 +11,8 @@ from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
 from genesel.impute.mlp import CHECKPOINT_NAME
 from genesel.loader import LoaderConfig
-from genesel.store import Store
 from genesel.run import RunConfig
+from genesel.store import Store
 from genesel.training import TrainerConfig
 from tests.conftest import write_store
 

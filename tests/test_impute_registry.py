@@ -4,6 +4,8 @@ the command line and ``genesel.tl``; unknown parameters are refused naming what 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import anndata as ad
 import numpy as np
@@ -56,19 +58,36 @@ def test_toy_decoder_through_the_command_line(mean_decoder, planted_store, panel
     assert not (tmp_path / "bad" / "model.json").exists()
 
 
-def test_toy_decoder_through_tl(mean_decoder):
+@pytest.fixture
+def adata():
+    """300 x 30 samples with a 5-gene panel recorded as genesel.tl.select_panel records it."""
     X, _ = planted_matrix(300, 30, 4, seed=1)
-    adata = ad.AnnData(
-        X.astype(np.float32),
-        var=pd.DataFrame(index=[f"g{i}" for i in range(X.shape[1])]),
+    data = ad.AnnData(
+        X.astype(np.float32), var=pd.DataFrame(index=[f"g{i}" for i in range(X.shape[1])])
     )
-    genesel.tl.select_panel(adata, n_genes=5, method="random", progress=False)
+    data.var["genesel_rank"] = np.where(np.arange(30) < 5, np.arange(30) + 1.0, np.nan)
+    return data
+
+
+def test_the_decoder_list_imports_no_torch():
+    code = "import sys, genesel.impute.decoders; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_toy_decoder_through_tl_fit_imputer(mean_decoder, adata):
     model = genesel.tl.fit_imputer(
         adata, decoder="mean", params={"shrink": 0.0}, device="cpu", progress=False
     )
     assert model.decoder == "mean" and model.n_genes == 5
     imputed = genesel.tl.impute(adata[:, model.panel_ids], model, progress=False)
     assert np.allclose(imputed.X[:, ~model.measured_mask], model.mean[~model.measured_mask])
+
+
+def test_toy_decoder_through_tl_panel_curve(mean_decoder, adata, monkeypatch):
+    from tests.test_decoder_defaults import first_genes
+
+    monkeypatch.setattr("genesel.tl._curve.select_panel", first_genes)  # decoders are the point
     frame = genesel.tl.panel_curve(
         adata,
         sizes=(5,),
