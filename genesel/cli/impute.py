@@ -206,9 +206,11 @@ def run_fit(args: argparse.Namespace) -> int:
     with Store.open(args.data) as store:
         for panel, out, metrics, seed in fits:
             with guarded_output(out, kind="dir", wait=args.wait):
-                model = resuming(
-                    args,
-                    lambda resume, panel=panel, out=out, seed=seed: fit_imputer(
+
+                def fit(
+                    resume: bool, panel: str = panel, out: Path = out, seed: int = seed
+                ) -> Any:
+                    return fit_imputer(
                         store,
                         panel,
                         decoder=args.decoder,
@@ -218,8 +220,9 @@ def run_fit(args: argparse.Namespace) -> int:
                         work_dir=out,
                         resume=resume,
                         **params,
-                    ),
-                )
+                    )
+
+                model = resuming(args, fit)
                 model.training["panel"] = str(Path(panel))
                 model.save(out)
                 if metrics is not None:
@@ -238,8 +241,11 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def decoder_params(args: argparse.Namespace) -> dict[str, Any]:
-    """The decoder hyperparameters of ``impute fit``: ``--param`` pairs, and ``--block-rows``
-    for the decoders that read the data in blocks themselves (the linear and KNN fits).
+    """The decoder hyperparameters of ``impute fit``: the ``--param`` pairs, and ``--block-rows``.
+
+    ``--block-rows`` goes to the decoders that read the data in blocks themselves (a
+    ``block_rows`` parameter: the linear and KNN fits); trained decoders get it through the
+    loader.
     """
     from genesel.impute.base import get_decoder_class
 
@@ -277,11 +283,11 @@ def fit_runs(
         raise ConfigError(f"{len(panels)} --panel values need as many {', '.join(wrong)} values")
     if len(set(outs)) != len(outs):
         raise ConfigError("every --out value must be a different directory")
-    metrics = metrics or [None] * len(panels)
+    written: list[str | None] = list(metrics) if metrics else [None] * len(panels)
     seeds = seeds * len(panels) if len(seeds) == 1 else seeds
     return [
         (panel, Path(out), m, int(seed))
-        for panel, out, m, seed in zip(panels, outs, metrics, seeds, strict=True)
+        for panel, out, m, seed in zip(panels, outs, written, seeds, strict=True)
     ]
 
 
@@ -330,11 +336,12 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
     if suffixes and suffixes[-1] == ".gctx":
         from genesel.io.gctx import read_gctx
 
+        # argparse's choices hold orientation to the Literal values read_gctx takes
         return read_gctx(path, orientation=orientation)  # type: ignore[arg-type]
     if suffixes and suffixes[-1] == ".h5ad":
         try:
             adata = anndata.read_h5ad(path, backed="r")
-        except Exception as error:
+        except (OSError, KeyError, ValueError, TypeError) as error:  # h5py and anndata's
             raise InputFileError(path, f"not a readable .h5ad ({error})") from None
         try:
             check_unique(path, pd.Index(adata.var_names.astype(str)), "gene")
@@ -356,7 +363,7 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
             .iloc[0]
             .tolist()
         )
-    except Exception as error:
+    except (OSError, ValueError, IndexError) as error:  # pandas' parser errors are ValueErrors
         raise InputFileError(path, f"cannot parse the table ({error})") from None
     table.index = table.index.astype(str)
     table.columns = pd.Index([str(name) for name in header[len(header) - table.shape[1] :]])

@@ -52,6 +52,9 @@ class NearestNeighborImputer(nn.Module):
         ``k``.
     """
 
+    reference: torch.Tensor
+    panel: torch.Tensor
+
     def __init__(
         self,
         n_reference: int,

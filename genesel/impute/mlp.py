@@ -38,6 +38,8 @@ class PanelDecoderTask(nn.Module):
         Column indices of the panel genes in the rows the loader yields.
     """
 
+    panel: torch.Tensor
+
     def __init__(self, decoder: nn.Module, panel: np.ndarray) -> None:
         super().__init__()
         self.decoder = decoder

@@ -65,7 +65,7 @@ class ImputationModel:
         params: dict[str, Any],
         gene_ids: Sequence[str],
         symbols: Sequence[str],
-        panel_indices: Sequence[int],
+        panel_indices: Sequence[int] | np.ndarray,
         mean: np.ndarray,
         std: np.ndarray,
         training: dict[str, Any] | None = None,
@@ -245,11 +245,11 @@ class ImputationModel:
             }
         }
         writer = None
+        result: np.ndarray | None = None
         if out is not None:
             from genesel.io.h5ad_writer import DenseH5adWriter
 
             writer = DenseH5adWriter(out, n_obs=n_obs, var=self.var(), dtype=np.float32)
-            result = None
         else:
             result = np.empty((n_obs, self.n_vars), dtype=np.float32)
         try:
@@ -267,7 +267,7 @@ class ImputationModel:
                 full = self.predict(measured, batch_rows=batch_rows, device=device)
                 if writer is not None:
                     writer.write_rows(start, full)
-                else:
+                elif result is not None:
                     result[start : start + full.shape[0]] = full
             if writer is not None:
                 path = writer.close(obs=obs, uns=uns)

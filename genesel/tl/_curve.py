@@ -106,9 +106,9 @@ def panel_curve(
     """
     if not sizes or not methods or not seeds:
         raise ConfigError("panel_curve needs at least one size, one method and one seed")
-    params = dict(params or {})
+    method_params = {method: dict(values) for method, values in (params or {}).items()}
     make_decoder(decoder, **dict(decoder_params or {}))  # refuse unknown parameters up front
-    unknown = sorted(set(params) - set(methods))
+    unknown = sorted(set(method_params) - set(methods))
     if unknown:
         raise ConfigError(f"params given for methods not in methods: {unknown}")
     for key in (key_added, f"{key_added}_per_sample"):
@@ -126,7 +126,8 @@ def panel_curve(
         for k in _sizes_of(method, sizes, store)
         for seed in _seeds_of(method, seeds, decoder, random_panels)
     ]
-    rows, per_sample = [], []
+    rows: list[dict[str, Any]] = []
+    per_sample: list[pd.Series] = []
     for method, n_genes, seed in tqdm(plan, desc="panel curve", unit="run", disable=not progress):
         trainer, loader, run = training_configs(
             seed=seed,
@@ -141,7 +142,7 @@ def panel_curve(
             method=method,
             n_genes=n_genes,
             seed=seed,
-            params=params.get(method),
+            params=method_params.get(method),
             trainer=trainer,
             loader=loader,
             run=run,

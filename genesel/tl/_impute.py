@@ -102,7 +102,7 @@ def decoder_trainer(
 ) -> TrainerConfig | None:
     """A trainer config holding only the values given (``None``: all the decoder's defaults)."""
     given = {"max_epochs": epochs, "learning_rate": learning_rate}
-    values = {k: v for k, v in given.items() if v is not None}
+    values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     return TrainerConfig(**values) if values else None
 
 
