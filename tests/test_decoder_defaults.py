@@ -19,7 +19,7 @@ from genesel.cli.common import loader_config, trainer_config
 from genesel.cli.impute import decoder_params
 from genesel.cli.main import build_parser
 from genesel.impute import get_decoder_class, make_decoder
-from genesel.impute.decoders import TRAINING_FLAGS, available_decoders, decoder_options
+from genesel.impute.decoders import TRAINING_FLAGS, available_decoders, decoder_flags
 from genesel.loader import LoaderConfig
 from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix
@@ -143,7 +143,7 @@ def test_workflow_defaults_are_the_core_defaults(name, planted_store):
     pytest.importorskip("snakemake")
     store, _ = planted_store
     settings = workflow_config({name: {}})["decoders"][name]
-    values, batch_size = from_cli(name, decoder_options(settings), store)
+    values, batch_size = from_cli(name, decoder_flags(settings), store)
     assert values == core(name, store)
     assert batch_size == LoaderConfig().batch_size
 
@@ -174,7 +174,7 @@ def test_shipped_configs_give_options_the_command_line_accepts(config, planted_s
     store, _ = planted_store
     decoders = yaml.safe_load((REPO / "config" / config).read_text())["decoders"]
     for name, settings in decoders.items():
-        values, _ = from_cli(name, decoder_options(settings), store)
+        values, _ = from_cli(name, decoder_flags(settings), store)
         for key, value in (settings or {}).items():
             field = CONFIG_FIELDS.get(key, key)
             if field in values:

@@ -33,7 +33,7 @@ def available_decoders() -> tuple[str, ...]:
     return tuple(DECODER_MODULES)
 
 
-def decoder_options(settings: Mapping[str, Any] | None) -> list[str]:
+def decoder_flags(settings: Mapping[str, Any] | None) -> list[str]:
     """``genesel impute fit`` options from a workflow ``decoders.<name>`` entry.
 
     Trainer and loader keys (:data:`TRAINING_FLAGS`) become their flags; every other key is
