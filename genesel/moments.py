@@ -29,8 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from genesel import __version__
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.errors import ConfigError, InputFileError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.ridge import PanelStatistics, shift_cross_products
 from genesel.io.atomic import atomic_output
 from genesel.store import SPLITS, Store, store_fingerprint

@@ -199,7 +199,7 @@ def test_log2_auto_is_robust_to_a_few_negative_values(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="genesel"):
         store = read_store(preprocess(linear, tmp_path / "lin.h5ad", progress=False))
     assert store.uns["genesel"]["log2_applied"]
-    assert "<AnnData>: --log2 auto: 99.9th percentile" in caplog.text
+    assert "<AnnData>: log2='auto': 99.9th percentile" in caplog.text
     assert (
         "1 of 1800 sampled values negative" in caplog.text
         and "ignoring the negative values" in caplog.text

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS
 from genesel.decoders import build_decoder
 from genesel.errors import ConfigError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS
 from genesel.impute.genes import resolve_panel
 from genesel.impute.knn import DEFAULT_MAX_REFERENCE, fit_knn
 from genesel.impute.linear import fit_linear

@@ -21,8 +21,8 @@ import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.errors import ConfigError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.ridge import AUTO, PanelStatistics, RidgeChoice, RidgeProblem, parse_ridge
 from genesel.store import Store
 
