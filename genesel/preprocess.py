@@ -159,9 +159,14 @@ def preprocess(
     """
     log2_option = _log2_option(log2)
     if duplicate_tolerance < 0:
-        raise ConfigError(f"duplicate_tolerance={duplicate_tolerance!r} must be >= 0")
+        raise ConfigError(
+            f"duplicate_tolerance={duplicate_tolerance!r} must be >= 0",
+            parameter="duplicate_tolerance",
+        )
     if block_rows is not None and (int(block_rows) != block_rows or block_rows < 1):
-        raise ConfigError(f"block_rows={block_rows!r} must be a positive integer")
+        raise ConfigError(
+            f"block_rows={block_rows!r} must be a positive integer", parameter="block_rows"
+        )
     out_path = Path(out_path)
     source, owned = _as_source(
         source_or_path, format=format, orientation=orientation, layer=layer, probe_map=probe_map
@@ -198,7 +203,7 @@ def _log2_option(value: Any) -> str:
         return "no"
     if value == "auto":
         return "auto"
-    raise ConfigError(f"log2={value!r} must be 'auto', 'yes'/True or 'no'/False")
+    raise ConfigError(f"log2={value!r} must be 'auto', 'yes'/True or 'no'/False", parameter="log2")
 
 
 def _as_source(value: Any, **options: Any) -> tuple[MatrixSource, bool]:
@@ -241,7 +246,7 @@ class _Run:
             self.var = averaging.genes.copy()
             to_genes: sp.csr_matrix | None = averaging.matrix
             self.info["probe_averaging"] = {
-                "n_genes": len(self.var),
+                "n_vars": len(self.var),
                 "n_genes_without_probes": len(averaging.missing_genes),
                 "n_probes_without_gene": averaging.n_unmatched_probes,
             }
@@ -254,8 +259,8 @@ class _Run:
             ]
             self.var = pd.concat([self.var, source.var[extra].set_axis(self.var.index)], axis=1)
             to_genes = None
-        n_genes = len(self.var)
-        widest = max(source.n_vars, n_genes)
+        n_vars = len(self.var)
+        widest = max(source.n_vars, n_vars)
         self.block_rows = int(block_rows or max(1, min(source.n_obs, BLOCK_BYTES // (8 * widest))))
         self.transform = BlockTransform(
             source.path,
@@ -270,7 +275,7 @@ class _Run:
         )
         self.genes = raw.map_blocks(
             self._transform_block,
-            chunks=(raw.chunks[0], (n_genes,)),
+            chunks=(raw.chunks[0], (n_vars,)),
             dtype=np.result_type(raw.dtype, np.float32),
             name=_unique_name("genes"),
         )
