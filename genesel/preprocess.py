@@ -31,6 +31,7 @@ from genesel.io.source import MatrixSource
 from genesel.split import split_labels
 from genesel.store import StoreWriter
 from genesel.transforms import (
+    DUPLICATE_TOLERANCE,
     LOG_PSEUDOCOUNT,
     BlockTransform,
     DuplicateFinder,
@@ -94,7 +95,7 @@ def preprocess(
     force_log: bool = False,
     quantile_normalize: bool = False,
     remove_duplicates: bool = False,
-    duplicate_tolerance: float = 1e-3,
+    duplicate_tolerance: float = DUPLICATE_TOLERANCE,
     split_column: str | None = None,
     group_column: str | None = None,
     seed: int = 0,

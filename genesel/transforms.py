@@ -20,6 +20,9 @@ from genesel.errors import InputFileError
 
 logger = logging.getLogger(__name__)
 
+#: Default ``duplicate_tolerance``: max abs difference (log2 units) of duplicate samples.
+DUPLICATE_TOLERANCE = 1e-3
+
 #: Data whose values stay below this are taken to be log-scale already.
 LOGGED_MAX = 50.0
 #: ``log2="auto"`` compares this quantile of the sampled values with :data:`LOGGED_MAX`,
