@@ -153,10 +153,12 @@ class MinibatchLoader:
             yield from self._iter_streaming(rng)
 
     def _iter_resident(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+        resident = self._resident
+        assert resident is not None  # only called when the split is resident
         order = rng.permutation(self.n_rows) if self.shuffle else np.arange(self.n_rows)
         order_t = torch.from_numpy(order).to(self.device)
         for start in self._batch_starts(self.n_rows):
-            yield self._resident.index_select(0, order_t[start : start + self.config.batch_size])
+            yield resident.index_select(0, order_t[start : start + self.config.batch_size])
 
     def _iter_streaming(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
         batch = self.config.batch_size

@@ -100,6 +100,7 @@ class GramAccumulator:
         n_vars = self.mean.size
         self.n = 0
         self.total = np.zeros(n_vars, dtype=np.float64)
+        self.gram: np.ndarray | None
         if self.device.type == "cpu":
             self.gram = np.zeros(
                 (n_vars, n_vars), dtype=np.float64, order="F"
@@ -140,6 +141,7 @@ class GramAccumulator:
         # D x D copy (np.triu and a sum took three more, 2.5 GiB and 40 s at D = 10,463). The
         # Fortran-ordered symmetric matrix is its own transpose, whose view is C-ordered.
         gram = self.gram
+        assert gram is not None  # on the CPU the matrix is held in numpy
         n_vars = gram.shape[0]
         for a in range(0, n_vars, SYMMETRIZE_BLOCK):
             b = min(a + SYMMETRIZE_BLOCK, n_vars)
@@ -289,7 +291,7 @@ class Moments:
         buffer = np.empty((panel.size, self.n_vars), dtype=np.float64)
         breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
         for start, stop in zip(np.r_[0, breaks], np.r_[breaks, ordered.size], strict=True):
-            view = memoryview(buffer[start:stop]).cast("B")
+            view = memoryview(buffer[start:stop].data).cast("B")
             position = offset + int(ordered[start]) * row_bytes
             done = 0
             while done < view.nbytes:

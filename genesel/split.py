@@ -62,7 +62,7 @@ def split_sizes(
         counts = _three(sizes, "sizes")
         if any(c is not None and (int(c) != c or c < 0) for c in counts):
             raise ConfigError(f"split sizes must be non-negative integers, got {sizes!r}")
-        n_train, n_validation = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
+        n_train, n_validation = int(counts[0]), int(counts[1])
         n_test = n_obs - n_train - n_validation if counts[2] is None else int(counts[2])
         if n_train + n_validation + n_test != n_obs:
             raise ConfigError(
@@ -73,7 +73,7 @@ def split_sizes(
             train_fraction, validation_fraction = DGEX_FRACTIONS
         else:
             parts = _three(fractions, "fractions")
-            train_fraction, validation_fraction = float(parts[0]), float(parts[1])  # type: ignore[arg-type]
+            train_fraction, validation_fraction = float(parts[0]), float(parts[1])
             total = (
                 train_fraction
                 + validation_fraction
