@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from genesel.errors import CheckpointMismatchError, ConfigError, InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.loader import MinibatchLoader
-from genesel.run import resolve_device
+from genesel.run import RunConfig, resolve_device
 from genesel.store import store_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,12 @@ class TrainingTask(Protocol):
         """Mean loss of a validation minibatch (eval mode, no gradient)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
-    """Options of :class:`Trainer`.
+    """The hyperparameters of :class:`Trainer`: epoch and step budget, learning rate, stopping rules.
+
+    Frozen and free of how a run executes (seed, device, progress, precision: those are
+    :class:`~genesel.run.RunConfig`); derive a changed copy with :func:`dataclasses.replace`.
 
     Parameters
     ----------
@@ -68,24 +71,16 @@ class TrainerConfig:
         Adam learning rate (unless the task configures its own optimiser).
     lr_decay
         Multiply the learning rate by this after every epoch (D-GEX/CAE decoders: 0.95).
-    seed
-        Seed of weight initialisation, shuffling, dropout and sampling noise.
-    device
-        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-    mixed_precision
-        bfloat16 autocast and TF32 matmuls on CUDA; ignored on the CPU.
     patience
         Stop when the validation loss has not improved for this many epochs.
+    max_steps_per_epoch
+        Stop each epoch after this many steps (quick runs and benchmarks; ``None``: all).
     stop_when_converged
         Stop when the task reports convergence (e.g. CAE's mean max probability >= 0.99),
         checked after every epoch; and when the planned budget ends unconverged, go on (the
         task at its final state, e.g. the final temperature) for up to
         ``converge_extension`` times the planned steps. ``None``: the method's default
         (on for CAE and IP-CAE, off otherwise).
-    max_steps_per_epoch
-        Stop each epoch after this many steps (quick runs and benchmarks; ``None``: all).
-    progress
-        Show a progress bar.
     min_steps
         Planned optimizer steps at least: when ``max_epochs`` epochs hold fewer steps, the
         epoch budget is raised to reach it (small data have few steps per epoch). ``None``:
@@ -102,12 +97,8 @@ class TrainerConfig:
     max_epochs: int = 100
     learning_rate: float = 1e-3
     lr_decay: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
     patience: int | None = None
     max_steps_per_epoch: int | None = None
-    progress: bool = True
     stop_when_converged: bool | None = None
     min_steps: int | None = None
     max_steps: int | None = None
@@ -115,21 +106,67 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         if self.min_steps is not None and self.min_steps < 0:
-            raise ConfigError(f"min_steps must be >= 0, got {self.min_steps}")
+            raise ConfigError(
+                f"min_steps must be >= 0, got {self.min_steps}", parameter="min_steps"
+            )
         if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be at least 1, got {self.max_steps}")
+            raise ConfigError(
+                f"max_steps must be at least 1, got {self.max_steps}", parameter="max_steps"
+            )
         if self.converge_extension is not None and not self.converge_extension >= 0:
-            raise ConfigError(f"converge_extension must be >= 0, got {self.converge_extension}")
+            raise ConfigError(
+                f"converge_extension must be >= 0, got {self.converge_extension}",
+                parameter="converge_extension",
+            )
         if self.max_epochs < 1:
-            raise ConfigError(f"max_epochs must be at least 1, got {self.max_epochs}")
+            raise ConfigError(
+                f"max_epochs must be at least 1, got {self.max_epochs}", parameter="max_epochs"
+            )
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
             raise ConfigError(
-                f"max_steps_per_epoch must be at least 1, got {self.max_steps_per_epoch}"
+                f"max_steps_per_epoch must be at least 1, got {self.max_steps_per_epoch}",
+                parameter="max_steps_per_epoch",
             )
         if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise ConfigError(
+                f"learning_rate must be positive, got {self.learning_rate}",
+                parameter="learning_rate",
+            )
         if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+            raise ConfigError(
+                f"lr_decay must be in (0, 1], got {self.lr_decay}", parameter="lr_decay"
+            )
+
+
+#: Keys of the trainer record in a panel's ``config.json`` (and a checkpoint's ``config``),
+#: in the order they had when :class:`TrainerConfig` also held the run options.
+TRAINER_RECORD_KEYS = (
+    "max_epochs",
+    "learning_rate",
+    "lr_decay",
+    "seed",
+    "device",
+    "mixed_precision",
+    "patience",
+    "max_steps_per_epoch",
+    "progress",
+    "stop_when_converged",
+    "min_steps",
+    "max_steps",
+    "converge_extension",
+)
+
+
+def trainer_record(config: TrainerConfig, run: RunConfig) -> dict[str, Any]:
+    """The trainer options and the run's seed, device, precision and progress as one flat dict.
+
+    What a panel's ``config.json`` records under ``config.trainer`` (the same keys as before
+    the run options left :class:`TrainerConfig`, so reports and resumes read them alike).
+    """
+    values = {**asdict(config), **asdict(run)}
+    return {key: values[key] for key in TRAINER_RECORD_KEYS if key in values} | {
+        key: value for key, value in values.items() if key not in TRAINER_RECORD_KEYS
+    }
 
 
 @dataclass
@@ -151,8 +188,9 @@ class TrainingResult:
     converged: bool | None = None
 
 
-#: Trainer options that change how a run executes, not what it computes; a resumed run may
+#: Run options that change how a run executes, not what it computes; a resumed run may
 #: change them (it then continues correctly, though not bit for bit on another device).
+#: The run's seed is recorded in the fingerprint's ``trainer`` group.
 EXECUTION_FIELDS = ("device", "mixed_precision", "progress")
 #: Budget options a resumed run may change when its task follows no schedule over the
 #: budget (no hook in :data:`SCHEDULE_HOOKS`) and has not trained past the new budget: the
@@ -167,7 +205,11 @@ START_AFRESH = (
 
 
 def run_fingerprint(
-    train: MinibatchLoader, config: TrainerConfig, task: Mapping[str, Any] | None = None
+    train: MinibatchLoader,
+    config: TrainerConfig,
+    task: Mapping[str, Any] | None = None,
+    *,
+    run: RunConfig | None = None,
 ) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: the data, the batches, the options.
 
@@ -176,10 +218,13 @@ def run_fingerprint(
     train
         The training loader: its store and how it cuts batches.
     config
-        The trainer options; all but :data:`EXECUTION_FIELDS` are recorded.
+        The trainer options, all recorded.
     task
         The task's own options that change the result (a selector's method, panel size
         and hyperparameters; a decoder's panel genes and architecture).
+    run
+        The run options: its seed is recorded with the trainer options (the other
+        :data:`EXECUTION_FIELDS` are not). ``None``: the defaults (seed 0).
 
     Returns
     -------
@@ -203,7 +248,9 @@ def run_fingerprint(
                 "batch_order": order,
             },
             "trainer": {
-                key: value for key, value in asdict(config).items() if key not in EXECUTION_FIELDS
+                key: value
+                for key, value in trainer_record(config, run or RunConfig()).items()
+                if key not in EXECUTION_FIELDS
             },
             "task": dict(task or {}),
         }
@@ -397,7 +444,11 @@ class Trainer:
     Parameters
     ----------
     config
-        Training options.
+        The hyperparameters (epoch and step budget, learning rate, stopping rules);
+        ``None``: the defaults.
+    run
+        How the run executes: seed, device, progress bar, mixed precision; ``None``: the
+        defaults (seed 0, ``"auto"`` device).
     checkpoint_path
         Where the per-epoch checkpoint goes; ``None`` keeps nothing on disk.
     fingerprint
@@ -410,12 +461,14 @@ class Trainer:
         self,
         config: TrainerConfig | None = None,
         *,
+        run: RunConfig | None = None,
         checkpoint_path: str | os.PathLike[str] | None = None,
         fingerprint: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config or TrainerConfig()
+        self.run = run or RunConfig()
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
-        self.device = resolve_device(self.config.device)
+        self.device = resolve_device(self.run.device)
         self.fingerprint = dict(fingerprint or {})
         self._run_fingerprint: dict[str, Any] | None = None
 
@@ -444,9 +497,9 @@ class Trainer:
         :data:`SCHEDULE_HOOKS`) may be resumed with another budget (:data:`BUDGET_FIELDS`)
         as long as it has not trained past it.
         """
-        cfg = self.config
-        use_amp = cfg.mixed_precision and self.device.type == "cuda"
-        seed_everything(cfg.seed, -1)
+        cfg, run = self.config, self.run
+        use_amp = run.mixed_precision and self.device.type == "cuda"
+        seed_everything(run.seed, -1)
         task.to(self.device)
         optimizer = _call(task, "configure_optimizer", cfg.learning_rate) or adam(
             task.parameters(), cfg.learning_rate
@@ -469,7 +522,7 @@ class Trainer:
         best_rank = True  # (unconverged, validation loss) of the best weights; see below
         finished = False
         if self.checkpoint_path is not None:
-            self._run_fingerprint = run_fingerprint(train, cfg, self.fingerprint)
+            self._run_fingerprint = run_fingerprint(train, cfg, self.fingerprint, run=run)
         if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
             state = self._load_checkpoint(task, budget)
             task.load_state_dict(state["task"])
@@ -499,7 +552,7 @@ class Trainer:
             initial=start_epoch,
             desc=type(task).__name__,
             unit="epoch",
-            disable=not cfg.progress,
+            disable=not run.progress,
             leave=False,
         )
         epochs_since_best = 0 if best_epoch < 0 else (start_epoch - 1 - best_epoch)
@@ -507,7 +560,7 @@ class Trainer:
         while not finished and steps_done < step_limit:
             epoch += 1
             epoch_start = time.perf_counter()
-            seed_everything(cfg.seed, epoch)
+            seed_everything(run.seed, epoch)
             train.set_epoch(epoch)
             task.train()
             _call(task, "on_epoch_start", epoch, planned_epochs)
@@ -718,7 +771,7 @@ class Trainer:
             "best_rank": best_rank,
             "finished": finished,
             "stopped": stopped,
-            "config": asdict(self.config),
+            "config": trainer_record(self.config, self.run),
             "fingerprint": self._run_fingerprint,
         }
         with atomic_output(self.checkpoint_path) as tmp:

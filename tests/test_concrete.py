@@ -14,6 +14,7 @@ from genesel.cli.main import main as genesel_main
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.panel import read_panel, read_panel_config
+from genesel.run import RunConfig
 from genesel.selectors.base import make_selector
 from genesel.selectors.concrete import ConcreteSelector, IndirectConcreteSelector
 from genesel.selectors.concrete_layer import (
@@ -43,19 +44,22 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, exact: bool = 
 
 def fast_trainer(epochs: int, *, lr: float = 0.02, seed: int = 0, **kwargs) -> dict:
     return {
-        "trainer": _trainer(epochs, lr=lr, seed=seed, **kwargs),
+        "trainer": _trainer(epochs, lr=lr, **kwargs),
         "loader": LoaderConfig(batch_size=32),
+        "run": quiet_cpu(seed),
     }
 
 
-def _trainer(epochs: int, *, lr: float, seed: int, **kwargs):
+def quiet_cpu(seed: int = 0) -> RunConfig:
+    return RunConfig(seed=seed, device="cpu", progress=False)
+
+
+def _trainer(epochs: int, *, lr: float, **kwargs):
     from genesel.training import TrainerConfig
 
     # the old fixed-epoch budget unless a test asks otherwise (the step budget is tested in test_convergence.py)
     kwargs = {"min_steps": 0, "stop_when_converged": False, **kwargs}
-    return TrainerConfig(
-        max_epochs=epochs, learning_rate=lr, seed=seed, device="cpu", progress=False, **kwargs
-    )
+    return TrainerConfig(max_epochs=epochs, learning_rate=lr, **kwargs)
 
 
 def clustered_matrix(
@@ -200,7 +204,8 @@ def test_recovers_planted_drivers(tmp_path, method, epochs, lr, noise):
             n_genes=5,
             seed=0,
             params={"gumbel_noise": noise},
-            trainer=_trainer(epochs, lr=lr, seed=0),
+            trainer=_trainer(epochs, lr=lr),
+            run=quiet_cpu(0),
             loader=LoaderConfig(batch_size=32),
         )
     assert sorted(result.gene_indices.tolist()) == drivers.tolist()
@@ -335,7 +340,8 @@ def test_stops_when_converged(planted_store):
         method="ipcae",
         n_genes=5,
         seed=0,
-        trainer=_trainer(200, lr=0.05, seed=0, stop_when_converged=True),
+        trainer=_trainer(200, lr=0.05, stop_when_converged=True),
+        run=quiet_cpu(0),
         loader=LoaderConfig(batch_size=32),
     )
     assert result.extra["stopped"] == "converged"
@@ -582,9 +588,7 @@ def test_benchmark_bottleneck_reference_point_learns_a_low_rank_code():
         {"train": data[:120], "validation": data[120:140], "test": data[140:]}
     )
     variance = float(((data[140:] - data[:120].mean(0)) ** 2).mean())
-    trainer = TrainerConfig(
-        max_epochs=40, learning_rate=1e-2, progress=False, device="cpu", seed=0
-    )
+    trainer = TrainerConfig(max_epochs=40, learning_rate=1e-2)
     mse = bench.bottleneck_test_mse(
         store, 2, trainer, LoaderConfig(batch_size=20, drop_last=True), encoder_hidden=(8,)
     )

@@ -11,13 +11,16 @@ from torch import nn
 from genesel.cli.main import main as genesel_main
 from genesel.loader import LoaderConfig
 from genesel.panel import read_panel, read_panel_config, read_panel_metadata
+from genesel.run import RunConfig
 from genesel.selectors.concrete_layer import ConcreteAutoencoder
 from genesel.selectors.select import select_panel
 from genesel.training import Trainer, TrainerConfig, plan_budget
 
+CPU = RunConfig(device="cpu", progress=False)
+
 
 def trainer(**kwargs) -> TrainerConfig:
-    return TrainerConfig(**{"device": "cpu", "progress": False, "learning_rate": 0.02, **kwargs})
+    return TrainerConfig(**{"learning_rate": 0.02, **kwargs})
 
 
 class FakeLoader:
@@ -70,7 +73,7 @@ def test_min_steps_raises_the_epoch_budget():
         plan_budget(trainer(max_epochs=10, min_steps=25), n_batches=4).planned_steps == 40
     )  # enough already
     task = Linear()
-    result = Trainer(trainer(max_epochs=1, min_steps=10)).fit(task, FakeLoader(3))
+    result = Trainer(trainer(max_epochs=1, min_steps=10), run=CPU).fit(task, FakeLoader(3))
     assert task.steps == 12 and len(result.history) == 4 and result.planned_steps == 12
 
 
@@ -81,28 +84,28 @@ def test_max_steps_cuts_the_plan_and_the_extension():
     )
     assert (budget.planned_steps, budget.step_limit, budget.planned_epochs) == (7, 7, 3)
     task = Linear()
-    result = Trainer(trainer(max_epochs=10, max_steps=7)).fit(task, FakeLoader(3))
+    result = Trainer(trainer(max_epochs=10, max_steps=7), run=CPU).fit(task, FakeLoader(3))
     assert task.steps == 7 and result.stopped == "max_steps"
 
 
 def test_unconverged_runs_are_extended_up_to_the_cap_then_stop():
     # never converges: planned 6 steps + 100% extension
     task = Linear(converged_after=10**6)
-    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=1.0)).fit(
-        task, FakeLoader(3)
-    )
+    result = Trainer(
+        trainer(max_epochs=2, stop_when_converged=True, converge_extension=1.0), run=CPU
+    ).fit(task, FakeLoader(3))
     assert task.steps == 12 and result.stopped == "unconverged" and result.converged is False
     # converges during the extension: stops there
     task = Linear(converged_after=3)
-    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0)).fit(
-        task, FakeLoader(3)
-    )
+    result = Trainer(
+        trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0), run=CPU
+    ).fit(task, FakeLoader(3))
     assert task.steps == 9 and result.stopped == "converged" and result.converged is True
     # no convergence notion: the plan, no extension
     task = Linear()
-    result = Trainer(trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0)).fit(
-        task, FakeLoader(3)
-    )
+    result = Trainer(
+        trainer(max_epochs=2, stop_when_converged=True, converge_extension=5.0), run=CPU
+    ).fit(task, FakeLoader(3))
     assert task.steps == 6 and result.stopped == "max_epochs" and result.converged is None
 
 
@@ -117,7 +120,7 @@ def test_step_schedule_reaches_the_end_temperature_at_the_last_planned_step(monk
     monkeypatch.setattr(ConcreteAutoencoder, "on_step_start", record)
     model = ConcreteAutoencoder(6, 2)  # anneal="step" by default
     config = trainer(max_epochs=1, min_steps=9, stop_when_converged=True, converge_extension=1.0)
-    result = Trainer(config).fit(model, FakeLoader(3))
+    result = Trainer(config, run=CPU).fit(model, FakeLoader(3))
     planned = result.planned_steps
     assert planned == 9
     assert temperatures[0] == pytest.approx(10.0)
@@ -145,7 +148,7 @@ def test_step_loop_reads_no_device_value_per_step(monkeypatch):
     def reads(n_batches: int) -> int:
         counts["n"] = 0
         model = ConcreteAutoencoder(6, 2, gjsd_weight=0.1, indirect=True, selector_lr=0.05)
-        Trainer(trainer(max_epochs=2, min_steps=0, stop_when_converged=True)).fit(
+        Trainer(trainer(max_epochs=2, min_steps=0, stop_when_converged=True), run=CPU).fit(
             model, FakeLoader(n_batches), FakeLoader(2)
         )
         return counts["n"]
@@ -161,7 +164,7 @@ def test_nonfinite_loss_is_caught_at_the_epoch_end():
             return loss * float("inf") if self.steps == 2 else loss
 
     with pytest.raises(FloatingPointError, match="in epoch 0; lower the learning rate"):
-        Trainer(trainer(max_epochs=2)).fit(Exploding(), FakeLoader(3))
+        Trainer(trainer(max_epochs=2), run=CPU).fit(Exploding(), FakeLoader(3))
 
 
 def test_converged_panel_is_flagged_true(planted_store, tmp_path):
@@ -173,6 +176,7 @@ def test_converged_panel_is_flagged_true(planted_store, tmp_path):
         seed=0,
         params={"embedding_dim": 8},
         trainer=trainer(max_epochs=2, min_steps=300),
+        run=CPU,
         loader=LoaderConfig(batch_size=32),
         out_dir=tmp_path,
     )

@@ -13,8 +13,10 @@ import torch
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors import read_panel, read_panel_metadata, select_panel
-from genesel.selectors.constraints import GeneConstraints, parse_gene_list, resolve_constraints
+from genesel.selectors.constraints import GeneConstraints, resolve_constraints
+from genesel.selectors.gene_lists import parse_gene_list
 from genesel.selectors.logitnormal import LogitNormalMask
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -27,15 +29,8 @@ EXCLUDE = "GENE0,GENE1,GENE3,GENE5,GENE6"
 INCLUDED = [11, 7, 2]
 EXCLUDED = [0, 1, 3, 5, 6]
 #: Tiny budgets: these tests check the constraints, not the panels' quality.
-TRAINER = TrainerConfig(
-    max_epochs=2,
-    learning_rate=0.02,
-    seed=0,
-    device="cpu",
-    progress=False,
-    min_steps=0,
-    stop_when_converged=False,
-)
+TRAINER = TrainerConfig(max_epochs=2, learning_rate=0.02, min_steps=0, stop_when_converged=False)
+RUN = RunConfig(seed=0, device="cpu", progress=False)
 PARAMS = {
     "cae": {"decoder_hidden": [8]},
     "ipcae": {"decoder_hidden": [8], "embedding_dim": 8, "gjsd_weight": 0.01},
@@ -79,6 +74,7 @@ def test_every_method_keeps_included_and_never_picks_excluded(store, method, tmp
         seed=0,
         params=PARAMS[method],
         trainer=TRAINER,
+        run=RUN,
         loader=LoaderConfig(batch_size=32),
         include=INCLUDE,
         exclude=EXCLUDE,
@@ -128,12 +124,15 @@ def test_landmarks_word_and_the_landmark_method(store):
         store, method="landmarks", n_genes=n_landmarks, include="GENE20", exclude="GENE0"
     )
     assert panel.gene_indices[0] == 20 and 0 not in panel.gene_indices
-    with pytest.raises(ConfigError, match="--n-genes 4"):
+    with pytest.raises(ConfigError, match="use n_genes=4") as error:
         select_panel(store, method="landmarks", n_genes=n_landmarks, include="GENE20")
+    assert error.value.parameter == "n_genes"
 
 
 def test_all_included_runs_no_method(store):
-    result = select_panel(store, method="cae", n_genes=3, include=INCLUDE, trainer=TRAINER)
+    result = select_panel(
+        store, method="cae", n_genes=3, include=INCLUDE, trainer=TRAINER, run=RUN
+    )
     assert result.gene_indices.tolist() == INCLUDED and result.included.all()
 
 
@@ -330,6 +329,7 @@ def test_resume_refuses_a_checkpoint_of_other_gene_lists(store, method, tmp_path
         "n_genes": K,
         "params": PARAMS[method],
         "trainer": TRAINER,
+        "run": RUN,
         "loader": LoaderConfig(batch_size=32),
         "out_dir": tmp_path,
     }

@@ -22,6 +22,7 @@ from genesel.impute import fit_imputer
 from genesel.io.atomic import removing_new_folders
 from genesel.io.lock import OutputLockedError, lock_path, output_lock
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors.select import select_panel
 from genesel.store import SPLITS, Store, StoreWriter
 from genesel.training import TrainerConfig
@@ -63,14 +64,13 @@ def quick(epochs: int = 1, **options) -> dict:
     """Trainer and loader of a quick CPU selection (the fixed epoch budget, no convergence rule)."""
     options = {
         "learning_rate": 0.02,
-        "device": "cpu",
-        "progress": False,
         "min_steps": 0,
         "stop_when_converged": False,
         **options,
     }
     trainer = TrainerConfig(max_epochs=epochs, **options)
-    return {"trainer": trainer, "loader": LoaderConfig(batch_size=32)}
+    run = RunConfig(device="cpu", progress=False)
+    return {"trainer": trainer, "loader": LoaderConfig(batch_size=32), "run": run}
 
 
 def write_permuted_store(path: Path, X: np.ndarray, order: np.ndarray) -> Path:
@@ -127,7 +127,7 @@ def test_a_selector_resumed_on_a_store_with_permuted_genes_refuses(
         ({"params": {"start_temperature": 5.0}}, "start_temperature 10.0 -> 5.0"),
         ({"trainer": quick(2)["trainer"]}, "max_epochs 1 -> 2"),
         ({"trainer": quick(1, learning_rate=0.01)["trainer"]}, "learning_rate 0.02 -> 0.01"),
-        ({"trainer": quick(1, seed=3)["trainer"], "seed": 3}, "seed 0 -> 3"),
+        ({"seed": 3}, "seed 0 -> 3"),
     ],
 )
 def test_a_selection_resumed_with_other_options_refuses_naming_them(

@@ -15,6 +15,7 @@ import pytest
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.preprocess import preprocess
+from genesel.run import RunConfig
 from genesel.selectors import read_panel, select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -63,9 +64,8 @@ def test_every_method_writes_k_distinct_valid_genes(gpl96_gene_store, method, tm
         method=method,
         n_genes=K,
         params=FAST_PARAMS[method],
-        trainer=TrainerConfig(
-            max_epochs=2, min_steps=0, progress=False
-        ),  # validity, not quality: no step floor
+        trainer=TrainerConfig(max_epochs=2, min_steps=0),  # validity, not quality: no step floor
+        run=RunConfig(progress=False),
         loader=LoaderConfig(batch_size=16),
         out_dir=tmp_path,
     )
@@ -85,6 +85,6 @@ def test_landmarks_returns_the_landmarks_present_or_names_their_count(gpl96_gene
     assert set(result.gene_indices.tolist()) == set(np.flatnonzero(store.landmark_mask).tolist())
     assert read_panel(tmp_path)["landmark"].all()
     with pytest.raises(
-        ConfigError, match=rf"has {n_landmarks} landmark genes.*--n-genes {n_landmarks}"
+        ConfigError, match=rf"has {n_landmarks} landmark genes.*use n_genes={n_landmarks}"
     ):
         select_panel(store, method="landmarks", n_genes=K)

@@ -8,7 +8,10 @@ from torch import nn
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.run import RunConfig
 from genesel.training import Trainer, TrainerConfig, remove_checkpoint
+
+CPU = RunConfig(device="cpu", progress=False)
 
 
 class CountingAutoencoder(nn.Module):
@@ -38,12 +41,12 @@ def test_max_steps_per_epoch_caps_every_epoch(planted_store, resident):
     )
     assert len(loader) > 3
     task = CountingAutoencoder(store.n_vars)
-    result = Trainer(
-        TrainerConfig(max_epochs=3, max_steps_per_epoch=3, device="cpu", progress=False)
-    ).fit(task, loader, None)
+    result = Trainer(TrainerConfig(max_epochs=3, max_steps_per_epoch=3), run=CPU).fit(
+        task, loader, None
+    )
     assert task.steps == 9 and len(result.history) == 3
     uncapped = CountingAutoencoder(store.n_vars)
-    Trainer(TrainerConfig(max_epochs=1, device="cpu", progress=False)).fit(uncapped, loader, None)
+    Trainer(TrainerConfig(max_epochs=1), run=CPU).fit(uncapped, loader, None)
     assert uncapped.steps == len(loader)
 
 
@@ -59,16 +62,16 @@ def test_best_weights_on_disk_equal_the_in_memory_copy_and_resume(planted_store,
     config = LoaderConfig(batch_size=16, block_rows=32, resident_bytes=0)
     train = MinibatchLoader(store, "train", config=config, seed=0)
     validation = MinibatchLoader(store, "validation", config=config, shuffle=False)
-    trainer = TrainerConfig(max_epochs=4, learning_rate=0.05, device="cpu", progress=False)
+    trainer = TrainerConfig(max_epochs=4, learning_rate=0.05)
 
     def fresh() -> CountingAutoencoder:
         torch.manual_seed(0)
         return CountingAutoencoder(store.n_vars)
 
     in_memory = fresh()
-    reference = Trainer(trainer).fit(in_memory, train, validation)
+    reference = Trainer(trainer, run=CPU).fit(in_memory, train, validation)
     on_disk = fresh()
-    runner = Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt")
+    runner = Trainer(trainer, run=CPU, checkpoint_path=tmp_path / "checkpoint.pt")
     result = runner.fit(on_disk, train, validation)
     assert result.best_epoch == reference.best_epoch
     assert [p.name for p in runner.best_files()] == [f"checkpoint.best-{result.best_epoch}.pt"]
@@ -77,7 +80,7 @@ def test_best_weights_on_disk_equal_the_in_memory_copy_and_resume(planted_store,
     # a finished run resumed loads the same best weights from disk
     again = fresh()
     assert (
-        Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt")
+        Trainer(trainer, run=CPU, checkpoint_path=tmp_path / "checkpoint.pt")
         .fit(again, train, validation, resume=True)
         .best_epoch
         == result.best_epoch
@@ -88,7 +91,7 @@ def test_best_weights_on_disk_equal_the_in_memory_copy_and_resume(planted_store,
     with pytest.raises(
         InputFileError, match=r"best weights it refers to \(checkpoint.best-\d+.pt\) are missing"
     ):
-        Trainer(trainer, checkpoint_path=tmp_path / "checkpoint.pt").fit(
+        Trainer(trainer, run=CPU, checkpoint_path=tmp_path / "checkpoint.pt").fit(
             fresh(), train, validation, resume=True
         )
     remove_checkpoint(tmp_path / "checkpoint.pt")

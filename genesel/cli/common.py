@@ -13,6 +13,7 @@ from genesel.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported when a command runs, not when the parser is built
     from genesel.loader import LoaderConfig
+    from genesel.run import RunConfig
     from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -137,27 +138,41 @@ def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
 
 
 def trainer_config(
-    args: argparse.Namespace, *, seed: int, lr_decay: float | None = None, **overrides: Any
+    args: argparse.Namespace, *, lr_decay: float | None = None, **overrides: Any
 ) -> TrainerConfig:
-    """Build a :class:`TrainerConfig` from parsed arguments."""
-    from genesel.run import configure_precision
+    """Build a :class:`~genesel.training.TrainerConfig` (the hyperparameters) from parsed arguments.
+
+    ``lr_decay`` is used when ``--lr-decay`` is not given; ``overrides`` set further options.
+    """
     from genesel.training import TrainerConfig
 
-    configure_precision(args.device)
     return TrainerConfig(
         max_epochs=args.epochs,
         learning_rate=args.lr,
         lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
-        seed=seed,
-        device=args.device,
-        mixed_precision=not args.no_mixed_precision,
         patience=args.patience,
         max_steps_per_epoch=args.max_steps_per_epoch,
-        progress=getattr(args, "progress", True),
         min_steps=getattr(args, "min_steps", None),
         max_steps=getattr(args, "max_steps", None),
         **overrides,
     )
+
+
+def run_config(args: argparse.Namespace, *, seed: int) -> RunConfig:
+    """Build a :class:`~genesel.run.RunConfig` (seed, device, progress, precision) from parsed arguments.
+
+    Also allows TF32 matmuls when the device is CUDA (:func:`genesel.run.configure_precision`).
+    """
+    from genesel.run import RunConfig, configure_precision
+
+    run = RunConfig(
+        seed=seed,
+        device=args.device,
+        progress=getattr(args, "progress", True),
+        mixed_precision=not args.no_mixed_precision,
+    )
+    configure_precision(run.device)
+    return run
 
 
 def loader_config(args: argparse.Namespace) -> LoaderConfig:

@@ -12,6 +12,7 @@ from genesel.cli.common import (
     loader_config,
     parse_params,
     resuming,
+    run_config,
     trainer_config,
 )
 from genesel.selectors.methods import METHOD_SUMMARIES, available_methods
@@ -218,11 +219,11 @@ def run(args: argparse.Namespace) -> int:
                         params=dict(params),
                         trainer=trainer_config(
                             args,
-                            seed=seed,
                             stop_when_converged=args.stop_when_converged,
                             converge_extension=args.converge_extension,
                         ),
                         loader=loader_config(args),
+                        run=run_config(args, seed=seed),
                         out_dir=out,
                         resume=resume,
                         refine=refine_options(args),

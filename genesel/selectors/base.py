@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
-from genesel.run import resolve_device
+from genesel.run import RunConfig, resolve_device
 from genesel.selectors.constraints import GeneConstraints
 from genesel.selectors.methods import METHOD_MODULES, available_methods
 from genesel.store import Store
@@ -93,10 +93,28 @@ class PanelSelector(ABC):
         *,
         trainer: TrainerConfig | None = None,
         loader: LoaderConfig | None = None,
+        run: RunConfig | None = None,
         work_dir: Path | None = None,
         resume: bool = False,
     ) -> PanelResult:
-        """Choose ``n_genes`` genes from ``store``'s train (and validation) split."""
+        """Choose ``n_genes`` genes from ``store``'s train (and validation) split.
+
+        Parameters
+        ----------
+        store
+            The data.
+        trainer
+            Training hyperparameters (trained methods); ``None``: the defaults.
+        loader
+            How minibatches are read; ``None``: the defaults.
+        run
+            Seed, device, progress bar and precision; ``None``: the defaults seeded with this
+            selector's seed.
+        work_dir
+            Where a trained method keeps its checkpoint (``None``: nowhere).
+        resume
+            Continue from the checkpoint in ``work_dir`` when it was made by this run.
+        """
 
     def check_panel_size(self, store: Store) -> None:
         """Raise :class:`ConfigError` unless ``1 <= n_genes < store.n_vars``."""
@@ -106,10 +124,17 @@ class PanelSelector(ABC):
             )
 
     def training_configs(
-        self, trainer: TrainerConfig | None, loader: LoaderConfig | None
-    ) -> tuple[TrainerConfig, LoaderConfig]:
-        """The given configurations, or the defaults (seeded with this selector's seed)."""
-        return trainer or TrainerConfig(seed=self.seed), loader or LoaderConfig()
+        self,
+        trainer: TrainerConfig | None,
+        loader: LoaderConfig | None,
+        run: RunConfig | None = None,
+    ) -> tuple[TrainerConfig, LoaderConfig, RunConfig]:
+        """The given configurations, or the defaults (the run seeded with this selector's seed)."""
+        return (
+            trainer or TrainerConfig(),
+            loader or LoaderConfig(),
+            run or RunConfig(seed=self.seed),
+        )
 
     def hyperparameters(self) -> dict[str, Any]:
         """The keyword arguments this selector was built with."""
@@ -136,17 +161,16 @@ class PanelSelector(ABC):
 
 
 def training_loaders(
-    store: Store, *, trainer: TrainerConfig, loader: LoaderConfig, method: str
+    store: Store, *, loader: LoaderConfig, run: RunConfig, method: str
 ) -> tuple[MinibatchLoader, MinibatchLoader | None]:
     """A shuffled train loader and an ordered validation loader (``None`` without validation rows).
 
-    Both deliver batches to the trainer's device; the train loader shuffles with the
-    trainer's seed.
+    Both deliver batches to the run's device; the train loader shuffles with the run's seed.
     """
     store.require_split("train")
-    device = resolve_device(trainer.device)
+    device = resolve_device(run.device)
     train = MinibatchLoader(
-        store, "train", config=loader, shuffle=True, seed=trainer.seed, device=device
+        store, "train", config=loader, shuffle=True, seed=run.seed, device=device
     )
     if not store.split_indices("validation").size:
         logger.warning(

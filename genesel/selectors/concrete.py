@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,12 +22,7 @@ import torch
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
-from genesel.selectors.base import (
-    PanelSelector,
-    register_selector,
-    training_loaders,
-    warn_unconverged,
-)
+from genesel.selectors.base import register_selector, warn_unconverged
 from genesel.selectors.concrete_layer import (
     ANNEAL_MODES,
     CONVERGED_MEAN_MAX_PROBABILITY,
@@ -39,29 +32,25 @@ from genesel.selectors.concrete_layer import (
     resolve_duplicate_selections,
     softmax_max_probability,
 )
+from genesel.selectors.trained import (
+    TrainedModel,
+    TrainedSelector,
+    cpu_state,
+    seeded_init,
+)
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.training import trainer_record
 
 logger = logging.getLogger(__name__)
 
-#: File name of the per-epoch checkpoint inside ``work_dir``.
-CHECKPOINT_NAME = "checkpoint.pt"
 #: Default ``selector_lr`` (chosen by measurement, see docs/methods.md "Step budget and convergence").
 DEFAULT_SELECTOR_LR = 0.1
 #: Default trainer options of CAE and IP-CAE where the caller left them ``None``.
 TRAINER_DEFAULTS = {"stop_when_converged": True, "min_steps": 1000, "converge_extension": 1.0}
 
 
-def with_method_defaults(trainer: TrainerConfig) -> TrainerConfig:
-    """``trainer`` with CAE's defaults for the options it leaves ``None`` (see :data:`TRAINER_DEFAULTS`)."""
-    return replace(
-        trainer,
-        **{key: value for key, value in TRAINER_DEFAULTS.items() if getattr(trainer, key) is None},
-    )
-
-
 @register_selector
-class ConcreteSelector(PanelSelector):
+class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
     """Concrete Autoencoder selector (method ``"cae"``).
 
     Parameters
@@ -69,7 +58,7 @@ class ConcreteSelector(PanelSelector):
     n_genes
         Panel size ``K``.
     seed
-        Seed of initialisation, shuffling and Gumbel noise (the trainer's seed wins when given).
+        Seed of initialisation, shuffling and Gumbel noise (the run's seed wins when given).
     decoder_hidden
         Hidden layer widths of the decoder; ``()`` is a linear decoder. The papers'
         benchmark protocol uses ``(200,)``.
@@ -101,8 +90,7 @@ class ConcreteSelector(PanelSelector):
     method: ClassVar[str] = "cae"
     #: No native cost form: the K selector nodes each pick one gene whatever it costs.
     supports_costs: ClassVar[bool] = False
-    trainable: ClassVar[bool] = True
-    checkpoint_files: ClassVar[tuple[str, ...]] = (CHECKPOINT_NAME,)
+    trainer_defaults: ClassVar[dict[str, Any]] = TRAINER_DEFAULTS
     #: Whether the logits are indirectly parameterised (IP-CAE).
     indirect: ClassVar[bool] = False
 
@@ -156,16 +144,15 @@ class ConcreteSelector(PanelSelector):
     def _model_options(self) -> dict[str, Any]:
         return {}
 
-    def build_model(self, n_genes_total: int, *, seed: int) -> ConcreteAutoencoder:
-        """Build the untrained network for ``n_genes_total`` genes, initialised from ``seed``.
+    def build_model(self, n_vars: int, *, seed: int) -> ConcreteAutoencoder:
+        """Build the untrained network for ``n_vars`` genes, initialised from ``seed``.
 
         Included genes (:meth:`constrain`) are fixed decoder inputs ahead of ``n_genes`` minus
         their number concrete nodes; neither they nor excluded genes can be a node's choice.
         """
-        with torch.random.fork_rng(devices=[]):
-            seed_everything(seed, -2)
+        with seeded_init(seed):
             return ConcreteAutoencoder(
-                n_genes_total,
+                n_vars,
                 self.n_free,
                 indirect=self.indirect,
                 decoder_hidden=self.decoder_hidden,
@@ -183,33 +170,11 @@ class ConcreteSelector(PanelSelector):
             )
 
     # -- selection ------------------------------------------------------------------
-    def select(
-        self,
-        store: Store,
-        *,
-        trainer: TrainerConfig | None = None,
-        loader: LoaderConfig | None = None,
-        work_dir: Path | None = None,
-        resume: bool = False,
+    def panel_from_model(
+        self, store: Store, trained: TrainedModel[ConcreteAutoencoder]
     ) -> PanelResult:
-        """Train on the train split (best weights by validation loss) and return the panel."""
-        trainer, loader = self.training_configs(trainer, loader)
-        trainer = with_method_defaults(trainer)
-        self.check_panel_size(store)
-        train, validation = training_loaders(
-            store, trainer=trainer, loader=loader, method=self.method
-        )
-        model = self.build_model(store.n_vars, seed=trainer.seed)
-        checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
-        if resume and (checkpoint is None or not checkpoint.exists()):
-            logger.info(
-                "%s: no checkpoint to resume from%s; starting afresh",
-                self.method,
-                "" if checkpoint is None else f" at {checkpoint}",
-            )
-        fit = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=self.fingerprint()).fit(
-            model, train, validation, resume=resume
-        )
+        """Give every node a distinct gene and rank the panel by node maximum probability."""
+        model, fit = trained.model, trained.fit
         self.model_ = model.eval()
         logits = model.logits().detach().cpu().numpy()
         argmax_genes = logits.argmax(axis=1)
@@ -268,13 +233,13 @@ class ConcreteSelector(PanelSelector):
         return PanelResult(
             method=self.method,
             n_genes=self.n_genes,
-            seed=int(trainer.seed),
-            config={"trainer": asdict(trainer)},
+            seed=int(trained.run.seed),
+            config={"trainer": trainer_record(trained.trainer, trained.run)},
             gene_indices=np.concatenate([include, node_genes[order]]),
             var=store.var,
             scores=np.concatenate([np.full(include.size, np.nan), max_probability[order]]),
             history=history,
-            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            state_dict=cpu_state(model),
             extra=extra,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,13 @@ import numpy as np
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
 from genesel.panel import PanelResult
+from genesel.run import RunConfig
 from genesel.selectors.base import make_selector
-from genesel.selectors.constraints import (
-    DEFAULT_COST,
-    CostSpec,
-    GeneConstraints,
-    GeneSpec,
-    resolve_constraints,
-    resolve_costs,
-)
+from genesel.selectors.constraints import GeneConstraints, resolve_constraints
+from genesel.selectors.costs import DEFAULT_COST, CostSpec, resolve_costs
+from genesel.selectors.gene_lists import GeneSpec
 from genesel.store import Store
-from genesel.training import TrainerConfig
+from genesel.training import TrainerConfig, trainer_record
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +58,7 @@ def select_panel(
     params: dict[str, Any] | None = None,
     trainer: TrainerConfig | None = None,
     loader: LoaderConfig | None = None,
+    run: RunConfig | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     refine: bool | dict[str, Any] = False,
@@ -73,12 +71,15 @@ def select_panel(
     """Select a panel of ``n_genes`` genes with ``method`` and optionally write it to ``out_dir``.
 
     This is the one entry point shared by the CLI, the scanpy API and the workflow.
-    ``refine`` (``True`` or options of :func:`genesel.selectors.greedy.refine_result`:
+    ``seed`` seeds the method (it replaces ``run.seed``); ``run`` says how it runs (device,
+    progress bar, precision; ``None``: :class:`~genesel.run.RunConfig`'s defaults) and
+    ``trainer`` holds a trained method's hyperparameters (``None``: the defaults).
+    ``refine`` (``True`` or options of :func:`genesel.selectors.refine.refine_result`:
     ``ridge``, ``max_swaps``, ``moments``, ``max_memory_gib``) then swaps panel genes for
     outside genes while that lowers the validated ridge imputation error (any method).
 
     ``include`` and ``exclude`` (gene ids or symbols: a list, a comma-separated string, a
-    file, or the word ``"landmarks"``; see :mod:`genesel.selectors.constraints`) fix genes
+    file, or the word ``"landmarks"``; see :mod:`genesel.selectors.gene_lists`) fix genes
     in the panel and keep genes out of it; ``n_genes`` counts the included genes. Every
     method honours them natively; the included genes lead the panel and ``panel.tsv`` marks
     them ``included`` (the others ``selected``). With as many included genes as
@@ -120,9 +121,8 @@ def select_panel(
     work_dir = None if out_dir is None else Path(out_dir)
     if work_dir is not None:
         work_dir.mkdir(parents=True, exist_ok=True)
-    trainer = trainer or TrainerConfig(seed=seed)
-    if trainer.seed != seed:
-        trainer = TrainerConfig(**{**trainer.__dict__, "seed": seed})
+    trainer = trainer or TrainerConfig()
+    run = RunConfig(seed=seed) if run is None else replace(run, seed=seed)
     if selector.n_free == 0:
         logger.info(
             "%s: all %d panel genes are included; nothing to select", method, selector.n_genes
@@ -137,16 +137,16 @@ def select_panel(
         )
     else:
         result = selector.select(
-            store, trainer=trainer, loader=loader, work_dir=work_dir, resume=resume
+            store, trainer=trainer, loader=loader, run=run, work_dir=work_dir, resume=resume
         )
     result.config = {
         "params": selector.hyperparameters(),
-        "trainer": trainer.__dict__ if selector.trainable else None,
+        "trainer": trainer_record(trainer, run) if selector.trainable else None,
         **result.config,
     }
     result.config.update(constraints.record(store.var))
     if refine:
-        from genesel.selectors.greedy import refine_result
+        from genesel.selectors.refine import refine_result
 
         options = dict(refine) if isinstance(refine, dict) else {}
         unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})
@@ -158,7 +158,7 @@ def select_panel(
             store,
             result,
             work_dir=work_dir,
-            progress=trainer.progress,
+            progress=run.progress,
             constraints=constraints,
             **options,
         )

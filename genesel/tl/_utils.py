@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from genesel.loader import LoaderConfig
-from genesel.run import configure_precision
+from genesel.run import RunConfig, configure_precision
 from genesel.training import TrainerConfig
 
 
@@ -23,18 +23,12 @@ def training_configs(
     device: str,
     progress: bool,
     min_steps: int | None = None,
-) -> tuple[TrainerConfig, LoaderConfig]:
-    """The trainer and loader options the API functions expose as keywords."""
-    configure_precision(device)
-    trainer = TrainerConfig(
-        max_epochs=epochs,
-        learning_rate=learning_rate,
-        seed=seed,
-        device=device,
-        progress=progress,
-        min_steps=min_steps,
-    )
-    return trainer, LoaderConfig(batch_size=batch_size)
+) -> tuple[TrainerConfig, LoaderConfig, RunConfig]:
+    """The trainer, loader and run options the API functions expose as keywords."""
+    run = RunConfig(seed=seed, device=device, progress=progress)
+    configure_precision(run.device)
+    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, min_steps=min_steps)
+    return trainer, LoaderConfig(batch_size=batch_size), run
 
 
 def uns_safe(value: Any) -> Any:
