@@ -245,3 +245,13 @@ def test_cli_writes_the_file(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["simulate", "--help"])
     assert exit_info.value.code == 0
+
+
+def test_cli_leaves_every_default_to_simulate_compendium() -> None:
+    """Options not given on the command line are not passed: the core owns the defaults."""
+    parser = argparse.ArgumentParser()
+    simulate_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--out", "out.h5ad"])
+    assert {name: getattr(args, name) for name in simulate_cli._OPTIONS} == dict.fromkeys(
+        simulate_cli._OPTIONS
+    )
