@@ -64,7 +64,8 @@ def check_memory(n_vars: int, *, max_memory_gib: float | None) -> None:
         raise ConfigError(
             f"the gene-by-gene moments of {n_vars} genes need {needed / 2**30:.1f} GiB (two {n_vars} x {n_vars} float64 "
             f"matrices) but the memory budget is {budget / 2**30:.1f} GiB; raise max_memory_gib, or fit each panel "
-            "with its own pass over the data (`genesel impute fit --decoder linear`), which needs K x D only"
+            "with its own pass over the data (the linear decoder of `genesel impute fit`), which needs K x D only",
+            parameter="max_memory_gib",
         )
 
 
@@ -369,7 +370,7 @@ def open_moments(path: str | os.PathLike[str], store: Store) -> Moments:
         raise InputFileError(
             path,
             "no such moments file",
-            f"compute it with `genesel moments --data {store.path or 'STORE'} --out {path}`",
+            f"compute it with genesel.moments.compute_moments(store, {str(path)!r}) or `genesel moments`",
         )
     try:
         handle = h5py.File(path, "r")
