@@ -17,7 +17,7 @@ from genesel.run import RunConfig
 from genesel.selectors import read_panel, read_panel_metadata, select_panel
 from genesel.selectors.constraints import GeneConstraints, resolve_constraints
 from genesel.selectors.gene_lists import parse_gene_list
-from genesel.selectors.logitnormal import LogitNormalMask
+from genesel.selectors.logitnormal_mask import LogitNormalMask
 from genesel.store import Store
 from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix, write_store
