@@ -750,7 +750,7 @@ def test_every_writing_command_refuses_a_locked_output(
             "file",
         ),
         "simulate": (
-            ["simulate", "--out", tmp_path / "sim.h5ad", "--n-obs", 40, "--n-genes", 30],
+            ["simulate", "--out", tmp_path / "sim.h5ad", "--n-obs", 40, "--n-vars", 30],
             tmp_path / "sim.h5ad",
             "file",
         ),

@@ -27,12 +27,8 @@ PANEL_SIZE = 8
 def compendia(tmp_path_factory):
     """Store A (seed 1) with a linear model on 8 landmarks; compendium B (seed 2) with its genes shuffled."""
     root = tmp_path_factory.mktemp("transfer")
-    a = simulate_compendium(
-        root / "a_raw.h5ad", n_obs=400, seed=1, n_genes=N_GENES, progress=False
-    )
-    b = simulate_compendium(
-        root / "b_raw.h5ad", n_obs=300, seed=2, n_genes=N_GENES, progress=False
-    )
+    a = simulate_compendium(root / "a_raw.h5ad", n_obs=400, seed=1, n_vars=N_GENES, progress=False)
+    b = simulate_compendium(root / "b_raw.h5ad", n_obs=300, seed=2, n_vars=N_GENES, progress=False)
     store_a = preprocess(a, root / "a.h5ad", seed=0, progress=False)
     raw_b = ad.read_h5ad(b)
     shuffled = raw_b[:, np.random.default_rng(7).permutation(raw_b.n_vars)].copy()

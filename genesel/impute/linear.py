@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.decoders import build_decoder
 from genesel.errors import ConfigError
 from genesel.impute.base import Decoder, DecoderFit, register_decoder
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.lstsq import LinearSolution, solve_statistics, solve_validated
 from genesel.impute.ridge import AUTO, DEFAULT_RIDGE, PanelStatistics, parse_ridge
 from genesel.run import RunConfig, resolve_device

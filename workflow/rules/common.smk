@@ -78,8 +78,8 @@ def simulate_options(wildcards):
     """Options of genesel simulate from config input.simulate."""
     settings = config["input"]["simulate"]
     options = ["--n-obs", str(settings["n_obs"]), "--seed", str(settings["seed"])]
-    if settings.get("n_genes") is not None:
-        options += ["--n-genes", str(settings["n_genes"])]
+    if settings.get("n_vars") is not None:
+        options += ["--n-vars", str(settings["n_vars"])]
     return shlex.join(options)
 
 
