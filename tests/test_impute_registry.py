@@ -39,6 +39,10 @@ def test_unknown_decoder_and_parameters_are_refused(planted_store):
         fit_imputer(store, drivers.tolist(), decoder="linear", hidden=(8,), run=RUN)
     with pytest.raises(ConfigError, match=r"it accepts \['n_neighbors', 'max_reference'"):
         fit_imputer(store, drivers.tolist(), decoder="knn", ridge=1.0, run=RUN)
+    for decoder, params in (("linear", {"ridge": -1}), ("mlp", {"dropout": 1.5})):
+        with pytest.raises(ConfigError) as error:  # before any data is read
+            fit_imputer(store, drivers.tolist(), decoder=decoder, run=RUN, **params)
+        assert error.value.parameter == f"param:{next(iter(params))}"
 
 
 def test_toy_decoder_through_the_command_line(mean_decoder, planted_store, panel_file, tmp_path):

@@ -273,7 +273,10 @@ class LinearDecoder(Decoder):
         precision: str = "float64",
         block_rows: int = DEFAULT_BLOCK_ROWS,
     ) -> None:
-        self.ridge = parse_ridge(ridge)
+        try:
+            self.ridge = parse_ridge(ridge)
+        except ConfigError as error:  # a decoder parameter: --param ridge=... on the command line
+            raise ConfigError(str(error), parameter="param:ridge") from None
         if precision not in PRECISIONS:
             raise ConfigError(
                 f"precision must be one of {PRECISIONS}, got {precision!r}",
