@@ -77,7 +77,7 @@ def test_transfer_equals_reordering_by_hand(compendia, standardize, caplog):
             store_b, model, standardize=standardize, block_rows=37, progress=False
         )
         expected, n_shared = _by_hand(store_b, model, standardize=standardize)
-    n_missing = model.n_genes - n_shared
+    n_missing = model.n_vars - n_shared
     assert (
         0 < n_missing < N_GENES - PANEL_SIZE
     )  # another seed draws other target genes: some are missing
@@ -93,7 +93,7 @@ def test_transfer_equals_reordering_by_hand(compendia, standardize, caplog):
     )
     assert record["standardize"] == standardize and record["source_store"] == str(store_a)
     assert record["source_fingerprint"] != record["data_fingerprint"]
-    assert f"{n_missing} of the model's {model.n_genes} genes are not in the data" in caplog.text
+    assert f"{n_missing} of the model's {model.n_vars} genes are not in the data" in caplog.text
 
 
 def test_transfer_falls_back_to_symbols(compendia):
