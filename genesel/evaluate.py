@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.errors import ConfigError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.genes import MAX_LISTED
 from genesel.impute.model import ImputationModel
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
@@ -253,7 +253,7 @@ def evaluate_model(
             store.path or "<store>",
             record["source_store"] or "unknown",
             record["n_matched"],
-            len(model.gene_ids),
+            model.n_vars,
             record["matched_by"],
             record["n_missing_targets"],
             "model" if standardize == "model" else "data",
@@ -276,8 +276,7 @@ def transfer_record(
 
     fingerprint = store_fingerprint(store)
     source_fingerprint = model.training.get("store_fingerprint")
-    n_model_genes = len(model.gene_ids)
-    same_genes = match.by_id == n_model_genes and np.array_equal(
+    same_genes = match.by_id == model.n_vars and np.array_equal(
         match.columns, np.arange(store.n_vars)
     )
     same_store = (
@@ -292,7 +291,7 @@ def transfer_record(
         "data_fingerprint": fingerprint,
         "standardize": standardize,
         "matched_by": match.matched_by,
-        "n_model_genes": n_model_genes,
+        "n_model_genes": model.n_vars,
         "n_matched": int(match.kept.sum()),
         "n_matched_by_id": match.by_id,
         "n_matched_by_symbol": match.by_symbol,

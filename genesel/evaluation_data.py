@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from genesel.errors import InputFileError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS
+from genesel.blocks import DEFAULT_BLOCK_ROWS
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)

@@ -102,17 +102,16 @@ def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
     columns[columns < 0] = -1
     stages[columns < 0] = -1
     missing = model.gene_ids[columns < 0]
-    n_model_genes = len(model.gene_ids)
     if missing.size:
         logger.warning(
             "%s: %d of the model's %d genes are not in the data and are left out of the scores, e.g. %s",
             source,
             missing.size,
-            n_model_genes,
+            model.n_vars,
             missing[:MAX_LISTED].tolist(),
         )
     counts = {name: int((stages == k).sum()) for k, name in enumerate(MATCH_STAGES)}
-    if counts["gene_id"] < n_model_genes - missing.size:
+    if counts["gene_id"] < model.n_vars - missing.size:
         logger.info(
             "%s: model genes matched by %s",
             source,

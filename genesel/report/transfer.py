@@ -90,7 +90,6 @@ def transfer_curve(
             else {"method": f"panel{position}", "n_genes": None, "seed": 0}
         )
         model = fit_imputer(source, panel, decoder="linear", progress=progress)
-        n_genes = len(model.panel_indices)
         on_source = evaluate_model(source, model, split=split, progress=progress).metrics
         try:
             on_target = evaluate_model(
@@ -104,7 +103,7 @@ def transfer_curve(
             rows.append(
                 keys
                 | {
-                    "n_genes": n_genes,
+                    "n_genes": model.n_genes,
                     "mse_imputed_source": on_source[HEADLINE_METRIC],
                     "standardize": standardize,
                     "missing_panel_genes": error.problem,
@@ -113,7 +112,7 @@ def transfer_curve(
             continue
         rows.append(
             _row(
-                keys | {"n_genes": n_genes},
+                keys | {"n_genes": model.n_genes},
                 on_target,
                 standardize,
                 source=on_source[HEADLINE_METRIC],
@@ -122,7 +121,7 @@ def transfer_curve(
         logger.info(
             "%s k=%d seed %d: %s %.4g on the source, %.4g on the target",
             keys["method"],
-            n_genes,
+            model.n_genes,
             keys["seed"],
             HEADLINE_METRIC,
             on_source[HEADLINE_METRIC],
@@ -137,7 +136,7 @@ def transfer_curve(
             target, model, split=split, standardize=standardize, progress=progress
         )
         own = _row(
-            {"method": OWN_LANDMARKS, "n_genes": len(model.panel_indices), "seed": 0},
+            {"method": OWN_LANDMARKS, "n_genes": model.n_genes, "seed": 0},
             evaluation.metrics,
             standardize,
             source=np.nan,

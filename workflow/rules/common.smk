@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 from genesel.errors import InputFileError, StoreVersionError
+from genesel.impute.decoders import decoder_flags
 from genesel.report import layout
 from genesel.selectors.base import get_selector_class
 from genesel.selectors.methods import available_methods
@@ -77,8 +78,8 @@ def simulate_options(wildcards):
     """Options of genesel simulate from config input.simulate."""
     settings = config["input"]["simulate"]
     options = ["--n-obs", str(settings["n_obs"]), "--seed", str(settings["seed"])]
-    if settings.get("n_genes") is not None:
-        options += ["--n-genes", str(settings["n_genes"])]
+    if settings.get("n_vars") is not None:
+        options += ["--n-vars", str(settings["n_vars"])]
     return shlex.join(options)
 
 
@@ -360,10 +361,7 @@ def select_constraint_files(wildcards):
 
 def decoder_settings(decoder):
     """Options of genesel impute fit from config decoders.<decoder> (the seed aside)."""
-    settings = dict(config["decoders"][decoder])
-    if "learning_rate" in settings:
-        settings["lr"] = settings.pop("learning_rate")
-    return cli_options(settings)
+    return decoder_flags(config["decoders"][decoder])
 
 
 def decoder_options(wildcards):
