@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genesel.errors import InputFileError
 from genesel.blocks import DEFAULT_BLOCK_ROWS
+from genesel.errors import InputFileError
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
