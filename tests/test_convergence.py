@@ -14,7 +14,8 @@ from genesel.panel import read_panel, read_panel_config, read_panel_metadata
 from genesel.run import RunConfig
 from genesel.selectors.concrete_layer import ConcreteAutoencoder
 from genesel.selectors.select import select_panel
-from genesel.training import Trainer, TrainerConfig, plan_budget
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, plan_budget
 
 CPU = RunConfig(device="cpu", progress=False)
 

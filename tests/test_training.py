@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from genesel.checkpoint import remove_checkpoint
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.run import RunConfig
-from genesel.training import Trainer, TrainerConfig, remove_checkpoint
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig
 
 CPU = RunConfig(device="cpu", progress=False)
 

@@ -122,8 +122,8 @@ def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
     stops ``--resume`` with that error; ``--resume-if-same`` logs it as a warning, deletes
     the checkpoint and calls ``work(False)``.
     """
+    from genesel.checkpoint import remove_checkpoint
     from genesel.errors import CheckpointMismatchError
-    from genesel.training import remove_checkpoint
 
     try:
         return work(args.resume or args.resume_if_same)

@@ -191,11 +191,11 @@ def run(args: argparse.Namespace) -> int:
         costs["default_cost"] = args.default_cost
     import inspect
 
+    from genesel.checkpoint import remove_checkpoint
     from genesel.io.lock import guarded_output
     from genesel.selectors.base import get_selector_class
     from genesel.selectors.select import select_panel
     from genesel.store import Store
-    from genesel.training import remove_checkpoint
 
     params = parse_params(args.param)
     accepts_moments = (

@@ -148,7 +148,7 @@ class PanelSelector(ABC):
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this selector's run besides data and trainer: method, panel size, hyperparameters, gene constraints.
 
-        Trainers record it in their checkpoints (see :func:`genesel.training.run_fingerprint`),
+        Trainers record it in their checkpoints (see :func:`genesel.checkpoint.run_fingerprint`),
         so ``resume`` refuses a checkpoint made with other values.
         """
         values = {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}

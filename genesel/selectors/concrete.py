@@ -3,7 +3,7 @@ Nilsson et al. 2024) panel selectors, registered as methods ``"cae"`` and ``"ipc
 
 Both train a :class:`~genesel.selectors.concrete_layer.ConcreteAutoencoder` (a concrete
 selector layer of ``K`` nodes followed by a decoder reconstructing every gene, in
-standardised units) with the shared :class:`~genesel.training.Trainer`, then give every
+standardised units) with the shared :class:`~genesel.trainer.Trainer`, then give every
 node a distinct gene (duplicates resolved deterministically, see
 :func:`~genesel.selectors.concrete_layer.resolve_duplicate_selections`). Panel genes are
 ranked by their node's maximum selection probability, highest first; ``score`` is that

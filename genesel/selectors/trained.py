@@ -16,7 +16,8 @@ from genesel.panel import PanelResult
 from genesel.run import RunConfig
 from genesel.selectors.base import PanelSelector, training_loaders
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, TrainingResult, seed_everything
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, TrainingResult, seed_everything
 
 logger = logging.getLogger(__name__)
 
