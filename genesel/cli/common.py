@@ -29,33 +29,28 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_training_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    epochs: int,
-    learning_rate: float = 1e-3,
-    batch_size: int = 256,
-) -> None:
-    """Add the trainer and loader options."""
+def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int | None = None) -> None:
+    """Add the trainer and loader options.
+
+    A flag left out is not passed on: the core decides (:class:`~genesel.training.TrainerConfig`:
+    100 epochs, learning rate 0.001; :class:`~genesel.loader.LoaderConfig`: batches of 256).
+    ``epochs`` gives a command an epoch default of its own instead.
+    """
     group = parser.add_argument_group("training")
     group.add_argument(
-        "--epochs", type=int, default=epochs, help=f"epoch budget (default {epochs})"
+        "--epochs",
+        type=int,
+        default=epochs,
+        help=f"epoch budget (default {100 if epochs is None else epochs})",
     )
-    group.add_argument(
-        "--lr",
-        type=float,
-        default=learning_rate,
-        help=f"Adam learning rate (default {learning_rate})",
-    )
+    group.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.001)")
     group.add_argument(
         "--lr-decay",
         type=float,
         default=None,
         help="multiply the learning rate by this each epoch",
     )
-    group.add_argument(
-        "--batch-size", type=int, default=batch_size, help=f"minibatch size (default {batch_size})"
-    )
+    group.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 256)")
     group.add_argument(
         "--patience",
         type=int,
@@ -147,8 +142,7 @@ def trainer_config(
     from genesel.training import TrainerConfig
 
     return TrainerConfig(
-        max_epochs=args.epochs,
-        learning_rate=args.lr,
+        **given(max_epochs=args.epochs, learning_rate=args.lr),
         lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
         patience=args.patience,
         max_steps_per_epoch=args.max_steps_per_epoch,
@@ -179,11 +173,17 @@ def loader_config(args: argparse.Namespace) -> LoaderConfig:
     """Build a :class:`LoaderConfig` from parsed arguments."""
     from genesel.loader import LoaderConfig
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     resident = None if args.resident_gib is None else int(args.resident_gib * (1 << 30))
-    blocks = {} if args.block_rows is None else {"block_rows": args.block_rows}
-    return LoaderConfig(batch_size=args.batch_size, resident_bytes=resident, **blocks)
+    return LoaderConfig(
+        resident_bytes=resident, **given(batch_size=args.batch_size, block_rows=args.block_rows)
+    )
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The ``options`` that are not ``None`` (flags left out leave the core's default)."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
