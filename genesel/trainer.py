@@ -64,9 +64,17 @@ class Trainer:
     checkpoint_path
         Where the per-epoch checkpoint goes; ``None`` keeps nothing on disk.
     fingerprint
-        The task's options that change the result (see :func:`run_fingerprint`), recorded
-        in the checkpoint with the store, loader and trainer options; resuming refuses a
-        checkpoint made with any other.
+        The task's options that change the result (see
+        :func:`~genesel.checkpoint.run_fingerprint`), recorded in the checkpoint with the
+        store, loader and trainer options; resuming refuses a checkpoint made with any other.
+
+    Attributes
+    ----------
+    config, run, checkpoint_path, fingerprint
+        As given (defaults filled in); a trainer holds no state of a fit between calls of
+        :meth:`fit`, so one trainer may fit several tasks.
+    device
+        The torch device ``run.device`` resolves to.
     """
 
     def __init__(
