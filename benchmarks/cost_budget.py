@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.include_half_landmarks import FIXTURE, QUIET, build_store, gene_level  # noqa: E402
 from genesel.impute.sweep import evaluate_linear_panels  # noqa: E402
 from genesel.moments import compute_moments, open_moments  # noqa: E402
-from genesel.selectors.constraints import GeneConstraints, resolve_costs  # noqa: E402
+from genesel.selectors.constraints import GeneConstraints  # noqa: E402
+from genesel.selectors.costs import resolve_costs  # noqa: E402
 from genesel.selectors.select import select_panel  # noqa: E402
 from genesel.store import Store  # noqa: E402
 

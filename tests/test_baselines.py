@@ -14,7 +14,7 @@ import scipy.linalg
 from genesel.cli import select as select_cli
 from genesel.errors import ConfigError
 from genesel.selectors import read_panel, select_panel
-from genesel.selectors.baselines import marchenko_pastur_rank
+from genesel.selectors.spectrum import marchenko_pastur_rank
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
 
@@ -42,8 +42,9 @@ def test_landmarks_are_the_flagged_genes(planted_store):
 
 def test_landmarks_with_wrong_k_names_the_count(planted_store):
     store, _ = planted_store
-    with pytest.raises(ConfigError, match=r"has 4 landmark genes.*--n-genes 4"):
+    with pytest.raises(ConfigError, match=r"has 4 landmark genes.*use n_genes=4") as error:
         select_panel(store, method="landmarks", n_genes=K)
+    assert error.value.parameter == "n_genes"  # the command line adds --n-genes
 
 
 def test_random_is_seeded(planted_store):

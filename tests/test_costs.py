@@ -17,10 +17,11 @@ import torch
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.selectors import read_panel, read_panel_metadata, select_panel
-from genesel.selectors.constraints import GeneConstraints, GeneCosts, resolve_costs
+from genesel.selectors.constraints import GeneConstraints
+from genesel.selectors.costs import GeneCosts, resolve_costs
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store
-from tests.test_include_exclude import PARAMS, TRAINER
+from tests.test_include_exclude import PARAMS, RUN, TRAINER
 
 #: Costs 1-4 cycling over the 30 genes (by id); GENE7 (cost 4) is included.
 COSTS = {f"ENSG{j:011d}": float(1 + j % 4) for j in range(30)}
@@ -61,6 +62,7 @@ def test_every_method_stays_within_the_budget(store, cost_file, method, n_genes,
         seed=0,
         params=PARAMS[method],
         trainer=TRAINER,
+        run=RUN,
         loader=LoaderConfig(batch_size=32),
         include=INCLUDE,
         gene_cost=cost_file,
@@ -142,7 +144,7 @@ def test_exact_size_reserves_room_for_the_cheapest_completion():
 
 def test_completion_within_the_budget_always_reaches_n_genes_when_some_panel_does():
     """Random costs, lists, budgets and rankings: whenever a K-gene panel fits, the walk finds one."""
-    from genesel.selectors.constraints import max_panel_size
+    from genesel.selectors.costs import max_panel_size
 
     rng = np.random.default_rng(1)
     checked = 0
@@ -347,6 +349,7 @@ def test_resume_refuses_a_checkpoint_of_other_costs_or_budget(store, method, tmp
         "n_genes": 6,
         "params": PARAMS[method],
         "trainer": TRAINER,
+        "run": RUN,
         "loader": LoaderConfig(batch_size=32),
         "out_dir": tmp_path,
     }

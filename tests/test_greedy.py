@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from genesel.moments import compute_moments, open_moments
-from genesel.selectors.greedy import GreedyState, greedy_path, refine_panel, swap_errors
+from genesel.selectors.greedy import greedy_path
+from genesel.selectors.greedy_scoring import GreedyState
+from genesel.selectors.refine import refine_panel, swap_errors
 from genesel.selectors.select import select_panel
 from genesel.store import Store
 from tests.conftest import planted_matrix, write_store

@@ -15,8 +15,9 @@ from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
 from genesel.run import RunConfig
 from genesel.selectors import read_panel, read_panel_metadata, select_panel
-from genesel.selectors.constraints import GeneConstraints, parse_gene_list, resolve_constraints
-from genesel.selectors.logitnormal import LogitNormalMask
+from genesel.selectors.constraints import GeneConstraints, resolve_constraints
+from genesel.selectors.gene_lists import parse_gene_list
+from genesel.selectors.logitnormal_mask import LogitNormalMask
 from genesel.store import Store
 from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix, write_store
@@ -123,8 +124,9 @@ def test_landmarks_word_and_the_landmark_method(store):
         store, method="landmarks", n_genes=n_landmarks, include="GENE20", exclude="GENE0"
     )
     assert panel.gene_indices[0] == 20 and 0 not in panel.gene_indices
-    with pytest.raises(ConfigError, match="--n-genes 4"):
+    with pytest.raises(ConfigError, match="use n_genes=4") as error:
         select_panel(store, method="landmarks", n_genes=n_landmarks, include="GENE20")
+    assert error.value.parameter == "n_genes"
 
 
 def test_all_included_runs_no_method(store):

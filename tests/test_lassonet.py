@@ -11,17 +11,17 @@ from lassonet.prox import prox as reference_prox
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors import make_selector, select_panel
 from genesel.selectors.base import training_loaders
 from genesel.selectors.hier_prox import group_hier_prox
-from genesel.selectors.lassonet import (
+from genesel.selectors.lassonet import LassoNetSelector
+from genesel.selectors.lassonet_network import LassoNetAutoencoder, PathStep
+from genesel.selectors.lassonet_rates import (
     HESSIAN_ROWS,
-    LassoNetAutoencoder,
-    LassoNetSelector,
-    _PathStep,
-    _sample_rows,
     largest_covariance_eigenvalue,
     largest_hessian_eigenvalue,
+    sample_rows,
 )
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -70,8 +70,12 @@ def grouped_store(tmp_path_factory):
         yield store, drivers
 
 
-def fast_trainer(seed: int = 0) -> TrainerConfig:
-    return TrainerConfig(max_epochs=20, patience=5, seed=seed, device="cpu", progress=False)
+def fast_trainer() -> TrainerConfig:
+    return TrainerConfig(max_epochs=20, patience=5)
+
+
+def cpu_run(seed: int = 0) -> RunConfig:
+    return RunConfig(seed=seed, device="cpu", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def fitted(grouped_store):
     """One full path on the grouped store: (selector, result)."""
     store, _ = grouped_store
     selector = LassoNetSelector(n_genes=K, seed=0, stop_at=2, keep_states_below=-1, **FAST)
-    result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
+    result = selector.select(store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER)
     return selector, result
 
 
@@ -178,6 +182,7 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
         seed=0,
         params={**FAST, "stop_at": 2},
         trainer=fast_trainer(),
+        run=cpu_run(),
         loader=LOADER,
         out_dir=tmp_path,
     )
@@ -186,7 +191,7 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
     assert (tmp_path / "lassonet_path.pt").exists() and (tmp_path / "panel.tsv").exists()
     resumed = LassoNetSelector(n_genes=K, seed=0, stop_at=2, **FAST)
     result = resumed.select(
-        store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
+        store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER, work_dir=tmp_path, resume=True
     )
     np.testing.assert_array_equal(result.gene_indices, first.gene_indices)
     np.testing.assert_allclose(result.history["lambda"], first.history["lambda"])
@@ -194,7 +199,12 @@ def test_path_is_deterministic_given_a_seed_and_resumes(grouped_store, fitted, t
         InputFileError, match=r"other inputs \(checkpoint -> this run: hierarchy 10.0 -> 3.0\)"
     ):
         LassoNetSelector(n_genes=K, seed=0, stop_at=2, **{**FAST, "hierarchy": 3.0}).select(
-            store, trainer=fast_trainer(), loader=LOADER, work_dir=tmp_path, resume=True
+            store,
+            trainer=fast_trainer(),
+            run=cpu_run(),
+            loader=LOADER,
+            work_dir=tmp_path,
+            resume=True,
         )
 
 
@@ -208,14 +218,14 @@ def test_rejects_bad_options():
 def test_hessian_eigenvalue_matches_the_dense_hessian():
     torch.manual_seed(0)
     model = LassoNetAutoencoder(6, hidden=[3], activation="tanh")
-    task = _PathStep(model, l2_penalty=0.1)
+    task = PathStep(model, l2_penalty=0.1)
     batch = torch.randn(20, 6)
     params = dict(model.named_parameters())
     shapes = {name: p.shape for name, p in params.items()}
     sizes = [p.numel() for p in params.values()]
 
     def loss_of(flat: torch.Tensor) -> torch.Tensor:
-        chunks = dict(zip(params, torch.split(flat, sizes)))
+        chunks = dict(zip(params, torch.split(flat, sizes), strict=True))
         weights = {name: chunk.reshape(shapes[name]) for name, chunk in chunks.items()}
         prediction = torch.func.functional_call(model, weights, (batch,))
         ridge = sum(
@@ -238,20 +248,20 @@ def test_auto_path_rate_is_capped_where_many_genes_feed_a_small_layer(grouped_st
     model = LassoNetAutoencoder(store.n_vars, hidden=[2])
     with torch.no_grad():
         model.mlp[-1].weight.mul_(30.0)  # a stiff MLP, as after a dense fit at the GEO scale
-    train, _ = training_loaders(store, trainer=fast_trainer(), loader=LOADER, method="lassonet")
+    train, _ = training_loaders(store, run=cpu_run(), loader=LOADER, method="lassonet")
     covariance_rule = 0.05 / largest_covariance_eigenvalue(train)
     curvature = largest_hessian_eigenvalue(
-        _PathStep(model, l2_penalty=selector.l2_penalty), _sample_rows(train, HESSIAN_ROWS)
+        PathStep(model, l2_penalty=selector.l2_penalty), sample_rows(train, HESSIAN_ROWS)
     )
     assert 1.0 / curvature < covariance_rule
-    with caplog.at_level("INFO", logger="genesel.selectors.lassonet"):
+    with caplog.at_level("INFO", logger="genesel.selectors.lassonet_rates"):
         rate = selector._path_learning_rate(
-            model, train, fast_trainer(), covariance_rule=covariance_rule
+            model, train, fast_trainer(), covariance_rate=covariance_rule
         )
     assert rate == pytest.approx(1.0 / curvature)
     assert "largest Hessian eigenvalue" in caplog.text
     explicit = LassoNetSelector(n_genes=K, path_learning_rate=0.5)._path_learning_rate(
-        model, train, fast_trainer(), covariance_rule=None
+        model, train, fast_trainer(), covariance_rate=None
     )
     assert explicit == 0.5
 
@@ -261,8 +271,8 @@ def test_a_diverging_path_step_is_retried_with_half_the_rate(grouped_store, capl
     selector = LassoNetSelector(
         n_genes=K, seed=0, stop_at=K, **{**FAST, "path_learning_rate": 1.0}
     )
-    with caplog.at_level("WARNING", logger="genesel.selectors.lassonet"):
-        result = selector.select(store, trainer=fast_trainer(), loader=LOADER)
+    with caplog.at_level("WARNING", logger="genesel.selectors.lassonet_path"):
+        result = selector.select(store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER)
     assert "diverged; learning rate halved" in caplog.text
     assert selector.path_learning_rate_ < 1.0
     assert len(set(result.gene_indices.tolist())) == K
@@ -277,4 +287,4 @@ def test_a_path_that_diverges_at_every_halving_names_the_option(grouped_store):
     with pytest.raises(
         FloatingPointError, match=r"diverged even at learning rate .*path_learning_rate"
     ):
-        selector.select(store, trainer=fast_trainer(), loader=LOADER)
+        selector.select(store, trainer=fast_trainer(), run=cpu_run(), loader=LOADER)

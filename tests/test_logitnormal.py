@@ -10,8 +10,9 @@ import torch
 
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors import make_selector, select_panel
-from genesel.selectors.logitnormal import LogitNormalMask
+from genesel.selectors.logitnormal_mask import LogitNormalMask
 from genesel.training import TrainerConfig
 from tests.test_lassonet import grouped_store  # noqa: F401  (module-scoped fixture)
 
@@ -30,16 +31,20 @@ SMALL = {
 }
 
 
-def trainer(epochs: int, seed: int = 0) -> TrainerConfig:
-    return TrainerConfig(max_epochs=epochs, seed=seed, device="cpu", progress=False)
+def trainer(epochs: int) -> TrainerConfig:
+    return TrainerConfig(max_epochs=epochs)
 
 
-def random_mask(n_genes: int = 12, **options) -> LogitNormalMask:
+def cpu_run(seed: int = 0) -> RunConfig:
+    return RunConfig(seed=seed, device="cpu", progress=False)
+
+
+def random_mask(n_vars: int = 12, **options) -> LogitNormalMask:
     torch.manual_seed(0)
-    mask = LogitNormalMask(n_genes, latent_dim=3, noise_scale=None, max_logit=None, **options)
+    mask = LogitNormalMask(n_vars, latent_dim=3, noise_scale=None, max_logit=None, **options)
     with torch.no_grad():
-        mask.weight.mul_(torch.rand(n_genes, 1) * 2 + 0.2)
-        mask.bias.copy_(torch.linspace(-2.0, 2.0, n_genes))
+        mask.weight.mul_(torch.rand(n_vars, 1) * 2 + 0.2)
+        mask.bias.copy_(torch.linspace(-2.0, 2.0, n_vars))
     return mask
 
 
@@ -88,6 +93,7 @@ def test_vanilla_recovers_the_drivers_and_lands_near_k(grouped_store):  # noqa: 
         seed=0,
         params=SMALL,
         trainer=trainer(60),
+        run=cpu_run(),
         loader=LOADER,
     )
     genes = result.gene_indices
@@ -118,7 +124,7 @@ def test_hypernetwork_panel_beats_random_panels(grouped_store):  # noqa: F811
         seed=0,
         params={**SMALL, "embedding_dim": 16, "hyper_hidden": 32},
     )
-    result = selector.select(store, trainer=trainer(40), loader=LOADER)
+    result = selector.select(store, trainer=trainer(40), run=cpu_run(), loader=LOADER)
     assert len(set(result.gene_indices.tolist())) == K
     rng = np.random.default_rng(0)
     random_mse = np.mean(
@@ -145,7 +151,8 @@ def test_deterministic_given_a_seed_and_k_distinct_on_the_planted_fixture(plante
         n_genes=K,
         seed=4,
         params=params,
-        trainer=trainer(4, seed=4),
+        trainer=trainer(4),
+        run=cpu_run(4),
         loader=LOADER,
     )
     again = select_panel(
@@ -154,7 +161,8 @@ def test_deterministic_given_a_seed_and_k_distinct_on_the_planted_fixture(plante
         n_genes=K,
         seed=4,
         params=params,
-        trainer=trainer(4, seed=4),
+        trainer=trainer(4),
+        run=cpu_run(4),
         loader=LOADER,
     )
     assert len(set(first.gene_indices.tolist())) == K

@@ -85,6 +85,6 @@ def test_landmarks_returns_the_landmarks_present_or_names_their_count(gpl96_gene
     assert set(result.gene_indices.tolist()) == set(np.flatnonzero(store.landmark_mask).tolist())
     assert read_panel(tmp_path)["landmark"].all()
     with pytest.raises(
-        ConfigError, match=rf"has {n_landmarks} landmark genes.*--n-genes {n_landmarks}"
+        ConfigError, match=rf"has {n_landmarks} landmark genes.*use n_genes={n_landmarks}"
     ):
         select_panel(store, method="landmarks", n_genes=K)

@@ -1,12 +1,12 @@
-"""The Group-Hier-Prox operator of LassoNet (Lemhadri et al., JMLR 2021, Algorithm 4).
+r"""The Group-Hier-Prox operator of LassoNet (Lemhadri et al., JMLR 2021, Algorithm 4).
 
 For every input gene ``j`` the operator solves, in closed form,
 
 .. math::
 
-    \\min_{\\theta_j, W_j} \\tfrac12 \\|\\theta_j - v_j\\|_2^2 + \\tfrac12 \\|W_j - u_j\\|_2^2
-    + \\lambda \\|\\theta_j\\|_2 + \\bar\\lambda \\|W_j\\|_1
-    \\quad \\text{s.t.} \\quad \\|W_j\\|_\\infty \\le M \\|\\theta_j\\|_2,
+    \min_{\theta_j, W_j} \tfrac12 \|\theta_j - v_j\|_2^2 + \tfrac12 \|W_j - u_j\|_2^2
+    + \lambda \|\theta_j\|_2 + \bar\lambda \|W_j\|_1
+    \quad \text{s.t.} \quad \|W_j\|_\infty \le M \|\theta_j\|_2,
 
 where ``v_j`` is the gene's column of skip weights (one per output, the *group*) and
 ``u_j`` its column of first-layer weights. A gene whose group norm is driven to zero
@@ -57,9 +57,9 @@ def hier_prox_factors(
         raise ValueError(
             f"skip has {group_norm.shape[0]} inputs but the first layer has {first_layer.shape[1]}"
         )
-    n_hidden, n_inputs = first_layer.shape
+    n_hidden, n_vars = first_layer.shape
     sorted_abs = torch.sort(first_layer.abs(), dim=0, descending=True).values  # (hidden, inputs)
-    zeros = sorted_abs.new_zeros(1, n_inputs)
+    zeros = sorted_abs.new_zeros(1, n_vars)
     # candidate m = 0..hidden: how many first-layer weights end up pinned at the bound
     shrunk_partial = torch.cat([zeros, torch.cumsum(sorted_abs - lambda_bar, dim=0)])
     m = torch.arange(n_hidden + 1, dtype=first_layer.dtype, device=first_layer.device).unsqueeze(1)

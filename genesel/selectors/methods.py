@@ -12,7 +12,7 @@ METHOD_MODULES: dict[str, str] = {
     "landmarks": "baselines",
     "random": "baselines",
     "hvg": "baselines",
-    "qr": "baselines",
+    "qr": "qr",
     "greedy": "greedy",
 }
 
@@ -33,5 +33,5 @@ METHOD_SUMMARIES: dict[str, str] = {
 
 
 def available_methods() -> tuple[str, ...]:
-    """Names accepted by ``--method``."""
+    """Method names: ``method`` of :func:`~genesel.selectors.select.select_panel` (``--method``)."""
     return tuple(METHOD_MODULES)

@@ -15,14 +15,9 @@ from genesel.loader import LoaderConfig
 from genesel.panel import PanelResult
 from genesel.run import RunConfig
 from genesel.selectors.base import make_selector
-from genesel.selectors.constraints import (
-    DEFAULT_COST,
-    CostSpec,
-    GeneConstraints,
-    GeneSpec,
-    resolve_constraints,
-    resolve_costs,
-)
+from genesel.selectors.constraints import GeneConstraints, resolve_constraints
+from genesel.selectors.costs import DEFAULT_COST, CostSpec, resolve_costs
+from genesel.selectors.gene_lists import GeneSpec
 from genesel.store import Store
 from genesel.training import TrainerConfig, trainer_record
 
@@ -80,12 +75,12 @@ def select_panel(
     ``seed`` seeds the method (it replaces ``run.seed``); ``run`` says how it runs (device,
     progress bar, precision; ``None``: :class:`~genesel.run.RunConfig`'s defaults) and
     ``trainer`` holds a trained method's hyperparameters (``None``: the defaults).
-    ``refine`` (``True`` or options of :func:`genesel.selectors.greedy.refine_result`:
+    ``refine`` (``True`` or options of :func:`genesel.selectors.refine.refine_result`:
     ``ridge``, ``max_swaps``, ``moments``, ``max_memory_gib``) then swaps panel genes for
     outside genes while that lowers the validated ridge imputation error (any method).
 
     ``include`` and ``exclude`` (gene ids or symbols: a list, a comma-separated string, a
-    file, or the word ``"landmarks"``; see :mod:`genesel.selectors.constraints`) fix genes
+    file, or the word ``"landmarks"``; see :mod:`genesel.selectors.gene_lists`) fix genes
     in the panel and keep genes out of it; ``n_genes`` counts the included genes. Every
     method honours them natively; the included genes lead the panel and ``panel.tsv`` marks
     them ``included`` (the others ``selected``). With as many included genes as
@@ -160,7 +155,7 @@ def select_panel(
     }
     result.config.update(constraints.record(store.var))
     if refine:
-        from genesel.selectors.greedy import refine_result
+        from genesel.selectors.refine import refine_result
 
         options = dict(refine) if isinstance(refine, dict) else {}
         unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from genesel.selectors.constraints import DEFAULT_COST, CostSpec, GeneSpec
+from genesel.selectors.costs import DEFAULT_COST, CostSpec
+from genesel.selectors.gene_lists import GeneSpec
 from genesel.selectors.select import select_panel as _select_panel
 from genesel.tl._prepare import ensure_store
 from genesel.tl._utils import add_record, copy_or_self, training_configs, uns_safe
