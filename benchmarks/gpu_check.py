@@ -43,7 +43,8 @@ from genesel.loader import LoaderConfig, MinibatchLoader  # noqa: E402
 from genesel.run import configure_precision  # noqa: E402
 from genesel.selectors.base import make_selector  # noqa: E402
 from genesel.store import Store  # noqa: E402
-from genesel.training import Trainer, TrainerConfig  # noqa: E402
+from genesel.trainer import Trainer  # noqa: E402
+from genesel.training import TrainerConfig  # noqa: E402
 
 GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]
 FULL = {

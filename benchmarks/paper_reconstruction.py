@@ -66,7 +66,8 @@ from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.run import configure_precision
 from genesel.selectors.base import make_selector
 from genesel.store import SPLITS, Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, seed_everything
 
 logger = logging.getLogger("paper_reconstruction")
 

@@ -181,11 +181,11 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
+    from genesel.checkpoint import remove_checkpoint
     from genesel.impute import fit_imputer
     from genesel.impute.mlp import CHECKPOINT_NAME, DEFAULT_LR_DECAY
     from genesel.impute.ridge import parse_ridge
     from genesel.store import Store
-    from genesel.training import remove_checkpoint
 
     fits = fit_runs(args.panel, args.out, args.metrics, args.seed)
     with Store.open(args.data) as store:

@@ -58,7 +58,7 @@ def fit_imputer(
         :func:`~genesel.panel.read_panel`, or a ``PanelResult``.
     decoder
         ``"linear"``: exact least squares with intercept (one pass, out-of-core).
-        ``"mlp"``: D-GEX-style network trained with the :class:`~genesel.training.Trainer`.
+        ``"mlp"``: D-GEX-style network trained with the :class:`~genesel.trainer.Trainer`.
         ``"knn"``: average of the nearest train profiles in panel space (D-GEX's KNN-GE).
     ridge
         Linear only: ``"auto"`` (default) chooses the penalty on the weights by the

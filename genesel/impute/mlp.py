@@ -15,7 +15,8 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, TrainingResult, seed_everything
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, TrainingResult, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def fit_mlp(
     resume
         Continue from ``work_dir/checkpoint.pt`` when it exists. The checkpoint records the
         panel genes, the architecture and the store, trainer and loader options
-        (:func:`genesel.training.run_fingerprint`); one made with any other is refused,
+        (:func:`genesel.checkpoint.run_fingerprint`); one made with any other is refused,
         except that the epoch budget may change (the MLP follows no schedule over it).
     """
     hidden = check_hidden(hidden)
