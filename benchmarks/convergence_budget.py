@@ -22,6 +22,7 @@ import torch
 
 torch.set_num_threads(1)
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
@@ -65,7 +66,7 @@ def linear_refit(genes):
 
 for k in a.k:
     t = time.perf_counter()
-    kw = dict(max_epochs=epochs, seed=0, device="cpu", progress=False)
+    kw = dict(max_epochs=epochs)
     kw.update(json.loads(a.trainer))
     r = select_panel(
         store,
@@ -75,6 +76,7 @@ for k in a.k:
         params=json.loads(a.params),
         trainer=TrainerConfig(**kw),
         loader=LoaderConfig(batch_size=batch),
+        run=RunConfig(device="cpu", progress=False),
     )
     wall = time.perf_counter() - t
     e = r.extra

@@ -41,6 +41,7 @@ from genesel.loader import LoaderConfig
 from genesel.moments import compute_moments, open_moments
 from genesel.report.curves import summarize_curves
 from genesel.report.headline import headline, match_landmarks, random_comparison
+from genesel.run import RunConfig
 from genesel.selectors.methods import available_methods
 from genesel.selectors.select import select_panel
 from genesel.store import Store
@@ -164,9 +165,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         ):
             for seed in args.seeds[:1] if method in DETERMINISTIC else args.seeds:
                 trainer = TrainerConfig(
-                    seed=seed,
-                    progress=False,
-                    **({} if args.epochs is None else {"max_epochs": args.epochs}),
+                    **({} if args.epochs is None else {"max_epochs": args.epochs})
                 )
                 try:
                     result = select_panel(
@@ -176,6 +175,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                         seed=seed,
                         trainer=trainer,
                         loader=LoaderConfig(),
+                        run=RunConfig(seed=seed, progress=False),
                     )
                 except genesel.errors.GeneselError as error:
                     logger.warning(

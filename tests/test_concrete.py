@@ -590,6 +590,11 @@ def test_benchmark_bottleneck_reference_point_learns_a_low_rank_code():
     variance = float(((data[140:] - data[:120].mean(0)) ** 2).mean())
     trainer = TrainerConfig(max_epochs=40, learning_rate=1e-2)
     mse = bench.bottleneck_test_mse(
-        store, 2, trainer, LoaderConfig(batch_size=20, drop_last=True), encoder_hidden=(8,)
+        store,
+        2,
+        trainer,
+        LoaderConfig(batch_size=20, drop_last=True),
+        encoder_hidden=(8,),
+        run=quiet_cpu(0),
     )
     assert mse < 0.2 * variance
