@@ -230,8 +230,8 @@ class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
                 self.method,
                 extra,
                 fix=(
-                    "train longer (--epochs, or --min-steps / --param selector_lr=... for more or faster steps; "
-                    "--converge-extension to go on at the final temperature)"
+                    "train longer (max_epochs, or min_steps / selector_lr for more or faster steps; "
+                    "converge_extension to go on at the final temperature)"
                 ),
             )
         return PanelResult(
