@@ -117,11 +117,11 @@ class Trainer:
         epoch) stops training with :class:`FloatingPointError`.
 
         With ``resume``, an existing checkpoint is continued only when its fingerprint
-        matches this run's (:func:`run_fingerprint`); otherwise
+        matches this run's (:func:`~genesel.checkpoint.run_fingerprint`); otherwise
         :class:`~genesel.errors.CheckpointMismatchError` names the differing fields, before
         anything is trained or written. A task without a schedule over the budget (no
-        :data:`SCHEDULE_HOOKS`) may be resumed with another budget (:data:`BUDGET_FIELDS`)
-        as long as it has not trained past it.
+        :data:`~genesel.training.SCHEDULE_HOOKS`) may be resumed with another budget
+        (:data:`~genesel.training.BUDGET_FIELDS`) as long as it has not trained past it.
         """
         seed_everything(self.run.seed, -1)
         task.to(self.device)
