@@ -2,7 +2,7 @@
 
 Usage (the table in docs/methods.md "Step budget and convergence")::
 
-    genesel simulate --out compendium.h5ad --n-obs 3000 --n-genes 1000 --seed 0
+    genesel simulate --out compendium.h5ad --n-obs 3000 --n-vars 1000 --seed 0
     genesel preprocess compendium.h5ad --out store.h5ad --seed 0
     python benchmarks/convergence_budget.py --store store.h5ad --case demo-cae --k 30 60 120
     python benchmarks/convergence_budget.py --case snippet --k 40 --params '{"selector_lr": 0.05}'

@@ -81,7 +81,7 @@ def prepare_data(workdir: Path, size: dict[str, int]) -> Path:
             str(raw),
             "--n-obs",
             str(size["n_obs"]),
-            "--n-genes",
+            "--n-vars",
             str(size["n_genes"]),
             "--seed",
             "0",

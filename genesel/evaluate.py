@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.errors import ConfigError, InputFileError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.genes import (
     MATCH_STAGES,
     MAX_LISTED,
@@ -258,7 +258,7 @@ def evaluate_model(
             store.path or "<store>",
             record["source_store"] or "unknown",
             record["n_matched"],
-            model.n_genes,
+            model.n_vars,
             record["matched_by"],
             record["n_missing_targets"],
             "model" if standardize == "model" else "data",
@@ -349,11 +349,11 @@ def match_model_genes(store: Store, model: ImputationModel) -> GeneMatch:
             "%s: %d of the model's %d genes are not in the data and are left out of the scores, e.g. %s",
             source,
             missing.size,
-            model.n_genes,
+            model.n_vars,
             missing[:MAX_LISTED].tolist(),
         )
     counts = {name: int((stages == k).sum()) for k, name in enumerate(MATCH_STAGES)}
-    if counts["gene_id"] < model.n_genes - missing.size:
+    if counts["gene_id"] < model.n_vars - missing.size:
         logger.info(
             "%s: model genes matched by %s",
             source,
@@ -376,7 +376,7 @@ def transfer_record(
 
     fingerprint = store_fingerprint(store)
     source_fingerprint = model.training.get("store_fingerprint")
-    same_genes = match.by_id == model.n_genes and np.array_equal(
+    same_genes = match.by_id == model.n_vars and np.array_equal(
         match.columns, np.arange(store.n_vars)
     )
     same_store = (
@@ -391,7 +391,7 @@ def transfer_record(
         "data_fingerprint": fingerprint,
         "standardize": standardize,
         "matched_by": match.matched_by,
-        "n_model_genes": model.n_genes,
+        "n_model_genes": model.n_vars,
         "n_matched": int(match.kept.sum()),
         "n_matched_by_id": match.by_id,
         "n_matched_by_symbol": match.by_symbol,

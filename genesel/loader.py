@@ -12,9 +12,7 @@ once and kept resident, and batches are drawn by index.
 from __future__ import annotations
 
 import logging
-import queue
 import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genesel.blocks import prefetched
 from genesel.store import Store
 
 logger = logging.getLogger(__name__)
@@ -154,10 +153,12 @@ class MinibatchLoader:
             yield from self._iter_streaming(rng)
 
     def _iter_resident(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+        resident = self._resident
+        assert resident is not None  # only called when the split is resident
         order = rng.permutation(self.n_rows) if self.shuffle else np.arange(self.n_rows)
         order_t = torch.from_numpy(order).to(self.device)
         for start in self._batch_starts(self.n_rows):
-            yield self._resident.index_select(0, order_t[start : start + self.config.batch_size])
+            yield resident.index_select(0, order_t[start : start + self.config.batch_size])
 
     def _iter_streaming(self, rng: np.random.Generator) -> Iterator[torch.Tensor]:
         batch = self.config.batch_size
@@ -170,7 +171,8 @@ class MinibatchLoader:
             self._read_pool(blocks, order) for blocks, order in zip(plan, orders, strict=True)
         )
         carry: np.ndarray | None = None
-        for pool in _prefetched(pools, depth=self.config.prefetch):
+        # ``prefetch`` pools wait while the thread reads one more (the ring counts them).
+        for pool in prefetched(pools, ahead=self.config.prefetch + 1, name="genesel-pool-reader"):
             # The pool's rows are already shuffled: batches are contiguous, zero-copy views.
             n = pool.shape[0]
             start = 0
@@ -349,39 +351,3 @@ class MinibatchLoader:
 
 def _is_range(indices: np.ndarray) -> bool:
     return bool(indices[-1] - indices[0] + 1 == indices.size)
-
-
-def _prefetched(items: Iterator[np.ndarray], depth: int = 1) -> Iterator[np.ndarray]:
-    """Evaluate ``items`` in a background thread, ``depth`` items ahead."""
-    buffer: queue.Queue = queue.Queue(maxsize=max(depth, 1))
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                buffer.put(item)
-        except BaseException as error:  # surfaced in the consumer
-            buffer.put(error)
-            return
-        buffer.put(done)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)

@@ -29,8 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from genesel import __version__
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.errors import ConfigError, InputFileError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.impute.ridge import PanelStatistics, shift_cross_products
 from genesel.io.atomic import atomic_output
 from genesel.store import SPLITS, Store, store_fingerprint
@@ -64,7 +64,8 @@ def check_memory(n_vars: int, *, max_memory_gib: float | None) -> None:
         raise ConfigError(
             f"the gene-by-gene moments of {n_vars} genes need {needed / 2**30:.1f} GiB (two {n_vars} x {n_vars} float64 "
             f"matrices) but the memory budget is {budget / 2**30:.1f} GiB; raise max_memory_gib, or fit each panel "
-            "with its own pass over the data (`genesel impute fit --decoder linear`), which needs K x D only"
+            "with its own pass over the data (the linear decoder of `genesel impute fit`), which needs K x D only",
+            parameter="max_memory_gib",
         )
 
 
@@ -100,6 +101,7 @@ class GramAccumulator:
         n_vars = self.mean.size
         self.n = 0
         self.total = np.zeros(n_vars, dtype=np.float64)
+        self.gram: np.ndarray | None
         if self.device.type == "cpu":
             self.gram = np.zeros(
                 (n_vars, n_vars), dtype=np.float64, order="F"
@@ -140,6 +142,7 @@ class GramAccumulator:
         # D x D copy (np.triu and a sum took three more, 2.5 GiB and 40 s at D = 10,463). The
         # Fortran-ordered symmetric matrix is its own transpose, whose view is C-ordered.
         gram = self.gram
+        assert gram is not None  # on the CPU the matrix is held in numpy
         n_vars = gram.shape[0]
         for a in range(0, n_vars, SYMMETRIZE_BLOCK):
             b = min(a + SYMMETRIZE_BLOCK, n_vars)
@@ -289,7 +292,7 @@ class Moments:
         buffer = np.empty((panel.size, self.n_vars), dtype=np.float64)
         breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
         for start, stop in zip(np.r_[0, breaks], np.r_[breaks, ordered.size], strict=True):
-            view = memoryview(buffer[start:stop]).cast("B")
+            view = memoryview(buffer[start:stop].data).cast("B")
             position = offset + int(ordered[start]) * row_bytes
             done = 0
             while done < view.nbytes:
@@ -367,7 +370,7 @@ def open_moments(path: str | os.PathLike[str], store: Store) -> Moments:
         raise InputFileError(
             path,
             "no such moments file",
-            f"compute it with `genesel moments --data {store.path or 'STORE'} --out {path}`",
+            f"compute it with genesel.moments.compute_moments(store, {str(path)!r}) or `genesel moments`",
         )
     try:
         handle = h5py.File(path, "r")

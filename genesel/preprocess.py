@@ -15,9 +15,7 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,218 +24,35 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from genesel.errors import ConfigError, InputFileError
+from genesel.blocks import prefetched
+from genesel.errors import ConfigError
 from genesel.io.gene_maps import annotate_genes, probe_averaging
 from genesel.io.source import MatrixSource
-from genesel.split import assign_group_splits, assign_splits, splits_from_column
+from genesel.split import split_labels
 from genesel.store import StoreWriter
+from genesel.transforms import (
+    DUPLICATE_TOLERANCE,
+    LOG_PSEUDOCOUNT,
+    BlockTransform,
+    DuplicateFinder,
+    decide_log2,
+    quantile_normalize_rows,
+    sorted_row_sum,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Data whose values stay below this are taken to be log-scale already.
-LOGGED_MAX = 50.0
-#: ``log2="auto"`` compares this quantile of the sampled values with :data:`LOGGED_MAX`,
-#: so that a few outliers do not decide the scale.
-LOG_DECISION_QUANTILE = 0.999
-#: ``log2="auto"`` still takes data for linear when at most this fraction of the sampled
-#: values is negative (background-corrected noise); those values are set to 0 before log2.
-LOG_NEGATIVE_FRACTION = 0.001
-#: A decision whose quantile lies within this factor of :data:`LOGGED_MAX` is logged as a warning.
-LOG_CLOSE_FACTOR = 2.0
-#: ``log2(x + LOG_PSEUDOCOUNT)`` keeps zeros finite.
-LOG_PSEUDOCOUNT = 1.0
 #: Bytes of one float64 block (sets the default ``block_rows``).
 BLOCK_BYTES = 64 * 1024**2
 #: Rows read from a few places of the input to decide ``log2="auto"``.
 LOG_SAMPLE_ROWS = 256
 LOG_SAMPLE_PLACES = 4
-#: Random projections hashed to find duplicate candidates, and the grid in tolerances.
-DUPLICATE_PROJECTIONS = 4
-DUPLICATE_GRID_IN_TOLERANCES = 50.0
 #: Entries of the input's ``uns["genesel"]`` (e.g. from the simulator) copied to the store.
 PASSTHROUGH_UNS = ("noise_floor", "noise_floor_targets", "simulation")
 #: ``var`` columns computed here (not copied from the input).
 COMPUTED_VAR = ("symbol", "landmark", "mean", "std", "constant", "n_probes")
 
 Log2Option = bool | Literal["auto", "yes", "no"]
-
-
-# -- pure per-block math ----------------------------------------------------------
-
-
-def log2_values(block: np.ndarray) -> np.ndarray:
-    """Return ``log2(block + 1)``."""
-    return np.log2(block + LOG_PSEUDOCOUNT)
-
-
-def sorted_row_sum(block: np.ndarray) -> np.ndarray:
-    """Sum over rows of each row's values sorted ascending (float64)."""
-    return np.sort(np.asarray(block, dtype=np.float64), axis=1).sum(axis=0)
-
-
-def quantile_normalize_rows(block: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Give each row the ``reference`` distribution, keeping its ranks.
-
-    The k-th smallest value of a row becomes ``reference[k]`` (``reference`` sorted
-    ascending); a group of tied values gets the mean of the reference values at the
-    positions it occupies.
-    """
-    block = np.asarray(block, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
-    out = np.empty_like(block)
-    for i, row in enumerate(block):  # row by row: faster than the 2-D take/put along axis
-        order = np.argsort(row)
-        ordered = row[order]
-        starts = np.empty(ordered.size, dtype=bool)
-        starts[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
-        if starts.all():
-            out[i, order] = reference
-            continue
-        group = np.cumsum(starts) - 1
-        means = np.bincount(group, weights=reference) / np.bincount(group)
-        out[i, order] = means[group]
-    return out
-
-
-@dataclass
-class BlockTransform:
-    """Input rows -> gene rows: probe averaging, log2 and input checks.
-
-    Parameters
-    ----------
-    path
-        The input, named in errors.
-    obs_names, gene_ids
-        Ids for error messages.
-    to_genes
-        Sparse probe -> gene averaging matrix, or ``None`` for gene-level input.
-    log2
-        Apply ``log2(x + 1)``.
-    expect_logged
-        Raise if values above :data:`LOGGED_MAX` appear (``log2="auto"`` decided the
-        data is logged from a sample of rows).
-    """
-
-    path: Path
-    obs_names: pd.Index
-    gene_ids: pd.Index
-    to_genes: sp.csr_matrix | None = None
-    log2: bool = False
-    expect_logged: bool = False
-    probe_ids: pd.Index | None = None
-    clip_negative: bool = False
-
-    def __call__(self, raw: np.ndarray, start: int = 0) -> np.ndarray:
-        """Transform the input rows ``start:start + len(raw)``."""
-        # Work in float32 when the input is float32 (the store's dtype): a float64 copy of
-        # every block would double the memory traffic of the write pass for nothing.
-        raw = np.asarray(raw)
-        if raw.dtype not in (np.float32, np.float64):
-            raw = raw.astype(np.float64)
-        genes = raw @ self.to_genes if self.to_genes is not None else raw
-        genes = np.asarray(genes, dtype=raw.dtype)
-        self._check_finite(genes, raw, start)
-        if self.log2:
-            if self.clip_negative:
-                genes = np.maximum(genes, 0, out=genes if genes is not raw else None)
-            if genes.min(initial=0.0) < 0:
-                row, column = _first(genes < 0)
-                raise InputFileError(
-                    self.path,
-                    f"cannot take log2 of the negative value {genes[row, column]:g} "
-                    f"(sample {self.obs_names[start + row]!r}, gene {self.gene_ids[column]!r})",
-                    "the data is probably log-scale already: use --log2 no",
-                )
-            return log2_values(genes)
-        if (
-            self.expect_logged
-            and np.count_nonzero(genes > LOGGED_MAX) > (1 - LOG_DECISION_QUANTILE) * genes.size
-        ):
-            row, column = _first(genes > LOGGED_MAX)
-            raise InputFileError(
-                self.path,
-                f"sample {self.obs_names[start + row]!r} has the value {genes[row, column]:g}, not log-scale, "
-                "while the rows sampled to decide log2='auto' looked log-scale",
-                "pass --log2 yes or --log2 no explicitly",
-            )
-        return genes
-
-    def _check_finite(self, genes: np.ndarray, raw: np.ndarray, start: int) -> None:
-        if np.isfinite(genes.sum(dtype=np.float64)):
-            return  # a finite total means every value is finite (one pass, no mask)
-        finite = np.isfinite(genes)
-        if finite.all():
-            return
-        row, column = _first(~finite)
-        where = f"gene {self.gene_ids[column]!r}"
-        if self.to_genes is not None and self.probe_ids is not None:
-            probes = self.to_genes[:, column].nonzero()[0]
-            bad = [self.probe_ids[p] for p in probes if not np.isfinite(raw[row, p])]
-            where += f" (probe {bad[0]!r})" if bad else ""
-        raise InputFileError(
-            self.path,
-            f"non-finite value {genes[row, column]} at row {start + row} (sample "
-            f"{self.obs_names[start + row]!r}), {where}",
-            "remove or impute missing values before preprocessing",
-        )
-
-
-def _first(mask: np.ndarray) -> tuple[int, int]:
-    rows, columns = np.nonzero(mask)
-    return int(rows[0]), int(columns[0])
-
-
-# -- duplicates ---------------------------------------------------------------------
-
-
-@dataclass
-class DuplicateFinder:
-    """Find samples that repeat an earlier sample up to ``tolerance``, in one pass.
-
-    Each row is projected on a few seeded random directions; the projections, cut on a
-    grid of ``50 * tolerance``, are hashed in two tables whose grids are offset by half a
-    cell. Rows sharing a cell with an earlier kept row in either table are candidates,
-    confirmed when the maximum absolute difference is at most ``tolerance``. Exact
-    duplicates are always found; a near-duplicate pair can be missed only when its
-    projections straddle cell borders in both tables.
-    """
-
-    n_vars: int
-    tolerance: float
-    read_row: Callable[[int], np.ndarray]
-    seed: int = 0
-    duplicate_of: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        rng = np.random.default_rng(self.seed)
-        self._directions = rng.standard_normal((self.n_vars, DUPLICATE_PROJECTIONS)) / np.sqrt(
-            self.n_vars
-        )
-        self._grid = max(DUPLICATE_GRID_IN_TOLERANCES * self.tolerance, 1e-9)
-        self._tables: tuple[dict[bytes, list[int]], ...] = ({}, {})
-
-    def add_block(self, start: int, block: np.ndarray) -> None:
-        """Scan the rows ``start:start + len(block)`` (in input order)."""
-        cells = (block @ self._directions) / self._grid
-        keys = [np.floor(cells + offset).astype(np.int64) for offset in (0.0, 0.5)]
-        for i in range(block.shape[0]):
-            row_keys = [k[i].tobytes() for k in keys]
-            candidates = dict.fromkeys(
-                c
-                for table, key in zip(self._tables, row_keys, strict=True)
-                for c in table.get(key, ())
-            )
-            original = next((c for c in candidates if self._same(block, start, c, i)), None)
-            if original is not None:
-                self.duplicate_of[start + i] = original
-                continue
-            for table, key in zip(self._tables, row_keys, strict=True):
-                table.setdefault(key, []).append(start + i)
-
-    def _same(self, block: np.ndarray, start: int, earlier: int, i: int) -> bool:
-        other = block[earlier - start] if earlier >= start else self.read_row(earlier)
-        return bool(np.max(np.abs(other - block[i])) <= self.tolerance)
 
 
 # -- streaming ----------------------------------------------------------------------
@@ -254,20 +69,14 @@ def iterate_blocks(
     desc: str = "",
     progress: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first row, block)`` of a row-chunked dask array, prefetching the next block."""
+    """Yield ``(first row, block)`` of a row-chunked dask array, computing the next block ahead."""
     starts = np.cumsum((0, *array.chunks[0]))
     indices = list(range(len(array.chunks[0]))) if block_indices is None else list(block_indices)
     total = int(sum(array.chunks[0][i] for i in indices))
-    with (
-        ThreadPoolExecutor(max_workers=1) as pool,
-        tqdm(total=total, unit="rows", desc=desc, disable=not progress, leave=False) as bar,
-    ):
-        pending = pool.submit(_compute, array.blocks[indices[0]]) if indices else None
-        for position, index in enumerate(indices):
-            block = pending.result()  # type: ignore[union-attr]
-            if position + 1 < len(indices):
-                pending = pool.submit(_compute, array.blocks[indices[position + 1]])
-            yield int(starts[index]), block
+    blocks = ((int(starts[i]), _compute(array.blocks[i])) for i in indices)
+    with tqdm(total=total, unit="rows", desc=desc, disable=not progress, leave=False) as bar:
+        for start, block in prefetched(blocks, ahead=1, name="genesel-preprocess-blocks"):
+            yield start, block
             bar.update(block.shape[0])
 
 
@@ -286,7 +95,7 @@ def preprocess(
     force_log: bool = False,
     quantile_normalize: bool = False,
     remove_duplicates: bool = False,
-    duplicate_tolerance: float = 1e-3,
+    duplicate_tolerance: float = DUPLICATE_TOLERANCE,
     split_column: str | None = None,
     group_column: str | None = None,
     seed: int = 0,
@@ -351,16 +160,21 @@ def preprocess(
     """
     log2_option = _log2_option(log2)
     if duplicate_tolerance < 0:
-        raise ConfigError(f"duplicate_tolerance={duplicate_tolerance!r} must be >= 0")
+        raise ConfigError(
+            f"duplicate_tolerance={duplicate_tolerance!r} must be >= 0",
+            parameter="duplicate_tolerance",
+        )
     if block_rows is not None and (int(block_rows) != block_rows or block_rows < 1):
-        raise ConfigError(f"block_rows={block_rows!r} must be a positive integer")
+        raise ConfigError(
+            f"block_rows={block_rows!r} must be a positive integer", parameter="block_rows"
+        )
     out_path = Path(out_path)
     source, owned = _as_source(
         source_or_path, format=format, orientation=orientation, layer=layer, probe_map=probe_map
     )
     try:
         if source.path.resolve() == out_path.resolve():
-            raise ConfigError(f"the output {out_path} is the input; choose another --out")
+            raise ConfigError(f"the output {out_path} is the input; choose another out_path")
         run = _Run(
             source,
             log2_option=log2_option,
@@ -390,7 +204,7 @@ def _log2_option(value: Any) -> str:
         return "no"
     if value == "auto":
         return "auto"
-    raise ConfigError(f"log2={value!r} must be 'auto', 'yes'/True or 'no'/False")
+    raise ConfigError(f"log2={value!r} must be 'auto', 'yes'/True or 'no'/False", parameter="log2")
 
 
 def _as_source(value: Any, **options: Any) -> tuple[MatrixSource, bool]:
@@ -433,7 +247,7 @@ class _Run:
             self.var = averaging.genes.copy()
             to_genes: sp.csr_matrix | None = averaging.matrix
             self.info["probe_averaging"] = {
-                "n_genes": len(self.var),
+                "n_vars": len(self.var),
                 "n_genes_without_probes": len(averaging.missing_genes),
                 "n_probes_without_gene": averaging.n_unmatched_probes,
             }
@@ -446,8 +260,8 @@ class _Run:
             ]
             self.var = pd.concat([self.var, source.var[extra].set_axis(self.var.index)], axis=1)
             to_genes = None
-        n_genes = len(self.var)
-        widest = max(source.n_vars, n_genes)
+        n_vars = len(self.var)
+        widest = max(source.n_vars, n_vars)
         self.block_rows = int(block_rows or max(1, min(source.n_obs, BLOCK_BYTES // (8 * widest))))
         self.transform = BlockTransform(
             source.path,
@@ -462,7 +276,7 @@ class _Run:
         )
         self.genes = raw.map_blocks(
             self._transform_block,
-            chunks=(raw.chunks[0], (n_genes,)),
+            chunks=(raw.chunks[0], (n_vars,)),
             dtype=np.result_type(raw.dtype, np.float32),
             name=_unique_name("genes"),
         )
@@ -486,68 +300,12 @@ class _Run:
         n_obs, rows = self.source.n_obs, min(LOG_SAMPLE_ROWS, self.block_rows)
         places = np.unique(np.linspace(0, max(0, n_obs - rows), LOG_SAMPLE_PLACES).astype(int))
         sample = np.concatenate([self.rows(int(a), min(n_obs, int(a) + rows)) for a in places])
-        low, high = float(sample.min()), float(sample.max())
-        if option == "auto":
-            apply = self._auto_log2(sample)
-        else:
-            looks_logged = low < 0 or high < LOGGED_MAX
-            if low < 0:
-                raise InputFileError(
-                    self.source.path,
-                    f"has negative values (min {low:g}): cannot take log2",
-                    "use --log2 no",
-                )
-            if looks_logged and not force_log:
-                raise InputFileError(
-                    self.source.path,
-                    f"looks log-scale already (max {high:g} < {LOGGED_MAX:g}): refusing to log it again",
-                    "use --log2 no, or --force-log if the data really is linear",
-                )
-            apply = True
-        self.transform.log2 = apply
-        self.info["log2_applied"] = apply
-
-    def _auto_log2(self, sample: np.ndarray) -> bool:
-        """Decide ``log2="auto"`` on sampled rows: linear when the 99.9th percentile is >= 50 and <= 0.1% are negative."""
-        path = self.source.path
-        quantile = float(np.quantile(sample, LOG_DECISION_QUANTILE))
-        n_negative = int(np.count_nonzero(sample < 0))
-        negative_fraction = n_negative / max(1, sample.size)
-        self.info["log2_auto_quantile"] = quantile
-        self.info["log2_auto_negative_fraction"] = negative_fraction
-        high_enough = quantile >= LOGGED_MAX
-        apply = high_enough and negative_fraction <= LOG_NEGATIVE_FRACTION
-        statistic = (
-            f"99.9th percentile {quantile:.3g} (threshold {LOGGED_MAX:g}), "
-            f"{n_negative} of {sample.size} sampled values negative ({negative_fraction:.2%}; at most {LOG_NEGATIVE_FRACTION:.1%} allowed)"
-        )
-        decision = "taking log2(x + 1)" if apply else "taking it as log-scale already, not logging"
-        if LOGGED_MAX / LOG_CLOSE_FACTOR <= quantile < LOGGED_MAX * LOG_CLOSE_FACTOR:
-            logger.warning(
-                "%s: --log2 auto is a close call: %s; %s (pass --log2 yes or no to decide)",
-                path,
-                statistic,
-                decision,
-            )
-        elif high_enough and not apply:
-            logger.warning(
-                "%s: --log2 auto: values look linear but too many are negative: %s; %s (pass --log2 yes or no to decide)",
-                path,
-                statistic,
-                decision,
-            )
-        elif apply and n_negative:
-            logger.warning(
-                "%s: --log2 auto: %s; ignoring the negative values (set to 0 before log2)",
-                path,
-                statistic,
-            )
-        else:
-            logger.info("%s: --log2 auto: %s; %s", path, statistic, decision)
-        self.transform.clip_negative = apply and n_negative > 0
-        # A decision made on small values can be contradicted by later rows; a linear one is checked by log2 itself.
-        self.transform.expect_logged = not high_enough
-        return apply
+        decision = decide_log2(sample, option, force_log=force_log, path=self.source.path)
+        self.info.update(decision.info)
+        self.transform.log2 = decision.apply
+        self.transform.clip_negative = decision.clip_negative
+        self.transform.expect_logged = decision.expect_logged
+        self.info["log2_applied"] = decision.apply
 
     # -- passes ------------------------------------------------------------------------
 
@@ -574,49 +332,6 @@ class _Run:
                 list(names[duplicates[:5]]),
             )
         return keep
-
-    def _splits(
-        self,
-        keep: np.ndarray,
-        split_column: str | None,
-        group_column: str | None,
-        seed: int,
-        sizes: Any,
-    ) -> np.ndarray:
-        labels = np.full(self.source.n_obs, None, dtype=object)
-        if split_column is not None and group_column is not None:
-            raise ConfigError("give a split column or a group column, not both")
-        if group_column is not None:
-            if group_column not in self.source.obs.columns:
-                raise InputFileError(
-                    self.source.path,
-                    f"has no sample column {group_column!r}",
-                    f"available columns: {list(self.source.obs.columns)}",
-                )
-            groups = self.source.obs[group_column].to_numpy()[keep]
-            labels[keep] = assign_group_splits(
-                groups, seed=seed, sizes=sizes, column=group_column, path=self.source.path
-            )
-        elif split_column is not None:
-            if split_column not in self.source.obs.columns:
-                raise InputFileError(
-                    self.source.path,
-                    f"has no sample column {split_column!r}",
-                    f"available columns: {list(self.source.obs.columns)}",
-                )
-            labels[keep] = splits_from_column(
-                self.source.obs[split_column].to_numpy()[keep],
-                column=split_column,
-                path=self.source.path,
-            )
-        else:
-            if "split" in self.source.obs.columns:
-                logger.info(
-                    "%s: has a 'split' column; pass split_column='split' to use it instead of a seeded split",
-                    self.source.path,
-                )
-            labels[keep] = assign_splits(int(keep.sum()), seed=seed, sizes=sizes)
-        return labels
 
     def _quantile_reference(self, labels: np.ndarray) -> np.ndarray:
         is_train = labels == "train"
@@ -649,7 +364,15 @@ class _Run:
             if remove_duplicates
             else np.ones(self.source.n_obs, dtype=bool)
         )
-        labels = self._splits(keep, split_column, group_column, seed, sizes)
+        labels = split_labels(
+            self.source.obs,
+            keep,
+            split_column=split_column,
+            group_column=group_column,
+            seed=seed,
+            sizes=sizes,
+            path=self.source.path,
+        )
         values = self.genes
         self.info.update(
             quantile_normalize=bool(quantile_normalize),

@@ -6,6 +6,7 @@ and the rest (12,263) test; other sample counts get the same fractions.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from genesel.errors import ConfigError, InputFileError
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 #: D-GEX's GEO compendium: samples, train and validation sizes (test is the rest).
@@ -59,7 +62,7 @@ def split_sizes(
         counts = _three(sizes, "sizes")
         if any(c is not None and (int(c) != c or c < 0) for c in counts):
             raise ConfigError(f"split sizes must be non-negative integers, got {sizes!r}")
-        n_train, n_validation = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
+        n_train, n_validation = int(counts[0]), int(counts[1])
         n_test = n_obs - n_train - n_validation if counts[2] is None else int(counts[2])
         if n_train + n_validation + n_test != n_obs:
             raise ConfigError(
@@ -70,7 +73,7 @@ def split_sizes(
             train_fraction, validation_fraction = DGEX_FRACTIONS
         else:
             parts = _three(fractions, "fractions")
-            train_fraction, validation_fraction = float(parts[0]), float(parts[1])  # type: ignore[arg-type]
+            train_fraction, validation_fraction = float(parts[0]), float(parts[1])
             total = (
                 train_fraction
                 + validation_fraction
@@ -216,4 +219,72 @@ def splits_from_column(
     empty = [name for name in SPLITS if not np.any(labels == name)]
     if empty:
         raise InputFileError(path, f"column {column!r} leaves the {', '.join(empty)} split empty")
+    return labels
+
+
+def split_labels(
+    obs: pd.DataFrame,
+    keep: np.ndarray | None = None,
+    *,
+    split_column: str | None = None,
+    group_column: str | None = None,
+    seed: int = 0,
+    sizes: Sequence[int] | Mapping[str, int] | None = None,
+    fractions: Sequence[float] | Mapping[str, float] | None = None,
+    path: str | os.PathLike[str] = "<input>",
+) -> np.ndarray:
+    """Label samples train, validation or test: from a column, by groups, or at random.
+
+    The one split of :func:`genesel.preprocess.preprocess` and :func:`genesel.tl.prepare`.
+
+    Parameters
+    ----------
+    obs
+        Sample annotation (its columns may hold the split or the groups).
+    keep
+        Samples to label (the others get ``None``); default all.
+    split_column
+        Take the labels from this column (:func:`splits_from_column`).
+    group_column
+        Keep the samples of each value of this column in one split
+        (:func:`assign_group_splits`).
+    seed, sizes, fractions
+        The seeded split's seed and counts (:func:`split_sizes`; default D-GEX's).
+    path
+        Where ``obs`` comes from, named in errors.
+
+    Returns
+    -------
+    Object array of labels (``None`` for samples not kept) in sample order.
+    """
+    n_obs = len(obs)
+    keep = np.ones(n_obs, dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    labels = np.full(n_obs, None, dtype=object)
+    if split_column is not None and group_column is not None:
+        raise ConfigError(
+            "give a split column or a group column, not both", parameter="split_column"
+        )
+    for column in (group_column, split_column):
+        if column is not None and column not in obs.columns:
+            raise InputFileError(
+                path,
+                f"has no sample column {column!r}",
+                f"available columns: {list(obs.columns)}",
+            )
+    if group_column is not None:
+        groups = obs[group_column].to_numpy()[keep]
+        labels[keep] = assign_group_splits(
+            groups, seed=seed, sizes=sizes, fractions=fractions, column=group_column, path=path
+        )
+    elif split_column is not None:
+        labels[keep] = splits_from_column(
+            obs[split_column].to_numpy()[keep], column=split_column, path=path
+        )
+    else:
+        if "split" in obs.columns:
+            logger.info(
+                "%s: has a 'split' column; pass split_column='split' to use it instead of a seeded split",
+                path,
+            )
+        labels[keep] = assign_splits(int(keep.sum()), seed=seed, sizes=sizes, fractions=fractions)
     return labels

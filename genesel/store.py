@@ -23,6 +23,7 @@ from genesel import __version__
 from genesel.errors import InputFileError, StoreVersionError
 from genesel.io.h5ad_writer import DenseH5adWriter
 from genesel.io.source import check_unique
+from genesel.statistics import GeneMoments, standardisation
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class StoreWriter:
 
     Rows arrive in input order with their split label; each split has its own write
     cursor, so the output holds all train rows, then validation, then test, each in
-    input order. Train-split per-gene sums are accumulated in float64 as rows pass,
-    giving the mean and standard deviation without a second pass.
+    input order. Train-split per-gene sums are accumulated as rows pass
+    (:class:`~genesel.statistics.GeneMoments`), giving the mean and standard deviation
+    without a second pass.
 
     Parameters
     ----------
@@ -82,18 +84,14 @@ class StoreWriter:
         self._cursor = dict(zip(SPLITS, offsets[:-1].tolist(), strict=True))
         self._end = dict(zip(SPLITS, offsets[1:].tolist(), strict=True))
         self._names: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-        self._sum = np.zeros(len(var), dtype=np.float64)
-        self._sum_sq = np.zeros(len(var), dtype=np.float64)
-        self._n_train = 0
-        self._shift: np.ndarray | None = None
-        self._buffer: np.ndarray | None = None
+        self._moments = GeneMoments(len(var))
         self._writer = DenseH5adWriter(path, n_obs=self.n_obs, var=self.var, dtype=np.float32)
         self.path = Path(path)
 
     def write_block(self, block: np.ndarray, splits: np.ndarray, obs_names: Sequence[str]) -> None:
         """Append the rows of ``block`` to their splits."""
         splits = np.asarray(splits)
-        obs_names = np.asarray(obs_names, dtype=object)
+        names = np.asarray(obs_names, dtype=object)
         for name in SPLITS:
             mask = splits == name
             count = int(mask.sum())
@@ -105,29 +103,9 @@ class StoreWriter:
                 raise ValueError(f"more {name} rows than announced ({self.split_sizes[name]})")
             self._writer.write_rows(start, rows.astype(np.float32, copy=False))
             self._cursor[name] = start + count
-            self._names[name].append(obs_names[mask])
+            self._names[name].append(names[mask])
             if name == "train":
-                self._accumulate(rows)
-
-    def _accumulate(self, rows: np.ndarray) -> None:
-        # Sums of values shifted by the first train rows' mean, accumulated in float64:
-        # accurate (no cancellation when mean >> std) without a float64 copy of the block.
-        if self._shift is None:
-            self._shift = rows.mean(axis=0, dtype=np.float64).astype(np.float32)
-        if self._buffer is None or self._buffer.shape[0] < rows.shape[0]:
-            self._buffer = np.empty(rows.shape, dtype=np.float32)
-        centred = np.subtract(rows, self._shift, out=self._buffer[: rows.shape[0]])
-        self._sum += centred.sum(axis=0, dtype=np.float64)
-        self._sum_sq += np.einsum("ij,ij->j", centred, centred, dtype=np.float64)
-        self._n_train += rows.shape[0]
-
-    def train_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return the per-gene mean and standard deviation (ddof=0) of the train rows so far."""
-        n = max(self._n_train, 1)
-        shifted_mean = self._sum / n
-        var = np.maximum(self._sum_sq / n - shifted_mean**2, 0.0)
-        shift = np.zeros(len(self.var)) if self._shift is None else self._shift.astype(np.float64)
-        return shift + shifted_mean, np.sqrt(var)
+                self._moments.add(rows)
 
     def close(
         self, *, obs: pd.DataFrame | None = None, uns: Mapping[str, Any] | None = None
@@ -144,10 +122,9 @@ class StoreWriter:
         for name in SPLITS:
             if self._cursor[name] != self._end[name]:
                 raise ValueError(f"{name}: wrote {self._cursor[name]} of {self._end[name]} rows")
-        mean, std = self.train_statistics()
-        constant = std < 1e-8
+        mean, std = self._moments.mean_std()
         self.var["mean"] = mean
-        self.var["std"] = np.where(constant, 1.0, std)
+        self.var["std"], constant = standardisation(std)
         self.var["constant"] = constant
         names = np.concatenate(
             [
@@ -259,20 +236,15 @@ class Store:
                 )
             var = read_elem(file["var"])
             obs = read_elem(file["obs"])
-        except BaseException:
-            file.close()
-            raise
-        missing = [c for c in REQUIRED_VAR_COLUMNS if c not in var.columns]
-        if missing or "split" not in obs.columns:
-            file.close()
-            raise InputFileError(
-                path,
-                f"store lacks var columns {missing} or obs['split']",
-                "re-run `genesel preprocess`",
-            )
-        try:
+            missing = [c for c in REQUIRED_VAR_COLUMNS if c not in var.columns]
+            if missing or "split" not in obs.columns:
+                raise InputFileError(
+                    path,
+                    f"store lacks var columns {missing} or obs['split']",
+                    "re-run `genesel preprocess`",
+                )
             check_unique(path, pd.Index(var.index.astype(str)), "gene")
-        except InputFileError:
+        except BaseException:
             file.close()
             raise
         return cls(file["X"], var=var, obs=obs, uns=info, path=path, file=file)
@@ -368,8 +340,7 @@ class Store:
             self.X.read_direct(out, source_sel=np.s_[start:stop], dest_sel=np.s_[: stop - start])
             block = out[: stop - start]
         else:
-            block = _dense(self.X[rows])
-            block = np.asarray(block, dtype=np.float32)
+            block = np.asarray(_dense(self.X[rows]), dtype=np.float32)
             if out is not None:
                 out[: block.shape[0]] = block
                 block = out[: block.shape[0]]
@@ -458,9 +429,7 @@ def _is_contiguous(indices: np.ndarray) -> bool:
 
 
 def _dense(block: Any) -> np.ndarray:
-    if hasattr(block, "toarray"):
-        return block.toarray()
-    return np.asarray(block)
+    return block.toarray() if hasattr(block, "toarray") else np.asarray(block)
 
 
 def _clean_uns(value: Any) -> Any:

@@ -86,6 +86,7 @@ def test_prepare_adds_only_what_it_documents(pbmc: anndata.AnnData) -> None:
         "genesel_std",
         "genesel_symbol",
         "genesel_landmark",
+        "genesel_constant",
     }
     assert set(adata.uns) - before_uns == {"genesel"}
     assert (adata.X != X_before).nnz == 0

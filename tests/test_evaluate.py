@@ -12,8 +12,8 @@ import pytest
 from genesel.errors import InputFileError
 from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
+from genesel.run import RunConfig
 from genesel.store import Store
-from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix, write_store
 
 
@@ -21,7 +21,11 @@ from tests.conftest import planted_matrix, write_store
 def test_metrics_equal_direct_numpy(planted_store, decoder):
     store, drivers = planted_store
     model = fit_imputer(
-        store, drivers.tolist(), decoder=decoder, max_reference=150, progress=False
+        store,
+        drivers.tolist(),
+        decoder=decoder,
+        progress=False,
+        **({"max_reference": 150} if decoder == "knn" else {}),
     )
     evaluation = evaluate_model(store, model, split="test", block_rows=13, progress=False)
 
@@ -119,9 +123,7 @@ def test_evaluation_needs_the_model_panel_genes(planted_store, tmp_path):
 
 def test_evaluation_matches_reordered_store_genes(planted_store, tmp_path):
     store, drivers = planted_store
-    model = fit_imputer(
-        store, drivers.tolist(), trainer=TrainerConfig(device="cpu"), progress=False
-    )
+    model = fit_imputer(store, drivers.tolist(), run=RunConfig(device="cpu", progress=False))
     expected = evaluate_model(store, model, progress=False).per_gene
     raw = store.read_rows(np.arange(store.n_obs), standardize=False)
     order = np.random.default_rng(0).permutation(store.n_vars)

@@ -217,11 +217,10 @@ def test_mlp_fit_resumes_and_cleans_its_checkpoint(genesel, planted_store, panel
         panel_file,
         "--decoder",
         "mlp",
-        "--hidden",
-        16,
-        8,
-        "--activation",
-        "leaky_relu",
+        "--param",
+        "hidden=[16, 8]",
+        "--param",
+        "activation=leaky_relu",
         "--device",
         "cpu",
         "--batch-size",
@@ -256,8 +255,8 @@ def test_fit_several_panels_in_one_process(genesel, planted_store, panel_file, t
         store.path,
         "--decoder",
         "mlp",
-        "--hidden",
-        8,
+        "--param",
+        "hidden=[8]",
         "--epochs",
         2,
     ]
@@ -291,7 +290,7 @@ def test_fit_several_panels_in_one_process(genesel, planted_store, panel_file, t
         )
         == 0
     )
-    assert load_model(tmp_path / "a").n_panel == 5 and load_model(tmp_path / "b").n_panel == 3
+    assert load_model(tmp_path / "a").n_genes == 5 and load_model(tmp_path / "b").n_genes == 3
     assert (
         json.loads((tmp_path / "b.json").read_text())["mse"]
         == json.loads((tmp_path / "alone.json").read_text())["mse"]

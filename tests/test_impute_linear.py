@@ -10,8 +10,8 @@ import pytest
 from genesel.errors import ConfigError
 from genesel.impute import fit_imputer, fit_linear, solve_normal_equations
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.store import Store
-from genesel.training import TrainerConfig
 from tests.conftest import planted_matrix, write_store
 
 
@@ -95,7 +95,7 @@ def test_dependent_panel_falls_back_to_minimum_norm(tmp_path, caplog):
         with caplog.at_level(logging.WARNING, logger="genesel.impute.linear"):
             solution = fit_linear(store, np.array([2, 4, 7]), ridge=0.0, progress=False)
     assert solution.method == "lstsq"
-    assert "linearly dependent" in caplog.text and "--ridge" in caplog.text
+    assert "linearly dependent" in caplog.text and "ridge=1e-3" in caplog.text
     design = np.column_stack([z[:, [2, 4, 7]], np.ones(len(z))])
     reference = np.linalg.pinv(design) @ z
     fitted = z[:, [2, 4, 7]] @ solution.coef + solution.intercept
@@ -117,8 +117,7 @@ def test_fit_imputer_linear_predicts_like_the_solution(linear_store):
         ids,
         decoder="linear",
         loader=LoaderConfig(block_rows=33),
-        trainer=TrainerConfig(device="cpu"),
-        progress=False,
+        run=RunConfig(device="cpu", progress=False),
     )
     solution = fit_linear(linear_store, np.array([5, 6, 7]), progress=False)
     assert (

@@ -11,6 +11,7 @@ from genesel.evaluate import evaluate_model
 from genesel.impute import fit_imputer
 from genesel.impute.mlp import CHECKPOINT_NAME
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.store import Store
 from genesel.training import TrainerConfig
 from tests.conftest import write_store
@@ -61,19 +62,16 @@ def nonlinear_store(tmp_path):
         yield store
 
 
+#: Where the tests' fits run.
+RUN = RunConfig(device="cpu", progress=False)
+
+
 def trainer(epochs: int, **kwargs) -> TrainerConfig:
-    return TrainerConfig(
-        max_epochs=epochs,
-        learning_rate=1e-2,
-        lr_decay=0.97,
-        device="cpu",
-        progress=False,
-        **kwargs,
-    )
+    return TrainerConfig(max_epochs=epochs, learning_rate=1e-2, lr_decay=0.97, **kwargs)
 
 
 def test_mlp_beats_linear_on_nonlinear_data_but_not_the_noise_floor(nonlinear_store):
-    linear = fit_imputer(nonlinear_store, [0, 1, 2], decoder="linear", progress=False)
+    linear = fit_imputer(nonlinear_store, [0, 1, 2], decoder="linear", run=RUN)
     mlp = fit_imputer(
         nonlinear_store,
         [0, 1, 2],
@@ -82,7 +80,7 @@ def test_mlp_beats_linear_on_nonlinear_data_but_not_the_noise_floor(nonlinear_st
         dropout=0.0,
         trainer=trainer(30),
         loader=LoaderConfig(batch_size=64),
-        progress=False,
+        run=RUN,
     )
     linear_metrics = evaluate_model(nonlinear_store, linear, progress=False).metrics
     mlp_metrics = evaluate_model(nonlinear_store, mlp, progress=False).metrics
@@ -103,7 +101,7 @@ def test_mlp_resume_equals_uninterrupted_training(planted_store, tmp_path):
         activation="leaky_relu",
         dropout=0.1,
         loader=LoaderConfig(batch_size=32),
-        progress=False,
+        run=RUN,
     )
     full = fit_imputer(store, drivers.tolist(), trainer=trainer(4), **kwargs)
     fit_imputer(
@@ -123,6 +121,6 @@ def test_mlp_rejects_bad_architectures(planted_store):
     store, drivers = planted_store
     for hidden in ((), (8, 8, 8, 8), (0,)):
         with pytest.raises(ConfigError, match="hidden"):
-            fit_imputer(store, drivers.tolist(), decoder="mlp", hidden=hidden, progress=False)
+            fit_imputer(store, drivers.tolist(), decoder="mlp", hidden=hidden, run=RUN)
     with pytest.raises(ConfigError, match="decoder"):
-        fit_imputer(store, drivers.tolist(), decoder="forest", progress=False)
+        fit_imputer(store, drivers.tolist(), decoder="forest", run=RUN)

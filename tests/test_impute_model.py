@@ -14,21 +14,22 @@ import torch
 
 from genesel.errors import ConfigError, InputFileError
 from genesel.impute import ImputationModel, fit_imputer, load_model, match_columns, resolve_panel
+from genesel.run import RunConfig
 from genesel.training import TrainerConfig
 
 PANEL = [0, 7, 13, 21, 30]
+#: Small settings of the decoders that have them (a small network, a small reference).
+QUICK = {"mlp": {"hidden": (16,)}, "knn": {"max_reference": 100}}
 
 
-def fit(store, decoder: str, **kwargs) -> ImputationModel:
-    trainer = TrainerConfig(max_epochs=2, lr_decay=0.95, device="cpu", progress=False)
+def fit(store, decoder: str, **params) -> ImputationModel:
     return fit_imputer(
         store,
         store.var.index[PANEL].tolist(),
         decoder=decoder,
-        hidden=(16,),
-        trainer=trainer,
-        progress=False,
-        **kwargs,
+        trainer=TrainerConfig(max_epochs=2),
+        run=RunConfig(device="cpu", progress=False),
+        **{**QUICK.get(decoder, {}), **params},
     )
 
 
@@ -47,7 +48,7 @@ def measured_adata(store, rows: np.ndarray) -> ad.AnnData:
 @pytest.mark.parametrize("decoder", ["linear", "mlp", "knn"])
 def test_save_load_round_trip(planted_store, tmp_path, decoder):
     store, _ = planted_store
-    model = fit(store, decoder, max_reference=100)
+    model = fit(store, decoder)
     model.save(tmp_path / "model")
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     assert meta["decoder"] == decoder and meta["panel_gene_ids"] == store.var.index[PANEL].tolist()

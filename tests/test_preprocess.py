@@ -18,9 +18,10 @@ from genesel.errors import ConfigError, InputFileError
 from genesel.io.gene_maps import dgex_gene_map
 from genesel.io.open import open_source
 from genesel.io.source import DenseRows, MatrixSource
-from genesel.preprocess import preprocess, quantile_normalize_rows
+from genesel.preprocess import preprocess
 from genesel.split import assign_splits
 from genesel.store import Store
+from genesel.transforms import quantile_normalize_rows
 
 FIXTURE = Path(__file__).parent / "data" / "gpl96_74_arrays.h5ad"
 GENES = dgex_gene_map()
@@ -199,7 +200,7 @@ def test_log2_auto_is_robust_to_a_few_negative_values(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="genesel"):
         store = read_store(preprocess(linear, tmp_path / "lin.h5ad", progress=False))
     assert store.uns["genesel"]["log2_applied"]
-    assert "<AnnData>: --log2 auto: 99.9th percentile" in caplog.text
+    assert "<AnnData>: log2='auto': 99.9th percentile" in caplog.text
     assert (
         "1 of 1800 sampled values negative" in caplog.text
         and "ignoring the negative values" in caplog.text
@@ -406,3 +407,13 @@ def test_gene_level_input_keeps_its_landmark_column_and_matches_entrez_ids(tmp_p
     plain = ad.AnnData(values, var=pd.DataFrame({"symbol": symbols}, index=names))
     store = read_store(preprocess(plain, tmp_path / "plain.h5ad", seed=0, progress=False))
     assert store.var["landmark"].tolist() == [True, True, True, False, False, False]
+
+
+def test_cli_leaves_every_default_to_preprocess() -> None:
+    """Options not given on the command line are not passed: preprocess() owns the defaults."""
+    parser = argparse.ArgumentParser()
+    preprocess_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["preprocess", "in.h5ad", "--out", "out.h5ad"])
+    assert {name: getattr(args, name) for name in preprocess_cli._OPTIONS} == dict.fromkeys(
+        preprocess_cli._OPTIONS
+    )

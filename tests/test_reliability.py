@@ -168,8 +168,8 @@ def test_an_mlp_resumed_with_another_panel_or_architecture_refuses(
         store.path,
         "--decoder",
         "mlp",
-        "--hidden",
-        16,
+        "--param",
+        "hidden=[16]",
         "--device",
         "cpu",
         "--batch-size",
@@ -188,8 +188,8 @@ def test_an_mlp_resumed_with_another_panel_or_architecture_refuses(
         assert (
             run(
                 *args[:-4],
-                "--hidden",
-                8,
+                "--param",
+                "hidden=[8]",
                 *args[-4:],
                 "--panel",
                 panel_file,
@@ -224,8 +224,8 @@ def test_an_mlp_checkpoint_past_the_budget_is_refused(planted_store, tmp_path):
         "work_dir": tmp_path,
         "progress": False,
     }
-    trainer = TrainerConfig(max_epochs=3, device="cpu", progress=False, lr_decay=0.95)
-    fit_imputer(store, drivers.tolist(), trainer=trainer, **options)
+    trainer = TrainerConfig(max_epochs=3, lr_decay=0.95)
+    fit_imputer(store, drivers.tolist(), trainer=trainer, run=RunConfig(device="cpu"), **options)
     with pytest.raises(
         InputFileError,
         match=r"checkpoint has trained 3 epochs .* more than this run's budget .*resume with at least 3 epochs",
@@ -233,7 +233,8 @@ def test_an_mlp_checkpoint_past_the_budget_is_refused(planted_store, tmp_path):
         fit_imputer(
             store,
             drivers.tolist(),
-            trainer=TrainerConfig(max_epochs=2, device="cpu", progress=False, lr_decay=0.95),
+            trainer=TrainerConfig(max_epochs=2, lr_decay=0.95),
+            run=RunConfig(device="cpu"),
             resume=True,
             **options,
         )
@@ -445,8 +446,8 @@ def test_a_full_disk_stops_preprocess_select_and_fit_with_one_line_and_nothing_h
             panel_file,
             "--decoder",
             "mlp",
-            "--hidden",
-            256,
+            "--param",
+            "hidden=[256]",
             "--epochs",
             2,
             "--device",
@@ -534,8 +535,8 @@ def test_a_disk_that_fills_up_before_the_results_leaves_none_of_them(
             panel_file,
             "--decoder",
             "mlp",
-            "--hidden",
-            64,
+            "--param",
+            "hidden=[64]",
             "--epochs",
             1,
             "--device",
@@ -565,7 +566,7 @@ def test_a_disk_that_fills_up_before_the_results_leaves_none_of_them(
     ):  # written whole before the metrics failed: it loads (its weights match their digest)
         from genesel.impute import load_model
 
-        assert load_model(small_disk / "model").n_panel == 5
+        assert load_model(small_disk / "model").n_genes == 5
 
 
 def test_the_space_reserved_for_a_store_is_given_back(planted_store):
@@ -750,7 +751,7 @@ def test_every_writing_command_refuses_a_locked_output(
             "file",
         ),
         "simulate": (
-            ["simulate", "--out", tmp_path / "sim.h5ad", "--n-obs", 40, "--n-genes", 30],
+            ["simulate", "--out", tmp_path / "sim.h5ad", "--n-obs", 40, "--n-vars", 30],
             tmp_path / "sim.h5ad",
             "file",
         ),

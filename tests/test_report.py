@@ -390,7 +390,7 @@ def test_every_command_logs_its_resource_usage(tmp_path):
             str(tmp_path / "c.h5ad"),
             "--n-obs",
             "50",
-            "--n-genes",
+            "--n-vars",
             "20",
         ],
         capture_output=True,

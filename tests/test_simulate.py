@@ -13,15 +13,11 @@ import genesel.simulate as simulate
 from genesel.cli import simulate as simulate_cli
 from genesel.errors import ConfigError
 from genesel.io.gene_maps import dgex_gene_map
-from genesel.simulate import (
-    LATENT_BLOCK_ROWS,
-    SimulationParams,
-    build_model,
-    load_calibration,
-    noise_free_rows,
-    simulate_compendium,
-    simulated_genes,
-)
+from genesel.simulate import simulate_compendium
+from genesel.simulation import sampling
+from genesel.simulation.model import build_model
+from genesel.simulation.params import SimulationParams, load_calibration, simulated_genes
+from genesel.simulation.sampling import LATENT_BLOCK_ROWS, noise_free_rows
 
 
 def _read(path: Path) -> ad.AnnData:
@@ -32,27 +28,27 @@ def _read(path: Path) -> ad.AnnData:
 def small(tmp_path_factory: pytest.TempPathFactory) -> ad.AnnData:
     """300 samples x 400 genes, seed 1."""
     path = tmp_path_factory.mktemp("sim") / "small.h5ad"
-    return _read(simulate_compendium(path, n_obs=300, n_genes=400, seed=1, progress=False))
+    return _read(simulate_compendium(path, n_obs=300, n_vars=400, seed=1, progress=False))
 
 
 @pytest.fixture(scope="module")
 def medium(tmp_path_factory: pytest.TempPathFactory) -> ad.AnnData:
     """3,000 samples x 1,200 genes (108 landmarks), seed 0."""
     path = tmp_path_factory.mktemp("sim") / "medium.h5ad"
-    return _read(simulate_compendium(path, n_obs=3000, n_genes=1200, seed=0, progress=False))
+    return _read(simulate_compendium(path, n_obs=3000, n_vars=1200, seed=0, progress=False))
 
 
 def test_same_seed_same_values_whatever_the_block_size(tmp_path: Path, small: ad.AnnData) -> None:
     other = _read(
         simulate_compendium(
-            tmp_path / "b.h5ad", n_obs=300, n_genes=400, seed=1, block_rows=37, progress=False
+            tmp_path / "b.h5ad", n_obs=300, n_vars=400, seed=1, block_rows=37, progress=False
         )
     )
     np.testing.assert_array_equal(other.X, small.X)
     assert other.obs.equals(small.obs)
     assert other.var.equals(small.var)
     different = _read(
-        simulate_compendium(tmp_path / "c.h5ad", n_obs=300, n_genes=400, seed=2, progress=False)
+        simulate_compendium(tmp_path / "c.h5ad", n_obs=300, n_vars=400, seed=2, progress=False)
     )
     assert not np.allclose(different.X, small.X)
 
@@ -63,7 +59,7 @@ def test_shorter_run_is_a_prefix_of_a_longer_one(tmp_path: Path, small: ad.AnnDa
         simulate_compendium(
             tmp_path / "long.h5ad",
             n_obs=n_obs,
-            n_genes=400,
+            n_vars=400,
             seed=1,
             block_rows=500,
             progress=False,
@@ -100,7 +96,7 @@ def test_all_genes_keep_the_dgex_universe() -> None:
 
 
 def test_opens_backed(small: ad.AnnData, tmp_path: Path) -> None:
-    path = simulate_compendium(tmp_path / "backed.h5ad", n_obs=20, n_genes=50, progress=False)
+    path = simulate_compendium(tmp_path / "backed.h5ad", n_obs=20, n_vars=50, progress=False)
     backed = ad.read_h5ad(path, backed="r")
     try:
         assert backed.shape == (20, 50)
@@ -135,10 +131,10 @@ def test_noise_floor_and_noise_variance(medium: ad.AnnData) -> None:
 
 
 def test_noise_is_heavy_tailed_with_the_recorded_variance() -> None:
-    model = build_model(SimulationParams(), seed=3, n_genes=200)
-    rng = np.random.default_rng([3, simulate._LATENT_STREAM, 0])
-    clusters, scores = simulate._draw_latent(model, rng, LATENT_BLOCK_ROWS)
-    _, values = simulate.simulate_latent_block(model, 0)
+    model = build_model(SimulationParams(), seed=3, n_vars=200)
+    rng = np.random.default_rng([3, sampling.LATENT_STREAM, 0])
+    clusters, scores = sampling.draw_latent(model, rng, LATENT_BLOCK_ROWS)
+    _, values = sampling.simulate_latent_block(model, 0)
     noise = (values - noise_free_rows(model, clusters, scores)) / np.sqrt(
         model.noise_sd.astype(np.float64) ** 2
     )
@@ -168,16 +164,16 @@ def test_linear_imputation_from_landmarks_stays_above_the_noise_floor(medium: ad
 
 
 def test_signal_is_not_linear_in_the_latent_variables() -> None:
-    model = build_model(SimulationParams(), seed=0, n_genes=200)
+    model = build_model(SimulationParams(), seed=0, n_vars=200)
     rng = np.random.default_rng(0)
-    clusters, scores = simulate._draw_latent(model, rng, 2 * LATENT_BLOCK_ROWS)
+    clusters, scores = sampling.draw_latent(model, rng, 2 * LATENT_BLOCK_ROWS)
     signal = noise_free_rows(model, clusters, scores).astype(np.float64)
     signal = (signal - signal.mean(axis=0)) / signal.std(axis=0)
     latent = np.c_[scores, np.eye(model.params.n_clusters)[clusters]]
     nonlinear = _held_out_linear_mse(latent, signal, 3 * LATENT_BLOCK_ROWS // 2)
     assert nonlinear > 0.05  # a part of every gene's signal is a nonlinear function of h
     linear_only = build_model(
-        SimulationParams(nonlinear_share=0.0, tissue_share=0.0), seed=0, n_genes=200
+        SimulationParams(nonlinear_share=0.0, tissue_share=0.0), seed=0, n_vars=200
     )
     signal = noise_free_rows(linear_only, clusters, scores).astype(np.float64)
     signal = (signal - signal.mean(axis=0)) / signal.std(axis=0)
@@ -188,8 +184,8 @@ def test_signal_is_not_linear_in_the_latent_variables() -> None:
     "kwargs",
     [
         {"n_obs": 0},
-        {"n_obs": 10, "n_genes": 0},
-        {"n_obs": 10, "n_genes": 20_000},
+        {"n_obs": 10, "n_vars": 0},
+        {"n_obs": 10, "n_vars": 20_000},
         {"n_obs": 10, "block_rows": 0},
         {"n_obs": 10, "noise_df": 2.0},
         {"n_obs": 10, "rank": 1},
@@ -217,7 +213,7 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "out.h5ad"
     with pytest.raises(KeyboardInterrupt):
         simulate_compendium(
-            path, n_obs=3 * LATENT_BLOCK_ROWS, n_genes=30, block_rows=100, progress=False
+            path, n_obs=3 * LATENT_BLOCK_ROWS, n_vars=30, block_rows=100, progress=False
         )
     assert not any(tmp_path.iterdir())
 
@@ -233,7 +229,7 @@ def test_cli_writes_the_file(tmp_path: Path) -> None:
             str(out),
             "--n-obs",
             "40",
-            "--n-genes",
+            "--n-vars",
             "60",
             "--seed",
             "4",
@@ -249,3 +245,13 @@ def test_cli_writes_the_file(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["simulate", "--help"])
     assert exit_info.value.code == 0
+
+
+def test_cli_leaves_every_default_to_simulate_compendium() -> None:
+    """Options not given on the command line are not passed: the core owns the defaults."""
+    parser = argparse.ArgumentParser()
+    simulate_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--out", "out.h5ad"])
+    assert {name: getattr(args, name) for name in simulate_cli._OPTIONS} == dict.fromkeys(
+        simulate_cli._OPTIONS
+    )

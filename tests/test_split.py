@@ -125,3 +125,36 @@ def test_preprocess_group_column_keeps_subjects_out_of_training(tmp_path):
         )
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"sizes": (150, 40)}, {"group_column": "subject", "seed": 4}]
+)
+def test_tl_prepare_and_preprocess_agree(tmp_path, options):
+    """One split and one statistics code: the same labels, means, stds and constant flags."""
+    import anndata as ad
+
+    import genesel.tl
+    from genesel.preprocess import preprocess
+    from genesel.store import Store
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(8, 2, size=(230, 12)).astype(np.float32)
+    values[:, 3] = 5.0  # constant
+    obs = pd.DataFrame(
+        {"subject": np.repeat([f"s{i}" for i in range(23)], 10)},
+        index=[f"x{i}" for i in range(230)],
+    )
+    adata = ad.AnnData(values, obs=obs)
+    adata.var_names = [f"G{i}" for i in range(12)]
+    path = preprocess(adata, tmp_path / "store.h5ad", log2="no", progress=False, **options)
+    genesel.tl.prepare(adata, **options)
+    with Store.open(path) as store:
+        labels = store.obs["split"].astype(str)
+        var = store.var
+    prepared = adata.obs["genesel_split"].astype(str)
+    pd.testing.assert_series_equal(labels, prepared.loc[labels.index], check_names=False)
+    np.testing.assert_allclose(adata.var["genesel_mean"], var["mean"], rtol=1e-6)
+    np.testing.assert_allclose(adata.var["genesel_std"], var["std"], rtol=1e-5)
+    np.testing.assert_array_equal(adata.var["genesel_constant"], var["constant"])
+    assert var["constant"].sum() == 1

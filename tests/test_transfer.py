@@ -27,12 +27,8 @@ PANEL_SIZE = 8
 def compendia(tmp_path_factory):
     """Store A (seed 1) with a linear model on 8 landmarks; compendium B (seed 2) with its genes shuffled."""
     root = tmp_path_factory.mktemp("transfer")
-    a = simulate_compendium(
-        root / "a_raw.h5ad", n_obs=400, seed=1, n_genes=N_GENES, progress=False
-    )
-    b = simulate_compendium(
-        root / "b_raw.h5ad", n_obs=300, seed=2, n_genes=N_GENES, progress=False
-    )
+    a = simulate_compendium(root / "a_raw.h5ad", n_obs=400, seed=1, n_vars=N_GENES, progress=False)
+    b = simulate_compendium(root / "b_raw.h5ad", n_obs=300, seed=2, n_vars=N_GENES, progress=False)
     store_a = preprocess(a, root / "a.h5ad", seed=0, progress=False)
     raw_b = ad.read_h5ad(b)
     shuffled = raw_b[:, np.random.default_rng(7).permutation(raw_b.n_vars)].copy()
@@ -81,7 +77,7 @@ def test_transfer_equals_reordering_by_hand(compendia, standardize, caplog):
             store_b, model, standardize=standardize, block_rows=37, progress=False
         )
         expected, n_shared = _by_hand(store_b, model, standardize=standardize)
-    n_missing = model.n_genes - n_shared
+    n_missing = model.n_vars - n_shared
     assert (
         0 < n_missing < N_GENES - PANEL_SIZE
     )  # another seed draws other target genes: some are missing
@@ -97,7 +93,7 @@ def test_transfer_equals_reordering_by_hand(compendia, standardize, caplog):
     )
     assert record["standardize"] == standardize and record["source_store"] == str(store_a)
     assert record["source_fingerprint"] != record["data_fingerprint"]
-    assert f"{n_missing} of the model's {model.n_genes} genes are not in the data" in caplog.text
+    assert f"{n_missing} of the model's {model.n_vars} genes are not in the data" in caplog.text
 
 
 def test_transfer_falls_back_to_symbols(compendia):

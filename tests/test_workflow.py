@@ -20,7 +20,7 @@ SNAKEMAKE = BIN / "snakemake"
 #: count, so the plan is known before the store exists), 1 seed, both decoders: 12 short jobs.
 TINY_CONFIG = {
     "run": "tiny",
-    "input": {"simulate": {"n_obs": 300, "n_genes": 200, "seed": 0}},
+    "input": {"simulate": {"n_obs": 300, "n_vars": 200, "seed": 0}},
     "methods": {
         "cae": {"epochs": 3, "batch_size": 64, "min_steps": 0},
         "random": {},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ from genesel.cli.common import (
     add_training_arguments,
     add_wait_argument,
     loader_config,
+    parse_params,
     resuming,
+    run_config,
     trainer_config,
 )
-from genesel.decoders import ACTIVATIONS
 from genesel.errors import ConfigError, InputFileError
+from genesel.impute.decoders import DECODER_SUMMARIES, available_decoders
 from genesel.io.lock import guarded_output
 from genesel.io.source import MatrixSource, check_unique
 
@@ -46,6 +49,47 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+#: Stands in the ``impute fit`` epilog for the decoder table, generated when help is printed.
+DECODER_HELP = "\x00decoders"
+
+
+class _DecoderHelpFormatter(argparse.HelpFormatter):
+    """Formats ``impute fit --help``, with the decoders' ``--param`` keys read from their classes.
+
+    Generated only when the help is printed, so that building the parser imports no torch.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == DECODER_HELP:
+            return "\n".join(indent + line for line in decoder_help())
+        return super()._fill_text(text, width, indent)
+
+
+def decoder_help() -> list[str]:
+    """Lines listing every decoder with its ``--param`` keys and defaults (from the classes)."""
+    from genesel.impute.base import get_decoder_class
+
+    lines = ["decoders, with their --param keys and defaults:"]
+    for name in available_decoders():
+        cls = get_decoder_class(name)
+        lines.append(f"  {name}: {DECODER_SUMMARIES.get(name, '')}".rstrip())
+        lines += [
+            f"      --param {key}={_shown(value)}" for key, value in cls.parameters().items()
+        ]
+        training = getattr(cls, "training_defaults", {})
+        if training:
+            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in training.items())
+            lines.append(f"      training unless given: {shown}")
+    return lines
+
+
+def _shown(value: Any) -> str:
+    """A default as ``--param`` reads it back (JSON; plain text for strings)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
 def _add_fit(actions: argparse._SubParsersAction) -> None:
     parser = actions.add_parser(
         "fit",
@@ -53,8 +97,11 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
         description=(
             "Fit a model that predicts every gene of the store from the panel genes, on the train split "
             "(the MLP keeps the weights of the best validation loss). Writes OUT/model.pt, OUT/model.json "
-            "and, for the MLP, OUT/history.tsv (and OUT/checkpoint.pt while training, for --resume). The MLP decays the learning rate by 0.95 per epoch unless --lr-decay says otherwise."
+            "and, for the MLP, OUT/history.tsv (and OUT/checkpoint.pt while training, for --resume). "
+            "Decoder hyperparameters are given with --param KEY=VALUE; their defaults are listed below."
         ),
+        epilog=DECODER_HELP,
+        formatter_class=_DecoderHelpFormatter,
     )
     parser.add_argument(
         "--data", required=True, help="preprocessed store (.h5ad from genesel preprocess)"
@@ -68,9 +115,16 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--decoder",
-        choices=("linear", "mlp", "knn"),
+        choices=available_decoders(),
         default="linear",
         help="model kind (default linear)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="decoder hyperparameter, repeatable, value read as JSON (e.g. --param hidden=[9000,9000] "
+        "--param ridge=1e-3 --param n_neighbors=5); see the list below",
     )
     parser.add_argument(
         "--out", required=True, nargs="+", help="model directory to write (one per --panel)"
@@ -95,50 +149,10 @@ def _add_fit(actions: argparse._SubParsersAction) -> None:
         default="test",
         help="rows --metrics scores (default test)",
     )
-    linear = parser.add_argument_group("linear")
-    linear.add_argument(
-        "--ridge",
-        default=None,
-        help="penalty on the weights, relative to unit gene variance: 'auto' (default) picks it from a grid by the "
-        "imputed-gene MSE on the validation split; a number fixes it (0 = exact least squares)",
-    )
-    linear.add_argument(
-        "--precision",
-        choices=("float64", "float32"),
-        default="float64",
-        help="arithmetic of the per-block products (default float64; float32 is about 2x faster on a CPU, sums stay float64)",
-    )
-    mlp = parser.add_argument_group("mlp")
-    mlp.add_argument(
-        "--hidden",
-        type=int,
-        nargs="+",
-        default=[9000],
-        help="hidden layer widths, 1 to 3 (default 9000; D-GEX best: 9000 9000 9000)",
-    )
-    mlp.add_argument(
-        "--activation",
-        choices=ACTIVATIONS,
-        default="tanh",
-        help="hidden activation (default tanh as D-GEX; leaky_relu as CAE)",
-    )
-    mlp.add_argument(
-        "--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)"
-    )
-    mlp.add_argument(
+    parser.add_argument(
         "--keep-checkpoint",
         action="store_true",
-        help="keep OUT/checkpoint.pt after the model is saved",
-    )
-    knn = parser.add_argument_group("knn")
-    knn.add_argument(
-        "--neighbors", type=int, default=10, help="k nearest train samples averaged (default 10)"
-    )
-    knn.add_argument(
-        "--max-reference",
-        type=int,
-        default=10_000,
-        help="train samples stored as reference, drawn with --seed (default 10000; 0 = all)",
+        help="keep a trained decoder's OUT/checkpoint.pt after the model is saved",
     )
     add_wait_argument(parser)
     add_training_arguments(parser, epochs=100)
@@ -183,60 +197,79 @@ def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
     from genesel.checkpoint import remove_checkpoint
     from genesel.impute import fit_imputer
-    from genesel.impute.mlp import CHECKPOINT_NAME, DEFAULT_LR_DECAY
-    from genesel.impute.ridge import parse_ridge
+    from genesel.impute.base import make_decoder
     from genesel.store import Store
 
     fits = fit_runs(args.panel, args.out, args.metrics, args.seed)
+    params = decoder_params(args)
+    decoder = make_decoder(args.decoder, **params)  # refuse unknown parameters before reading
     with Store.open(args.data) as store:
         for panel, out, metrics, seed in fits:
             with guarded_output(out, kind="dir", wait=args.wait):
-                model = resuming(
-                    args,
-                    lambda resume, panel=panel, out=out, seed=seed: fit_imputer(
+
+                def fit(
+                    resume: bool, panel: str = panel, out: Path = out, seed: int = seed
+                ) -> Any:
+                    return fit_imputer(
                         store,
                         panel,
                         decoder=args.decoder,
-                        **({} if args.ridge is None else {"ridge": parse_ridge(args.ridge)}),
-                        precision=args.precision,
-                        hidden=tuple(args.hidden),
-                        activation=args.activation,
-                        dropout=args.dropout,
-                        n_neighbors=args.neighbors,
-                        max_reference=args.max_reference or None,
-                        trainer=trainer_config(args, seed=seed, lr_decay=DEFAULT_LR_DECAY),
+                        trainer=trainer_config(args),
+                        run=run_config(args, seed=seed),
                         loader=loader_config(args),
-                        block_rows=args.block_rows,
                         work_dir=out,
                         resume=resume,
-                        progress=args.progress,
-                    ),
-                )
+                        **params,
+                    )
+
+                model = resuming(args, fit)
                 model.training["panel"] = str(Path(panel))
                 model.save(out)
                 if metrics is not None:
-                    from genesel.evaluate import describe_metrics, evaluate_model
-
-                    evaluation = evaluate_model(
-                        store, model, split=args.split, progress=args.progress
-                    )
-                    path = evaluation.write(metrics)
-                    logger.info(
-                        "%s split: %s; metrics written to %s",
-                        args.split,
-                        describe_metrics(evaluation.metrics),
-                        path,
-                    )
-                if args.decoder == "mlp" and not args.keep_checkpoint:
-                    remove_checkpoint(out / CHECKPOINT_NAME)
+                    _score(store, model, metrics, args)
+                if not args.keep_checkpoint:
+                    for name in decoder.checkpoint_files:
+                        remove_checkpoint(out / name)
             logger.info(
                 "%s imputation model (%d panel genes -> %d genes) written to %s",
                 args.decoder,
-                model.n_panel,
                 model.n_genes,
+                model.n_vars,
                 out,
             )
     return 0
+
+
+def decoder_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The decoder hyperparameters of ``impute fit``: the ``--param`` pairs, and ``--block-rows``.
+
+    ``--block-rows`` goes to the decoders that read the data in blocks themselves (a
+    ``block_rows`` parameter: the linear and KNN fits); trained decoders get it through the
+    loader.
+    """
+    from genesel.impute.base import get_decoder_class
+
+    params = parse_params(args.param)
+    if (
+        args.block_rows is not None
+        and "block_rows" in get_decoder_class(args.decoder).parameters()
+    ):
+        params.setdefault("block_rows", args.block_rows)
+    return params
+
+
+def _score(store: Any, model: Any, metrics: str, args: argparse.Namespace) -> None:
+    """Score a fitted model on ``--split`` and write its metrics JSON to ``metrics``."""
+    from genesel.evaluate import describe_metrics, evaluate_model
+
+    evaluation = evaluate_model(store, model, split=args.split, progress=args.progress)
+    path = evaluation.write(metrics)
+    logger.info(
+        "%s split: %s; metrics written to %s",
+        args.split,
+        describe_metrics(evaluation.metrics),
+        path,
+    )
 
 
 def fit_runs(
@@ -250,11 +283,11 @@ def fit_runs(
         raise ConfigError(f"{len(panels)} --panel values need as many {', '.join(wrong)} values")
     if len(set(outs)) != len(outs):
         raise ConfigError("every --out value must be a different directory")
-    metrics = metrics or [None] * len(panels)
+    written: list[str | None] = list(metrics) if metrics else [None] * len(panels)
     seeds = seeds * len(panels) if len(seeds) == 1 else seeds
     return [
         (panel, Path(out), m, int(seed))
-        for panel, out, m, seed in zip(panels, outs, metrics, seeds, strict=True)
+        for panel, out, m, seed in zip(panels, outs, written, seeds, strict=True)
     ]
 
 
@@ -285,8 +318,8 @@ def run_apply(args: argparse.Namespace) -> int:
     logger.info(
         "imputed %d samples x %d genes (%d measured) written to %s",
         result.n_obs,
+        model.n_vars,
         model.n_genes,
-        model.n_panel,
         args.out,
     )
     return 0
@@ -303,11 +336,12 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
     if suffixes and suffixes[-1] == ".gctx":
         from genesel.io.gctx import read_gctx
 
+        # argparse's choices hold orientation to the Literal values read_gctx takes
         return read_gctx(path, orientation=orientation)  # type: ignore[arg-type]
     if suffixes and suffixes[-1] == ".h5ad":
         try:
             adata = anndata.read_h5ad(path, backed="r")
-        except Exception as error:
+        except (OSError, KeyError, ValueError, TypeError) as error:  # h5py and anndata's
             raise InputFileError(path, f"not a readable .h5ad ({error})") from None
         try:
             check_unique(path, pd.Index(adata.var_names.astype(str)), "gene")
@@ -329,7 +363,7 @@ def read_measured(path: str | Path, model: Any, *, orientation: str | None = Non
             .iloc[0]
             .tolist()
         )
-    except Exception as error:
+    except (OSError, ValueError, IndexError) as error:  # pandas' parser errors are ValueErrors
         raise InputFileError(path, f"cannot parse the table ({error})") from None
     table.index = table.index.astype(str)
     table.columns = pd.Index([str(name) for name in header[len(header) - table.shape[1] :]])

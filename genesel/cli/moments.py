@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS
 from genesel.cli.common import add_wait_argument
 from genesel.io.lock import guarded_output
 
@@ -30,12 +31,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision",
         choices=("float64", "float32"),
-        default="float64",
+        default=None,
         help="arithmetic of the per-block products (default float64; sums over blocks are float64 either way)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument(
-        "--block-rows", type=int, default=2048, help="rows per block (default 2048)"
+        "--block-rows",
+        type=int,
+        default=None,
+        help=f"rows per block (default {DEFAULT_BLOCK_ROWS})",
     )
     parser.add_argument(
         "--max-memory-gib",
@@ -47,20 +51,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+#: Options of ``genesel moments`` passed to :func:`~genesel.moments.compute_moments` when given.
+_OPTIONS = ("precision", "device", "block_rows", "max_memory_gib")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel moments``."""
     from genesel.moments import compute_moments
     from genesel.store import Store
 
     with guarded_output(args.out, kind="file", wait=args.wait), Store.open(args.data) as store:
-        path = compute_moments(
-            store,
-            args.out,
-            precision=args.precision,
-            device=args.device,
-            block_rows=args.block_rows,
-            max_memory_gib=args.max_memory_gib,
-            progress=args.progress,
-        )
+        given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
+        path = compute_moments(store, args.out, progress=args.progress, **given)
     logger.info("moments written to %s", path)
     return 0

@@ -8,6 +8,7 @@ from genesel.cli.common import add_wait_argument
 from genesel.errors import ConfigError
 from genesel.io.lock import guarded_output
 from genesel.io.open import FORMATS
+from genesel.transforms import DUPLICATE_TOLERANCE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,27 +49,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--log2",
         choices=("auto", "yes", "no"),
-        default="auto",
+        default=None,
         help="take log2(x + 1): auto = only if not log-scale (default)",
     )
     parser.add_argument(
         "--force-log",
         action="store_true",
+        default=None,
         help="with --log2 yes, log data that looks log-scale already",
     )
     parser.add_argument(
         "--quantile-normalize",
         action="store_true",
+        default=None,
         help="quantile-normalise samples (reference: train split)",
     )
     parser.add_argument(
-        "--remove-duplicates", action="store_true", help="drop samples repeating an earlier one"
+        "--remove-duplicates",
+        action="store_true",
+        default=None,
+        help="drop samples repeating an earlier one",
     )
     parser.add_argument(
         "--duplicate-tolerance",
         type=float,
-        default=1e-3,
-        help="max abs difference of duplicates (default 1e-3)",
+        default=None,
+        help=f"max abs difference of duplicates (default {DUPLICATE_TOLERANCE:g})",
     )
     parser.add_argument(
         "--split-column", default=None, help="obs column holding train/validation/test labels"
@@ -78,7 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="obs column of groups (subject, patient, batch) kept whole within one split, so no test subject is trained on",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the random split (default 0)"
+    )
     parser.add_argument(
         "--sizes",
         type=int,
@@ -105,25 +113,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Options of ``genesel preprocess`` passed to :func:`~genesel.preprocess.preprocess` when given
+#: (the others keep the function's defaults).
+_OPTIONS = (
+    "format",
+    "orientation",
+    "layer",
+    "probe_map",
+    "log2",
+    "force_log",
+    "quantile_normalize",
+    "remove_duplicates",
+    "duplicate_tolerance",
+    "split_column",
+    "group_column",
+    "seed",
+    "sizes",
+    "block_rows",
+)
+
+
 def _preprocess(args: argparse.Namespace) -> None:
     from genesel.preprocess import preprocess
 
-    preprocess(
-        args.input,
-        args.out,
-        format=args.format,
-        orientation=args.orientation,
-        layer=args.layer,
-        probe_map=args.probe_map,
-        log2=args.log2,
-        force_log=args.force_log,
-        quantile_normalize=args.quantile_normalize,
-        remove_duplicates=args.remove_duplicates,
-        duplicate_tolerance=args.duplicate_tolerance,
-        split_column=args.split_column,
-        group_column=args.group_column,
-        seed=args.seed,
-        sizes=args.sizes,
-        block_rows=args.block_rows,
-        progress=getattr(args, "progress", True),
-    )
+    given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
+    preprocess(args.input, args.out, progress=getattr(args, "progress", True), **given)

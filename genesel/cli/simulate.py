@@ -6,9 +6,10 @@ import argparse
 
 from genesel.cli.common import add_wait_argument
 from genesel.io.lock import guarded_output
-from genesel.simulate import GEO_N_OBS, SimulationParams, simulate_compendium
+from genesel.simulate import BLOCK_ROWS, GEO_N_OBS, simulate_compendium
+from genesel.simulation.params import SimulationParams
 
-_DEFAULTS = SimulationParams()
+_DEFAULTS = SimulationParams()  # for the help texts; the defaults are the core's
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,94 +28,97 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--n-obs",
         type=int,
-        default=GEO_N_OBS,
+        default=None,
         help=f"number of samples (default {GEO_N_OBS:,}, as the GEO data)",
     )
     parser.add_argument(
-        "--n-genes",
+        "--n-vars",
         type=int,
         default=None,
         help="keep this many genes: the first landmarks and a seeded subset of targets, in the 943 : 9,520 proportion (default: all 10,463)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed of everything (default 0)"
+        "--seed", type=int, default=None, help="random seed of everything (default 0)"
     )
     parser.add_argument(
         "--block-rows",
         type=int,
-        default=4096,
-        help="rows written at a time; sets memory use only, not the values (default 4096)",
+        default=None,
+        help=f"rows written at a time; sets memory use only, not the values (default {BLOCK_ROWS})",
     )
     add_wait_argument(parser)
     model = parser.add_argument_group("model")
     model.add_argument(
         "--n-clusters",
         type=int,
-        default=_DEFAULTS.n_clusters,
+        default=None,
         help=f"tissue-like sample clusters (default {_DEFAULTS.n_clusters})",
     )
     model.add_argument(
         "--rank",
         type=int,
-        default=_DEFAULTS.rank,
+        default=None,
         help=f"latent factors (default {_DEFAULTS.rank})",
     )
     model.add_argument(
         "--n-programs",
         type=int,
-        default=_DEFAULTS.n_programs,
+        default=None,
         help=f"nonlinear regulatory programs (default {_DEFAULTS.n_programs})",
     )
     model.add_argument(
         "--noise-df",
         type=float,
-        default=_DEFAULTS.noise_df,
+        default=None,
         help=f"Student-t degrees of freedom of the noise, > 2; inf for Gaussian (default {_DEFAULTS.noise_df})",
     )
     model.add_argument(
         "--noise-fraction",
         type=float,
-        default=_DEFAULTS.noise_fraction,
+        default=None,
         help=f"noise share of the variance of a target gene of median brightness (default {_DEFAULTS.noise_fraction})",
     )
     model.add_argument(
         "--nonlinear-share",
         type=float,
-        default=_DEFAULTS.nonlinear_share,
+        default=None,
         help=f"mean share of a target's signal variance from nonlinear responses (default {_DEFAULTS.nonlinear_share})",
     )
     model.add_argument(
         "--tissue-share",
         type=float,
-        default=_DEFAULTS.tissue_share,
+        default=None,
         help=f"mean share of signal variance from cluster-specific offsets (default {_DEFAULTS.tissue_share})",
     )
     model.add_argument(
         "--cluster-separation",
         type=float,
-        default=_DEFAULTS.cluster_separation,
+        default=None,
         help=f"spread of the cluster centres in factor space (default {_DEFAULTS.cluster_separation})",
     )
     parser.set_defaults(func=run)
 
 
+#: Options of ``genesel simulate`` passed to :func:`simulate_compendium` when given.
+_OPTIONS = (
+    "n_obs",
+    "n_vars",
+    "seed",
+    "block_rows",
+    "n_clusters",
+    "rank",
+    "n_programs",
+    "noise_df",
+    "noise_fraction",
+    "nonlinear_share",
+    "tissue_share",
+    "cluster_separation",
+)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``genesel simulate``."""
+    given = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
     with guarded_output(args.out, kind="file", wait=args.wait):
-        simulate_compendium(
-            args.out,
-            n_obs=args.n_obs,
-            n_genes=args.n_genes,
-            seed=args.seed,
-            block_rows=args.block_rows,
-            progress=getattr(args, "progress", True),
-            n_clusters=args.n_clusters,
-            rank=args.rank,
-            n_programs=args.n_programs,
-            noise_df=args.noise_df,
-            noise_fraction=args.noise_fraction,
-            nonlinear_share=args.nonlinear_share,
-            tissue_share=args.tissue_share,
-            cluster_separation=args.cluster_separation,
-        )
+        simulate_compendium(args.out, progress=getattr(args, "progress", True), **given)
     return 0

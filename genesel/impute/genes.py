@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,8 @@ SYMBOL_COLUMNS = (
 MATCH_STAGES = ("gene_id", "symbol", "symbol ignoring case")
 #: How many missing genes an error message lists before abbreviating.
 MAX_LISTED = 25
+#: Gene names as the matching functions accept them: a list, an array or a pandas Index.
+Names: TypeAlias = Sequence[str] | np.ndarray | pd.Index
 
 
 def panel_gene_ids(panel: Any) -> tuple[list[str] | None, list[int] | None, Path | None]:
@@ -93,6 +95,7 @@ def resolve_panel(panel: Any, var: pd.DataFrame) -> np.ndarray:
             )
         result = np.asarray(indices, dtype=np.int64)
     else:
+        assert names is not None  # panel_gene_ids gives names whenever it gives no indices
         lookup = _first_position(var.index.astype(str))
         symbols = _unique_positions(var["symbol"].astype(str)) if "symbol" in var.columns else {}
         result = np.empty(len(names), dtype=np.int64)
@@ -150,9 +153,9 @@ class ColumnMatch:
 
 
 def locate_columns(
-    gene_ids: Sequence[str],
-    symbols: Sequence[str],
-    var_names: Sequence[str],
+    gene_ids: Names,
+    symbols: Names,
+    var_names: Names,
     var: pd.DataFrame | None = None,
     *,
     source: str | os.PathLike[str] = "<input>",
@@ -165,16 +168,16 @@ def locate_columns(
     :func:`match_columns` it raises only for repeated column names, and reports the genes it
     could not place in the result.
     """
-    var_names = pd.Index(np.asarray(var_names).astype(str))
-    if not var_names.is_unique:
-        repeated = var_names[var_names.duplicated()].unique().tolist()
+    columns = pd.Index(np.asarray(var_names).astype(str))
+    if not columns.is_unique:
+        repeated = columns[columns.duplicated()].unique().tolist()
         raise InputFileError(
             source,
             f"{len(repeated)} column name(s) occur more than once: {_listing(repeated)}",
             "give one column per gene (average repeated probes first, e.g. with genesel preprocess)",
         )
-    id_sources = [var_names] + _columns(var, ID_COLUMNS)
-    symbol_sources = [var_names] + _columns(var, SYMBOL_COLUMNS)
+    id_sources = [columns] + _columns(var, ID_COLUMNS)
+    symbol_sources = [columns] + _columns(var, SYMBOL_COLUMNS)
     result = np.full(len(gene_ids), -1, dtype=np.int64)
     stage_of = np.full(len(gene_ids), -1, dtype=np.int64)
     ambiguous: list[str] = []
@@ -189,7 +192,7 @@ def locate_columns(
             break
         for names in sources:
             positions = _positions(names, fold=fold)
-            for k in todo:
+            for k in todo.tolist():
                 if result[k] != -1:
                     continue
                 key = str(keys[k]).upper() if fold else str(keys[k])
@@ -198,7 +201,7 @@ def locate_columns(
                     continue
                 if len(found) > 1:
                     ambiguous.append(
-                        f"{symbols[k]} ({gene_ids[k]}) in columns {[str(var_names[i]) for i in found[:3]]}"
+                        f"{symbols[k]} ({gene_ids[k]}) in columns {[str(columns[i]) for i in found[:3]]}"
                     )
                     result[k] = -2
                 else:
@@ -208,9 +211,9 @@ def locate_columns(
 
 
 def match_columns(
-    panel_ids: Sequence[str],
-    panel_symbols: Sequence[str],
-    var_names: Sequence[str],
+    panel_ids: Names,
+    panel_symbols: Names,
+    var_names: Names,
     var: pd.DataFrame | None = None,
     *,
     source: str | os.PathLike[str] = "<input>",
@@ -244,11 +247,11 @@ def match_columns(
 
 def require_panel(
     match: ColumnMatch,
-    panel_ids: Sequence[str],
-    panel_symbols: Sequence[str],
+    panel_ids: Names,
+    panel_symbols: Names,
     *,
     source: str | os.PathLike[str],
-    var_names: Sequence[str] | None = None,
+    var_names: Names | None = None,
     hint: str = "the input must measure every panel gene; columns are matched by gene id or symbol",
 ) -> None:
     """Raise an :class:`InputFileError` naming the panel genes ``match`` did not place once.
@@ -268,7 +271,7 @@ def require_panel(
         )
     missing = np.flatnonzero(match.columns < 0)
     if missing.size:
-        listed = [f"{panel_symbols[k]} ({panel_ids[k]})" for k in missing]
+        listed = [f"{panel_symbols[k]} ({panel_ids[k]})" for k in missing.tolist()]
         raise InputFileError(
             source,
             f"{missing.size} of {len(panel_ids)} panel genes are missing: {_listing(listed)}",

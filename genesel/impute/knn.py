@@ -11,15 +11,23 @@ sizes, and a reference loaded memory-mapped is never read into memory at once.
 from __future__ import annotations
 
 import logging
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
 from genesel.errors import ConfigError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
+from genesel.impute.base import Decoder, DecoderFit, register_decoder
+from genesel.run import RunConfig
 from genesel.store import Store
+
+if TYPE_CHECKING:
+    from genesel.loader import LoaderConfig
+    from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,30 +46,36 @@ class NearestNeighborImputer(nn.Module):
         Number of reference samples.
     panel
         Column indices of the panel genes in the profiles.
-    n_genes
-        Genes per profile.
+    n_vars
+        Genes per profile (all genes).
     n_neighbors
         ``k``.
     """
+
+    reference: torch.Tensor
+    panel: torch.Tensor
 
     def __init__(
         self,
         n_reference: int,
         panel: np.ndarray | list[int],
-        n_genes: int,
+        n_vars: int,
         *,
-        n_neighbors: int = 10,
+        n_neighbors: int,
     ) -> None:
         super().__init__()
         if n_neighbors < 1:
-            raise ConfigError(f"n_neighbors must be at least 1, got {n_neighbors}")
+            raise ConfigError(
+                f"n_neighbors must be at least 1, got {n_neighbors}", parameter="param:n_neighbors"
+            )
         if n_reference < n_neighbors:
             raise ConfigError(
-                f"n_neighbors={n_neighbors} exceeds the {n_reference} reference samples"
+                f"n_neighbors={n_neighbors} exceeds the {n_reference} reference samples",
+                parameter="param:n_neighbors",
             )
         self.n_neighbors = int(n_neighbors)
         self.register_buffer(
-            "reference", torch.zeros((int(n_reference), int(n_genes)), dtype=torch.float32)
+            "reference", torch.zeros((int(n_reference), int(n_vars)), dtype=torch.float32)
         )
         self.register_buffer("panel", torch.as_tensor(np.asarray(panel, dtype=np.int64)))
         self._reference_panel: torch.Tensor | None = None
@@ -117,8 +131,8 @@ def fit_knn(
     store: Store,
     panel: np.ndarray,
     *,
-    n_neighbors: int = 10,
-    max_reference: int | None = DEFAULT_MAX_REFERENCE,
+    n_neighbors: int,
+    max_reference: int | None,
     seed: int = 0,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     progress: bool = True,
@@ -165,3 +179,73 @@ def fit_knn(
                 filled += chosen.size
             bar.update(block.shape[0])
     return module
+
+
+@register_decoder
+class KNNDecoder(Decoder):
+    """D-GEX's KNN-GE: the average of the nearest train profiles in panel space.
+
+    Parameters
+    ----------
+    n_neighbors
+        ``k``, the profiles averaged (D-GEX used 10).
+    max_reference
+        Train samples stored as reference, drawn with the run's seed; ``None``: all.
+    block_rows
+        Rows read at a time.
+    """
+
+    name = "knn"
+
+    def __init__(
+        self,
+        *,
+        n_neighbors: int = 10,
+        max_reference: int | None = DEFAULT_MAX_REFERENCE,
+        block_rows: int = DEFAULT_BLOCK_ROWS,
+    ) -> None:
+        if int(n_neighbors) < 1:
+            raise ConfigError(
+                f"n_neighbors must be at least 1, got {n_neighbors}", parameter="param:n_neighbors"
+            )
+        if max_reference is not None and int(max_reference) < 1:
+            raise ConfigError(
+                f"max_reference must be positive or None (all), got {max_reference}",
+                parameter="param:max_reference",
+            )
+        self.n_neighbors = int(n_neighbors)
+        self.max_reference = None if max_reference is None else int(max_reference)
+        self.block_rows = int(block_rows)
+
+    def fit_module(
+        self,
+        store: Store,
+        panel: np.ndarray,
+        *,
+        trainer: TrainerConfig | None,
+        run: RunConfig,
+        loader: LoaderConfig | None,
+        work_dir: str | os.PathLike[str] | None,
+        resume: bool,
+    ) -> DecoderFit:
+        """Store (a seeded subsample of) the train split as the reference profiles."""
+        module = fit_knn(
+            store,
+            panel,
+            n_neighbors=self.n_neighbors,
+            max_reference=self.max_reference,
+            seed=run.seed,
+            block_rows=self.block_rows,
+            progress=run.progress,
+        )
+        params = {"n_neighbors": self.n_neighbors, "n_reference": int(module.reference.shape[0])}
+        return DecoderFit(module, params, {"seed": run.seed, "max_reference": self.max_reference})
+
+    @classmethod
+    def build_module(
+        cls, params: dict[str, Any], *, n_genes: int, n_vars: int, panel: np.ndarray
+    ) -> nn.Module:
+        """An empty reference of the saved size (filled by the saved weights)."""
+        return NearestNeighborImputer(
+            params["n_reference"], panel, n_vars, n_neighbors=params["n_neighbors"]
+        )

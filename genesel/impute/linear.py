@@ -1,4 +1,4 @@
-"""Exact least-squares imputation, computed out-of-core in one pass over the train split.
+"""The linear decoder: exact least squares, accumulated out-of-core in one pass over the train split.
 
 Model, in standardised units ``z = (x - mean) / std``: ``z_all = z_panel @ W + b``. The
 normal equations need only the cross-products of the panel genes with all genes and the
@@ -13,57 +13,32 @@ blocks in float64.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import scipy.linalg
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from genesel.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
+from genesel.decoders import build_decoder
 from genesel.errors import ConfigError
-from genesel.impute.blocks import DEFAULT_BLOCK_ROWS, iter_row_blocks
-from genesel.impute.ridge import AUTO, PanelStatistics, RidgeChoice, RidgeProblem, parse_ridge
+from genesel.impute.base import Decoder, DecoderFit, register_decoder
+from genesel.impute.lstsq import LinearSolution, solve_statistics, solve_validated
+from genesel.impute.ridge import AUTO, DEFAULT_RIDGE, PanelStatistics, parse_ridge
+from genesel.run import RunConfig, resolve_device
 from genesel.store import Store
+
+if TYPE_CHECKING:
+    from genesel.loader import LoaderConfig
+    from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 
 #: Arithmetic of the per-block products.
 PRECISIONS = ("float64", "float32")
-#: Below this reciprocal condition estimate of the panel Gram matrix, solve by SVD instead.
-SINGULAR_RCOND = 1e-12
-
-
-@dataclass
-class LinearSolution:
-    """A least-squares fit of all genes on the panel genes, in standardised units.
-
-    Attributes
-    ----------
-    coef
-        ``K x D`` float64 weights.
-    intercept
-        ``D`` float64 intercepts.
-    n_samples
-        Training rows used.
-    ridge
-        Penalty that was applied (see :func:`solve_normal_equations`).
-    ridge_choice
-        How the penalty was chosen (validated grid, GCV, or given), see
-        :class:`~genesel.impute.ridge.RidgeChoice`.
-    method
-        ``"cholesky"`` or ``"lstsq"`` (minimum-norm fallback for a singular system).
-    seconds
-        Wall time of the accumulation pass and of the solve.
-    """
-
-    coef: np.ndarray
-    intercept: np.ndarray
-    n_samples: int
-    ridge: float
-    method: str
-    seconds: dict[str, float]
-    ridge_choice: RidgeChoice | None = None
 
 
 class NormalEquations:
@@ -79,8 +54,8 @@ class NormalEquations:
     ----------
     panel
         Column indices of the panel genes.
-    n_genes
-        Columns of every block.
+    n_vars
+        Columns of every block (all genes).
     center
         Per-gene shift subtracted before multiplying (the train means keep the sums small).
     device
@@ -94,14 +69,16 @@ class NormalEquations:
     def __init__(
         self,
         panel: np.ndarray,
-        n_genes: int,
+        n_vars: int,
         *,
         center: np.ndarray,
         device: torch.device | str = "cpu",
         precision: str = "float64",
     ) -> None:
         if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ConfigError(
+                f"precision must be one of {PRECISIONS}, got {precision!r}", parameter="precision"
+            )
         self.device = torch.device(device)
         self.dtype = torch.float64 if precision == "float64" else torch.float32
         self.panel = torch.as_tensor(np.asarray(panel, dtype=np.int64), device=self.device)
@@ -109,9 +86,9 @@ class NormalEquations:
             self.dtype
         )
         self.products = torch.zeros(
-            (self.panel.numel() + 1, n_genes), dtype=torch.float64, device=self.device
+            (self.panel.numel() + 1, n_vars), dtype=torch.float64, device=self.device
         )
-        self.squares = torch.zeros(n_genes, dtype=torch.float64, device=self.device)
+        self.squares = torch.zeros(n_vars, dtype=torch.float64, device=self.device)
         self.n_samples = 0
         self._centred: torch.Tensor | None = None
         self._design: torch.Tensor | None = None
@@ -122,16 +99,17 @@ class NormalEquations:
         rows = block.shape[0]
         if not rows:
             return
-        if self._centred is None or self._centred.shape[0] < rows:
-            self._centred = torch.empty(
+        centred_buffer, design_buffer = self._centred, self._design
+        if centred_buffer is None or design_buffer is None or centred_buffer.shape[0] < rows:
+            centred_buffer = self._centred = torch.empty(
                 (rows, block.shape[1]), dtype=self.dtype, device=self.device
             )
-            self._design = torch.ones(
+            design_buffer = self._design = torch.ones(
                 (rows, self.panel.numel() + 1), dtype=self.dtype, device=self.device
             )
         source = torch.from_numpy(block).to(self.device)
-        centred = torch.sub(source, self.center, out=self._centred[:rows])
-        design = self._design[:rows]
+        centred = torch.sub(source, self.center, out=centred_buffer[:rows])
+        design = design_buffer[:rows]
         design[:, :-1] = centred.index_select(1, self.panel)
         if self.dtype == torch.float64:
             self.products.addmm_(design.T, centred)
@@ -162,112 +140,6 @@ class NormalEquations:
     def solve(self, *, scale: np.ndarray, ridge: float = 0.0) -> LinearSolution:
         """Solve for weights in units ``z / scale`` (``scale`` = train standard deviations)."""
         return solve_statistics(self.statistics(scale=scale), ridge=ridge)
-
-
-def solve_statistics(train: PanelStatistics, *, ridge: float = 0.0) -> LinearSolution:
-    """The (ridge) least-squares solution from train-split :class:`PanelStatistics`."""
-    return solve_normal_equations(train.cross, train.total, train.n, train.panel, ridge=ridge)
-
-
-def solve_validated(
-    train: PanelStatistics,
-    validation: PanelStatistics | None,
-    *,
-    ridge: float | str = AUTO,
-    overwrite: bool = False,
-) -> LinearSolution:
-    """Solve with ``ridge`` given, or chosen on ``validation`` when ``ridge="auto"``.
-
-    The automatic choice minimises the validation imputed-gene MSE over ``0`` and
-    :data:`~genesel.impute.ridge.RIDGE_GRID` (generalised cross-validation on train when
-    there are no validation rows), and takes the weights from the same eigendecomposition
-    (``method="eigh"``; minimum-norm when the chosen penalty is 0 and the panel is
-    rank-deficient); see :class:`~genesel.impute.ridge.RidgeProblem`. A fixed penalty is
-    solved by Cholesky (:func:`solve_normal_equations`). With ``overwrite`` the automatic
-    choice centres the cross-products of ``train`` and ``validation`` in place (a caller
-    that reads them fresh and drops them after saves two ``K x D`` copies).
-    """
-    started = time.perf_counter()
-    ridge = parse_ridge(ridge)
-    if ridge != AUTO:
-        solution = solve_statistics(train, ridge=float(ridge))
-        solution.ridge_choice = RidgeChoice(float(ridge), "fixed")
-        return solution
-    problem = RidgeProblem(train, overwrite=overwrite)
-    choice = problem.choose(validation)
-    coef, intercept = problem.coefficients(choice.ridge)
-    seconds = {"solve": time.perf_counter() - started}
-    return LinearSolution(coef, intercept, int(train.n), choice.ridge, "eigh", seconds, choice)
-
-
-def solve_normal_equations(
-    cross: np.ndarray,
-    column_sum: np.ndarray,
-    n_samples: int,
-    panel: np.ndarray,
-    *,
-    ridge: float = 0.0,
-) -> LinearSolution:
-    """Least squares with intercept from sufficient statistics.
-
-    Minimises ``(1/n) ||Z - Z[:, panel] W - 1 b^T||^2 + ridge ||W||^2`` (no penalty on
-    ``b``). Eliminating the intercept leaves the centred normal equations
-    ``(C_pp + ridge * n * I) W = C_p``, with ``C = S - s_p s^T / n``, ``S = Z_p^T Z`` and
-    ``s`` the column sums; then ``b = (s - W^T s_p) / n``. The symmetric positive-definite
-    system is solved by Cholesky; a singular one by SVD (minimum-norm solution).
-
-    Parameters
-    ----------
-    cross
-        ``S``, ``K x D``.
-    column_sum
-        ``s``, length ``D``.
-    n_samples
-        ``n``.
-    panel
-        Column indices of the panel genes (``S[:, panel]`` is the panel Gram matrix).
-    ridge
-        Non-negative penalty, relative to the per-sample scale (standardised genes have
-        unit variance, so ``ridge=1e-3`` adds 0.1 % to the Gram matrix diagonal).
-    """
-    if ridge < 0:
-        raise ConfigError(f"ridge must be non-negative, got {ridge}")
-    if n_samples < 2:
-        raise ConfigError(f"a linear imputer needs at least 2 training samples, got {n_samples}")
-    started = time.perf_counter()
-    panel_sum = column_sum[panel]
-    centred = cross - np.outer(panel_sum, column_sum) / n_samples
-    gram = centred[:, panel]
-    gram = 0.5 * (gram + gram.T)
-    if ridge:
-        gram[np.diag_indices_from(gram)] += ridge * n_samples
-    method = "cholesky"
-    try:
-        factor = scipy.linalg.cho_factor(gram, lower=False, check_finite=True)
-        diagonal = np.abs(np.diag(factor[0]))
-        if diagonal.min() ** 2 < SINGULAR_RCOND * diagonal.max() ** 2:
-            raise np.linalg.LinAlgError("ill-conditioned")
-        coef = scipy.linalg.cho_solve(factor, centred, check_finite=False)
-    except np.linalg.LinAlgError:
-        method = "lstsq"
-        coef = scipy.linalg.lstsq(gram, centred, cond=SINGULAR_RCOND, lapack_driver="gelsd")[0]
-        weak = np.flatnonzero(
-            np.diag(gram) <= SINGULAR_RCOND * max(float(np.diag(gram).max()), 1.0)
-        )
-        logger.warning(
-            "the panel genes are linearly dependent on the training rows%s; used the minimum-norm "
-            "least-squares solution (a small ridge, e.g. --ridge 1e-3, makes the fit unique)",
-            f" (constant panel columns at positions {weak.tolist()[:10]})" if weak.size else "",
-        )
-    intercept = (column_sum - coef.T @ panel_sum) / n_samples
-    return LinearSolution(
-        coef,
-        intercept,
-        int(n_samples),
-        float(ridge),
-        method,
-        {"solve": time.perf_counter() - started},
-    )
 
 
 def accumulate_statistics(
@@ -308,7 +180,7 @@ def fit_linear(
     store: Store,
     panel: np.ndarray,
     *,
-    ridge: float | str = AUTO,
+    ridge: float | str = DEFAULT_RIDGE,
     split: str = "train",
     block_rows: int = DEFAULT_BLOCK_ROWS,
     device: torch.device | str = "cpu",
@@ -341,17 +213,23 @@ def fit_linear(
         Show a progress bar.
     """
     ridge = parse_ridge(ridge)
-    options = {
-        "block_rows": block_rows,
-        "device": device,
-        "precision": precision,
-        "progress": progress,
-    }
+
+    def statistics(rows: str) -> PanelStatistics:
+        return accumulate_statistics(
+            store,
+            panel,
+            rows,
+            block_rows=block_rows,
+            device=device,
+            precision=precision,
+            progress=progress,
+        )
+
     started = time.perf_counter()
-    train = accumulate_statistics(store, panel, split, **options)
+    train = statistics(split)
     validation = None
     if ridge == AUTO and split != "validation" and store.split_indices("validation").size:
-        validation = accumulate_statistics(store, panel, "validation", **options)
+        validation = statistics("validation")
     accumulate = time.perf_counter() - started
     solution = solve_validated(train, validation, ridge=ridge)
     solution.seconds["accumulate"] = accumulate
@@ -368,3 +246,84 @@ def fit_linear(
         choice.criterion if choice else "fixed",
     )
     return solution
+
+
+@register_decoder
+class LinearDecoder(Decoder):
+    """Exact (ridge) least squares with intercept, out-of-core in one pass (see :func:`fit_linear`).
+
+    Parameters
+    ----------
+    ridge
+        ``"auto"``: the penalty with the lowest imputed-gene MSE on the validation split; a
+        number fixes it (0 = exact least squares). Relative to unit gene variance.
+    precision
+        ``"float64"`` block products or ``"float32"`` (about twice as fast on a CPU; sums
+        over blocks stay float64).
+    block_rows
+        Rows per block of the pass over the data.
+    """
+
+    name = "linear"
+
+    def __init__(
+        self,
+        *,
+        ridge: float | str = DEFAULT_RIDGE,
+        precision: str = "float64",
+        block_rows: int = DEFAULT_BLOCK_ROWS,
+    ) -> None:
+        try:
+            self.ridge = parse_ridge(ridge)
+        except ConfigError as error:  # a decoder parameter: --param ridge=... on the command line
+            raise ConfigError(str(error), parameter="param:ridge") from None
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {PRECISIONS}, got {precision!r}",
+                parameter="param:precision",
+            )
+        self.precision = precision
+        self.block_rows = int(block_rows)
+
+    def fit_module(
+        self,
+        store: Store,
+        panel: np.ndarray,
+        *,
+        trainer: TrainerConfig | None,
+        run: RunConfig,
+        loader: LoaderConfig | None,
+        work_dir: str | os.PathLike[str] | None,
+        resume: bool,
+    ) -> DecoderFit:
+        """Solve the normal equations and copy the weights into a linear layer."""
+        solution = fit_linear(
+            store,
+            panel,
+            ridge=self.ridge,
+            block_rows=self.block_rows,
+            device=resolve_device(run.device),
+            precision=self.precision,
+            progress=run.progress,
+        )
+        module = build_decoder(len(panel), store.n_vars)
+        layer = cast(nn.Linear, module[0])  # a decoder without hidden layers is one Linear
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(solution.coef.T))
+            layer.bias.copy_(torch.from_numpy(solution.intercept))
+        training: dict[str, Any] = {
+            "solver": solution.method,
+            "seconds_accumulate": solution.seconds["accumulate"],
+            "seconds_solve": solution.seconds["solve"],
+        }
+        if solution.ridge_choice is not None:
+            training["ridge_choice"] = solution.ridge_choice.record()
+        params = {"ridge": solution.ridge, "precision": self.precision}
+        return DecoderFit(module, params, training)
+
+    @classmethod
+    def build_module(
+        cls, params: dict[str, Any], *, n_genes: int, n_vars: int, panel: np.ndarray
+    ) -> nn.Module:
+        """One linear layer from the panel genes to all genes."""
+        return build_decoder(n_genes, n_vars)

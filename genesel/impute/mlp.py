@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from genesel.decoders import build_decoder
+from genesel.decoders import ACTIVATIONS, build_decoder
 from genesel.errors import ConfigError
+from genesel.impute.base import Decoder, DecoderFit, register_decoder
 from genesel.loader import LoaderConfig, MinibatchLoader
+from genesel.run import RunConfig
 from genesel.store import Store
 from genesel.trainer import Trainer
-from genesel.training import TrainerConfig, TrainingResult, seed_everything
+from genesel.training import TrainerConfig, seed_everything, trainer_record
 
 logger = logging.getLogger(__name__)
 
 #: The checkpoint file inside ``work_dir``.
 CHECKPOINT_NAME = "checkpoint.pt"
-#: D-GEX's learning-rate decay per epoch used unless the trainer config sets one.
-DEFAULT_LR_DECAY = 0.95
-#: Early stopping: epochs without a better validation loss before the MLP stops, unless the
-#: trainer config sets its own patience (the best-validation weights are kept either way).
-DEFAULT_PATIENCE = 10
 
 
 class PanelDecoderTask(nn.Module):
@@ -39,6 +38,8 @@ class PanelDecoderTask(nn.Module):
     panel
         Column indices of the panel genes in the rows the loader yields.
     """
+
+    panel: torch.Tensor
 
     def __init__(self, decoder: nn.Module, panel: np.ndarray) -> None:
         super().__init__()
@@ -65,87 +66,149 @@ def validation_rows(store: Store) -> int:
     return int(store.split_indices("validation").size)
 
 
-def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
+def check_hidden(hidden: Sequence[int] | int) -> tuple[int, ...]:
     """Validate MLP hidden-layer widths (one to three layers, as D-GEX)."""
-    hidden = tuple(int(h) for h in hidden)
-    if not 1 <= len(hidden) <= 3:
+    widths = (int(hidden),) if isinstance(hidden, int) else tuple(int(h) for h in hidden)
+    if not 1 <= len(widths) <= 3:
         raise ConfigError(
-            f"an MLP imputer has 1 to 3 hidden layers (D-GEX), got {list(hidden)}; use decoder='linear' for none"
+            f"an MLP imputer has 1 to 3 hidden layers (D-GEX), got {list(widths)}; use decoder='linear' for none",
+            parameter="param:hidden",
         )
-    if min(hidden) < 1:
-        raise ConfigError(f"hidden layer widths must be positive, got {list(hidden)}")
-    return hidden
+    if min(widths) < 1:
+        raise ConfigError(
+            f"hidden layer widths must be positive, got {list(widths)}", parameter="param:hidden"
+        )
+    return widths
 
 
-def fit_mlp(
-    store: Store,
-    panel: np.ndarray,
-    *,
-    hidden: Sequence[int] = (9000,),
-    activation: str = "tanh",
-    dropout: float = 0.1,
-    trainer: TrainerConfig | None = None,
-    loader: LoaderConfig | None = None,
-    work_dir: str | Path | None = None,
-    resume: bool = False,
-) -> tuple[nn.Sequential, TrainingResult]:
-    """Train an MLP from the panel genes to all genes; return it with its best-validation weights.
+@register_decoder
+class MLPDecoder(Decoder):
+    """D-GEX multilayer perceptron, trained with the :class:`~genesel.trainer.Trainer`.
+
+    The weights of the best validation loss are kept. Training follows the trainer config;
+    its fields left ``None`` take :attr:`training_defaults` (D-GEX's learning-rate decay of
+    0.95 per epoch; early stopping after 10 epochs without a better validation loss, when
+    there are validation rows), the others :class:`~genesel.training.TrainerConfig`'s
+    (100 epochs, Adam 1e-3).
 
     Parameters
     ----------
-    store
-        The data (train split for training, validation split for the best checkpoint).
-    panel
-        Column indices of the panel genes.
-    hidden, activation, dropout
-        Architecture (see :func:`genesel.decoders.build_decoder`).
-    trainer
-        Epochs, learning rate and decay, seed, device, mixed precision; ``lr_decay``
-        defaults to 0.95 per epoch and ``patience`` (early stopping on the validation
-        loss) to 10 epochs; the weights of the best validation loss are kept.
-    loader
-        Batch size (256) and block reads.
-    work_dir
-        Directory for ``checkpoint.pt`` (written every epoch); ``None`` keeps none.
-    resume
-        Continue from ``work_dir/checkpoint.pt`` when it exists. The checkpoint records the
-        panel genes, the architecture and the store, trainer and loader options
-        (:func:`genesel.checkpoint.run_fingerprint`); one made with any other is refused,
-        except that the epoch budget may change (the MLP follows no schedule over it).
+    hidden
+        Hidden layer widths, 1 to 3 (D-GEX's best: three layers of 9000).
+    activation
+        Hidden-layer nonlinearity: ``tanh`` (D-GEX), ``leaky_relu`` (CAE), ``relu``, ...
+    dropout
+        Dropout probability after each hidden layer.
     """
-    hidden = check_hidden(hidden)
-    trainer = trainer or TrainerConfig(lr_decay=DEFAULT_LR_DECAY)
-    if trainer.patience is None and validation_rows(store):
-        trainer = dataclasses.replace(trainer, patience=DEFAULT_PATIENCE)
-    loader = loader or LoaderConfig()
-    checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
-    if checkpoint is not None:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    seed_everything(trainer.seed, -2)
-    decoder = build_decoder(
-        len(panel), store.n_vars, hidden=hidden, activation=activation, dropout=dropout
-    )
-    task = PanelDecoderTask(decoder, panel)
-    identity = {
-        "decoder": "mlp",
-        "panel": store.gene_ids[np.asarray(panel)].astype(str).tolist(),
-        "hidden": list(hidden),
-        "activation": activation,
-        "dropout": float(dropout),
-    }
-    runner = Trainer(trainer, checkpoint_path=checkpoint, fingerprint=identity)
-    train_loader = MinibatchLoader(
-        store, "train", config=loader, shuffle=True, seed=trainer.seed, device=runner.device
-    )
-    validation_loader = None
-    if store.split_indices("validation").size:
-        validation_loader = MinibatchLoader(
-            store, "validation", config=loader, shuffle=False, device=runner.device
+
+    name = "mlp"
+    trainable = True
+    checkpoint_files = (CHECKPOINT_NAME,)
+    #: Trainer fields this decoder sets when the trainer config leaves them ``None``.
+    training_defaults: ClassVar[dict[str, Any]] = {"lr_decay": 0.95, "patience": 10}
+
+    def __init__(
+        self,
+        *,
+        hidden: Sequence[int] = (9000,),
+        activation: str = "tanh",
+        dropout: float = 0.1,
+    ) -> None:
+        self.hidden = check_hidden(hidden)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}",
+                parameter="param:activation",
+            )
+        self.activation = activation
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(
+                f"dropout must be in [0, 1), got {dropout}", parameter="param:dropout"
+            )
+        self.dropout = float(dropout)
+
+    def trainer_config(self, trainer: TrainerConfig | None, store: Store) -> TrainerConfig:
+        """``trainer`` (default: TrainerConfig()) with its ``None`` fields set by :attr:`training_defaults`.
+
+        Early stopping needs validation rows: without them ``patience`` stays ``None``.
+        """
+        trainer = trainer or TrainerConfig()
+        defaults = {
+            name: value
+            for name, value in self.training_defaults.items()
+            if getattr(trainer, name) is None and (name != "patience" or validation_rows(store))
+        }
+        return dataclasses.replace(trainer, **defaults)
+
+    def fit_module(
+        self,
+        store: Store,
+        panel: np.ndarray,
+        *,
+        trainer: TrainerConfig | None,
+        run: RunConfig,
+        loader: LoaderConfig | None,
+        work_dir: str | os.PathLike[str] | None,
+        resume: bool,
+    ) -> DecoderFit:
+        """Train the network from the panel genes to all genes; keep its best-validation weights.
+
+        With ``work_dir``, ``checkpoint.pt`` is written there every epoch, and ``resume``
+        continues from it. The checkpoint records the panel genes, the architecture and the
+        store, trainer and loader options (:func:`genesel.checkpoint.run_fingerprint`); one
+        made with any other is refused, except that the epoch budget may change.
+        """
+        trainer = self.trainer_config(trainer, store)
+        loader = loader or LoaderConfig()
+        checkpoint = None if work_dir is None else Path(work_dir) / CHECKPOINT_NAME
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        seed_everything(run.seed, -2)
+        params = {
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "dropout": self.dropout,
+        }
+        decoder = self.build_module(params, n_genes=len(panel), n_vars=store.n_vars, panel=panel)
+        task = PanelDecoderTask(decoder, panel)
+        identity = {
+            "decoder": "mlp",
+            "panel": store.gene_ids[np.asarray(panel)].astype(str).tolist(),
+            **params,
+        }
+        runner = Trainer(trainer, run=run, checkpoint_path=checkpoint, fingerprint=identity)
+        train_loader = MinibatchLoader(
+            store, "train", config=loader, shuffle=True, seed=run.seed, device=runner.device
         )
-    else:
-        logger.warning(
-            "no validation split: the MLP keeps the weights of the lowest training loss"
+        validation_loader = None
+        if validation_rows(store):
+            validation_loader = MinibatchLoader(
+                store, "validation", config=loader, shuffle=False, device=runner.device
+            )
+        else:
+            logger.warning(
+                "no validation split: the MLP keeps the weights of the lowest training loss"
+            )
+        result = runner.fit(task, train_loader, validation_loader, resume=resume)
+        training = {
+            "best_epoch": result.best_epoch,
+            "best_validation_loss": result.best_validation_loss,
+            "stopped": result.stopped,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "trainer": {k: v for k, v in trainer_record(trainer, run).items() if k != "progress"},
+            "batch_size": loader.batch_size,
+        }
+        return DecoderFit(task.decoder.to("cpu").eval(), params, training, result.history)
+
+    @classmethod
+    def build_module(
+        cls, params: dict[str, Any], *, n_genes: int, n_vars: int, panel: np.ndarray
+    ) -> nn.Module:
+        """The network of the saved architecture, untrained."""
+        return build_decoder(
+            n_genes,
+            n_vars,
+            hidden=params["hidden"],
+            activation=params["activation"],
+            dropout=params["dropout"],
         )
-    result = runner.fit(task, train_loader, validation_loader, resume=resume)
-    decoder = task.decoder.to("cpu").eval()
-    return decoder, result

@@ -8,8 +8,6 @@ new samples given as AnnData (in memory or backed), a DataFrame or an array.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -23,55 +21,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genesel import __version__
-from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, InputFileError
+from genesel.impute.decoders import available_decoders
 from genesel.impute.genes import match_columns
-from genesel.impute.knn import NearestNeighborImputer
-from genesel.io.atomic import atomic_output, removing_on_error, write_json
 
 logger = logging.getLogger(__name__)
 
-#: Decoder kinds.
-DECODERS = ("linear", "mlp", "knn")
-#: Bumped when the saved layout changes incompatibly.
-MODEL_FORMAT_VERSION = 1
-#: Keys ``model.json`` must hold (``weights_sha256`` is checked when present; older models lack it).
-REQUIRED_KEYS = (
-    "format_version",
-    "decoder",
-    "params",
-    "panel_gene_ids",
-    "panel_symbols",
-    "gene_ids",
-    "symbols",
-    "mean",
-    "std",
-)
 #: Rows predicted at a time by default.
 DEFAULT_BATCH_ROWS = 4096
 #: Warn when the panel genes of new data sit this many train standard deviations off the train means.
 UNITS_WARNING_SHIFT = 3.0
-
-
-def build_module(
-    decoder: str, params: dict[str, Any], *, n_panel: int, n_genes: int, panel: np.ndarray
-) -> nn.Module:
-    """Create an untrained prediction module from its init parameters."""
-    if decoder == "linear":
-        return build_decoder(n_panel, n_genes)
-    if decoder == "mlp":
-        return build_decoder(
-            n_panel,
-            n_genes,
-            hidden=params["hidden"],
-            activation=params["activation"],
-            dropout=params["dropout"],
-        )
-    if decoder == "knn":
-        return NearestNeighborImputer(
-            params["n_reference"], panel, n_genes, n_neighbors=params["n_neighbors"]
-        )
-    raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
 
 
 class ImputationModel:
@@ -80,7 +39,7 @@ class ImputationModel:
     Parameters
     ----------
     decoder
-        ``"linear"``, ``"mlp"`` or ``"knn"``.
+        The registered decoder's name (``"linear"``, ``"mlp"``, ``"knn"``, ...).
     module
         The prediction network: standardised panel values (``n x K``) to standardised
         genes (``n x D``).
@@ -106,14 +65,17 @@ class ImputationModel:
         params: dict[str, Any],
         gene_ids: Sequence[str],
         symbols: Sequence[str],
-        panel_indices: Sequence[int],
+        panel_indices: Sequence[int] | np.ndarray,
         mean: np.ndarray,
         std: np.ndarray,
         training: dict[str, Any] | None = None,
         history: pd.DataFrame | None = None,
     ) -> None:
-        if decoder not in DECODERS:
-            raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        if decoder not in available_decoders():
+            raise ConfigError(
+                f"unknown decoder {decoder!r}; choose one of {', '.join(available_decoders())}",
+                parameter="decoder",
+            )
         self.decoder = decoder
         self.module = module.eval()
         self.params = dict(params)
@@ -129,12 +91,12 @@ class ImputationModel:
 
     # -- description ----------------------------------------------------------
     @property
-    def n_genes(self) -> int:
-        """Genes predicted (``D``)."""
+    def n_vars(self) -> int:
+        """Genes predicted, all genes of the model (``D``)."""
         return len(self.gene_ids)
 
     @property
-    def n_panel(self) -> int:
+    def n_genes(self) -> int:
         """Panel genes (``K``)."""
         return int(self.panel_indices.size)
 
@@ -151,7 +113,7 @@ class ImputationModel:
     @property
     def measured_mask(self) -> np.ndarray:
         """Boolean mask over all genes: ``True`` for the panel genes."""
-        mask = np.zeros(self.n_genes, dtype=bool)
+        mask = np.zeros(self.n_vars, dtype=bool)
         mask[self.panel_indices] = True
         return mask
 
@@ -163,7 +125,7 @@ class ImputationModel:
 
     def __repr__(self) -> str:
         return (
-            f"ImputationModel({self.decoder}, {self.n_panel} panel genes -> {self.n_genes} genes)"
+            f"ImputationModel({self.decoder}, {self.n_genes} panel genes -> {self.n_vars} genes)"
         )
 
     # -- prediction -------------------------------------------------------------
@@ -195,14 +157,14 @@ class ImputationModel:
             if isinstance(panel_values, torch.Tensor)
             else np.asarray(panel_values)
         )
-        if values.ndim != 2 or values.shape[1] != self.n_panel:
+        if values.ndim != 2 or values.shape[1] != self.n_genes:
             raise ConfigError(
-                f"expected panel values of shape (n, {self.n_panel}), got {values.shape}"
+                f"expected panel values of shape (n, {self.n_genes}), got {values.shape}"
             )
         values = values.astype(np.float32, copy=False)
         device = torch.device(device)
         self.module.to(device).eval()
-        out = np.empty((values.shape[0], self.n_genes), dtype=np.float32)
+        out = np.empty((values.shape[0], self.n_vars), dtype=np.float32)
         for start in range(0, values.shape[0], batch_rows):
             block = torch.from_numpy(np.ascontiguousarray(values[start : start + batch_rows])).to(
                 device
@@ -262,14 +224,14 @@ class ImputationModel:
         import anndata
 
         matrix, obs, source = _as_matrix(data, layer)
-        if isinstance(data, np.ndarray) or isinstance(data, torch.Tensor):
-            if matrix.shape[1] != self.n_panel:
+        if isinstance(data, np.ndarray | torch.Tensor):
+            if matrix.shape[1] != self.n_genes:
                 raise InputFileError(
                     source,
-                    f"an array input needs the {self.n_panel} panel genes as columns, in panel order; got {matrix.shape[1]} columns",
+                    f"an array input needs the {self.n_genes} panel genes as columns, in panel order; got {matrix.shape[1]} columns",
                     "pass an AnnData or DataFrame with gene names to match genes by name",
                 )
-            columns = np.arange(self.n_panel)
+            columns = np.arange(self.n_genes)
         else:
             names, var = _names(data)
             columns = match_columns(self.panel_ids, self.panel_symbols, names, var, source=source)
@@ -277,19 +239,19 @@ class ImputationModel:
         uns = {
             "genesel_imputation": {
                 "decoder": self.decoder,
-                "n_measured": self.n_panel,
-                "n_genes": self.n_genes,
+                "n_measured": self.n_genes,
+                "n_vars": self.n_vars,
                 "genesel_version": __version__,
             }
         }
         writer = None
+        result: np.ndarray | None = None
         if out is not None:
             from genesel.io.h5ad_writer import DenseH5adWriter
 
             writer = DenseH5adWriter(out, n_obs=n_obs, var=self.var(), dtype=np.float32)
-            result = None
         else:
-            result = np.empty((n_obs, self.n_genes), dtype=np.float32)
+            result = np.empty((n_obs, self.n_vars), dtype=np.float32)
         try:
             for start in tqdm(
                 range(0, n_obs, batch_rows),
@@ -305,11 +267,11 @@ class ImputationModel:
                 full = self.predict(measured, batch_rows=batch_rows, device=device)
                 if writer is not None:
                     writer.write_rows(start, full)
-                else:
+                elif result is not None:
                     result[start : start + full.shape[0]] = full
             if writer is not None:
                 path = writer.close(obs=obs, uns=uns)
-                logger.info("imputed %d samples x %d genes into %s", n_obs, self.n_genes, path)
+                logger.info("imputed %d samples x %d genes into %s", n_obs, self.n_vars, path)
                 return anndata.read_h5ad(path, backed="r")
         except BaseException as error:
             if writer is not None:
@@ -342,167 +304,18 @@ class ImputationModel:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``model.pt``, ``model.json`` (and ``history.tsv``) into ``directory``.
 
-        Each file is written atomically; ``model.json`` goes last, so its presence means
-        the model is complete. Should a write fail (a full disk), all three are removed.
+        See :func:`genesel.impute.saved.save_model`.
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "model.json").unlink(missing_ok=True)
-        with removing_on_error(
-            *(directory / name for name in ("model.pt", "history.tsv", "model.json"))
-        ):
-            with atomic_output(directory / "model.pt") as tmp:
-                torch.save(
-                    {
-                        k: v.detach().cpu().contiguous()
-                        for k, v in self.module.state_dict().items()
-                    },
-                    tmp,
-                )
-                weights_sha256 = file_sha256(tmp)
-            if self.history is not None:
-                with atomic_output(directory / "history.tsv") as tmp:
-                    self.history.to_csv(tmp, sep="\t", index=False)
-            write_json(
-                directory / "model.json",
-                {
-                    "format_version": MODEL_FORMAT_VERSION,
-                    "genesel_version": __version__,
-                    "decoder": self.decoder,
-                    "params": self.params,
-                    "panel_gene_ids": self.panel_ids.tolist(),
-                    "panel_symbols": self.panel_symbols.tolist(),
-                    "gene_ids": self.gene_ids.tolist(),
-                    "symbols": self.symbols.tolist(),
-                    "mean": self.mean.tolist(),
-                    "std": self.std.tolist(),
-                    "training": self.training,
-                    "weights_sha256": weights_sha256,
-                },
-            )
-        logger.info(
-            "saved %s imputation model (%d -> %d genes) to %s",
-            self.decoder,
-            self.n_panel,
-            self.n_genes,
-            directory,
-        )
-        return directory
+        from genesel.impute.saved import save_model
+
+        return save_model(self, directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, mmap: bool = True) -> ImputationModel:
         """Load a model saved by :meth:`save` (weights memory-mapped unless ``mmap=False``)."""
-        directory = Path(directory)
-        meta_path, weights_path = directory / "model.json", directory / "model.pt"
-        if not meta_path.exists() or not weights_path.exists():
-            raise InputFileError(
-                directory,
-                "not a complete imputation model (needs model.json and model.pt)",
-                "run `genesel impute fit`",
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as error:
-            raise InputFileError(meta_path, f"not valid JSON ({error})") from None
-        if not isinstance(meta, dict):
-            raise InputFileError(
-                meta_path, "not a model description (expected a JSON object)", "refit the model"
-            )
-        if meta.get("format_version") != MODEL_FORMAT_VERSION:
-            raise InputFileError(
-                meta_path,
-                f"model format {meta.get('format_version')} is not {MODEL_FORMAT_VERSION}",
-                "refit the model",
-            )
-        missing = [key for key in REQUIRED_KEYS if key not in meta]
-        if missing:
-            raise InputFileError(
-                meta_path,
-                f"missing keys {missing}",
-                "the file was edited or truncated; refit the model",
-            )
-        _verify_weights(meta, meta_path, weights_path)
-        try:
-            gene_ids = pd.Index(meta["gene_ids"])
-            position = pd.Series(np.arange(len(gene_ids)), index=gene_ids)
-            panel_indices = position.loc[meta["panel_gene_ids"]].to_numpy()
-            if not (
-                len(meta["symbols"]) == len(meta["mean"]) == len(meta["std"]) == len(gene_ids)
-            ):
-                raise ValueError("symbols, mean and std do not have one entry per gene")
-            if len(meta["panel_symbols"]) != len(panel_indices):
-                raise ValueError("panel_symbols does not have one entry per panel gene")
-            module = build_module(
-                meta["decoder"],
-                meta["params"],
-                n_panel=len(panel_indices),
-                n_genes=len(gene_ids),
-                panel=panel_indices,
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            if isinstance(error, InputFileError):
-                raise
-            raise InputFileError(
-                meta_path,
-                f"inconsistent model description ({type(error).__name__}: {error})",
-                "refit the model",
-            ) from None
-        try:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True, mmap=mmap)
-            module.load_state_dict(state, assign=True)
-        except Exception as error:
-            raise InputFileError(
-                weights_path, f"cannot load the weights ({error})", "refit the model"
-            ) from None
-        history = (
-            pd.read_csv(directory / "history.tsv", sep="\t")
-            if (directory / "history.tsv").exists()
-            else None
-        )
-        return cls(
-            decoder=meta["decoder"],
-            module=module,
-            params=meta["params"],
-            gene_ids=gene_ids,
-            symbols=meta["symbols"],
-            panel_indices=panel_indices,
-            mean=np.asarray(meta["mean"]),
-            std=np.asarray(meta["std"]),
-            training=meta.get("training"),
-            history=history,
-        )
+        from genesel.impute.saved import load_model
 
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Return the hex SHA-256 digest of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for piece in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
-def _verify_weights(meta: dict[str, Any], meta_path: Path, weights_path: Path) -> None:
-    """Check ``model.pt`` against the digest ``model.json`` recorded when the model was saved."""
-    expected = meta.get("weights_sha256")
-    if expected is None:  # saved before digests were recorded
-        logger.warning(
-            "%s records no weights_sha256; cannot check that %s belongs to it",
-            meta_path,
-            weights_path,
-        )
-        return
-    if file_sha256(weights_path) != expected:
-        raise InputFileError(
-            weights_path,
-            f"does not match {meta_path} (SHA-256 differs from the one recorded when the model was saved)",
-            "the weights were replaced or damaged; keep model.pt and model.json of the same fit together, or refit",
-        )
-
-
-def load_model(directory: str | os.PathLike[str]) -> ImputationModel:
-    """Load an imputation model directory; see :meth:`ImputationModel.load`."""
-    return ImputationModel.load(directory)
+        return load_model(directory, mmap=mmap)
 
 
 def _as_matrix(data: Any, layer: str | None) -> tuple[Any, pd.DataFrame, str]:

@@ -190,7 +190,9 @@ class RidgeProblem:
     def shrinkage(self, ridge: float) -> np.ndarray:
         """``1 / (eigenvalue + ridge n)``, with zero for null directions when ``ridge == 0``."""
         if ridge < 0 or not math.isfinite(ridge):
-            raise ConfigError(f"ridge must be a non-negative number, got {ridge}")
+            raise ConfigError(
+                f"ridge must be a non-negative number, got {ridge}", parameter="ridge"
+            )
         denominator = self.values + ridge * self.n
         tolerance = EIGEN_RTOL * max(float(self.values.max(initial=0.0)), 1e-300)
         with np.errstate(divide="ignore"):
@@ -271,10 +273,12 @@ def _as_ridge(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"ridge must be 'auto' or a non-negative number, got {value!r}"
+            f"ridge must be 'auto' or a non-negative number, got {value!r}", parameter="ridge"
         ) from None
     if number < 0 or not math.isfinite(number):
-        raise ConfigError(f"ridge must be 'auto' or a non-negative number, got {value!r}")
+        raise ConfigError(
+            f"ridge must be 'auto' or a non-negative number, got {value!r}", parameter="ridge"
+        )
     return number
 
 

@@ -34,7 +34,7 @@ from genesel.evaluate import (
     pearson_from_sums,
     summary_metrics,
 )
-from genesel.impute.linear import solve_validated
+from genesel.impute.lstsq import solve_validated
 from genesel.impute.ridge import DEFAULT_RIDGE, RidgeChoice, prediction_sums
 from genesel.moments import Moments
 from genesel.store import Store

@@ -104,7 +104,7 @@ def transfer_curve(
             rows.append(
                 keys
                 | {
-                    "n_genes": model.n_panel,
+                    "n_genes": model.n_genes,
                     "mse_imputed_source": on_source[HEADLINE_METRIC],
                     "standardize": standardize,
                     "missing_panel_genes": error.problem,
@@ -113,7 +113,7 @@ def transfer_curve(
             continue
         rows.append(
             _row(
-                keys | {"n_genes": model.n_panel},
+                keys | {"n_genes": model.n_genes},
                 on_target,
                 standardize,
                 source=on_source[HEADLINE_METRIC],
@@ -122,7 +122,7 @@ def transfer_curve(
         logger.info(
             "%s k=%d seed %d: %s %.4g on the source, %.4g on the target",
             keys["method"],
-            model.n_panel,
+            model.n_genes,
             keys["seed"],
             HEADLINE_METRIC,
             on_source[HEADLINE_METRIC],
@@ -137,7 +137,7 @@ def transfer_curve(
             target, model, split=split, standardize=standardize, progress=progress
         )
         own = _row(
-            {"method": OWN_LANDMARKS, "n_genes": model.n_panel, "seed": 0},
+            {"method": OWN_LANDMARKS, "n_genes": model.n_genes, "seed": 0},
             evaluation.metrics,
             standardize,
             source=np.nan,

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from genesel.errors import ConfigError
 from genesel.evaluate import evaluate_model
-from genesel.impute import fit_imputer
+from genesel.impute import fit_imputer, make_decoder
 from genesel.impute.curve import DEFAULT_RANDOM_PANELS
 from genesel.report.curves import RANDOM_METHOD, REFERENCE_METHOD, sizes_around_landmarks
 from genesel.selectors.select import select_panel
@@ -40,7 +40,7 @@ def panel_curve(
     epochs: int = 100,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
-    hidden: Sequence[int] = (256,),
+    decoder_params: Mapping[str, Any] | None = None,
     random_panels: int = DEFAULT_RANDOM_PANELS,
     sizes_around_landmarks: bool = True,
     device: str = "auto",
@@ -62,7 +62,7 @@ def panel_curve(
     methods
         Selection methods (see :func:`genesel.tl.select_panel`).
     decoder
-        ``linear``, ``mlp`` or ``knn``.
+        ``linear``, ``mlp``, ``knn`` or any other registered decoder.
     seeds
         Seeds; the plot shows mean and spread over them.
     split
@@ -80,8 +80,10 @@ def panel_curve(
         Minibatch size of trained models.
     learning_rate
         Adam learning rate of trained models.
-    hidden
-        Hidden widths of the MLP decoder.
+    decoder_params
+        Hyperparameters of the decoder, e.g. ``{"hidden": [256]}`` for the MLP; unset ones
+        take the decoder class's defaults (MLP: 9000 tanh units, dropout 0.1, learning rate
+        decayed by 0.95 per epoch; linear: ridge ``"auto"``).
     random_panels
         With the ``random`` method and the linear decoder: this many seeded random panels per
         size (at least as many as ``seeds``), the random-panel band of the plot.
@@ -104,8 +106,9 @@ def panel_curve(
     """
     if not sizes or not methods or not seeds:
         raise ConfigError("panel_curve needs at least one size, one method and one seed")
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(methods))
+    method_params = {method: dict(values) for method, values in (params or {}).items()}
+    make_decoder(decoder, **dict(decoder_params or {}))  # refuse unknown parameters up front
+    unknown = sorted(set(method_params) - set(methods))
     if unknown:
         raise ConfigError(f"params given for methods not in methods: {unknown}")
     for key in (key_added, f"{key_added}_per_sample"):
@@ -123,9 +126,10 @@ def panel_curve(
         for k in _sizes_of(method, sizes, store)
         for seed in _seeds_of(method, seeds, decoder, random_panels)
     ]
-    rows, per_sample = [], []
+    rows: list[dict[str, Any]] = []
+    per_sample: list[pd.Series] = []
     for method, n_genes, seed in tqdm(plan, desc="panel curve", unit="run", disable=not progress):
-        trainer, loader = training_configs(
+        trainer, loader, run = training_configs(
             seed=seed,
             epochs=epochs,
             batch_size=batch_size,
@@ -138,20 +142,19 @@ def panel_curve(
             method=method,
             n_genes=n_genes,
             seed=seed,
-            params=params.get(method),
+            params=method_params.get(method),
             trainer=trainer,
             loader=loader,
+            run=run,
         )
-        if decoder == "mlp":
-            trainer.lr_decay = 0.95
         model = fit_imputer(
             store,
             list(panel.gene_ids),
             decoder=decoder,
-            hidden=tuple(hidden),
             trainer=trainer,
+            run=run,
             loader=loader,
-            progress=False,
+            **dict(decoder_params or {}),
         )
         evaluation = evaluate_model(store, model, split=split, progress=False)
         metrics = evaluation.metrics

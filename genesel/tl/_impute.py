@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from anndata import AnnData
@@ -12,8 +13,10 @@ from anndata import AnnData
 from genesel.errors import ConfigError
 from genesel.impute import ImputationModel, load_model
 from genesel.impute import fit_imputer as _fit_imputer
+from genesel.loader import LoaderConfig
+from genesel.run import RunConfig, configure_precision
 from genesel.tl._prepare import ensure_store
-from genesel.tl._utils import training_configs
+from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +40,10 @@ def fit_imputer(
     decoder: str = "linear",
     seed: int = 0,
     layer: str | None = None,
-    hidden: Sequence[int] = (256,),
-    dropout: float = 0.1,
-    n_neighbors: int = 10,
-    epochs: int = 100,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
+    params: Mapping[str, Any] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> ImputationModel:
@@ -55,23 +56,25 @@ def fit_imputer(
     panel_key
         ``key_added`` of the :func:`genesel.tl.select_panel` call whose panel to use.
     decoder
-        ``linear`` (exact least squares), ``mlp`` (D-GEX network) or ``knn``.
+        ``linear`` (exact least squares), ``mlp`` (D-GEX network), ``knn``, or any other
+        registered decoder (:func:`genesel.impute.available_decoders`).
     seed
-        Seed of the MLP's initialisation and minibatches (and of the split, if prepared here).
+        Seed of the MLP's initialisation and minibatches, the KNN reference draw (and of the
+        split, if prepared here).
     layer
         Layer to read instead of ``X``.
-    hidden
-        MLP hidden layer widths (D-GEX: ``(9000,)``).
-    dropout
-        MLP dropout after each hidden layer.
-    n_neighbors
-        KNN: neighbours averaged.
+    params
+        The decoder's hyperparameters, e.g. ``{"hidden": [256]}`` (mlp) or
+        ``{"ridge": 1e-3}`` (linear); unset ones take the decoder class's defaults (MLP:
+        one hidden layer of 9000 tanh units, dropout 0.1; linear: ridge ``"auto"``; KNN: 10
+        neighbours), see :class:`genesel.impute.MLPDecoder` and its siblings.
     epochs
-        MLP epoch budget.
+        Trained decoders' epoch budget (default: the trainer's, 100).
     batch_size
-        MLP minibatch size.
+        Trained decoders' minibatch size (default: the loader's, 256).
     learning_rate
-        MLP Adam learning rate (decayed by 0.95 per epoch).
+        Trained decoders' Adam learning rate (default: the trainer's, 1e-3; the MLP decays
+        it by 0.95 per epoch).
     device
         ``auto``, ``cpu`` or ``cuda``.
     progress
@@ -82,27 +85,25 @@ def fit_imputer(
     The fitted model; ``model.save(directory)`` keeps it, :func:`genesel.tl.impute` applies it.
     """
     store = ensure_store(adata, seed=seed, layer=layer)
-    trainer, loader = training_configs(
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        device=device,
-        progress=progress,
-    )
-    if decoder == "mlp":
-        trainer.lr_decay = 0.95
+    configure_precision(device)
     return _fit_imputer(
         store,
         panel_from_var(adata, panel_key),
         decoder=decoder,
-        hidden=tuple(hidden),
-        dropout=dropout,
-        n_neighbors=n_neighbors,
-        trainer=trainer,
-        loader=loader,
-        progress=progress,
+        trainer=decoder_trainer(epochs=epochs, learning_rate=learning_rate),
+        run=RunConfig(seed=seed, device=device, progress=progress),
+        loader=None if batch_size is None else LoaderConfig(batch_size=batch_size),
+        **dict(params or {}),
     )
+
+
+def decoder_trainer(
+    *, epochs: int | None = None, learning_rate: float | None = None
+) -> TrainerConfig | None:
+    """A trainer config holding only the values given (``None``: all the decoder's defaults)."""
+    given = {"max_epochs": epochs, "learning_rate": learning_rate}
+    values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    return TrainerConfig(**values) if values else None
 
 
 def impute(
@@ -146,8 +147,8 @@ def impute(
     )
     logger.info(
         "imputed %d genes for %d samples from %d measured",
-        model.n_genes,
+        model.n_vars,
         result.n_obs,
-        model.n_panel,
+        model.n_genes,
     )
     return result

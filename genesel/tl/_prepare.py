@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from anndata import AnnData
 
 from genesel.errors import ConfigError
 from genesel.io.gene_maps import annotate_genes
-from genesel.split import SPLITS, assign_group_splits, assign_splits
+from genesel.split import SPLITS, split_labels
+from genesel.statistics import CONSTANT_STD, GeneMoments, standardisation
 from genesel.store import ANNDATA_PREFIX, REQUIRED_VAR_COLUMNS, Store
 from genesel.tl._utils import copy_or_self
 
@@ -23,12 +24,12 @@ logger = logging.getLogger(__name__)
 
 #: Rows read at a time when computing statistics (bounded memory for backed data).
 BLOCK_ROWS = 4096
-#: Standard deviations below this count as constant genes (their std is set to 1).
-CONSTANT_STD = 1e-8
 #: The ``obs`` column of the split.
 SPLIT_COLUMN = f"{ANNDATA_PREFIX}split"
 #: The ``var`` column of each store annotation :func:`prepare` writes.
 VAR_COLUMNS = {name: f"{ANNDATA_PREFIX}{name}" for name in REQUIRED_VAR_COLUMNS}
+#: The ``var`` column of the constant-gene flags (the store's ``var["constant"]``).
+CONSTANT_COLUMN = f"{ANNDATA_PREFIX}constant"
 #: Data counts as scaled when the median |gene mean| and the median |gene std - 1| are below these
 #: (``sc.pp.scale`` clips at ``max_value``, which leaves standard deviations a little under 1).
 SCALED_TOLERANCE = (0.1, 0.15)
@@ -41,15 +42,19 @@ def prepare(
     adata: AnnData,
     *,
     seed: int = 0,
-    fractions: Sequence[float] | None = None,
+    sizes: Sequence[int] | Mapping[str, int] | None = None,
+    fractions: Sequence[float] | Mapping[str, float] | None = None,
     group_column: str | None = None,
+    split_column: str | None = None,
     layer: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Annotate ``adata`` like a preprocessed genesel store.
 
     Adds a seeded train/validation/test split and the per-gene mean and standard deviation
-    of the train split, which every selector, imputer and metric uses to standardise.
+    of the train split, which every selector, imputer and metric uses to standardise; the
+    split and the statistics are computed by the same code as ``genesel preprocess``
+    (:func:`genesel.split.split_labels`, :class:`genesel.statistics.GeneMoments`).
     Values are used as they are: pass log-normalised data, not scaled data (a warning says
     so when ``X`` looks centred and scaled, as ``sc.pp.scale`` leaves it, or like raw counts).
     Every column written carries the ``genesel_`` prefix, so nothing of scanpy's is
@@ -61,12 +66,18 @@ def prepare(
         Samples x genes, in memory or backed.
     seed
         Seed of the split.
+    sizes
+        ``(train, validation[, test])`` sample counts, as ``genesel preprocess --sizes``.
     fractions
-        Train and validation fractions (the test split takes the rest); default D-GEX's
-        (about 79 %, 10 %, 11 %).
+        ``(train, validation[, test])`` fractions (the test split takes the rest), instead
+        of ``sizes``. Without either: D-GEX's sizes for 112,171 samples, D-GEX's fractions
+        (about 79 %, 10 %, 11 %) otherwise (:func:`genesel.split.split_sizes`).
     group_column
         Keep the samples of each value of this ``obs`` column (subject, patient, batch)
         in one split, so that no test subject is seen in training.
+    split_column
+        Take the split from this ``obs`` column (train/validation/test, or tr/va/te)
+        instead of a seeded one.
     layer
         Layer to compute the statistics on instead of ``X``.
     copy
@@ -80,48 +91,60 @@ def prepare(
         Categorical: ``train``, ``validation`` or ``test``.
     ``adata.var["genesel_mean"]``, ``adata.var["genesel_std"]``
         Train-split mean and standard deviation (ddof 0; 1 for constant genes).
+    ``adata.var["genesel_constant"]``
+        Whether the gene is constant in the train split (as the store's ``var["constant"]``).
     ``adata.var["genesel_symbol"]``, ``adata.var["genesel_landmark"]``
         Gene symbols (a ``symbol``-like ``var`` column, else ``var_names``) and whether a
         gene is an L1000 landmark (a boolean ``var["landmark"]`` of your own is kept).
     ``adata.uns["genesel"]["prepare"]``
-        The seed, fractions, group column and layer used; other entries of
+        The seed, sizes or fractions, group and split columns and layer used; other entries of
         ``adata.uns["genesel"]`` (a :func:`genesel.tl.select_panel` record) are kept.
     """
     adata = copy_or_self(adata, copy)
-    if group_column is not None:
-        if group_column not in adata.obs.columns:
+    for name, column in (("group_column", group_column), ("split_column", split_column)):
+        if column is not None and column not in adata.obs.columns:
             raise ConfigError(
-                f"adata.obs has no column {group_column!r}; available: {list(adata.obs.columns)}"
+                f"adata.obs has no column {column!r}; available: {list(adata.obs.columns)}",
+                parameter=name,
             )
-        labels = assign_group_splits(
-            adata.obs[group_column].to_numpy(), seed=seed, fractions=fractions, column=group_column
-        )
-    else:
-        labels = assign_splits(adata.n_obs, seed=seed, fractions=fractions)
+    labels = split_labels(
+        adata.obs,
+        split_column=split_column,
+        group_column=group_column,
+        seed=seed,
+        sizes=sizes,
+        fractions=fractions,
+        path="<AnnData>",
+    )
     matrix = _matrix(adata, layer)
     train = np.flatnonzero(labels == "train")
     mean, std = train_statistics(matrix, train)
     warn_if_not_log_normalised(matrix, train, mean, std, layer=layer)
     adata.obs[SPLIT_COLUMN] = pd.Categorical(labels, categories=list(SPLITS))
     adata.var[VAR_COLUMNS["mean"]] = mean
-    adata.var[VAR_COLUMNS["std"]] = np.where(std < CONSTANT_STD, 1.0, std)
+    adata.var[VAR_COLUMNS["std"]], adata.var[CONSTANT_COLUMN] = standardisation(std)
     annotation = annotate_genes(adata.var_names, adata.var)
     for column in ("symbol", "landmark"):
         adata.var[VAR_COLUMNS[column]] = annotation[column].to_numpy()
     info = dict(adata.uns.get("genesel", {}))
     info["prepare"] = {
         "seed": int(seed),
-        "fractions": list(fractions) if fractions is not None else "dgex",
+        **(
+            {"sizes": _listed(sizes)}
+            if sizes is not None
+            else {"fractions": _listed(fractions) if fractions is not None else "dgex"}
+        ),
         "group_column": group_column or "",
+        "split_column": split_column or "",
         "layer": layer or "X",
     }
     adata.uns["genesel"] = info
-    sizes = adata.obs[SPLIT_COLUMN].value_counts().reindex(list(SPLITS)).to_dict()
+    counts = adata.obs[SPLIT_COLUMN].value_counts().reindex(list(SPLITS)).to_dict()
     logger.info(
         "added obs[%r] %s, var%s and uns['genesel']['prepare']",
         SPLIT_COLUMN,
-        sizes,
-        [VAR_COLUMNS[c] for c in ("mean", "std", "symbol", "landmark")],
+        counts,
+        [*(VAR_COLUMNS[c] for c in ("mean", "std", "symbol", "landmark")), CONSTANT_COLUMN],
     )
     return adata if copy else None
 
@@ -234,20 +257,22 @@ def _caller_level() -> int:
 
 
 def train_statistics(matrix: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation (ddof 0) of ``matrix[rows]``, read in blocks."""
+    """Per-column mean and standard deviation (ddof 0) of ``matrix[rows]``, read in blocks.
+
+    Accumulated as the store writer does (:class:`~genesel.statistics.GeneMoments`).
+    """
     if rows.size == 0:
         raise ConfigError("the train split is empty; use more samples or other fractions")
-    total = np.zeros(matrix.shape[1], dtype=np.float64)
-    total_sq = np.zeros(matrix.shape[1], dtype=np.float64)
+    moments = GeneMoments(matrix.shape[1])
     for start in range(0, rows.size, BLOCK_ROWS):
         block = matrix[rows[start : start + BLOCK_ROWS]]
-        block = np.asarray(
-            block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64
-        )
-        total += block.sum(axis=0)
-        total_sq += np.einsum("ij,ij->j", block, block)
-    mean = total / rows.size
-    return mean, np.sqrt(np.maximum(total_sq / rows.size - mean**2, 0.0))
+        moments.add(np.asarray(block.toarray() if hasattr(block, "toarray") else block))
+    return moments.mean_std()
+
+
+def _listed(values: Sequence[Any] | Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+    """Split sizes or fractions as recorded in ``uns`` (a list or a dict)."""
+    return dict(values) if isinstance(values, Mapping) else list(values)
 
 
 def _matrix(adata: AnnData, layer: str | None) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 
+from genesel.impute.decoders import decoder_flags
 from genesel.report.curves import sizes_around_landmarks
 
 TRAINED_METHODS = ("cae", "ipcae", "lassonet", "logitnormal", "logitnormal-hnet")
@@ -78,8 +79,8 @@ def simulate_options(wildcards):
     """Options of genesel simulate from config input.simulate."""
     settings = config["input"]["simulate"]
     options = ["--n-obs", str(settings["n_obs"]), "--seed", str(settings["seed"])]
-    if settings.get("n_genes") is not None:
-        options += ["--n-genes", str(settings["n_genes"])]
+    if settings.get("n_vars") is not None:
+        options += ["--n-vars", str(settings["n_vars"])]
     return shlex.join(options)
 
 
@@ -354,10 +355,7 @@ def select_constraint_files(wildcards):
 
 def decoder_settings(decoder):
     """Options of genesel impute fit from config decoders.<decoder> (the seed aside)."""
-    settings = dict(config["decoders"][decoder])
-    if "learning_rate" in settings:
-        settings["lr"] = settings.pop("learning_rate")
-    return cli_options(settings)
+    return decoder_flags(config["decoders"][decoder])
 
 
 def decoder_options(wildcards):

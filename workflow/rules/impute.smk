@@ -1,7 +1,9 @@
 # Imputation. The linear decoder: the store's moments once, then every panel's fit and test
 # errors in one job. Other decoders: fit each on each panel, then score it on the held-out split
 # (--resume-if-same: a killed MLP fit continues from its checkpoint when it was made with the
-# same data, panel and options).
+# same data, panel and options). A decoder's config entry reaches `genesel impute fit` as
+# --param name=value (its hyperparameters) and the training flags (epochs, batch_size,
+# learning_rate): genesel.impute.decoders.decoder_flags, through common.smk's decoder_settings.
 
 
 rule moments:

@@ -1,0 +1,1 @@
+"""The simulator's generative model: parameters and calibration, drawing a model, sampling."""
