@@ -211,9 +211,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             )
             per_sample.append(result.evaluation.per_sample["mse_imputed"])
     if "mlp" in args.decoders:
-        trainer = TrainerConfig(
-            max_epochs=args.mlp_epochs, lr_decay=0.95, patience=10, progress=False
-        )
+        trainer = TrainerConfig(max_epochs=args.mlp_epochs, lr_decay=0.95, patience=10)
         for (method, k, seed), genes in panels.items():
             if (
                 k not in mlp_sizes
@@ -221,13 +219,13 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                 or (method == "random" and seed >= len(args.seeds))
             ):
                 continue
-            trainer.seed = seed
             model = fit_imputer(
                 store,
                 genes.tolist(),
                 decoder="mlp",
                 hidden=(256,),
                 trainer=trainer,
+                run=RunConfig(seed=seed, progress=False),
                 progress=False,
             )
             evaluation = evaluate_model(store, model, progress=False)
