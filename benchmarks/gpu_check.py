@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         try:
             result = function(*arguments)
-        except Exception as error:  # report every part, then fail
+        except Exception as error:  # noqa: BLE001 -- report every part, then fail
             failed = True
             traceback.print_exc()
             rows.append(
