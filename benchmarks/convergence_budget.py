@@ -17,14 +17,17 @@ import json
 import time
 import warnings
 
-warnings.filterwarnings("ignore")
+import numpy as np
 import torch
 
-torch.set_num_threads(1)
 from genesel.loader import LoaderConfig
+from genesel.run import RunConfig
 from genesel.selectors.select import select_panel
 from genesel.store import Store
 from genesel.training import TrainerConfig
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
 
 p = argparse.ArgumentParser()
 p.add_argument("--case", required=True)  # demo-cae, demo-ipcae, tour, snippet
@@ -50,7 +53,6 @@ if path == "snippet":
     store = ensure_store(adata, seed=0, layer=None)
 else:
     store = Store.open(path)
-import numpy as np
 
 Xtr = store.read_rows(store.split_indices("train")).astype(np.float64)
 Xva = store.read_rows(store.split_indices("validation")).astype(np.float64)
@@ -65,7 +67,7 @@ def linear_refit(genes):
 
 for k in a.k:
     t = time.perf_counter()
-    kw = dict(max_epochs=epochs, seed=0, device="cpu", progress=False)
+    kw = dict(max_epochs=epochs)
     kw.update(json.loads(a.trainer))
     r = select_panel(
         store,
@@ -75,6 +77,7 @@ for k in a.k:
         params=json.loads(a.params),
         trainer=TrainerConfig(**kw),
         loader=LoaderConfig(batch_size=batch),
+        run=RunConfig(device="cpu", progress=False),
     )
     wall = time.perf_counter() - t
     e = r.extra

@@ -40,10 +40,11 @@ from loader_throughput import loader_seconds, raw_read_seconds  # noqa: E402
 from genesel.decoders import build_decoder  # noqa: E402
 from genesel.impute.mlp import PanelDecoderTask  # noqa: E402
 from genesel.loader import LoaderConfig, MinibatchLoader  # noqa: E402
-from genesel.run import configure_precision  # noqa: E402
+from genesel.run import RunConfig, configure_precision  # noqa: E402
 from genesel.selectors.base import make_selector  # noqa: E402
 from genesel.store import Store  # noqa: E402
-from genesel.training import Trainer, TrainerConfig  # noqa: E402
+from genesel.trainer import Trainer  # noqa: E402
+from genesel.training import TrainerConfig  # noqa: E402
 
 GENESEL = [sys.executable, "-m", "genesel.cli.main", "-q"]
 FULL = {
@@ -111,17 +112,11 @@ def timed_fit(
     """Train ``task`` for ``steps`` steps (after 2 warm-up steps); steps/s, peak memory, sync warnings."""
 
     def config(n: int) -> TrainerConfig:
-        return TrainerConfig(
-            max_epochs=1,
-            max_steps=n,
-            min_steps=0,
-            stop_when_converged=False,
-            device=str(device),
-            progress=False,
-            seed=0,
-        )
+        return TrainerConfig(max_epochs=1, max_steps=n, min_steps=0, stop_when_converged=False)
 
-    Trainer(config(2)).fit(task, loader)  # warm-up: kernels, cuBLAS handles, the resident split
+    run = RunConfig(seed=0, device=str(device), progress=False)
+    # warm-up: kernels, cuBLAS handles, the resident split
+    Trainer(config(2), run=run).fit(task, loader)
     _peak_reset(device)
     syncs = math.nan
     with warnings.catch_warnings(record=True) as caught:
@@ -130,7 +125,7 @@ def timed_fit(
             torch.cuda.set_sync_debug_mode("warn")
         try:
             start = time.perf_counter()
-            result = Trainer(config(steps)).fit(task, loader)
+            result = Trainer(config(steps), run=run).fit(task, loader)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start
@@ -307,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         try:
             result = function(*arguments)
-        except Exception as error:  # report every part, then fail
+        except Exception as error:  # noqa: BLE001 -- report every part, then fail
             failed = True
             traceback.print_exc()
             rows.append(

@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 from genesel.impute.sweep import evaluate_linear_panels  # noqa: E402
 from genesel.moments import compute_moments, open_moments  # noqa: E402
+from genesel.run import RunConfig  # noqa: E402
 from genesel.selectors.greedy import greedy_path  # noqa: E402
 from genesel.selectors.select import select_panel  # noqa: E402
 from genesel.store import Store  # noqa: E402
-from genesel.training import TrainerConfig  # noqa: E402
 from tests.conftest import write_store  # noqa: E402
 
-QUIET = TrainerConfig(progress=False)
+QUIET = RunConfig(progress=False)
 from tests.test_impute_gpl96 import FIXTURE, average_probes, dgex_genes  # noqa: E402
 
 REALDATA = "/work/wt-realdata/benchmarks/data/*.h5ad"
@@ -90,12 +90,12 @@ def run(
         for k in sizes:
             old = {"n_components": None, "weighted": False, "moments": str(moments_path)}
             panels[("qr-old", k)] = select_panel(
-                store, method="qr", n_genes=k, params=old, trainer=QUIET
+                store, method="qr", n_genes=k, params=old, run=QUIET
             ).gene_indices
             for rule in qr_rules:
                 params = {"moments": str(moments_path), "n_components": rule}
                 panels[(f"qr-{rule}", k)] = select_panel(
-                    store, method="qr", n_genes=k, params=params, trainer=QUIET
+                    store, method="qr", n_genes=k, params=params, run=QUIET
                 ).gene_indices
             for seed in range(n_random):
                 panels[(f"random{seed}", k)] = select_panel(
@@ -109,7 +109,7 @@ def run(
                 method="qr",
                 n_genes=max(sizes),
                 params={"moments": str(moments_path), "n_components": rule},
-                trainer=QUIET,
+                run=QUIET,
             ).extra["n_components"]
             for rule in qr_rules
         }

@@ -36,13 +36,13 @@ sys.path.insert(0, str(ROOT))
 from genesel.impute.sweep import evaluate_linear_panels  # noqa: E402
 from genesel.moments import compute_moments, open_moments  # noqa: E402
 from genesel.preprocess import preprocess  # noqa: E402
+from genesel.run import RunConfig  # noqa: E402
 from genesel.selectors.select import select_panel  # noqa: E402
 from genesel.store import Store  # noqa: E402
-from genesel.training import TrainerConfig  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "data" / "gpl96_74_arrays.h5ad"
 EXTRA = ROOT / "benchmarks" / "data"
-QUIET = TrainerConfig(progress=False)
+QUIET = RunConfig(progress=False)
 FRACTIONS = (0.6, 0.2, 0.2)
 
 
@@ -113,7 +113,7 @@ def run(
                     n_genes=k,
                     include=include,
                     params={"moments": str(moments_path)},
-                    trainer=QUIET,
+                    run=QUIET,
                 )
                 seconds[method] = round(time.perf_counter() - started, 1)
                 panels[(half, method)] = result.gene_indices

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +63,11 @@ from genesel.decoders import build_decoder
 from genesel.errors import ConfigError, GeneselError
 from genesel.io.atomic import write_json
 from genesel.loader import LoaderConfig, MinibatchLoader
-from genesel.run import configure_precision
+from genesel.run import RunConfig, configure_precision
 from genesel.selectors.base import make_selector
 from genesel.store import SPLITS, Store
-from genesel.training import Trainer, TrainerConfig, seed_everything
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, seed_everything, trainer_record
 
 logger = logging.getLogger("paper_reconstruction")
 
@@ -233,25 +234,36 @@ class RefitDecoder(nn.Module):
 
 
 def refit_test_mse(
-    store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig
+    store: Store,
+    features: np.ndarray,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    *,
+    run: RunConfig,
 ) -> float:
     """Train :class:`RefitDecoder` under the protocol and return its test MSE."""
-    return refit_test_errors(store, features, trainer, loader)["mse"]
+    return refit_test_errors(store, features, trainer, loader, run=run)["mse"]
 
 
 def refit_test_errors(
-    store: Store, features: np.ndarray, trainer: TrainerConfig, loader: LoaderConfig
+    store: Store,
+    features: np.ndarray,
+    trainer: TrainerConfig,
+    loader: LoaderConfig,
+    *,
+    run: RunConfig,
 ) -> dict[str, float]:
     """Train :class:`RefitDecoder` under the protocol; return its test ``mse`` and ``frob_norm``."""
     with torch.random.fork_rng(devices=[]):
-        seed_everything(trainer.seed, -3)
+        seed_everything(run.seed, -3)
         model = RefitDecoder(features, store.n_vars)
     return train_then_errors(
         store,
         model,
         replace(trainer, stop_when_converged=False),
         loader,
-        shuffle_seed=trainer.seed + 7919,
+        run=run,
+        shuffle_seed=run.seed + 7919,
         predict=lambda batch: model.decoder(batch.index_select(1, model.features)),
     )
 
@@ -262,6 +274,7 @@ def train_then_test(
     trainer: TrainerConfig,
     loader: LoaderConfig,
     *,
+    run: RunConfig,
     shuffle_seed: int,
 ) -> float:
     """Fit ``model`` on the train split (best validation weights) and return its test MSE."""
@@ -269,11 +282,11 @@ def train_then_test(
         store, "train", config=loader, shuffle=True, seed=shuffle_seed, device="cpu"
     )
     validation = MinibatchLoader(store, "validation", config=loader, shuffle=False, device="cpu")
-    Trainer(trainer).fit(model, train, validation)
+    Trainer(trainer, run=run).fit(model, train, validation)
     test = MinibatchLoader(
         store, "test", config=LoaderConfig(batch_size=4096), shuffle=False, device="cpu"
     )
-    return Trainer(replace(trainer, progress=False)).evaluate(model, test)
+    return Trainer(trainer, run=replace(run, progress=False)).evaluate(model, test)
 
 
 def train_then_errors(
@@ -282,6 +295,7 @@ def train_then_errors(
     trainer: TrainerConfig,
     loader: LoaderConfig,
     *,
+    run: RunConfig,
     shuffle_seed: int,
     predict: Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, float]:
@@ -289,7 +303,7 @@ def train_then_errors(
 
     ``mse`` is the trainer's test loss, as before; ``frob_norm`` comes from the per-sample errors.
     """
-    mse = train_then_test(store, model, trainer, loader, shuffle_seed=shuffle_seed)
+    mse = train_then_test(store, model, trainer, loader, run=run, shuffle_seed=shuffle_seed)
     model.eval()
     errors = split_errors(predict, store)
     model.train()
@@ -403,9 +417,11 @@ def bottleneck_test_mse(
     trainer: TrainerConfig,
     loader: LoaderConfig,
     encoder_hidden: tuple[int, ...] = (),
+    *,
+    run: RunConfig,
 ) -> float:
     """Train :class:`Bottleneck` under the protocol and return its test MSE."""
-    return bottleneck_test_errors(store, k, trainer, loader, encoder_hidden)["mse"]
+    return bottleneck_test_errors(store, k, trainer, loader, encoder_hidden, run=run)["mse"]
 
 
 def bottleneck_test_errors(
@@ -414,17 +430,20 @@ def bottleneck_test_errors(
     trainer: TrainerConfig,
     loader: LoaderConfig,
     encoder_hidden: tuple[int, ...] = (),
+    *,
+    run: RunConfig,
 ) -> dict[str, float]:
     """Train :class:`Bottleneck` under the protocol; return its test ``mse`` and ``frob_norm``."""
     with torch.random.fork_rng(devices=[]):
-        seed_everything(trainer.seed, -4)
+        seed_everything(run.seed, -4)
         model = Bottleneck(store.n_vars, k, encoder_hidden)
     return train_then_errors(
         store,
         model,
         trainer,
         loader,
-        shuffle_seed=trainer.seed,
+        run=run,
+        shuffle_seed=run.seed,
         predict=lambda batch: model.decoder(model.encoder(batch)),
     )
 
@@ -519,6 +538,7 @@ def reference_points(
     k: int,
     trainer: TrainerConfig,
     loader: LoaderConfig,
+    run: RunConfig,
 ) -> dict[str, Any]:
     """Data-only reference MSEs for ``k`` features: PCA, greedy and swap-improved panels, bottlenecks, all features."""
     train, test = splits["train"].astype(np.float64), splits["test"].astype(np.float64)
@@ -537,14 +557,20 @@ def reference_points(
         points[name] = float(((reconstruction - test) ** 2).mean())
         points[f"{name}_frob_norm"] = frob_norm(test, reconstruction)
     trained = {
-        "greedy_refit_mlp": lambda: refit_test_errors(store, np.asarray(greedy), trainer, loader),
-        "swap_refit_mlp": lambda: refit_test_errors(store, np.asarray(swapped), trainer, loader),
-        "linear_bottleneck_mlp": lambda: bottleneck_test_errors(store, k, trainer, loader),
+        "greedy_refit_mlp": lambda: refit_test_errors(
+            store, np.asarray(greedy), trainer, loader, run=run
+        ),
+        "swap_refit_mlp": lambda: refit_test_errors(
+            store, np.asarray(swapped), trainer, loader, run=run
+        ),
+        "linear_bottleneck_mlp": lambda: bottleneck_test_errors(
+            store, k, trainer, loader, run=run
+        ),
         "nonlinear_bottleneck_mlp": lambda: bottleneck_test_errors(
-            store, k, trainer, loader, encoder_hidden=(NONLINEAR_ENCODER_WIDTH,)
+            store, k, trainer, loader, encoder_hidden=(NONLINEAR_ENCODER_WIDTH,), run=run
         ),
         "all_features_mlp": lambda: refit_test_errors(
-            store, np.arange(store.n_vars), trainer, loader
+            store, np.arange(store.n_vars), trainer, loader, run=run
         ),
     }
     for name, fit in trained.items():
@@ -564,13 +590,14 @@ def run_seed(
     params: dict[str, Any],
     trainer: TrainerConfig,
     loader: LoaderConfig,
+    run: RunConfig,
     refit: bool,
 ) -> dict[str, Any]:
     """Select with one seed and measure everything the JSON reports."""
     selector = make_selector(method, n_genes=k, seed=seed, params=params)
-    trainer = replace(trainer, seed=seed)
+    run = replace(run, seed=seed)
     started = time.perf_counter()
-    result = selector.select(store, trainer=trainer, loader=loader, work_dir=None)
+    result = selector.select(store, trainer=trainer, loader=loader, run=run, work_dir=None)
     seconds = time.perf_counter() - started
     record: dict[str, Any] = {
         "seed": seed,
@@ -592,7 +619,7 @@ def run_seed(
             record["test_mse_argmax"] = float(measure(store, "test", resolve_duplicates=False))
             _own_frob_norm(record, selector, store, "_argmax", resolve_duplicates=False)
     if refit:
-        errors = refit_test_errors(store, result.gene_indices, trainer, loader)
+        errors = refit_test_errors(store, result.gene_indices, trainer, loader, run=run)
         record["test_mse_refit"], record["test_frob_norm_refit"] = (
             errors["mse"],
             errors["frob_norm"],
@@ -802,15 +829,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"preset trainer keys {sorted(unknown)} are not TrainerConfig options")
     trainer = TrainerConfig(
-        **{
-            "max_epochs": args.epochs,
-            "learning_rate": 1e-3,
-            "device": args.device,
-            "progress": False,
-            **trainer_overrides,
-        }
+        **{"max_epochs": args.epochs, "learning_rate": 1e-3, **trainer_overrides}
     )
     trainer = replace(trainer, max_epochs=args.epochs)
+    run = RunConfig(device=args.device, progress=False)
     k = args.k or protocol.k
     batch_size = args.batch_size or protocol.batch_size
     loader = LoaderConfig(batch_size=batch_size, drop_last=True)
@@ -822,7 +844,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "method": args.method,
         "k": k,
         "params": params,
-        "trainer": {key: value for key, value in asdict(trainer).items() if key != "seed"},
+        "trainer": {
+            key: value for key, value in trainer_record(trainer, run).items() if key != "seed"
+        },
         "epochs": args.epochs,
         "batch_size": batch_size,
         "split_seed": args.split_seed,
@@ -846,6 +870,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 params=params,
                 trainer=trainer,
                 loader=loader,
+                run=run,
                 refit=not args.no_refit,
             )
         )
@@ -862,13 +887,8 @@ def run_baselines(args: argparse.Namespace) -> dict[str, Any]:
     protocol = PROTOCOLS[args.dataset]
     k = args.k or protocol.k
     loader = LoaderConfig(batch_size=args.batch_size or protocol.batch_size, drop_last=True)
-    trainer = TrainerConfig(
-        max_epochs=args.epochs,
-        learning_rate=args.lr or 1e-3,
-        device=args.device,
-        progress=False,
-        seed=args.first_seed,
-    )
+    trainer = TrainerConfig(max_epochs=args.epochs, learning_rate=args.lr or 1e-3)
+    run = RunConfig(seed=args.first_seed, device=args.device, progress=False)
     splits = load_splits(args.dataset, data_dir=args.data_dir, split_seed=args.split_seed)
     report = {
         "dataset": args.dataset,
@@ -880,7 +900,7 @@ def run_baselines(args: argparse.Namespace) -> dict[str, Any]:
         "commit": _git_commit(),
     }
     report.update(
-        reference_points(splits, build_store(splits), k=k, trainer=trainer, loader=loader)
+        reference_points(splits, build_store(splits), k=k, trainer=trainer, loader=loader, run=run)
     )
     return report
 

@@ -41,6 +41,7 @@ from genesel.loader import LoaderConfig
 from genesel.moments import compute_moments, open_moments
 from genesel.report.curves import summarize_curves
 from genesel.report.headline import headline, match_landmarks, random_comparison
+from genesel.run import RunConfig
 from genesel.selectors.methods import available_methods
 from genesel.selectors.select import select_panel
 from genesel.store import Store
@@ -164,9 +165,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
         ):
             for seed in args.seeds[:1] if method in DETERMINISTIC else args.seeds:
                 trainer = TrainerConfig(
-                    seed=seed,
-                    progress=False,
-                    **({} if args.epochs is None else {"max_epochs": args.epochs}),
+                    **({} if args.epochs is None else {"max_epochs": args.epochs})
                 )
                 try:
                     result = select_panel(
@@ -176,6 +175,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                         seed=seed,
                         trainer=trainer,
                         loader=LoaderConfig(),
+                        run=RunConfig(seed=seed, progress=False),
                     )
                 except genesel.errors.GeneselError as error:
                     logger.warning(
@@ -211,9 +211,7 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             )
             per_sample.append(result.evaluation.per_sample["mse_imputed"])
     if "mlp" in args.decoders:
-        trainer = TrainerConfig(
-            max_epochs=args.mlp_epochs, lr_decay=0.95, patience=10, progress=False
-        )
+        trainer = TrainerConfig(max_epochs=args.mlp_epochs, lr_decay=0.95, patience=10)
         for (method, k, seed), genes in panels.items():
             if (
                 k not in mlp_sizes
@@ -221,13 +219,13 @@ def run_set(path: Path, args: argparse.Namespace) -> dict[str, Any]:
                 or (method == "random" and seed >= len(args.seeds))
             ):
                 continue
-            trainer.seed = seed
             model = fit_imputer(
                 store,
                 genes.tolist(),
                 decoder="mlp",
                 hidden=(256,),
                 trainer=trainer,
+                run=RunConfig(seed=seed, progress=False),
                 progress=False,
             )
             evaluation = evaluate_model(store, model, progress=False)

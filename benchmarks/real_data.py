@@ -204,7 +204,7 @@ class OrgHs:
         frame = pd.DataFrame(pairs, columns=["key", "entrez"]).drop_duplicates()
         counts = frame["key"].value_counts()
         frame = frame[frame["key"].map(counts) == 1]
-        return dict(zip(frame["key"], frame["entrez"]))
+        return dict(zip(frame["key"], frame["entrez"], strict=True))
 
     def from_accession(self) -> dict[str, str]:
         return self._unique(

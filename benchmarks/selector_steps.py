@@ -1,7 +1,7 @@
 """Training steps per second of the CAE and IP-CAE networks at the L1000/GEO scale.
 
 One step = one Gumbel sample of the ``K x D`` selection, forward, backward and an Adam update,
-on a random standardised minibatch (what :class:`genesel.training.Trainer` does per batch;
+on a random standardised minibatch (what :class:`genesel.trainer.Trainer` does per batch;
 bfloat16 autocast on CUDA as the trainer's default). Configurations (``K = 943``,
 ``D = 10,463``, batch 256 by default):
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from genesel.selectors.concrete_layer import ConcreteAutoencoder
+from genesel.selectors.concrete_autoencoder import ConcreteAutoencoder
 from genesel.training import adam
 
 DOC_SECTION = "## Selector step time"

@@ -146,6 +146,13 @@ class PanelResult:
             )
 
     @property
+    def included_mask(self) -> np.ndarray:
+        """Per panel gene, whether the user fixed it (all ``False`` when none was)."""
+        if self.included is None:
+            return np.zeros(self.gene_indices.size, dtype=bool)
+        return np.asarray(self.included, dtype=bool)
+
+    @property
     def gene_ids(self) -> pd.Index:
         """Identifiers of the panel genes, best first."""
         return self.var.index[self.gene_indices]
@@ -168,7 +175,7 @@ class PanelResult:
                 "score": np.full(self.n_genes, np.nan)
                 if self.scores is None
                 else np.asarray(self.scores, float),
-                "status": np.where(self.included, PANEL_STATUSES[0], PANEL_STATUSES[1]),
+                "status": np.where(self.included_mask, PANEL_STATUSES[0], PANEL_STATUSES[1]),
                 **({} if self.costs is None else {"cost": np.asarray(self.costs, dtype=float)}),
             }
         )

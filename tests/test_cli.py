@@ -39,3 +39,14 @@ def test_select_help_teaches_the_methods_and_their_params(capsys):
     assert (
         main(["-q", "select", "--method", "cae"]) == 1
     )  # --data, --n-genes, --out missing: one clear error
+
+
+def test_a_bad_training_option_names_its_flag(planted_store, tmp_path, caplog):
+    from genesel.cli.main import main
+
+    store, _ = planted_store
+    common = ["select", "--data", str(store.path), "--method", "cae", "--n-genes", "3"]
+    for flag, value in (("--epochs", "0"), ("--lr", "-1"), ("--min-steps", "-1")):
+        caplog.clear()
+        assert main([*common, flag, value, "--out", str(tmp_path / "out")]) == 1
+        assert f"(command line: {flag})" in caplog.text

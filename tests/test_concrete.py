@@ -17,8 +17,8 @@ from genesel.panel import read_panel, read_panel_config
 from genesel.run import RunConfig
 from genesel.selectors.base import make_selector
 from genesel.selectors.concrete import ConcreteSelector, IndirectConcreteSelector
+from genesel.selectors.concrete_autoencoder import ConcreteAutoencoder
 from genesel.selectors.concrete_layer import (
-    ConcreteAutoencoder,
     IndirectLogits,
     annealed_temperature,
     generalized_jensen_shannon,
@@ -179,9 +179,9 @@ def test_per_sample_noise_draws_one_selection_per_sample():
 
 
 def test_per_sample_noise_refuses_a_step_too_large_for_memory(monkeypatch):
-    import genesel.selectors.concrete_layer as layer
+    import genesel.selectors.concrete_autoencoder as autoencoder
 
-    monkeypatch.setattr(layer, "MAX_PER_SAMPLE_ELEMENTS", 100)
+    monkeypatch.setattr(autoencoder, "MAX_PER_SAMPLE_ELEMENTS", 100)
     model = ConcreteAutoencoder(10, 3, gumbel_noise="sample")
     with pytest.raises(ConfigError, match="gumbel_noise='step' or a smaller batch"):
         model.select(torch.randn(4, 10))
@@ -590,6 +590,11 @@ def test_benchmark_bottleneck_reference_point_learns_a_low_rank_code():
     variance = float(((data[140:] - data[:120].mean(0)) ** 2).mean())
     trainer = TrainerConfig(max_epochs=40, learning_rate=1e-2)
     mse = bench.bottleneck_test_mse(
-        store, 2, trainer, LoaderConfig(batch_size=20, drop_last=True), encoder_hidden=(8,)
+        store,
+        2,
+        trainer,
+        LoaderConfig(batch_size=20, drop_last=True),
+        encoder_hidden=(8,),
+        run=quiet_cpu(0),
     )
     assert mse < 0.2 * variance

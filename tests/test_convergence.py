@@ -12,9 +12,10 @@ from genesel.cli.main import main as genesel_main
 from genesel.loader import LoaderConfig
 from genesel.panel import read_panel, read_panel_config, read_panel_metadata
 from genesel.run import RunConfig
-from genesel.selectors.concrete_layer import ConcreteAutoencoder
+from genesel.selectors.concrete_autoencoder import ConcreteAutoencoder
 from genesel.selectors.select import select_panel
-from genesel.training import Trainer, TrainerConfig, plan_budget
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, plan_budget
 
 CPU = RunConfig(device="cpu", progress=False)
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
+from genesel.checkpoint import remove_checkpoint, run_fingerprint
 from genesel.errors import ConfigError, InputFileError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.run import RunConfig
-from genesel.training import Trainer, TrainerConfig, remove_checkpoint
+from genesel.trainer import Trainer
+from genesel.training import TRAINER_RECORD_KEYS, TrainerConfig, trainer_record
 
 CPU = RunConfig(device="cpu", progress=False)
 
@@ -55,6 +59,33 @@ def test_bad_trainer_configuration_is_refused():
         TrainerConfig(max_steps_per_epoch=0)
     with pytest.raises(ConfigError, match="max_epochs must be at least 1"):
         TrainerConfig(max_epochs=0)
+
+
+def test_trainer_config_is_frozen_and_holds_no_run_options():
+    config = TrainerConfig(max_epochs=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_epochs = 4  # type: ignore[misc]  # the point: assignment is refused
+    assert dataclasses.replace(config, max_epochs=4).max_epochs == 4 and config.max_epochs == 3
+    assert not {"seed", "device", "progress", "mixed_precision"} & {
+        field.name for field in dataclasses.fields(TrainerConfig)
+    }
+
+
+def test_the_fingerprint_records_the_seed_not_where_the_run_executes(planted_store):
+    store, _ = planted_store
+    train = MinibatchLoader(store, "train", config=LoaderConfig(batch_size=16), seed=0)
+    config = TrainerConfig(max_epochs=2)
+    here = run_fingerprint(train, config, run=RunConfig(seed=3, device="cpu", progress=False))
+    elsewhere = run_fingerprint(train, config, run=RunConfig(seed=3, mixed_precision=False))
+    assert here == elsewhere and here["trainer"]["seed"] == 3
+    assert here["trainer"] == {**dataclasses.asdict(config), "seed": 3}
+    assert run_fingerprint(train, config, run=RunConfig(seed=4))["trainer"]["seed"] == 4
+
+
+def test_the_trainer_record_keeps_the_keys_of_a_panel_config():
+    record = trainer_record(TrainerConfig(), RunConfig(seed=2, device="cpu"))
+    assert list(record) == list(TRAINER_RECORD_KEYS)
+    assert record["seed"] == 2 and record["device"] == "cpu" and record["max_epochs"] == 100
 
 
 def test_best_weights_on_disk_equal_the_in_memory_copy_and_resume(planted_store, tmp_path):

@@ -29,33 +29,28 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_training_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    epochs: int,
-    learning_rate: float = 1e-3,
-    batch_size: int = 256,
-) -> None:
-    """Add the trainer and loader options."""
+def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int | None = None) -> None:
+    """Add the trainer and loader options.
+
+    A flag left out is not passed on: the core decides (:class:`~genesel.training.TrainerConfig`:
+    100 epochs, learning rate 0.001; :class:`~genesel.loader.LoaderConfig`: batches of 256).
+    ``epochs`` gives a command an epoch default of its own instead.
+    """
     group = parser.add_argument_group("training")
     group.add_argument(
-        "--epochs", type=int, default=epochs, help=f"epoch budget (default {epochs})"
+        "--epochs",
+        type=int,
+        default=epochs,
+        help=f"epoch budget (default {100 if epochs is None else epochs})",
     )
-    group.add_argument(
-        "--lr",
-        type=float,
-        default=learning_rate,
-        help=f"Adam learning rate (default {learning_rate})",
-    )
+    group.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.001)")
     group.add_argument(
         "--lr-decay",
         type=float,
         default=None,
         help="multiply the learning rate by this each epoch",
     )
-    group.add_argument(
-        "--batch-size", type=int, default=batch_size, help=f"minibatch size (default {batch_size})"
-    )
+    group.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 256)")
     group.add_argument(
         "--patience",
         type=int,
@@ -122,8 +117,8 @@ def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
     stops ``--resume`` with that error; ``--resume-if-same`` logs it as a warning, deletes
     the checkpoint and calls ``work(False)``.
     """
+    from genesel.checkpoint import remove_checkpoint
     from genesel.errors import CheckpointMismatchError
-    from genesel.training import remove_checkpoint
 
     try:
         return work(args.resume or args.resume_if_same)
@@ -137,6 +132,11 @@ def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
         return work(False)
 
 
+#: TrainerConfig parameters whose flag is not the parameter's name: parameter -> the option's
+#: name (the flag is ``--`` and the name with dashes, see :func:`genesel.cli.main.parameter_flag`).
+TRAINER_FLAG_NAMES = {"max_epochs": "epochs", "learning_rate": "lr"}
+
+
 def trainer_config(
     args: argparse.Namespace, *, lr_decay: float | None = None, **overrides: Any
 ) -> TrainerConfig:
@@ -146,16 +146,20 @@ def trainer_config(
     """
     from genesel.training import TrainerConfig
 
-    return TrainerConfig(
-        max_epochs=args.epochs,
-        learning_rate=args.lr,
-        lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
-        patience=args.patience,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        min_steps=getattr(args, "min_steps", None),
-        max_steps=getattr(args, "max_steps", None),
-        **overrides,
-    )
+    try:
+        return TrainerConfig(
+            **given(max_epochs=args.epochs, learning_rate=args.lr),
+            lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
+            patience=args.patience,
+            max_steps_per_epoch=args.max_steps_per_epoch,
+            min_steps=getattr(args, "min_steps", None),
+            max_steps=getattr(args, "max_steps", None),
+            **overrides,
+        )
+    except ConfigError as error:  # name the flag the value came from
+        if error.parameter not in TRAINER_FLAG_NAMES:
+            raise
+        raise ConfigError(str(error), parameter=TRAINER_FLAG_NAMES[error.parameter]) from None
 
 
 def run_config(args: argparse.Namespace, *, seed: int) -> RunConfig:
@@ -179,11 +183,17 @@ def loader_config(args: argparse.Namespace) -> LoaderConfig:
     """Build a :class:`LoaderConfig` from parsed arguments."""
     from genesel.loader import LoaderConfig
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     resident = None if args.resident_gib is None else int(args.resident_gib * (1 << 30))
-    blocks = {} if args.block_rows is None else {"block_rows": args.block_rows}
-    return LoaderConfig(batch_size=args.batch_size, resident_bytes=resident, **blocks)
+    return LoaderConfig(
+        resident_bytes=resident, **given(batch_size=args.batch_size, block_rows=args.block_rows)
+    )
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The ``options`` that are not ``None`` (flags left out leave the core's default)."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:

@@ -195,10 +195,10 @@ def _add_apply(actions: argparse._SubParsersAction) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``genesel impute fit``."""
+    from genesel.checkpoint import remove_checkpoint
     from genesel.impute import fit_imputer
     from genesel.impute.base import make_decoder
     from genesel.store import Store
-    from genesel.training import remove_checkpoint
 
     fits = fit_runs(args.panel, args.out, args.metrics, args.seed)
     params = decoder_params(args)

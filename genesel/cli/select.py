@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from genesel.cli.common import (
     add_training_arguments,
@@ -16,6 +18,10 @@ from genesel.cli.common import (
     trainer_config,
 )
 from genesel.selectors.methods import METHOD_SUMMARIES, available_methods
+
+if TYPE_CHECKING:  # the parser is built without torch; these load when a command runs
+    from genesel.panel import PanelResult
+    from genesel.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +171,10 @@ def run(args: argparse.Namespace) -> int:
     from genesel.errors import ConfigError
 
     if args.help_params:
-        params = method_params(args.method)
+        listed = method_params(args.method)
         print(f"{args.method}: {METHOD_SUMMARIES[args.method]}")
         print(
-            "\n".join(f"  --param {name}={default!r}" for name, default in params)
+            "\n".join(f"  --param {name}={default!r}" for name, default in listed)
             or "  (no parameters)"
         )
         return 0
@@ -186,16 +192,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"genesel select needs {', '.join(missing)} (or --help-params to list the method's parameters)"
         )
-    costs: dict[str, object] = {"gene_cost": args.gene_cost, "budget": args.budget}
+    costs: dict[str, Any] = {"gene_cost": args.gene_cost, "budget": args.budget}
     if args.default_cost is not None:
         costs["default_cost"] = args.default_cost
     import inspect
 
+    from genesel.checkpoint import remove_checkpoint
     from genesel.io.lock import guarded_output
     from genesel.selectors.base import get_selector_class
-    from genesel.selectors.select import select_panel
     from genesel.store import Store
-    from genesel.training import remove_checkpoint
 
     params = parse_params(args.param)
     accepts_moments = (
@@ -210,27 +215,7 @@ def run(args: argparse.Namespace) -> int:
         for n_genes, seed, out in runs:
             with guarded_output(out, kind="dir", wait=args.wait):
                 result = resuming(
-                    args,
-                    lambda resume, n_genes=n_genes, seed=seed, out=out: select_panel(
-                        store,
-                        method=args.method,
-                        n_genes=n_genes,
-                        seed=seed,
-                        params=dict(params),
-                        trainer=trainer_config(
-                            args,
-                            stop_when_converged=args.stop_when_converged,
-                            converge_extension=args.converge_extension,
-                        ),
-                        loader=loader_config(args),
-                        run=run_config(args, seed=seed),
-                        out_dir=out,
-                        resume=resume,
-                        refine=refine_options(args),
-                        include=args.include,
-                        exclude=args.exclude,
-                        **costs,
-                    ),
+                    args, partial(select_run, args, store, params, costs, n_genes, seed, out)
                 )
                 if not args.keep_checkpoint:
                     for name in get_selector_class(args.method).checkpoint_files:
@@ -243,6 +228,41 @@ def run(args: argparse.Namespace) -> int:
                 out,
             )
     return 0
+
+
+def select_run(
+    args: argparse.Namespace,
+    store: Store,
+    params: dict[str, Any],
+    costs: dict[str, Any],
+    n_genes: int | None,
+    seed: int,
+    out: str,
+    resume: bool,
+) -> PanelResult:
+    """Select one panel (size ``n_genes``, seed ``seed``) into ``out`` as the options ask."""
+    from genesel.selectors.select import select_panel
+
+    return select_panel(
+        store,
+        method=args.method,
+        n_genes=n_genes,
+        seed=seed,
+        params=dict(params),
+        trainer=trainer_config(
+            args,
+            stop_when_converged=args.stop_when_converged,
+            converge_extension=args.converge_extension,
+        ),
+        loader=loader_config(args),
+        run=run_config(args, seed=seed),
+        out_dir=out,
+        resume=resume,
+        refine=refine_options(args),
+        include=args.include,
+        exclude=args.exclude,
+        **costs,
+    )
 
 
 def run_directories(

@@ -42,7 +42,7 @@ def fit_imputer(
     decoder
         A registered decoder (:func:`~genesel.impute.decoders.available_decoders`):
         ``"linear"`` (exact least squares with intercept, one pass, out-of-core), ``"mlp"``
-        (D-GEX network trained with the :class:`~genesel.training.Trainer`) or ``"knn"``
+        (D-GEX network trained with the :class:`~genesel.trainer.Trainer`) or ``"knn"``
         (D-GEX's KNN-GE).
     trainer
         Training hyperparameters of trained decoders (the MLP); ``None`` fields take the

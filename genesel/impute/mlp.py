@@ -19,7 +19,8 @@ from genesel.impute.base import Decoder, DecoderFit, register_decoder
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.run import RunConfig
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, seed_everything, trainer_record
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, seed_everything, trainer_record
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def check_hidden(hidden: Sequence[int] | int) -> tuple[int, ...]:
 
 @register_decoder
 class MLPDecoder(Decoder):
-    """D-GEX multilayer perceptron, trained with the :class:`~genesel.training.Trainer`.
+    """D-GEX multilayer perceptron, trained with the :class:`~genesel.trainer.Trainer`.
 
     The weights of the best validation loss are kept. Training follows the trainer config;
     its fields left ``None`` take :attr:`training_defaults` (D-GEX's learning-rate decay of
@@ -154,7 +155,7 @@ class MLPDecoder(Decoder):
 
         With ``work_dir``, ``checkpoint.pt`` is written there every epoch, and ``resume``
         continues from it. The checkpoint records the panel genes, the architecture and the
-        store, trainer and loader options (:func:`genesel.training.run_fingerprint`); one
+        store, trainer and loader options (:func:`genesel.checkpoint.run_fingerprint`); one
         made with any other is refused, except that the epoch budget may change.
         """
         trainer = self.trainer_config(trainer, store)

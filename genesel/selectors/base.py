@@ -73,11 +73,13 @@ class PanelSelector(ABC):
         """
         if constraints.include.size > self.n_genes:
             raise ConfigError(
-                f"{self.method}: {constraints.include.size} included genes exceed n_genes={self.n_genes}"
+                f"{self.method}: {constraints.include.size} included genes exceed n_genes={self.n_genes}",
+                parameter="include",
             )
         if constraints.costs is not None and not self.supports_costs:
             raise ConfigError(
-                f"{self.method} is not supported with --budget/--gene-cost (budget/gene_cost); use greedy, lassonet or logitnormal"
+                f"{self.method} is not supported with gene costs or a budget (gene_cost, budget); use greedy, lassonet or logitnormal",
+                parameter="budget" if constraints.budgeted else "gene_cost",
             )
         self.constraints = constraints
 
@@ -120,7 +122,8 @@ class PanelSelector(ABC):
         """Raise :class:`ConfigError` unless ``1 <= n_genes < store.n_vars``."""
         if not 1 <= self.n_genes < store.n_vars:
             raise ConfigError(
-                f"{self.method}: n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)"
+                f"{self.method}: n_genes={self.n_genes} must be between 1 and {store.n_vars - 1} (the store has {store.n_vars} genes)",
+                parameter="n_genes",
             )
 
     def training_configs(
@@ -148,7 +151,7 @@ class PanelSelector(ABC):
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this selector's run besides data and trainer: method, panel size, hyperparameters, gene constraints.
 
-        Trainers record it in their checkpoints (see :func:`genesel.training.run_fingerprint`),
+        Trainers record it in their checkpoints (see :func:`genesel.checkpoint.run_fingerprint`),
         so ``resume`` refuses a checkpoint made with other values.
         """
         values = {"method": self.method, "n_genes": self.n_genes, **self.hyperparameters()}
@@ -191,7 +194,8 @@ def get_selector_class(method: str) -> type[PanelSelector]:
     """Return the selector class registered as ``method``."""
     if method not in METHOD_MODULES:
         raise ConfigError(
-            f"unknown method {method!r}; choose one of {', '.join(available_methods())}"
+            f"unknown method {method!r}; choose one of {', '.join(available_methods())}",
+            parameter="method",
         )
     importlib.import_module(f"genesel.selectors.{METHOD_MODULES[method]}")
     return _REGISTRY[method]
@@ -210,5 +214,8 @@ def make_selector(
     ]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ConfigError(f"method {method!r} has no parameter(s) {unknown}; it accepts {allowed}")
+        raise ConfigError(
+            f"method {method!r} has no parameter(s) {unknown}; it accepts {allowed}",
+            parameter=f"param:{unknown[0]}",
+        )
     return cls(n_genes=n_genes, seed=seed, **params)

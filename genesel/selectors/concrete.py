@@ -1,9 +1,9 @@
-"""Concrete Autoencoder (CAE, Balin et al. 2019) and indirectly parameterised CAE (IP-CAE,
-Nilsson et al. 2024) panel selectors, registered as methods ``"cae"`` and ``"ipcae"``.
+"""The CAE and IP-CAE panel selectors, registered as methods ``"cae"`` and ``"ipcae"``.
 
-Both train a :class:`~genesel.selectors.concrete_layer.ConcreteAutoencoder` (a concrete
+Concrete Autoencoder (CAE, Balin et al. 2019) and indirectly parameterised CAE (IP-CAE,
+Nilsson et al. 2024). Both train a :class:`~genesel.selectors.concrete_autoencoder.ConcreteAutoencoder` (a concrete
 selector layer of ``K`` nodes followed by a decoder reconstructing every gene, in
-standardised units) with the shared :class:`~genesel.training.Trainer`, then give every
+standardised units) with the shared :class:`~genesel.trainer.Trainer`, then give every
 node a distinct gene (duplicates resolved deterministically, see
 :func:`~genesel.selectors.concrete_layer.resolve_duplicate_selections`). Panel genes are
 ranked by their node's maximum selection probability, highest first; ``score`` is that
@@ -23,12 +23,11 @@ from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
 from genesel.selectors.base import register_selector, warn_unconverged
+from genesel.selectors.concrete_autoencoder import GUMBEL_NOISE_MODES, ConcreteAutoencoder
 from genesel.selectors.concrete_layer import (
     ANNEAL_MODES,
     CONVERGED_MEAN_MAX_PROBABILITY,
-    GUMBEL_NOISE_MODES,
     W_FORMS,
-    ConcreteAutoencoder,
     resolve_duplicate_selections,
     softmax_max_probability,
 )
@@ -111,7 +110,7 @@ class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
     ) -> None:
         super().__init__(n_genes=n_genes, seed=seed)
         if self.n_genes < 1:
-            raise ConfigError(f"n_genes must be at least 1, got {n_genes}")
+            raise ConfigError(f"n_genes must be at least 1, got {n_genes}", parameter="n_genes")
         if isinstance(decoder_hidden, int | np.integer):
             decoder_hidden = [int(decoder_hidden)]
         self.decoder_hidden = [int(size) for size in decoder_hidden]
@@ -121,19 +120,24 @@ class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
         self.end_temperature = float(end_temperature)
         self.anneal = str(anneal)
         if self.anneal not in ANNEAL_MODES:
-            raise ConfigError(f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}")
+            raise ConfigError(
+                f"anneal must be one of {ANNEAL_MODES}, got {anneal!r}", parameter="param:anneal"
+            )
         self.gumbel_noise = str(gumbel_noise)
         if self.gumbel_noise not in GUMBEL_NOISE_MODES:
             raise ConfigError(
-                f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}"
+                f"gumbel_noise must be one of {GUMBEL_NOISE_MODES}, got {gumbel_noise!r}",
+                parameter="param:gumbel_noise",
             )
         if not (self.start_temperature > 0 and self.end_temperature > 0):
             raise ConfigError(
-                f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}"
+                f"start_temperature and end_temperature must be positive, got {start_temperature}, {end_temperature}",
+                parameter="param:start_temperature",
             )
         if selector_lr is not None and not float(selector_lr) > 0:
             raise ConfigError(
-                f"selector_lr must be positive (or null for the trainer's learning rate), got {selector_lr}"
+                f"selector_lr must be positive (or null for the trainer's learning rate), got {selector_lr}",
+                parameter="param:selector_lr",
             )
         self.selector_lr = None if selector_lr is None else float(selector_lr)
         self.block_duplicates = bool(block_duplicates)
@@ -226,8 +230,8 @@ class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
                 self.method,
                 extra,
                 fix=(
-                    "train longer (--epochs, or --min-steps / --param selector_lr=... for more or faster steps; "
-                    "--converge-extension to go on at the final temperature)"
+                    "train longer (max_epochs, or min_steps / selector_lr for more or faster steps; "
+                    "converge_extension to go on at the final temperature)"
                 ),
             )
         return PanelResult(
@@ -329,13 +333,18 @@ class IndirectConcreteSelector(ConcreteSelector):
             block_duplicates=block_duplicates,
         )
         if w_form not in W_FORMS:
-            raise ConfigError(f"w_form must be one of {W_FORMS}, got {w_form!r}")
+            raise ConfigError(
+                f"w_form must be one of {W_FORMS}, got {w_form!r}", parameter="param:w_form"
+            )
         if embedding_dim is not None and int(embedding_dim) < 1:
             raise ConfigError(
-                f"embedding_dim must be positive (or null for the number of genes), got {embedding_dim}"
+                f"embedding_dim must be positive (or null for the number of genes), got {embedding_dim}",
+                parameter="param:embedding_dim",
             )
         if float(gjsd_weight) < 0:
-            raise ConfigError(f"gjsd_weight must be >= 0, got {gjsd_weight}")
+            raise ConfigError(
+                f"gjsd_weight must be >= 0, got {gjsd_weight}", parameter="param:gjsd_weight"
+            )
         self.embedding_dim = None if embedding_dim is None else int(embedding_dim)
         self.w_form = str(w_form)
         self.gjsd_weight = float(gjsd_weight)

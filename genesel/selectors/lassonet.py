@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from genesel.checkpoint import run_fingerprint
 from genesel.errors import ConfigError
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
@@ -54,7 +55,7 @@ from genesel.selectors.lassonet_refit import restore_panel_model as restore_from
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.selectors.trained import TrainedSelector, cpu_state, seeded_init
 from genesel.store import Store
-from genesel.training import TrainerConfig, run_fingerprint
+from genesel.training import TrainerConfig
 
 logger = logging.getLogger(__name__)
 

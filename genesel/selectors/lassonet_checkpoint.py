@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from genesel.checkpoint import check_fingerprint
 from genesel.errors import InputFileError
 from genesel.io.atomic import atomic_output
 from genesel.selectors.lassonet_points import LassoNetPathPoint
-from genesel.training import check_fingerprint
 
 #: File in ``work_dir`` holding the path computed so far (for ``resume``).
 PATH_CHECKPOINT_NAME = "lassonet_path.pt"

@@ -24,7 +24,8 @@ from genesel.selectors.lassonet_points import (
     snapshot,
 )
 from genesel.selectors.lassonet_rates import estimate_lambda_start
-from genesel.training import Trainer, TrainerConfig, TrainingResult
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, TrainingResult
 
 logger = logging.getLogger(__name__)
 

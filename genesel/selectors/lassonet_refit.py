@@ -11,7 +11,8 @@ from genesel.loader import MinibatchLoader
 from genesel.run import RunConfig
 from genesel.selectors.lassonet_network import LassoNetAutoencoder, PathStep
 from genesel.selectors.lassonet_points import LassoNetPath
-from genesel.training import Trainer, TrainerConfig
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ them with a hypernetwork.
 
 Both train a :class:`~genesel.selectors.logitnormal_mask.LogitNormalAutoencoder` (a gate
 distribution over all genes followed by a decoder reconstructing every gene, in standardised
-units) with the shared :class:`~genesel.training.Trainer`; the panel is the ``K`` genes most
+units) with the shared :class:`~genesel.trainer.Trainer`; the panel is the ``K`` genes most
 likely open at zero temperature. The gates' mathematics and sign conventions are described
 in :mod:`genesel.selectors.logitnormal_mask`.
 """
@@ -29,7 +29,7 @@ from genesel.selectors.logitnormal_mask import LogitNormalAutoencoder, LogitNorm
 from genesel.selectors.reconstruction import reconstruction_mse
 from genesel.selectors.trained import TrainedModel, TrainedSelector, cpu_state, seeded_init
 from genesel.store import Store
-from genesel.training import Trainer
+from genesel.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 

@@ -33,12 +33,13 @@ def check_constraints(result: PanelResult, constraints: GeneConstraints) -> np.n
     panel = result.gene_indices
     missing = np.setdiff1d(constraints.include, panel)
     present = np.intersect1d(constraints.exclude, panel)
-    over = constraints.budgeted and constraints.panel_cost(panel) > constraints.budget * (1 + 1e-6)
-    short = constraints.budgeted and constraints.exact_size and panel.size != constraints.n_genes
+    budget, spent = constraints.budget, constraints.panel_cost(panel)
+    over = budget is not None and spent is not None and spent > budget * (1 + 1e-6)
+    short = budget is not None and constraints.exact_size and panel.size != constraints.n_genes
     if over or short:
         raise RuntimeError(
-            f"{result.method} broke the budget: {panel.size} genes costing {constraints.panel_cost(panel):g} for the budget "
-            f"{constraints.budget:g}{f' and n_genes={constraints.n_genes}' if constraints.exact_size else ''} (a bug; please report it)"
+            f"{result.method} broke the budget: {panel.size} genes costing {spent:g} for the budget "
+            f"{budget:g}{f' and n_genes={constraints.n_genes}' if constraints.exact_size else ''} (a bug; please report it)"
         )
     if missing.size or present.size:
         ids = result.var.index.astype(str)
@@ -94,17 +95,24 @@ def select_panel(
     the total cost, budget and cost table hash in its header.
     """
     if n_genes is None and budget is None:
-        raise ConfigError("n_genes is required (or a budget, to fit as many genes as it allows)")
+        raise ConfigError(
+            "n_genes is required (or a budget, to fit as many genes as it allows)",
+            parameter="n_genes",
+        )
     if n_genes is not None:
         if not isinstance(n_genes, int | np.integer) or n_genes < 1:
-            raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
+            raise ConfigError(
+                f"n_genes must be a positive integer, got {n_genes!r}", parameter="n_genes"
+            )
         if n_genes >= store.n_vars:
             raise ConfigError(
-                f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})"
+                f"n_genes={n_genes} must be smaller than the number of genes in the data ({store.n_vars})",
+                parameter="n_genes",
             )
     if budget is not None and refine:
         raise ConfigError(
-            "refine is not supported with a budget (a swap may break it); drop refine or the budget"
+            "refine is not supported with a budget (a swap may break it); drop refine or the budget",
+            parameter="refine",
         )
     store.require_split("train")
     costs = (
@@ -115,6 +123,7 @@ def select_panel(
     constraints = resolve_constraints(
         store.var, n_genes, include=include, exclude=exclude, costs=costs, budget=budget
     )
+    assert constraints.n_genes is not None  # resolve_constraints sets the panel size
     n_genes = int(constraints.n_genes)
     selector = make_selector(method, n_genes=n_genes, seed=seed, params=params)
     selector.constrain(constraints)
@@ -152,7 +161,8 @@ def select_panel(
         unknown = sorted(set(options) - {"ridge", "max_swaps", "moments", "max_memory_gib"})
         if unknown:
             raise ConfigError(
-                f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib"
+                f"refine has no option(s) {unknown}; it accepts ridge, max_swaps, moments, max_memory_gib",
+                parameter="refine",
             )
         result = refine_result(
             store,
@@ -164,11 +174,12 @@ def select_panel(
         )
         result.config["refine"] = options or True
     result.included = check_constraints(result, constraints)
-    if constraints.costs is not None:
-        result.costs = constraints.cost[result.gene_indices]
+    costs = constraints.costs
+    if costs is not None:
+        result.costs = costs.values[result.gene_indices]
         result.extra["total_cost"] = float(result.costs.sum())
-        if constraints.costs.sha256 is not None:
-            result.extra["gene_cost_sha256"] = constraints.costs.sha256
+        if costs.sha256 is not None:
+            result.extra["gene_cost_sha256"] = costs.sha256
         if constraints.budgeted:
             result.extra["budget"] = constraints.budget
             if not constraints.exact_size:

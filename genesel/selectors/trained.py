@@ -16,7 +16,8 @@ from genesel.panel import PanelResult
 from genesel.run import RunConfig
 from genesel.selectors.base import PanelSelector, training_loaders
 from genesel.store import Store
-from genesel.training import Trainer, TrainerConfig, TrainingResult, seed_everything
+from genesel.trainer import Trainer
+from genesel.training import TrainerConfig, TrainingResult, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,11 @@ class TrainedSelector(PanelSelector, Generic[ModelT]):
     trained network to :meth:`panel_from_model`. A subclass implements those two hooks and
     sets ``trainer_defaults``; one whose training is not a single fit (LassoNet's path)
     overrides :meth:`select` and reuses the pieces it needs.
+
+    An instance holds what every :class:`PanelSelector` holds (panel size, seed, gene
+    constraints, hyperparameters); the class attributes name the checkpoint file in
+    ``work_dir`` and the method's trainer defaults. Training leaves nothing on the
+    instance: what a subclass keeps (e.g. ``model_``) it sets in :meth:`panel_from_model`.
     """
 
     trainable: ClassVar[bool] = True

@@ -45,11 +45,11 @@ def select_panel(
     seed: int = 0,
     layer: str | None = None,
     params: dict[str, Any] | None = None,
-    epochs: int = 100,
+    epochs: int | None = None,
     min_steps: int | None = None,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    device: str = "auto",
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    device: str | None = None,
     progress: bool = True,
     refine: bool | dict[str, Any] = False,
     include: GeneSpec = None,
@@ -86,17 +86,19 @@ def select_panel(
     params
         Method hyperparameters, e.g. ``{"gjsd_weight": 0.1}``; unknown keys are rejected.
     epochs
-        Epoch budget of trained methods (raised on small data to reach ``min_steps``).
+        Epoch budget of trained methods (raised on small data to reach ``min_steps``);
+        ``None``: :class:`~genesel.training.TrainerConfig`'s, 100.
     min_steps
         Plan at least this many optimizer steps; ``None``: the method's default (CAE and
         IP-CAE 1,000, which on scanpy's 700-cell example means about 330 epochs of 3 steps;
         they stop once converged).
     batch_size
-        Minibatch size of trained methods.
+        Minibatch size of trained methods; ``None``: :class:`~genesel.loader.LoaderConfig`'s, 256.
     learning_rate
-        Adam learning rate of trained methods.
+        Adam learning rate of trained methods; ``None``: :class:`~genesel.training.TrainerConfig`'s, 0.001.
     device
-        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``; ``None``:
+        :class:`~genesel.run.RunConfig`'s, ``auto``.
     progress
         Show a progress bar while training (as the command line does).
     refine

@@ -17,18 +17,29 @@ from genesel.training import TrainerConfig
 def training_configs(
     *,
     seed: int,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    device: str,
-    progress: bool,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
     min_steps: int | None = None,
 ) -> tuple[TrainerConfig, LoaderConfig, RunConfig]:
-    """The trainer, loader and run options the API functions expose as keywords."""
-    run = RunConfig(seed=seed, device=device, progress=progress)
+    """The trainer, loader and run options the API functions expose as keywords.
+
+    A keyword left ``None`` keeps the core's default (:class:`~genesel.training.TrainerConfig`,
+    :class:`~genesel.loader.LoaderConfig`, :class:`~genesel.run.RunConfig`).
+    """
+    run = RunConfig(seed=seed, **_given(device=device, progress=progress))
     configure_precision(run.device)
-    trainer = TrainerConfig(max_epochs=epochs, learning_rate=learning_rate, min_steps=min_steps)
-    return trainer, LoaderConfig(batch_size=batch_size), run
+    trainer = TrainerConfig(
+        min_steps=min_steps, **_given(max_epochs=epochs, learning_rate=learning_rate)
+    )
+    return trainer, LoaderConfig(**_given(batch_size=batch_size)), run
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The ``options`` that are not ``None``."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def uns_safe(value: Any) -> Any:
