@@ -132,11 +132,6 @@ def resuming(args: argparse.Namespace, work: Callable[[bool], T]) -> T:
         return work(False)
 
 
-#: TrainerConfig parameters whose flag is not the parameter's name: parameter -> the option's
-#: name (the flag is ``--`` and the name with dashes, see :func:`genesel.cli.main.parameter_flag`).
-TRAINER_FLAG_NAMES = {"max_epochs": "epochs", "learning_rate": "lr"}
-
-
 def trainer_config(
     args: argparse.Namespace, *, lr_decay: float | None = None, **overrides: Any
 ) -> TrainerConfig:
@@ -146,20 +141,15 @@ def trainer_config(
     """
     from genesel.training import TrainerConfig
 
-    try:
-        return TrainerConfig(
-            **given(max_epochs=args.epochs, learning_rate=args.lr),
-            lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
-            patience=args.patience,
-            max_steps_per_epoch=args.max_steps_per_epoch,
-            min_steps=getattr(args, "min_steps", None),
-            max_steps=getattr(args, "max_steps", None),
-            **overrides,
-        )
-    except ConfigError as error:  # name the flag the value came from
-        if error.parameter not in TRAINER_FLAG_NAMES:
-            raise
-        raise ConfigError(str(error), parameter=TRAINER_FLAG_NAMES[error.parameter]) from None
+    return TrainerConfig(
+        **given(max_epochs=args.epochs, learning_rate=args.lr),
+        lr_decay=args.lr_decay if args.lr_decay is not None else lr_decay,
+        patience=args.patience,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        min_steps=getattr(args, "min_steps", None),
+        max_steps=getattr(args, "max_steps", None),
+        **overrides,
+    )
 
 
 def run_config(args: argparse.Namespace, *, seed: int) -> RunConfig:

@@ -120,15 +120,23 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     )
 
 
+#: Library parameters whose flag is not their name with dashes.
+FLAG_OF_PARAMETER = {
+    "max_epochs": "--epochs",
+    "learning_rate": "--lr",
+    "mixed_precision": "--no-mixed-precision",
+}
+
+
 def parameter_flag(parameter: str) -> str:
-    """The command-line flag of a library parameter (``max_epochs`` -> ``--max-epochs``).
+    """The command-line flag of a library parameter (``block_rows`` -> ``--block-rows``).
 
     A selector's or decoder's own hyperparameter has no flag of its own: it is set with
-    ``--param name=value``; the parameters below are the ones with flags.
+    ``--param name=value`` (``parameter="param:name"``).
     """
     if parameter.startswith("param:"):
         return f"--param {parameter.removeprefix('param:')}=..."
-    return "--" + parameter.replace("_", "-")
+    return FLAG_OF_PARAMETER.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def _disk_full(error: BaseException) -> OSError | None:

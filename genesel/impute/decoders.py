@@ -1,10 +1,16 @@
-"""The names of the imputation decoders and the modules that register them (no torch import)."""
+"""The names of the imputation decoders, their modules and a model folder's files (no torch)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from typing import Any
+
+#: A model folder's description (decoder, parameters, genes, scaling), written last by a fit,
+#: so its presence marks the folder complete; and its weights.
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "model.pt"
+HISTORY_FILE = "history.tsv"
 
 #: Decoder name -> module that registers its class (one line per decoder; see docs/extending.md).
 DECODER_MODULES: dict[str, str] = {

@@ -22,6 +22,7 @@ import torch
 from genesel import __version__
 from genesel.errors import InputFileError
 from genesel.impute.base import get_decoder_class
+from genesel.impute.decoders import HISTORY_FILE, MODEL_FILE, WEIGHTS_FILE
 from genesel.impute.model import ImputationModel
 from genesel.io.atomic import atomic_output, removing_on_error, write_json
 
@@ -51,21 +52,21 @@ def save_model(model: ImputationModel, directory: str | os.PathLike[str]) -> Pat
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.json").unlink(missing_ok=True)
+    (directory / MODEL_FILE).unlink(missing_ok=True)
     with removing_on_error(
-        *(directory / name for name in ("model.pt", "history.tsv", "model.json"))
+        *(directory / name for name in (WEIGHTS_FILE, HISTORY_FILE, MODEL_FILE))
     ):
-        with atomic_output(directory / "model.pt") as tmp:
+        with atomic_output(directory / WEIGHTS_FILE) as tmp:
             torch.save(
                 {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()},
                 tmp,
             )
             weights_sha256 = file_sha256(tmp)
         if model.history is not None:
-            with atomic_output(directory / "history.tsv") as tmp:
+            with atomic_output(directory / HISTORY_FILE) as tmp:
                 model.history.to_csv(tmp, sep="\t", index=False)
         write_json(
-            directory / "model.json",
+            directory / MODEL_FILE,
             {
                 "format_version": MODEL_FORMAT_VERSION,
                 "genesel_version": __version__,
@@ -94,7 +95,7 @@ def save_model(model: ImputationModel, directory: str | os.PathLike[str]) -> Pat
 def load_model(directory: str | os.PathLike[str], *, mmap: bool = True) -> ImputationModel:
     """Load a model saved by :func:`save_model` (weights memory-mapped unless ``mmap=False``)."""
     directory = Path(directory)
-    meta_path, weights_path = directory / "model.json", directory / "model.pt"
+    meta_path, weights_path = directory / MODEL_FILE, directory / WEIGHTS_FILE
     if not meta_path.exists() or not weights_path.exists():
         raise InputFileError(
             directory,
@@ -150,8 +151,8 @@ def load_model(directory: str | os.PathLike[str], *, mmap: bool = True) -> Imput
             weights_path, f"cannot load the weights ({error})", "refit the model"
         ) from None
     history = (
-        pd.read_csv(directory / "history.tsv", sep="\t")
-        if (directory / "history.tsv").exists()
+        pd.read_csv(directory / HISTORY_FILE, sep="\t")
+        if (directory / HISTORY_FILE).exists()
         else None
     )
     return ImputationModel(

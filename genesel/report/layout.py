@@ -22,6 +22,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from genesel.impute.decoders import MODEL_FILE
+
 #: The simulated compendium the demo preprocesses.
 COMPENDIUM = "data/compendium.h5ad"
 #: The preprocessed store.
@@ -38,7 +40,7 @@ IMPUTER_DIR = "imputers/{method}/k{n_genes}/seed{seed}/{decoder}"
 METRICS_ROOT = "metrics"
 METRICS_DIR = METRICS_ROOT + "/{method}/k{n_genes}/seed{seed}/{decoder}"
 #: The file ``genesel impute fit`` writes last into a model folder (its presence marks it complete).
-IMPUTER_FILE = "model.json"
+IMPUTER_FILE = MODEL_FILE
 #: The table ``genesel curve`` writes beside the linear decoder's metrics it lists.
 LINEAR_TABLE = "metrics/linear_runs.tsv"
 #: What a batched selection job writes last: the panel.tsv files of its method, one a line.
