@@ -55,7 +55,18 @@ def gpl96_gene_store(tmp_path_factory):
         yield store
 
 
-@pytest.mark.parametrize("method", list(FAST_PARAMS))
+#: Over 15 s each on 2 cores (LassoNet's D x D skip layer at D = 10,463; QR's SVD): run by
+#: `make test-slow` and CI, not by `make test`.
+SLOW_METHODS = ("lassonet", "qr")
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(method, marks=pytest.mark.slow) if method in SLOW_METHODS else method
+        for method in FAST_PARAMS
+    ],
+)
 def test_every_method_writes_k_distinct_valid_genes(gpl96_gene_store, method, tmp_path):
     store = gpl96_gene_store
     assert store.n_vars == 10_463
