@@ -342,7 +342,8 @@ def summary_metrics(
     ``mse_imputed_original``/``mae_imputed_original`` (store units), ``mse``/``mae`` and
     their ``_original`` forms over all genes (panel genes count as zero error),
     ``mse_mean_predictor`` (imputed-gene MSE of predicting each gene's train mean),
-    ``pearson_r_mean``/``pearson_r_median`` over the imputed genes, and sizes.
+    ``pearson_r_mean``/``pearson_r_median`` over the imputed genes, and sizes: ``n_samples``,
+    ``n_vars`` (genes scored), ``n_genes`` (panel genes among them), ``n_imputed``.
     """
     measured = per_gene["measured"].to_numpy(bool)
     imputed = per_gene[~measured]
@@ -350,8 +351,8 @@ def summary_metrics(
         "split": split,
         "decoder": decoder,
         "n_samples": int(per_sample.size),
-        "n_genes": int(len(per_gene)),
-        "n_panel": int(measured.sum()),
+        "n_vars": int(len(per_gene)),
+        "n_genes": int(measured.sum()),
         "n_imputed": int((~measured).sum()),
         HEADLINE_METRIC: float(imputed["mse"].mean()),
         "mse_imputed_ci": bootstrap_interval(per_sample, seed=seed),

@@ -61,7 +61,8 @@ def test_metrics_equal_direct_numpy(planted_store, decoder):
     assert (
         m["n_samples"] == raw.shape[0]
         and m["n_imputed"] == other.size
-        and m["n_panel"] == drivers.size
+        and m["n_genes"] == drivers.size
+        and m["n_vars"] == raw.shape[1]
     )
     assert m["mse"] == pytest.approx(mse.mean(), rel=1e-5)
     assert m["mse_imputed"] == pytest.approx(mse[other].mean(), rel=1e-5)

@@ -165,7 +165,8 @@ def _row(keys: dict, metrics: dict, standardize: str, *, source: float) -> dict:
         "mse_imputed_high": high,
         "mse_imputed_source": source,
         "mse_mean_predictor": metrics["mse_mean_predictor"],
-        "n_matched": record.get("n_matched", metrics["n_genes"]),
+        # genes scored; metrics written before n_vars existed called them n_genes
+        "n_matched": record.get("n_matched", metrics.get("n_vars", metrics.get("n_genes"))),
         "n_missing_targets": record.get("n_missing_targets", 0),
         "matched_by": record.get("matched_by", "gene_id"),
         "standardize": standardize,
