@@ -59,6 +59,9 @@ class PanelSelector(ABC):
     checkpoint_files: ClassVar[tuple[str, ...]] = ()
     #: Whether the method honours per-gene costs and a budget (``GeneConstraints.costs``/``budget``).
     supports_costs: ClassVar[bool] = True
+    #: Whether the method reads the store's gene-by-gene moments (``moments`` parameter; the
+    #: workflow then gives it the shared moments file).
+    uses_moments: ClassVar[bool] = False
 
     def __init__(self, *, n_genes: int, seed: int = 0) -> None:
         self.n_genes = int(n_genes)

@@ -177,6 +177,7 @@ class GreedySelector(PanelSelector):
     """
 
     method: ClassVar[str] = "greedy"
+    uses_moments: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -84,6 +84,7 @@ class QRSelector(PanelSelector):
     """
 
     method: ClassVar[str] = "qr"
+    uses_moments: ClassVar[bool] = True  # completes a short panel greedily
 
     def __init__(
         self,

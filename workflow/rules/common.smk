@@ -294,8 +294,8 @@ def linear_options(wildcards):
 # -- options of the package's commands -------------------------------------------
 
 
-#: Baseline methods that compute from the store's moments (greedy; qr completes its panel greedily).
-MOMENTS_METHODS = ("greedy", "qr")
+#: Methods that compute from the store's moments (a selector's ``uses_moments``).
+MOMENTS_METHODS = tuple(m for m in available_methods() if get_selector_class(m).uses_moments)
 
 
 def select_moments(wildcards):
