@@ -109,7 +109,8 @@ def test_gpl96_fit_then_apply_to_other_arrays(gpl96_store, tmp_path):
 
     # the imputation is informative on real arrays: better than the train mean, genes correlate
     metrics = evaluate_model(store, model, split="test", progress=False).metrics
-    assert metrics["n_genes"] == 10_463 and metrics["n_imputed"] == 10_463 - N_PANEL
+    assert metrics["n_vars"] == 10_463 and metrics["n_genes"] == N_PANEL
+    assert metrics["n_imputed"] == 10_463 - N_PANEL
     assert metrics["mse_imputed"] < 0.6
     assert metrics["pearson_r_median"] > 0.7
     error = imputed.X - values
