@@ -180,3 +180,9 @@ def test_shipped_configs_give_options_the_command_line_accepts(config, planted_s
             if field in values:
                 expected = values[field]
                 assert (list(expected) if isinstance(expected, tuple) else expected) == value
+
+
+def test_a_null_decoder_parameter_reaches_the_decoder_as_none() -> None:
+    # knn's max_reference: null means every train sample, not the default subsample
+    flags = decoder_flags({"n_neighbors": 5, "max_reference": None, "epochs": None})
+    assert flags == ["--param", "n_neighbors=5", "--param", "max_reference=null"]

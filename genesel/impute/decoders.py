@@ -42,15 +42,16 @@ def available_decoders() -> tuple[str, ...]:
 def decoder_flags(settings: Mapping[str, Any] | None) -> list[str]:
     """``genesel impute fit`` options from a workflow ``decoders.<name>`` entry.
 
-    Trainer and loader keys (:data:`TRAINING_FLAGS`) become their flags; every other key is
-    a decoder parameter, passed as ``--param name=<JSON value>``.
+    Trainer and loader keys (:data:`TRAINING_FLAGS`) become their flags (``null``: the
+    trainer's default); every other key is a decoder parameter, passed as
+    ``--param name=<JSON value>``, ``null`` included (``max_reference: null`` means all
+    samples, not the default).
     """
     options: list[str] = []
     for name, value in (settings or {}).items():
-        if value is None:
-            continue
         if name in TRAINING_FLAGS:
-            options += [TRAINING_FLAGS[name], str(value)]
+            if value is not None:
+                options += [TRAINING_FLAGS[name], str(value)]
         else:
             options += ["--param", f"{name}={json.dumps(value)}"]
     return options
