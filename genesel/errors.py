@@ -4,6 +4,52 @@ from __future__ import annotations
 
 from os import PathLike
 
+#: Library parameters whose command-line flag is not their name with dashes.
+FLAG_OF_PARAMETER = {
+    "max_epochs": "--epochs",
+    "learning_rate": "--lr",
+    "mixed_precision": "--no-mixed-precision",
+}
+#: Method and decoder hyperparameters named in hints (set with ``--param`` on the command line).
+HYPERPARAMETERS = frozenset(
+    {"selector_lr", "converge_extension", "min_steps", "ridge", "hidden", "max_reference"}
+)
+_command_line = False
+
+
+def use_command_line_names(enabled: bool = True) -> None:
+    """Make :func:`option_name` render flags (``--epochs``): the ``genesel`` command calls this."""
+    global _command_line
+    _command_line = enabled
+
+
+def parameter_flag(parameter: str) -> str:
+    """The command-line flag of a library parameter (``block_rows`` -> ``--block-rows``).
+
+    A selector's or decoder's own hyperparameter has no flag of its own: it is set with
+    ``--param name=value`` (``parameter="param:name"``).
+    """
+    if parameter.startswith("param:"):
+        return f"--param {parameter.removeprefix('param:')}=..."
+    return FLAG_OF_PARAMETER.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def option_name(parameter: str, value: object = None) -> str:
+    """How a hint names an option: ``max_epochs`` in Python, ``--epochs`` on the command line.
+
+    With ``value``, the setting: ``log2='no'`` in Python, ``--log2 no`` on the command line
+    (``--param ridge=0.001`` for a method's or decoder's hyperparameter).
+    """
+    if not _command_line:
+        return parameter if value is None else f"{parameter}={value!r}"
+    if parameter in HYPERPARAMETERS or parameter.startswith("param:"):
+        name = parameter.removeprefix("param:")
+        return f"--param {name}" if value is None else f"--param {name}={value}"
+    flag = parameter_flag(parameter)
+    if value is None or value is True:
+        return flag
+    return f"{flag} {value}"
+
 
 class GeneselError(Exception):
     """Base class of every error genesel raises on purpose."""

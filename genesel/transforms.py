@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genesel.errors import InputFileError
+from genesel.errors import InputFileError, option_name
 
 logger = logging.getLogger(__name__)
 
@@ -243,13 +243,15 @@ def decide_log2(
     low, high = float(sample.min()), float(sample.max())
     if low < 0:
         raise InputFileError(
-            path, f"has negative values (min {low:g}): cannot take log2", "use log2='no'"
+            path,
+            f"has negative values (min {low:g}): cannot take log2",
+            f"use {option_name('log2', 'no')}",
         )
     if high < LOGGED_MAX and not force_log:
         raise InputFileError(
             path,
             f"looks log-scale already (max {high:g} < {LOGGED_MAX:g}): refusing to log it again",
-            "use log2='no', or force_log=True if the data really is linear",
+            f"use {option_name('log2', 'no')}, or {option_name('force_log', True)} if the data really is linear",
         )
     return Log2Decision(apply=True)
 

@@ -50,3 +50,50 @@ def test_a_bad_training_option_names_its_flag(planted_store, tmp_path, caplog):
         caplog.clear()
         assert main([*common, flag, value, "--out", str(tmp_path / "out")]) == 1
         assert f"(command line: {flag})" in caplog.text
+
+
+def test_hints_name_parameters_in_python_and_flags_on_the_command_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from genesel.errors import option_name, use_command_line_names
+
+    assert option_name("max_epochs") == "max_epochs"
+    assert option_name("log2", "no") == "log2='no'"
+    try:
+        use_command_line_names()
+        assert option_name("max_epochs") == "--epochs"
+        assert option_name("log2", "no") == "--log2 no"
+        assert option_name("force_log", True) == "--force-log"
+        assert option_name("ridge", 0.001) == "--param ridge=0.001"
+    finally:
+        use_command_line_names(False)
+    # a real command: already-logged data refused, the hint names the flags
+    import anndata
+
+    values = np.random.default_rng(0).uniform(2, 10, size=(30, 8)).astype(np.float32)
+    anndata.AnnData(
+        values,
+        obs=pd.DataFrame(index=[f"s{i}" for i in range(30)]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(8)]),
+    ).write_h5ad(tmp_path / "logged.h5ad")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genesel.cli.main",
+            "preprocess",
+            str(tmp_path / "logged.h5ad"),
+            "--out",
+            str(tmp_path / "store.h5ad"),
+            "--log2",
+            "yes",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "--log2 no" in result.stderr and "--force-log" in result.stderr, result.stderr

@@ -82,9 +82,7 @@ def test_transfer_equals_reordering_by_hand(compendia, standardize, caplog):
         0 < n_missing < N_GENES - PANEL_SIZE
     )  # another seed draws other target genes: some are missing
     assert evaluation.metrics["mse_imputed"] == pytest.approx(expected, rel=1e-6)
-    assert (
-        evaluation.metrics["n_vars"] == n_shared and evaluation.metrics["n_genes"] == PANEL_SIZE
-    )
+    assert evaluation.metrics["n_vars"] == n_shared and evaluation.metrics["n_genes"] == PANEL_SIZE
     record = evaluation.metrics["transfer"]
     assert (
         record["matched_by"] == "gene_id"

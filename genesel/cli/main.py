@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import cast
 
 from genesel import __version__
-from genesel.errors import ConfigError, GeneselError
+from genesel.errors import ConfigError, GeneselError, parameter_flag, use_command_line_names
 from genesel.io.atomic import DISK_FULL_ERRNOS
 from genesel.usage import usage_line
 
@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(verbose=args.verbose, quiet=args.quiet)
+    use_command_line_names()  # hints built from here on name flags, not Python parameters
     args.progress = not args.quiet
     started = time.perf_counter()
     try:
@@ -118,25 +119,6 @@ def describe_error(error: BaseException, command: str | None = None) -> str:
     return (
         f"{where} failed: {type(error).__name__}: {message} (rerun with --debug for the traceback)"
     )
-
-
-#: Library parameters whose flag is not their name with dashes.
-FLAG_OF_PARAMETER = {
-    "max_epochs": "--epochs",
-    "learning_rate": "--lr",
-    "mixed_precision": "--no-mixed-precision",
-}
-
-
-def parameter_flag(parameter: str) -> str:
-    """The command-line flag of a library parameter (``block_rows`` -> ``--block-rows``).
-
-    A selector's or decoder's own hyperparameter has no flag of its own: it is set with
-    ``--param name=value`` (``parameter="param:name"``).
-    """
-    if parameter.startswith("param:"):
-        return f"--param {parameter.removeprefix('param:')}=..."
-    return FLAG_OF_PARAMETER.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def _disk_full(error: BaseException) -> OSError | None:

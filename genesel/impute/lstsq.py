@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from genesel.errors import ConfigError
+from genesel.errors import ConfigError, option_name
 from genesel.impute.ridge import AUTO, PanelStatistics, RidgeChoice, RidgeProblem, parse_ridge
 
 logger = logging.getLogger(__name__)
@@ -148,8 +148,9 @@ def solve_normal_equations(
         )
         logger.warning(
             "the panel genes are linearly dependent on the training rows%s; used the minimum-norm "
-            "least-squares solution (a small ridge, e.g. ridge=1e-3, makes the fit unique)",
+            "least-squares solution (a small ridge, e.g. %s, makes the fit unique)",
             f" (constant panel columns at positions {weak.tolist()[:10]})" if weak.size else "",
+            option_name("ridge", 0.001),
         )
     intercept = (column_sum - coef.T @ panel_sum) / n_samples
     return LinearSolution(

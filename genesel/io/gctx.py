@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from genesel.errors import InputFileError
+from genesel.errors import InputFileError, option_name
 from genesel.io.atomic import atomic_output
 from genesel.io.gene_maps import detect_feature_kind, l1000_landmarks
 from genesel.io.source import MatrixSource, Orientation, TransposedRows
@@ -191,7 +191,7 @@ def _stored_orientation(
         raise InputFileError(
             path,
             "as many samples as features: cannot tell how the matrix is stored",
-            "pass orientation='samples-by-genes' (cmapPy's layout) or 'genes-by-samples'",
+            f"pass {option_name('orientation', 'samples-by-genes')} (cmapPy's layout) or 'genes-by-samples'",
         )
     return matching[0]  # type: ignore[return-value]
 

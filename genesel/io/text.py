@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genesel.errors import InputFileError
+from genesel.errors import InputFileError, option_name
 from genesel.io.gene_maps import count_known_ids, detect_feature_kind
 from genesel.io.source import ORIENTATIONS, MatrixSource, Orientation, check_unique
 
@@ -98,7 +98,7 @@ def guess_orientation(
                 path,
                 f"orientation {orientation!r} contradicts the ids: {row_known:.0%} of the row ids and "
                 f"{column_known:.0%} of the column ids are known genes/probes",
-                f"pass orientation={evidence!r}",
+                f"pass {option_name('orientation', evidence)}",
             )
         return orientation
     if evidence is None:
@@ -112,7 +112,7 @@ def guess_orientation(
         raise InputFileError(
             path,
             problem,
-            "pass orientation='samples-by-genes' or 'genes-by-samples' (--orientation)",
+            f"pass {option_name('orientation', 'samples-by-genes')} or 'genes-by-samples'",
         )
     logger.info("%s: guessed orientation %s", path, evidence)
     return evidence  # type: ignore[return-value]

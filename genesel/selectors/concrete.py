@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from genesel.errors import ConfigError
+from genesel.errors import ConfigError, option_name
 from genesel.loader import LoaderConfig, MinibatchLoader
 from genesel.panel import PanelResult
 from genesel.selectors.base import register_selector, warn_unconverged
@@ -230,8 +230,9 @@ class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
                 self.method,
                 extra,
                 fix=(
-                    "train longer (max_epochs, or min_steps / selector_lr for more or faster steps; "
-                    "converge_extension to go on at the final temperature)"
+                    f"train longer ({option_name('max_epochs')}, or {option_name('min_steps')} / "
+                    f"{option_name('selector_lr')} for more or faster steps; "
+                    f"{option_name('converge_extension')} to go on at the final temperature)"
                 ),
             )
         return PanelResult(

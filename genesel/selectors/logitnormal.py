@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from genesel.decoders import build_decoder
-from genesel.errors import ConfigError
+from genesel.errors import ConfigError, option_name
 from genesel.panel import PanelResult
 from genesel.selectors.base import register_selector, warn_unconverged
 from genesel.selectors.logitnormal_mask import LogitNormalAutoencoder, LogitNormalMask
@@ -268,7 +268,7 @@ class LogitNormalSelector(TrainedSelector[LogitNormalAutoencoder]):
             warn_unconverged(
                 self.method,
                 {"steps": steps},
-                fix=f"the mask ended with {n_open} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer (max_epochs / min_steps)",
+                fix=f"the mask ended with {n_open} genes open instead of {wanted} (+-{OPEN_TOLERANCE:.0%}); train longer ({option_name('max_epochs')} / {option_name('min_steps')})",
             )
         return decided
 
