@@ -17,10 +17,14 @@ HYPERPARAMETERS = frozenset(
 _command_line = False
 
 
-def use_command_line_names(enabled: bool = True) -> None:
-    """Make :func:`option_name` render flags (``--epochs``): the ``genesel`` command calls this."""
+def use_command_line_names(enabled: bool = True) -> bool:
+    """Make :func:`option_name` render flags (``--epochs``); return the previous setting.
+
+    The ``genesel`` command switches it on for the length of a command.
+    """
     global _command_line
-    _command_line = enabled
+    previous, _command_line = _command_line, enabled
+    return previous
 
 
 def parameter_flag(parameter: str) -> str:

@@ -61,16 +61,17 @@ def test_hints_name_parameters_in_python_and_flags_on_the_command_line(tmp_path)
 
     from genesel.errors import option_name, use_command_line_names
 
-    assert option_name("max_epochs") == "max_epochs"
-    assert option_name("log2", "no") == "log2='no'"
+    before = use_command_line_names(False)
     try:
-        use_command_line_names()
+        assert option_name("max_epochs") == "max_epochs"
+        assert option_name("log2", "no") == "log2='no'"
+        use_command_line_names(True)
         assert option_name("max_epochs") == "--epochs"
         assert option_name("log2", "no") == "--log2 no"
         assert option_name("force_log", True) == "--force-log"
         assert option_name("ridge", 0.001) == "--param ridge=0.001"
     finally:
-        use_command_line_names(False)
+        use_command_line_names(before)
     # a real command: already-logged data refused, the hint names the flags
     import anndata
 
@@ -97,3 +98,11 @@ def test_hints_name_parameters_in_python_and_flags_on_the_command_line(tmp_path)
     )
     assert result.returncode == 1
     assert "--log2 no" in result.stderr and "--force-log" in result.stderr, result.stderr
+
+
+def test_the_command_line_restores_python_names_after_a_command(tmp_path) -> None:
+    from genesel.cli.main import main
+    from genesel.errors import option_name
+
+    assert main(["report", "--results", str(tmp_path / "missing")]) == 1  # a failing command
+    assert option_name("max_epochs") == "max_epochs"

@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(verbose=args.verbose, quiet=args.quiet)
-    use_command_line_names()  # hints built from here on name flags, not Python parameters
+    # hints built during the command name flags, not Python parameters (restored after, for
+    # in-process callers such as the tests)
+    names_before = use_command_line_names(True)
     args.progress = not args.quiet
     started = time.perf_counter()
     try:
@@ -92,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", describe_error(error, args.command))
         return 1
     finally:
+        use_command_line_names(names_before)
         # the report reads this line from each workflow job's log (genesel.usage)
         logger.info("%s", usage_line(time.perf_counter() - started))
 
