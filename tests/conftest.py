@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 
 def planted_matrix(
-    n_obs: int, n_genes: int, n_drivers: int, *, seed: int = 0, noise: float = 0.05
+    n_obs: int, n_vars: int, n_drivers: int, *, seed: int = 0, noise: float = 0.05
 ) -> tuple[np.ndarray, np.ndarray]:
     """Samples x genes where every gene is a (partly nonlinear) function of a few driver genes.
 
@@ -26,10 +26,10 @@ def planted_matrix(
     selector with ``n_genes = n_drivers`` should find.
     """
     rng = np.random.default_rng(seed)
-    drivers = np.sort(rng.choice(n_genes, size=n_drivers, replace=False))
+    drivers = np.sort(rng.choice(n_vars, size=n_drivers, replace=False))
     latent = rng.normal(size=(n_obs, n_drivers))
-    loadings = rng.normal(size=(n_drivers, n_genes)) / np.sqrt(n_drivers)
-    X = latent @ loadings + 0.5 * np.tanh(latent @ rng.normal(size=(n_drivers, n_genes)))
+    loadings = rng.normal(size=(n_drivers, n_vars)) / np.sqrt(n_drivers)
+    X = latent @ loadings + 0.5 * np.tanh(latent @ rng.normal(size=(n_drivers, n_vars)))
     X += noise * rng.normal(size=X.shape)
     X[:, drivers] = latent
     return (X * 1.5 + 7.0).astype(np.float32), drivers
@@ -45,7 +45,7 @@ def write_store(
     uns: dict | None = None,
 ) -> Path:
     """Write ``X`` as a genesel store with a seeded split and simple gene annotation."""
-    n_obs, n_genes = X.shape
+    n_obs, n_vars = X.shape
     rng = np.random.default_rng(seed)
     splits = rng.choice(np.array(SPLITS), size=n_obs, p=list(fractions))
     for name in SPLITS:  # never leave a split empty in fixtures
@@ -53,10 +53,10 @@ def write_store(
             splits[SPLITS.index(name)] = name
     var = pd.DataFrame(
         {
-            "symbol": [f"GENE{j}" for j in range(n_genes)],
-            "landmark": np.arange(n_genes) < int(landmark_fraction * n_genes),
+            "symbol": [f"GENE{j}" for j in range(n_vars)],
+            "landmark": np.arange(n_vars) < int(landmark_fraction * n_vars),
         },
-        index=pd.Index([f"ENSG{j:011d}" for j in range(n_genes)], name="gene_id"),
+        index=pd.Index([f"ENSG{j:011d}" for j in range(n_vars)], name="gene_id"),
     )
     sizes = {name: int((splits == name).sum()) for name in SPLITS}
     with StoreWriter(path, var=var, split_sizes=sizes) as writer:
