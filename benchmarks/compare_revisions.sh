@@ -5,7 +5,8 @@
 #
 # Usage: benchmarks/compare_revisions.sh OLD_REV NEW_REV STORE PANEL_ROOT WORKDIR
 #   PANEL_ROOT holds <method>/k<K>/seed<S>/panel.tsv (as benchmarks/linear_curve_scale.py writes)
-# Each revision runs from its own git worktree with this checkout's .venv, one BLAS thread.
+# Each revision runs from its own git worktree (removed at the end) with this checkout's .venv,
+# one BLAS thread.
 set -euo pipefail
 old=$1 new=$2 store=$3 panels=$4 work=$5
 repo=$(git rev-parse --show-toplevel)
@@ -30,6 +31,7 @@ for rev in "$old" "$new"; do
   done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+for rev in "$old" "$new"; do git -C "$repo" worktree remove --force "$work/tree-$rev"; done
 "$python" - "$work/$old/metrics" "$work/$new/metrics" <<'EOF'
 import json, sys
 from pathlib import Path
