@@ -129,6 +129,10 @@ class PanelSelector(ABC):
                 parameter="n_genes",
             )
 
+    def run_config(self, run: RunConfig | None) -> RunConfig:
+        """The given run, or the default one seeded with this selector's seed."""
+        return run or RunConfig(seed=self.seed)
+
     def training_configs(
         self,
         trainer: TrainerConfig | None,
@@ -139,7 +143,7 @@ class PanelSelector(ABC):
         return (
             trainer or TrainerConfig(),
             loader or LoaderConfig(),
-            run or RunConfig(seed=self.seed),
+            self.run_config(run),
         )
 
     def hyperparameters(self) -> dict[str, Any]:

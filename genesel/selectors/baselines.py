@@ -150,7 +150,7 @@ class RandomSelector(PanelSelector):
     ) -> PanelResult:
         """Draw ``n_genes`` distinct genes."""
         self.check_panel_size(store)
-        seed = (run or RunConfig(seed=self.seed)).seed
+        seed = self.run_config(run).seed
         priority = np.random.default_rng(seed).random(store.n_vars)
         genes, scores = _completed(self, priority)
         return baseline_result(
@@ -235,7 +235,7 @@ class HighlyVariableSelector(PanelSelector):
         import scanpy as sc
 
         self.check_panel_size(store)
-        seed = (run or RunConfig(seed=self.seed)).seed
+        seed = self.run_config(run).seed
         rows = self.train_rows(store, seed=seed)
         block = (loader or LoaderConfig()).block_rows
         values = np.empty((rows.size, store.n_vars), dtype=np.float32)

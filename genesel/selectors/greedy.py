@@ -219,7 +219,7 @@ class GreedySelector(PanelSelector):
     ) -> PanelResult:
         """Run the greedy path to ``n_genes`` genes."""
         self.check_panel_size(store)
-        progress = (run or RunConfig(seed=self.seed)).progress
+        progress = self.run_config(run).progress
         fixed = self.constraints
         with store_moments(
             store,

@@ -140,7 +140,7 @@ class QRSelector(PanelSelector):
     ) -> PanelResult:
         """Return the Q-DEIM pivots of the leading directions, completed greedily beyond them."""
         self.check_panel_size(store)
-        run = run or RunConfig(seed=self.seed)
+        run = self.run_config(run)
         rows = store.require_split("train")
         max_rank = min(rows.size - 1, store.n_vars)
         if max_rank < 1:
