@@ -89,9 +89,9 @@ def plot_panel_curve(
     for method, curve in subset[~subset["method"].isin([LANDMARK_METHOD, RANDOM_METHOD])].groupby(
         "method", sort=True
     ):
-        _line(ax, curve.sort_values("n_genes"), method)
+        curve_line(ax, curve.sort_values("n_genes"), method)
     if len(random) and random["band_low"].isna().all():
-        _line(ax, random, RANDOM_METHOD)
+        curve_line(ax, random, RANDOM_METHOD)
     reference = subset[subset["method"] == LANDMARK_METHOD]
     if len(reference):
         row = reference.sort_values("n_genes").iloc[-1]
@@ -130,7 +130,8 @@ def plot_panel_curve(
     return ax
 
 
-def _line(ax: Axes, curve: pd.DataFrame, method: str) -> None:
+def curve_line(ax: Axes, curve: pd.DataFrame, method: str) -> None:
+    """Draw one method's curve (``n_genes`` against ``mean``, ``low``-``high`` error bars)."""
     yerr = np.vstack([curve["mean"] - curve["low"], curve["high"] - curve["mean"]]).clip(min=0)
     ax.errorbar(
         curve["n_genes"],

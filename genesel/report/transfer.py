@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from genesel.errors import InputFileError
 from genesel.evaluate import DEFAULT_STANDARDIZE, HEADLINE_METRIC, evaluate_model
 from genesel.impute import fit_imputer
-from genesel.report.figures import figure_png, method_color
+from genesel.report.figures import curve_line, figure_png
 from genesel.report.html import ReportSection
 from genesel.report.layout import PANEL_PATTERN
 from genesel.store import Store
@@ -199,18 +199,7 @@ def transfer_section(table: pd.DataFrame, *, name: str | None = None) -> ReportS
     figure = Figure(figsize=(7.5, 4.4), layout="constrained")
     ax = figure.subplots()
     for method, line in curve.groupby("method"):
-        line = line.sort_values("n_genes")
-        yerr = np.vstack([line["mean"] - line["low"], line["high"] - line["mean"]]).clip(min=0)
-        ax.errorbar(
-            line["n_genes"],
-            line["mean"],
-            yerr=yerr,
-            label=method,
-            color=method_color(method),
-            marker="o",
-            markersize=4,
-            capsize=3,
-        )
+        curve_line(ax, line.sort_values("n_genes"), str(method))
     if len(own):
         reference = own.iloc[0]
         ax.axhline(reference["mse_imputed"], color="black", linestyle="--", linewidth=1)
