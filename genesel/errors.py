@@ -10,10 +10,6 @@ FLAG_OF_PARAMETER = {
     "learning_rate": "--lr",
     "mixed_precision": "--no-mixed-precision",
 }
-#: Method and decoder hyperparameters named in hints (set with ``--param`` on the command line).
-HYPERPARAMETERS = frozenset(
-    {"selector_lr", "converge_extension", "min_steps", "ridge", "hidden", "max_reference"}
-)
 _command_line = False
 
 
@@ -41,13 +37,14 @@ def parameter_flag(parameter: str) -> str:
 def option_name(parameter: str, value: object = None) -> str:
     """How a hint names an option: ``max_epochs`` in Python, ``--epochs`` on the command line.
 
-    With ``value``, the setting: ``log2='no'`` in Python, ``--log2 no`` on the command line
-    (``--param ridge=0.001`` for a method's or decoder's hyperparameter).
+    With ``value``, the setting: ``log2='no'`` in Python, ``--log2 no`` on the command line.
+    A method's or decoder's own hyperparameter is named ``"param:name"``, as in
+    :class:`ConfigError`: ``name`` in Python, ``--param name=value`` on the command line.
     """
+    name = parameter.removeprefix("param:")
     if not _command_line:
-        return parameter if value is None else f"{parameter}={value!r}"
-    if parameter in HYPERPARAMETERS or parameter.startswith("param:"):
-        name = parameter.removeprefix("param:")
+        return name if value is None else f"{name}={value!r}"
+    if parameter.startswith("param:"):
         return f"--param {name}" if value is None else f"--param {name}={value}"
     flag = parameter_flag(parameter)
     if value is None or value is True:

@@ -65,11 +65,15 @@ def test_hints_name_parameters_in_python_and_flags_on_the_command_line(tmp_path)
     try:
         assert option_name("max_epochs") == "max_epochs"
         assert option_name("log2", "no") == "log2='no'"
+        assert option_name("param:ridge", 0.001) == "ridge=0.001"
         use_command_line_names(True)
         assert option_name("max_epochs") == "--epochs"
         assert option_name("log2", "no") == "--log2 no"
         assert option_name("force_log", True) == "--force-log"
-        assert option_name("ridge", 0.001) == "--param ridge=0.001"
+        assert option_name("param:ridge", 0.001) == "--param ridge=0.001"
+        # trainer options have flags of their own, even where a method sets their default
+        assert option_name("min_steps") == "--min-steps"
+        assert option_name("converge_extension") == "--converge-extension"
     finally:
         use_command_line_names(before)
     # a real command: already-logged data refused, the hint names the flags

@@ -150,7 +150,7 @@ def solve_normal_equations(
             "the panel genes are linearly dependent on the training rows%s; used the minimum-norm "
             "least-squares solution (a small ridge, e.g. %s, makes the fit unique)",
             f" (constant panel columns at positions {weak.tolist()[:10]})" if weak.size else "",
-            option_name("ridge", 0.001),
+            option_name("param:ridge", 0.001),
         )
     intercept = (column_sum - coef.T @ panel_sum) / n_samples
     return LinearSolution(

@@ -231,7 +231,7 @@ class ConcreteSelector(TrainedSelector[ConcreteAutoencoder]):
                 extra,
                 fix=(
                     f"train longer ({option_name('max_epochs')}, or {option_name('min_steps')} / "
-                    f"{option_name('selector_lr')} for more or faster steps; "
+                    f"{option_name('param:selector_lr')} for more or faster steps; "
                     f"{option_name('converge_extension')} to go on at the final temperature)"
                 ),
             )
